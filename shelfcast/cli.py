@@ -1,0 +1,184 @@
+"""The ``shelfcast`` command line."""
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from datetime import date
+from pathlib import Path
+
+from contracts.errors import ContractError
+from shelfcast.errors import ShelfcastError
+from shelfcast.settings import Settings, load_settings
+
+__all__ = ["main"]
+
+log = logging.getLogger("shelfcast")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(data_dir=args.data_dir, bootstrap_servers=args.bootstrap)
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handle(signum: int, _frame: object) -> None:
+        log.info(
+            "received %s: finishing the batch in flight, then stopping", signal.Signals(signum).name
+        )
+        stop.set()
+
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)
+    return stop
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from shelfcast.embedded import start_broker
+    from shelfcast.kafka import ensure_topics
+
+    settings = _settings(args)
+    if settings.embedded_broker:
+        proc = start_broker(settings)
+        print(f"broker (tansu, in-memory) pid {proc.pid} on {settings.bootstrap_servers}")
+    ensure_topics(settings)
+    print(
+        f"topics ready: {settings.topic_pos_sales}, {settings.topic_dlq}, "
+        f"{settings.topic_forecasts}"
+    )
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from shelfcast.embedded import stop_all
+
+    stopped = stop_all(_settings(args))
+    for proc in stopped:
+        print(f"stopped {proc.name} (pid {proc.pid})")
+    if not stopped:
+        print("nothing was running")
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from streaming.query import run_ingest
+
+    run_ingest(_settings(args), _stop_on_signals())
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from shelfcast.kafka import producer_config
+    from shelfcast.pos.send import send_events
+    from shelfcast.pos.simulate import SimulationSpec, simulate_events
+
+    settings = _settings(args)
+    spec = SimulationSpec(
+        stores=args.stores, items=args.items, start=args.start, days=args.days, seed=args.seed
+    )
+    send_events(
+        producer_config(settings), settings.topic_pos_sales, simulate_events(spec), rate=args.rate
+    )
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from shelfcast.kafka import producer_config
+    from shelfcast.pos.replay import read_daily_csv, replay_events
+    from shelfcast.pos.send import send_events
+
+    settings = _settings(args)
+    frame = read_daily_csv(args.file, args.start, args.until)
+    print(f"replaying {len(frame):,} daily rows from {args.file}", file=sys.stderr)
+    send_events(
+        producer_config(settings),
+        settings.topic_pos_sales,
+        replay_events(frame, args.events_per_day),
+        rate=args.rate,
+    )
+    return 0
+
+
+def _common(parser: argparse.ArgumentParser, kafka: bool = True) -> None:
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="state folder (default ./.shelfcast or SHELFCAST_DATA_DIR)",
+    )
+    if kafka:
+        parser.add_argument(
+            "--bootstrap",
+            default=None,
+            metavar="HOST:PORT",
+            help="Kafka address (default SHELFCAST_BOOTSTRAP_SERVERS)",
+        )
+    else:
+        parser.set_defaults(bootstrap=None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="shelfcast", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    commands: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
+        "up": (cmd_up, "start the embedded stack in the background"),
+        "down": (cmd_down, "stop what 'up' started"),
+        "ingest": (cmd_ingest, "run the ingest query in the foreground"),
+        "simulate": (cmd_simulate, "send synthetic POS events"),
+        "replay": (cmd_replay, "send a daily sales CSV as POS events"),
+    }
+    parsers = {}
+    for name, (func, text) in commands.items():
+        parsers[name] = p = sub.add_parser(name, help=text, description=text)
+        p.set_defaults(func=func)
+        _common(p, kafka=name != "down")
+    sim = parsers["simulate"]
+    sim.add_argument("--stores", type=int, default=5)
+    sim.add_argument("--items", type=int, default=20)
+    sim.add_argument(
+        "--start",
+        type=date.fromisoformat,
+        default=date(2024, 1, 1),
+        help="first sale day (YYYY-MM-DD)",
+    )
+    sim.add_argument("--days", type=int, default=28)
+    sim.add_argument("--seed", type=int, default=7)
+    sim.add_argument("--rate", type=float, default=None, help="events/s (default: max)")
+    rep = parsers["replay"]
+    rep.add_argument("file", type=Path)
+    rep.add_argument("--from", dest="start", type=date.fromisoformat, default=None)
+    rep.add_argument("--until", type=date.fromisoformat, default=None)
+    rep.add_argument("--events-per-day", type=int, default=4)
+    rep.add_argument("--rate", type=float, default=None, help="events/s (default: max)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    try:
+        code: int = args.func(args)
+    except (ShelfcastError, ContractError) as exc:
+        print(f"shelfcast: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        from retrain.errors import RetrainError
+        from streaming.errors import StreamingError
+
+        if isinstance(exc, StreamingError | RetrainError):
+            print(f"shelfcast: {exc}", file=sys.stderr)
+            return 2
+        raise
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

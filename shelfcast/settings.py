@@ -1,0 +1,126 @@
+"""The one settings object of Shelfcast, read from file and environment here and nowhere else.
+
+Precedence: command-line flags > environment (``SHELFCAST_*``) > the TOML config file
+(``SHELFCAST_CONFIG``, else ``<data_dir>/shelfcast.toml`` if present) > defaults.
+Every field is documented once, in the README's settings reference.
+"""
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from shelfcast.errors import ConfigError
+
+__all__ = ["Settings", "load_settings"]
+
+ENV_PREFIX = "SHELFCAST_"
+
+
+class Settings(BaseSettings):
+    """Every knob of Shelfcast. Frozen: derive a new one with ``model_copy(update=...)``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, frozen=True, extra="forbid", validate_default=True
+    )
+
+    data_dir: Path = Path(".shelfcast")
+
+    # Kafka
+    bootstrap_servers: str = "127.0.0.1:19092"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_ca_location: Path | None = None
+    kafka_trust_watermarks: bool = False
+    topic_pos_sales: str = "pos.sales"
+    topic_dlq: str = "pos.sales.dlq"
+    topic_forecasts: str = "forecasts"
+    topic_partitions: int = Field(default=2, ge=1)
+    topic_replication: int = Field(default=1, ge=1)
+
+    # Ingest
+    ingest_source: Literal["auto", "kafka", "python"] = "auto"
+    ingest_trigger_seconds: float = Field(default=1.0, gt=0)
+    ingest_max_events_per_batch: int = Field(default=200_000, ge=1)
+    ingest_max_event_bytes: int = Field(default=65_536, ge=256)
+    ingest_max_future_hours: float = Field(default=24.0, ge=0)
+    ingest_dedup_window_days: int = Field(default=3, ge=1)
+    ingest_compact_every_batches: int = Field(default=50, ge=1)
+    delta_vacuum_retention_hours: float = Field(default=24.0, ge=0)
+
+    # Spark
+    spark_master: str = "local[2]"
+    spark_driver_memory: str = "1g"
+
+    # Embedded stack
+    embedded_broker: bool = True
+
+    @property
+    def delta_dir(self) -> Path:
+        """Folder holding the Delta tables."""
+        return self.data_dir / "delta"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """Folder holding Spark's streaming checkpoints."""
+        return self.data_dir / "checkpoints"
+
+    @property
+    def run_dir(self) -> Path:
+        """Folder for pid files and logs of processes started by ``shelfcast up``."""
+        return self.data_dir / "run"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = _config_file(init_settings())
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        secrets_dir = os.environ.get(f"{ENV_PREFIX}SECRETS_DIR")
+        if secrets_dir:
+            sources.append(SecretsSettingsSource(settings_cls, secrets_dir=secrets_dir))
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+
+def _config_file(init: dict[str, Any]) -> Path | None:
+    explicit = os.environ.get(f"{ENV_PREFIX}CONFIG")
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"SHELFCAST_CONFIG points at {path}, which is not a file.")
+        return path
+    data_dir = Path(init.get("data_dir") or os.environ.get(f"{ENV_PREFIX}DATA_DIR", ".shelfcast"))
+    candidate = data_dir / "shelfcast.toml"
+    return candidate if candidate.is_file() else None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings; ``overrides`` (command-line flags) win; ``None`` means not given."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{ENV_PREFIX}{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        )
+        raise ConfigError(
+            f"Invalid settings: {problems}. Fix the environment variable or the config file."
+        ) from exc

@@ -1,0 +1,120 @@
+"""Pure aggregation of new events: per-day increments and the per-series change ledger."""
+
+from datetime import date, datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from streaming.schemas import DAILY_SALES, SERIES_STATE
+
+__all__ = ["daily_increments", "update_series_state"]
+
+
+def daily_increments(events: pa.Table, batch_id: int) -> pa.Table:
+    """Per (store_id, item_id, day): net units, revenue, units returned, event count."""
+    if events.num_rows == 0:
+        return DAILY_SALES.empty_table()
+    quantity = events.column("quantity")
+    price = pc.fill_null(events.column("unit_price"), 0.0)
+    work = pa.table(
+        {
+            "store_id": events.column("store_id"),
+            "item_id": events.column("item_id"),
+            "day": events.column("sale_date"),
+            "units": quantity,
+            "revenue": pc.multiply(quantity, price),
+            "returns": pc.if_else(pc.less(quantity, 0), pc.negate(quantity), 0.0),
+        }
+    )
+    grouped = work.group_by(["store_id", "item_id", "day"]).aggregate(
+        [("units", "sum"), ("revenue", "sum"), ("returns", "sum"), ("units", "count")]
+    )
+    return pa.table(
+        {
+            "store_id": grouped.column("store_id"),
+            "item_id": grouped.column("item_id"),
+            "day": grouped.column("day"),
+            "units": grouped.column("units_sum"),
+            "revenue": grouped.column("revenue_sum"),
+            "returns": grouped.column("returns_sum"),
+            "event_count": grouped.column("units_count").cast(pa.int64()),
+            "updated_batch_id": pa.repeat(pa.scalar(batch_id, pa.int64()), grouped.num_rows),
+        },
+        schema=DAILY_SALES,
+    ).sort_by([("store_id", "ascending"), ("item_id", "ascending"), ("day", "ascending")])
+
+
+def update_series_state(
+    current: pa.Table, events: pa.Table, batch_id: int, now: datetime
+) -> pa.Table:
+    """New ``series_state`` rows for every series with events in ``events``.
+
+    ``current`` holds the existing rows of (at least) those series. Counters since the last
+    retrain grow; the distinct pending days are a set union, so a day counts once.
+    """
+    if events.num_rows == 0:
+        return SERIES_STATE.empty_table()
+    grouped = (
+        pa.table(
+            {
+                "store_id": events.column("store_id"),
+                "item_id": events.column("item_id"),
+                "sale_date": events.column("sale_date"),
+                "sold_at": events.column("sold_at"),
+                "kafka_timestamp": events.column("kafka_timestamp"),
+            }
+        )
+        .group_by(["store_id", "item_id"])
+        .aggregate(
+            [
+                ("sale_date", "count"),
+                ("sale_date", "distinct"),
+                ("sold_at", "max"),
+                ("kafka_timestamp", "max"),
+            ]
+        )
+    )
+    before: dict[tuple[str, str], dict[str, Any]] = {
+        (row["store_id"], row["item_id"]): row for row in current.to_pylist()
+    }
+    rows = []
+    for new in grouped.to_pylist():
+        key = (new["store_id"], new["item_id"])
+        old = before.get(key) or _blank_state(*key)
+        days: set[date] = set(old["pending_days"] or []) | set(new["sale_date_distinct"])
+        batch_days = new["sale_date_distinct"]
+        rows.append(
+            {
+                **old,
+                "total_events": old["total_events"] + new["sale_date_count"],
+                "events_since_retrain": old["events_since_retrain"] + new["sale_date_count"],
+                "days_since_retrain": len(days),
+                "pending_days": sorted(days),
+                "first_sale_day": min(d for d in [old["first_sale_day"], *batch_days] if d),
+                "last_sale_day": max(d for d in [old["last_sale_day"], *batch_days] if d),
+                "last_sold_at": _latest(old["last_sold_at"], new["sold_at_max"]),
+                "last_event_at": _latest(old["last_event_at"], new["kafka_timestamp_max"]),
+                "updated_batch_id": batch_id,
+                "updated_at": now,
+            }
+        )
+    return pa.Table.from_pylist(rows, schema=SERIES_STATE)
+
+
+def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
+    present = [t for t in (a, b) if t is not None]
+    return max(present) if present else None
+
+
+def _blank_state(store_id: str, item_id: str) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(SERIES_STATE.names)
+    row.update(
+        store_id=store_id,
+        item_id=item_id,
+        total_events=0,
+        events_since_retrain=0,
+        days_since_retrain=0,
+        pending_days=[],
+    )
+    return row

@@ -1,0 +1,97 @@
+"""Start the ingest query and run it until asked to stop; a stop lets the batch in flight finish."""
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+
+from pyspark.errors import StreamingQueryException
+from pyspark.sql import SparkSession
+from pyspark.sql.streaming.query import StreamingQuery
+
+from shelfcast.kafka import ensure_topics, producer_config
+from shelfcast.settings import Settings
+from streaming.dead_letters import DeadLetterTopic
+from streaming.errors import IngestError
+from streaming.pipeline import IngestPipeline
+from streaming.source import kafka_stream
+from streaming.spark import spark_session
+from streaming.tables import TableStore
+from streaming.validate import Limits
+
+__all__ = ["build_pipeline", "run_ingest", "start_query", "stop_gracefully"]
+
+log = logging.getLogger("shelfcast.ingest")
+
+
+def build_pipeline(settings: Settings) -> IngestPipeline:
+    """The foreachBatch pipeline wired to the real tables and dead-letter topic."""
+    store = TableStore(settings.delta_dir)
+    store.ensure()
+    return IngestPipeline(
+        store=store,
+        dead_letters=DeadLetterTopic(producer_config(settings), settings.topic_dlq),
+        limits=Limits(
+            max_bytes=settings.ingest_max_event_bytes,
+            max_future=timedelta(hours=settings.ingest_max_future_hours),
+        ),
+        checkpoint=settings.checkpoint_dir / "ingest",
+        dedup_window_days=settings.ingest_dedup_window_days,
+        maintain_every=settings.ingest_compact_every_batches,
+        retention_hours=settings.delta_vacuum_retention_hours,
+    )
+
+
+def start_query(
+    spark: SparkSession, settings: Settings, pipeline: IngestPipeline
+) -> StreamingQuery:
+    """Start the streaming query: Kafka -> foreachBatch(pipeline)."""
+    frame, fmt = kafka_stream(spark, settings)
+    log.info("ingest source: %s, topic %s", fmt, settings.topic_pos_sales)
+    return (
+        frame.writeStream.queryName("shelfcast_ingest")
+        .foreachBatch(pipeline)
+        .option("checkpointLocation", str(pipeline.checkpoint))
+        .trigger(processingTime=f"{int(settings.ingest_trigger_seconds * 1000)} milliseconds")
+        .start()
+    )
+
+
+def stop_gracefully(query: StreamingQuery, timeout: float = 120.0) -> None:
+    """Wait for the micro-batch in flight to finish, then stop the query."""
+    deadline = time.monotonic() + timeout
+    while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    query.stop()
+
+
+def run_ingest(
+    settings: Settings,
+    stop: threading.Event,
+    on_start: Callable[[IngestPipeline], None] | None = None,
+) -> None:
+    """Run the ingest in the foreground until ``stop`` is set or the query fails."""
+    ensure_topics(settings)
+    pipeline = build_pipeline(settings)
+    if on_start is not None:
+        on_start(pipeline)
+    spark = spark_session(settings)
+    query = start_query(spark, settings, pipeline)
+    log.info("ingest running (query %s); Ctrl-C or SIGTERM stops it gracefully", query.id)
+    try:
+        while not stop.is_set():
+            try:
+                if query.awaitTermination(1):
+                    break
+            except StreamingQueryException as exc:
+                raise IngestError(
+                    f"The ingest query failed: {exc}. Fix the cause and start it again: it "
+                    "resumes from its checkpoint without losing or duplicating events."
+                ) from exc
+    finally:
+        if query.isActive:
+            stop_gracefully(query)
+        if isinstance(pipeline.dead_letters, DeadLetterTopic):
+            pipeline.dead_letters.close()
+        log.info("ingest stopped")

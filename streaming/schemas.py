@@ -1,0 +1,88 @@
+"""Arrow schemas of the Delta tables the ingest writes. Types stay within what delta-spark reads."""
+
+import pyarrow as pa
+
+__all__ = [
+    "DAILY_SALES",
+    "POS_SALES",
+    "QUARANTINE",
+    "SERIES_STATE",
+    "TABLES",
+]
+
+_TS = pa.timestamp("us", tz="UTC")
+
+POS_SALES = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("store_id", pa.string()),
+        ("item_id", pa.string()),
+        ("sold_at", _TS),
+        ("sale_date", pa.date32()),
+        ("quantity", pa.float64()),
+        ("unit_price", pa.float64()),
+        ("kafka_topic", pa.string()),
+        ("kafka_partition", pa.int32()),
+        ("kafka_offset", pa.int64()),
+        ("kafka_timestamp", _TS),
+        ("batch_id", pa.int64()),
+        ("ingested_at", _TS),
+    ]
+)
+
+DAILY_SALES = pa.schema(
+    [
+        ("store_id", pa.string()),
+        ("item_id", pa.string()),
+        ("day", pa.date32()),
+        ("units", pa.float64()),
+        ("revenue", pa.float64()),
+        ("returns", pa.float64()),
+        ("event_count", pa.int64()),
+        ("updated_batch_id", pa.int64()),
+    ]
+)
+
+SERIES_STATE = pa.schema(
+    [
+        ("store_id", pa.string()),
+        ("item_id", pa.string()),
+        ("total_events", pa.int64()),
+        ("events_since_retrain", pa.int64()),
+        ("days_since_retrain", pa.int32()),
+        ("pending_days", pa.list_(pa.date32())),
+        ("first_sale_day", pa.date32()),
+        ("last_sale_day", pa.date32()),
+        ("last_sold_at", _TS),
+        ("last_event_at", _TS),
+        ("updated_batch_id", pa.int64()),
+        ("updated_at", _TS),
+        # Written by the retrain side (through the ingest driver, the tables' one writer).
+        ("status", pa.string()),
+        ("last_retrain_at", _TS),
+        ("model_version", pa.string()),
+        ("last_error", pa.string()),
+    ]
+)
+
+QUARANTINE = pa.schema(
+    [
+        ("source_topic", pa.string()),
+        ("source_partition", pa.int32()),
+        ("source_offset", pa.int64()),
+        ("source_timestamp", _TS),
+        ("raw_key", pa.binary()),
+        ("raw_value", pa.binary()),
+        ("reason", pa.string()),
+        ("quarantined_at", _TS),
+        ("batch_id", pa.int64()),
+    ]
+)
+
+# name -> (schema, partition columns)
+TABLES: dict[str, tuple[pa.Schema, list[str]]] = {
+    "pos_sales": (POS_SALES, ["sale_date"]),
+    "daily_sales": (DAILY_SALES, ["store_id"]),
+    "series_state": (SERIES_STATE, []),
+    "quarantine": (QUARANTINE, []),
+}

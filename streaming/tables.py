@@ -1,0 +1,204 @@
+"""The Delta table store (delta-rs): create, commit once per micro-batch, read, maintain.
+
+Idempotency: every write carries an application transaction ``(app_id, batch_id)``; a write
+first reads ``transaction_version(app_id)`` and commits through that same snapshot, so a batch
+Spark replays after a crash is skipped where it already landed.
+"""
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.exceptions import DeltaError, TableNotFoundError
+
+from streaming.errors import TableError
+from streaming.schemas import TABLES
+
+__all__ = ["TableStore"]
+
+log = logging.getLogger("shelfcast.tables")
+
+Write = Callable[[DeltaTable, CommitProperties], None]
+
+
+def _sql_list(values: Sequence[str]) -> str:
+    return ", ".join("'" + value.replace("'", "''") + "'" for value in values)
+
+
+class TableStore:
+    """The four ingest tables under ``root``; ``root`` may be a local folder or object-store URI."""
+
+    def __init__(self, root: Path | str, storage_options: dict[str, str] | None = None) -> None:
+        self.root = str(root).rstrip("/")
+        self.storage_options = storage_options
+
+    def uri(self, table: str) -> str:
+        return f"{self.root}/{table}"
+
+    def ensure(self) -> None:
+        """Create every table that does not exist yet (an empty table with its schema)."""
+        if "://" not in self.root:
+            Path(self.root).mkdir(parents=True, exist_ok=True)
+        for name, (schema, partitions) in TABLES.items():
+            try:
+                DeltaTable.create(
+                    self.uri(name),
+                    schema,
+                    mode="ignore",
+                    partition_by=partitions or None,
+                    name=name,
+                    storage_options=self.storage_options,
+                )
+            except DeltaError as exc:
+                raise TableError(
+                    f"Could not create Delta table {self.uri(name)}: {exc}. "
+                    "Check that the data directory is writable."
+                ) from exc
+
+    def table(self, name: str, version: int | None = None) -> DeltaTable:
+        try:
+            return DeltaTable(self.uri(name), version=version, storage_options=self.storage_options)
+        except TableNotFoundError as exc:
+            raise TableError(
+                f"No Delta table at {self.uri(name)}. Run 'shelfcast ingest' once to create it, "
+                "or check --data-dir."
+            ) from exc
+
+    def committed(self, name: str, app_id: str, batch_id: int) -> bool:
+        """True when ``batch_id`` (or a later one) of ``app_id`` already landed in ``name``."""
+        done = self.table(name).transaction_version(app_id)
+        return done is not None and done >= batch_id
+
+    def commit_once(self, name: str, app_id: str, batch_id: int, write: Write) -> bool:
+        """Run ``write`` unless this batch already landed; True when it wrote."""
+        dt = self.table(name)
+        done = dt.transaction_version(app_id)
+        if done is not None and done >= batch_id:
+            return False
+        props = CommitProperties(
+            app_transactions=[Transaction(app_id=app_id, version=batch_id)],
+            custom_metadata={"shelfcast.batch_id": str(batch_id), "shelfcast.app_id": app_id},
+        )
+        try:
+            write(dt, props)
+        except DeltaError as exc:
+            raise TableError(f"Writing batch {batch_id} to {self.uri(name)} failed: {exc}") from exc
+        return True
+
+    def append_once(self, name: str, data: pa.Table, app_id: str, batch_id: int) -> bool:
+        """Append ``data`` once per batch (an empty append still records the batch)."""
+
+        def write(dt: DeltaTable, props: CommitProperties) -> None:
+            write_deltalake(dt, data, mode="append", commit_properties=props)
+
+        return self.commit_once(name, app_id, batch_id, write)
+
+    def add_daily_once(self, deltas: pa.Table, app_id: str, batch_id: int) -> bool:
+        """Add per-day increments into ``daily_sales`` (insert new days), once per batch."""
+
+        def write(dt: DeltaTable, props: CommitProperties) -> None:
+            if deltas.num_rows == 0:
+                write_deltalake(dt, deltas, mode="append", commit_properties=props)
+                return
+            stores = _sql_list(sorted(set(deltas.column("store_id").to_pylist())))
+            (
+                dt.merge(
+                    deltas,
+                    predicate=(
+                        f"t.store_id IN ({stores}) AND t.store_id = s.store_id "
+                        "AND t.item_id = s.item_id AND t.day = s.day"
+                    ),
+                    source_alias="s",
+                    target_alias="t",
+                    commit_properties=props,
+                )
+                .when_matched_update(
+                    {
+                        "units": "t.units + s.units",
+                        "revenue": "t.revenue + s.revenue",
+                        "returns": "t.returns + s.returns",
+                        "event_count": "t.event_count + s.event_count",
+                        "updated_batch_id": "s.updated_batch_id",
+                    }
+                )
+                .when_not_matched_insert_all()
+                .execute()
+            )
+
+        return self.commit_once("daily_sales", app_id, batch_id, write)
+
+    def upsert_series_once(self, rows: pa.Table, app_id: str, batch_id: int) -> bool:
+        """Replace the ``series_state`` rows of the series in ``rows``, once per batch."""
+
+        def write(dt: DeltaTable, props: CommitProperties) -> None:
+            if rows.num_rows == 0:
+                write_deltalake(dt, rows, mode="append", commit_properties=props)
+                return
+            (
+                dt.merge(
+                    rows,
+                    predicate="t.store_id = s.store_id AND t.item_id = s.item_id",
+                    source_alias="s",
+                    target_alias="t",
+                    commit_properties=props,
+                )
+                .when_matched_update_all()
+                .when_not_matched_insert_all()
+                .execute()
+            )
+
+        return self.commit_once("series_state", app_id, batch_id, write)
+
+    def read(
+        self,
+        name: str,
+        columns: list[str] | None = None,
+        filters: list[tuple[str, str, Any]] | None = None,
+        version: int | None = None,
+    ) -> pa.Table:
+        try:
+            return self.table(name, version).to_pyarrow_table(columns=columns, filters=filters)
+        except DeltaError as exc:
+            raise TableError(f"Reading {self.uri(name)} failed: {exc}") from exc
+
+    def series_rows(self, keys: Sequence[tuple[str, str]]) -> pa.Table:
+        """The ``series_state`` rows of ``keys`` (fewer when a series is new)."""
+        table = self.read("series_state")
+        if not keys or table.num_rows == 0:
+            return table.slice(0, 0)
+        wanted = {f"{s}|{i}" for s, i in keys}
+        joined = [
+            f"{s}|{i}"
+            for s, i in zip(
+                table.column("store_id").to_pylist(),
+                table.column("item_id").to_pylist(),
+                strict=True,
+            )
+        ]
+        return table.filter(pa.array([k in wanted for k in joined]))
+
+    def event_ids(self, days: Sequence[date]) -> pa.Table:
+        """``event_id, sale_date, batch_id`` of ``pos_sales`` on ``days``."""
+        if not days:
+            return pa.table({"event_id": [], "sale_date": [], "batch_id": []})
+        return self.read(
+            "pos_sales", ["event_id", "sale_date", "batch_id"], [("sale_date", "in", list(days))]
+        )
+
+    def maintain(self, retention_hours: float) -> None:
+        """Compact small files, then vacuum files older than the retention."""
+        for name in TABLES:
+            try:
+                dt = self.table(name)
+                dt.optimize.compact()
+                dt.vacuum(
+                    retention_hours=int(retention_hours),
+                    dry_run=False,
+                    enforce_retention_duration=False,
+                )
+            except DeltaError as exc:
+                log.warning("maintenance of %s failed (will retry next time): %s", name, exc)
