@@ -1,0 +1,75 @@
+from datetime import UTC, date, datetime, timedelta
+
+import pyarrow as pa
+
+from streaming.aggregate import daily_increments, update_series_state
+from streaming.dedup import EventIdIndex
+from streaming.schemas import POS_SALES, SERIES_STATE
+
+NOW = datetime(2024, 3, 5, tzinfo=UTC)
+
+
+def events(*rows: tuple[str, str, str, date, float]) -> pa.Table:
+    return pa.Table.from_pylist(
+        [
+            {"event_id": e, "store_id": s, "item_id": i, "sale_date": d, "quantity": q,
+             "unit_price": 2.0, "sold_at": datetime(d.year, d.month, d.day, 10, tzinfo=UTC),
+             "kafka_timestamp": NOW, "batch_id": 0}
+            for e, s, i, d, q in rows
+        ],
+        schema=POS_SALES,
+    )
+
+
+D1, D2 = date(2024, 3, 4), date(2024, 3, 5)
+
+
+def test_daily_increments_sum_units_revenue_and_returns() -> None:
+    out = daily_increments(events(("a", "S", "I", D1, 3), ("b", "S", "I", D1, -1)), 7)
+    assert out.to_pylist() == [
+        {"store_id": "S", "item_id": "I", "day": D1, "units": 2.0, "revenue": 4.0,
+         "returns": 1.0, "event_count": 2, "updated_batch_id": 7}
+    ]
+
+
+def test_series_state_counts_distinct_days_once() -> None:
+    first = update_series_state(SERIES_STATE.empty_table(), events(("a", "S", "I", D1, 1)), 0, NOW)
+    second = update_series_state(
+        first, events(("b", "S", "I", D1, 1), ("c", "S", "I", D2, 1)), 1, NOW
+    )
+    row = second.to_pylist()[0]
+    assert row["total_events"] == 3 and row["events_since_retrain"] == 3
+    assert row["days_since_retrain"] == 2 and row["pending_days"] == [D1, D2]
+    assert row["last_sale_day"] == D2 and row["updated_batch_id"] == 1
+
+
+def test_dedup_drops_stored_ids_and_repeats_within_a_batch() -> None:
+    stored = pa.table({"event_id": ["a"], "sale_date": [D1], "batch_id": [0]})
+    loads: list[list[date]] = []
+
+    def load(days: list[date]) -> pa.Table:
+        loads.append(list(days))
+        return stored if D1 in days else stored.slice(0, 0)
+
+    index = EventIdIndex(load, window_days=3)
+    batch = events(("a", "S", "I", D1, 1), ("b", "S", "I", D1, 1), ("b", "S", "I", D1, 1))
+    new = index.new_events(batch)
+    assert new.column("event_id").to_pylist() == ["b"]
+    index.add(new)
+    assert index.new_events(events(("b", "S", "I", D1, 1))).num_rows == 0
+    assert loads == [[D1]]  # each day read from the table once
+
+
+def test_dedup_forgets_days_outside_the_window_and_reloads_them() -> None:
+    calls: list[list[date]] = []
+
+    def load(days: list[date]) -> pa.Table:
+        calls.append(list(days))
+        return pa.table({"event_id": pa.array([], pa.string()),
+                         "sale_date": pa.array([], pa.date32())})
+
+    index = EventIdIndex(load, window_days=1)
+    index.add(events(("a", "S", "I", D1, 1)))
+    index.add(events(("z", "S", "I", D1 + timedelta(days=5), 1)))
+    index.new_events(events(("a", "S", "I", D1, 1)))
+    assert calls[-1] == [D1]

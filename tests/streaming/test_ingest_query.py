@@ -1,0 +1,113 @@
+"""The ingest query on a real Spark and broker: in-process, and as a process killed with -9."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from deltalake import DeltaTable
+
+from shelfcast.settings import Settings
+from streaming.query import build_pipeline, start_query, stop_gracefully
+from tests.conftest import sale
+
+pytestmark = pytest.mark.integration
+
+
+def stored_ids(settings: Settings) -> list[str]:
+    path = settings.delta_dir / "pos_sales"
+    if not DeltaTable.is_deltatable(str(path)):
+        return []
+    return DeltaTable(str(path)).to_pyarrow_table(columns=["event_id"]).column(0).to_pylist()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_query_stores_good_events_once_and_quarantines_bad_ones(
+    spark: Any, make_settings: Callable[..., Settings], produce: Callable[..., int]
+) -> None:
+    settings = make_settings()
+    pipeline = build_pipeline(settings)
+    query = start_query(spark, settings, pipeline)
+    try:
+        produce(settings, [sale(f"e{i}", item=f"I{i % 3}") for i in range(50)])
+        produce(settings, [sale("e1"), sale("e2")])  # POS retries
+        produce(settings, [(None, b"not json"), (b"x|y", b"\xff")])
+        wait_for(lambda: len(stored_ids(settings)) == 50, 90, "50 stored events")
+        wait_for(
+            lambda: DeltaTable(str(settings.delta_dir / "quarantine")).to_pyarrow_table().num_rows
+            == 2, 30, "2 quarantined records",
+        )
+    finally:
+        stop_gracefully(query)
+    ids = stored_ids(settings)
+    assert sorted(ids) == sorted(f"e{i}" for i in range(50))
+    daily = DeltaTable(str(settings.delta_dir / "daily_sales")).to_pyarrow_table()
+    assert sum(daily.column("event_count").to_pylist()) == 50
+
+
+def _start_ingest(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "SHELFCAST_TOPIC_POS_SALES": settings.topic_pos_sales,
+           "SHELFCAST_TOPIC_DLQ": settings.topic_dlq,
+           "SHELFCAST_TOPIC_FORECASTS": settings.topic_forecasts,
+           "SHELFCAST_INGEST_TRIGGER_SECONDS": "0.5",
+           "SHELFCAST_INGEST_MAX_EVENTS_PER_BATCH": "700"}
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "shelfcast.cli", "ingest", "--data-dir", str(settings.data_dir),
+             "--bootstrap", settings.bootstrap_servers],
+            env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+
+
+def test_exactly_once_across_kill_minus_nine(
+    make_settings: Callable[..., Settings], produce: Callable[..., int], tmp_path: Path
+) -> None:
+    settings = make_settings()
+    rng = random.Random(11)
+    log = tmp_path / "ingest.log"
+    events = [sale(f"k{i}", item=f"I{i % 7}", day=f"2024-03-{1 + i % 20:02d}")
+              for i in range(6000)]
+    retries = [events[i] for i in rng.sample(range(6000), 300)]
+    produce(settings, events[:2000])
+    produced = 2000
+    for round_ in range(3):
+        proc = _start_ingest(settings, log)
+        try:
+            wait_for(lambda: len(stored_ids(settings)) > 0 or proc.poll() is not None, 120,
+                     "the first batch")
+            assert proc.poll() is None, log.read_text()[-3000:]
+            chunk = events[produced : produced + 1300] + retries[round_ * 100 : round_ * 100 + 100]
+            produce(settings, chunk)
+            produced += 1300
+            time.sleep(rng.uniform(0.2, 2.5))  # kill at a random point, mid-batch or not
+        finally:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+    produce(settings, events[produced:])
+    proc = _start_ingest(settings, log)
+    try:
+        wait_for(lambda: len(set(stored_ids(settings))) == 6000, 180, "all 6000 events")
+        time.sleep(2)  # a late duplicate would land in the next batch
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, log.read_text()[-3000:]
+    ids = stored_ids(settings)
+    assert len(ids) == len(set(ids)) == 6000, "every event stored exactly once"
+    daily = DeltaTable(str(settings.delta_dir / "daily_sales")).to_pyarrow_table()
+    assert sum(daily.column("event_count").to_pylist()) == 6000
+    state = DeltaTable(str(settings.delta_dir / "series_state")).to_pyarrow_table()
+    assert sum(state.column("total_events").to_pylist()) == 6000

@@ -1,0 +1,148 @@
+"""The foreachBatch pipeline on real Delta tables and the real dead-letter topic (no Spark)."""
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from confluent_kafka import Consumer
+
+from contracts import DeadLetter
+from shelfcast.kafka import client_config
+from shelfcast.settings import Settings
+from streaming.pipeline import IngestPipeline
+from streaming.query import build_pipeline
+from tests.conftest import sale
+
+pytestmark = pytest.mark.integration
+NOW = datetime(2024, 3, 4, 12, tzinfo=UTC)
+
+
+def raw(records: list[Any], first_offset: int = 0) -> pa.Table:
+    pairs = [
+        (None, json.dumps(r).encode()) if isinstance(r, dict) else r for r in records
+    ]
+    n = len(pairs)
+    return pa.table(
+        {
+            "key": pa.array([k for k, _ in pairs], pa.binary()),
+            "value": pa.array([v for _, v in pairs], pa.binary()),
+            "topic": ["pos.sales"] * n,
+            "partition": pa.array([0] * n, pa.int32()),
+            "offset": pa.array(range(first_offset, first_offset + n), pa.int64()),
+            "timestamp": pa.array([NOW] * n, pa.timestamp("us", tz="UTC")),
+        }
+    )
+
+
+def pipeline(settings: Settings) -> IngestPipeline:
+    built = build_pipeline(settings)
+    built._app_id = "test-app"
+    return built
+
+
+def totals(settings: Settings) -> dict[str, Any]:
+    from deltalake import DeltaTable
+
+    daily = DeltaTable(str(settings.delta_dir / "daily_sales")).to_pyarrow_table()
+    sales = DeltaTable(str(settings.delta_dir / "pos_sales")).to_pyarrow_table()
+    state = DeltaTable(str(settings.delta_dir / "series_state")).to_pyarrow_table()
+    return {
+        "events": sorted(sales.column("event_id").to_pylist()),
+        "units": sum(daily.column("units").to_pylist()),
+        "event_count": sum(daily.column("event_count").to_pylist()),
+        "series_events": sum(state.column("total_events").to_pylist()),
+    }
+
+
+def test_a_replayed_batch_changes_nothing(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings()
+    batch = raw([sale("a", quantity=2), sale("b", quantity=3), sale("c", item="I2")])
+    first = pipeline(settings)
+    first.process(batch, 0)
+    before = totals(settings)
+    again = pipeline(settings)  # a restarted driver: fresh memory, same tables
+    report = again.process(batch, 0)
+    assert report.replayed and report.stored == 3
+    assert totals(settings) == before == {
+        "events": ["a", "b", "c"], "units": 6.0, "event_count": 3, "series_events": 3,
+    }
+
+
+def test_crash_after_the_first_table_still_finishes_the_rest_once(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings()
+    batch = raw([sale("a", quantity=2), sale("b", quantity=5)])
+    crashed = pipeline(settings)
+    new = crashed.index.new_events(crashed_split := _events(crashed, batch))
+    crashed.store.append_once("pos_sales", new, "test-app", 0)  # then the process died
+    assert crashed_split.num_rows == 2
+    pipeline(settings).process(batch, 0)
+    assert totals(settings) == {"events": ["a", "b"], "units": 7.0, "event_count": 2,
+                                "series_events": 2}
+
+
+def _events(p: IngestPipeline, batch: pa.Table) -> pa.Table:
+    from streaming.validate import split_batch
+
+    return split_batch(batch, 0, NOW, p.limits).events
+
+
+def test_pos_retries_are_stored_once_across_batches(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings()
+    p = pipeline(settings)
+    p.process(raw([sale("a"), sale("a"), sale("b")]), 0)
+    report = p.process(raw([sale("a"), sale("c")], first_offset=3), 1)
+    assert report.stored == 1 and report.duplicates == 1
+    assert pipeline(settings).process(raw([sale("b")], first_offset=5), 2).stored == 0
+    assert totals(settings)["events"] == ["a", "b", "c"]
+
+
+def test_every_kind_of_bad_input_is_quarantined_and_sent_to_the_dlq(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = make_settings(ingest_max_event_bytes=1024)
+    future = (NOW + timedelta(days=3)).isoformat()
+    bad = [
+        (None, b"{oops"),
+        (None, b"\xff\xfe\x00"),
+        (None, json.dumps({"event_id": "m", "store_id": "S1"}).encode()),
+        (None, json.dumps(sale("t", quantity="many")).encode()),
+        (None, json.dumps(sale("p", unit_price=-2)).encode()),
+        (None, json.dumps({**sale("f"), "sold_at": future}).encode()),
+        (None, json.dumps(sale("o", pad="x" * 2000)).encode()),
+        (b"S9|I9", json.dumps(sale("k")).encode()),
+    ]
+    good = [sale("g1"), sale("g2")]
+    report = pipeline(settings).process(raw([good[0], *bad, good[1]]), 0)
+    assert report.stored == 2 and report.quarantined == len(bad)
+
+    from deltalake import DeltaTable
+
+    quarantine = DeltaTable(str(settings.delta_dir / "quarantine")).to_pyarrow_table()
+    rows = sorted(quarantine.to_pylist(), key=lambda r: r["source_offset"])
+    assert [r["source_offset"] for r in rows] == list(range(1, 9))
+    assert [r["raw_value"] for r in rows] == [v for _, v in bad]
+    for row, words in zip(rows, ["not valid JSON", "not UTF-8", "missing required field",
+                                 "field 'quantity'", "greater than or equal to 0",
+                                 "in the future", "over the limit", "does not match"],
+                          strict=True):
+        assert words in row["reason"]
+
+    consumer = Consumer({**client_config(settings), "group.id": "dlq-check", "session.timeout.ms": 6000,
+                         "auto.offset.reset": "earliest"})
+    consumer.subscribe([settings.topic_dlq])
+    letters: list[DeadLetter] = []
+    for _ in range(60):
+        for msg in consumer.consume(20, 0.5):
+            if msg.error() is None:
+                letters.append(DeadLetter.model_validate_json(msg.value()))
+        if len(letters) >= len(bad):
+            break
+    consumer.close()
+    assert sorted(letter.source_offset for letter in letters) == list(range(1, 9))
+    assert all(letter.reason for letter in letters)
