@@ -88,8 +88,20 @@ def spark() -> Iterator[Any]:
     session.stop()
 
 
-def sale(event_id: str, store: str = "S1", item: str = "I1", day: str = "2024-03-04",
-         quantity: float = 1.0, **extra: Any) -> dict[str, Any]:
+def sale(
+    event_id: str,
+    store: str = "S1",
+    item: str = "I1",
+    day: str = "2024-03-04",
+    quantity: float = 1.0,
+    **extra: Any,
+) -> dict[str, Any]:
     """A valid pos_sale v1 event."""
-    return {"event_id": event_id, "store_id": store, "item_id": item,
-            "sold_at": f"{day}T10:00:00+00:00", "quantity": quantity, **extra}
+    return {
+        "event_id": event_id,
+        "store_id": store,
+        "item_id": item,
+        "sold_at": f"{day}T10:00:00+00:00",
+        "quantity": quantity,
+        **extra,
+    }

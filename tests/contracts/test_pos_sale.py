@@ -9,8 +9,14 @@ from contracts import PosSale, Rejection, load_schema, validate_pos_sale
 
 NOW = datetime(2024, 3, 4, 12, tzinfo=UTC)
 LIMITS = {"reference_time": NOW, "max_bytes": 4096, "max_future": timedelta(days=1)}
-GOOD = {"event_id": "e1", "store_id": "S1", "item_id": "I1",
-        "sold_at": "2024-03-04T10:00:00+01:00", "quantity": 2, "unit_price": 1.5}
+GOOD = {
+    "event_id": "e1",
+    "store_id": "S1",
+    "item_id": "I1",
+    "sold_at": "2024-03-04T10:00:00+01:00",
+    "quantity": 2,
+    "unit_price": 1.5,
+}
 
 
 def check(value: bytes, key: bytes | None = b"S1|I1") -> PosSale | Rejection:
@@ -42,8 +48,10 @@ def test_missing_key_is_allowed_and_returns_are_negative() -> None:
         (b"\xff\xfe{}", "not UTF-8"),
         (b"", "empty message"),
         (b"[1, 2]", "is a list"),
-        (json.dumps({k: v for k, v in GOOD.items() if k != "store_id"}).encode(),
-         "missing required field 'store_id'"),
+        (
+            json.dumps({k: v for k, v in GOOD.items() if k != "store_id"}).encode(),
+            "missing required field 'store_id'",
+        ),
         (json.dumps({**GOOD, "quantity": "2"}).encode(), "field 'quantity'"),
         (json.dumps({**GOOD, "store_id": 7}).encode(), "field 'store_id'"),
         (json.dumps({**GOOD, "unit_price": -0.5}).encode(), "greater than or equal to 0"),

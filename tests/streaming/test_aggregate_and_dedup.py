@@ -12,9 +12,17 @@ NOW = datetime(2024, 3, 5, tzinfo=UTC)
 def events(*rows: tuple[str, str, str, date, float]) -> pa.Table:
     return pa.Table.from_pylist(
         [
-            {"event_id": e, "store_id": s, "item_id": i, "sale_date": d, "quantity": q,
-             "unit_price": 2.0, "sold_at": datetime(d.year, d.month, d.day, 10, tzinfo=UTC),
-             "kafka_timestamp": NOW, "batch_id": 0}
+            {
+                "event_id": e,
+                "store_id": s,
+                "item_id": i,
+                "sale_date": d,
+                "quantity": q,
+                "unit_price": 2.0,
+                "sold_at": datetime(d.year, d.month, d.day, 10, tzinfo=UTC),
+                "kafka_timestamp": NOW,
+                "batch_id": 0,
+            }
             for e, s, i, d, q in rows
         ],
         schema=POS_SALES,
@@ -27,8 +35,16 @@ D1, D2 = date(2024, 3, 4), date(2024, 3, 5)
 def test_daily_increments_sum_units_revenue_and_returns() -> None:
     out = daily_increments(events(("a", "S", "I", D1, 3), ("b", "S", "I", D1, -1)), 7)
     assert out.to_pylist() == [
-        {"store_id": "S", "item_id": "I", "day": D1, "units": 2.0, "revenue": 4.0,
-         "returns": 1.0, "event_count": 2, "updated_batch_id": 7}
+        {
+            "store_id": "S",
+            "item_id": "I",
+            "day": D1,
+            "units": 2.0,
+            "revenue": 4.0,
+            "returns": 1.0,
+            "event_count": 2,
+            "updated_batch_id": 7,
+        }
     ]
 
 
@@ -65,8 +81,9 @@ def test_dedup_forgets_days_outside_the_window_and_reloads_them() -> None:
 
     def load(days: list[date]) -> pa.Table:
         calls.append(list(days))
-        return pa.table({"event_id": pa.array([], pa.string()),
-                         "sale_date": pa.array([], pa.date32())})
+        return pa.table(
+            {"event_id": pa.array([], pa.string()), "sale_date": pa.array([], pa.date32())}
+        )
 
     index = EventIdIndex(load, window_days=1)
     index.add(events(("a", "S", "I", D1, 1)))

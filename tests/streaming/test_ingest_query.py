@@ -48,8 +48,11 @@ def test_query_stores_good_events_once_and_quarantines_bad_ones(
         produce(settings, [(None, b"not json"), (b"x|y", b"\xff")])
         wait_for(lambda: len(stored_ids(settings)) == 50, 90, "50 stored events")
         wait_for(
-            lambda: DeltaTable(str(settings.delta_dir / "quarantine")).to_pyarrow_table().num_rows
-            == 2, 30, "2 quarantined records",
+            lambda: (
+                DeltaTable(str(settings.delta_dir / "quarantine")).to_pyarrow_table().num_rows == 2
+            ),
+            30,
+            "2 quarantined records",
         )
     finally:
         stop_gracefully(query)
@@ -60,16 +63,29 @@ def test_query_stores_good_events_once_and_quarantines_bad_ones(
 
 
 def _start_ingest(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "SHELFCAST_TOPIC_POS_SALES": settings.topic_pos_sales,
-           "SHELFCAST_TOPIC_DLQ": settings.topic_dlq,
-           "SHELFCAST_TOPIC_FORECASTS": settings.topic_forecasts,
-           "SHELFCAST_INGEST_TRIGGER_SECONDS": "0.5",
-           "SHELFCAST_INGEST_MAX_EVENTS_PER_BATCH": "700"}
+    env = {
+        **os.environ,
+        "SHELFCAST_TOPIC_POS_SALES": settings.topic_pos_sales,
+        "SHELFCAST_TOPIC_DLQ": settings.topic_dlq,
+        "SHELFCAST_TOPIC_FORECASTS": settings.topic_forecasts,
+        "SHELFCAST_INGEST_TRIGGER_SECONDS": "0.5",
+        "SHELFCAST_INGEST_MAX_EVENTS_PER_BATCH": "700",
+    }
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "shelfcast.cli", "ingest", "--data-dir", str(settings.data_dir),
-             "--bootstrap", settings.bootstrap_servers],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "shelfcast.cli",
+                "ingest",
+                "--data-dir",
+                str(settings.data_dir),
+                "--bootstrap",
+                settings.bootstrap_servers,
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
 
 
@@ -79,16 +95,18 @@ def test_exactly_once_across_kill_minus_nine(
     settings = make_settings()
     rng = random.Random(11)
     log = tmp_path / "ingest.log"
-    events = [sale(f"k{i}", item=f"I{i % 7}", day=f"2024-03-{1 + i % 20:02d}")
-              for i in range(6000)]
+    events = [sale(f"k{i}", item=f"I{i % 7}", day=f"2024-03-{1 + i % 20:02d}") for i in range(6000)]
     retries = [events[i] for i in rng.sample(range(6000), 300)]
     produce(settings, events[:2000])
     produced = 2000
     for round_ in range(3):
         proc = _start_ingest(settings, log)
         try:
-            wait_for(lambda: len(stored_ids(settings)) > 0 or proc.poll() is not None, 120,
-                     "the first batch")
+            wait_for(
+                lambda p=proc: len(stored_ids(settings)) > 0 or p.poll() is not None,  # type: ignore[misc]
+                120,
+                "the first batch",
+            )
             assert proc.poll() is None, log.read_text()[-3000:]
             chunk = events[produced : produced + 1300] + retries[round_ * 100 : round_ * 100 + 100]
             produce(settings, chunk)

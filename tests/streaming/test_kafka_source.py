@@ -25,9 +25,10 @@ def test_true_end_is_found_where_watermarks_lie(
     settings = make_settings(topic_partitions=1)
     # linger batches many records into one record batch: tansu then reports its base + 1.
     produce(settings, [(b"k", b"v%d" % i) for i in range(300)], **{"linger.ms": 200})
-    consumer = Consumer({**client_config(settings), "group.id": "probe",
-                         "enable.partition.eof": True})
-    low, high = consumer.get_watermark_offsets(TopicPartition(settings.topic_pos_sales, 0), 10)
+    consumer = Consumer(
+        {**client_config(settings), "group.id": "probe", "enable.partition.eof": True}
+    )
+    _low, high = consumer.get_watermark_offsets(TopicPartition(settings.topic_pos_sales, 0), 10)
     assert high < 300, "tansu's quirk: the watermark is the last batch's base offset + 1"
     assert probe_true_ends(consumer, settings.topic_pos_sales, {0: high}) == {0: 300}
     consumer.close()

@@ -22,9 +22,7 @@ NOW = datetime(2024, 3, 4, 12, tzinfo=UTC)
 
 
 def raw(records: list[Any], first_offset: int = 0) -> pa.Table:
-    pairs = [
-        (None, json.dumps(r).encode()) if isinstance(r, dict) else r for r in records
-    ]
+    pairs = [(None, json.dumps(r).encode()) if isinstance(r, dict) else r for r in records]
     n = len(pairs)
     return pa.table(
         {
@@ -67,9 +65,16 @@ def test_a_replayed_batch_changes_nothing(make_settings: Callable[..., Settings]
     again = pipeline(settings)  # a restarted driver: fresh memory, same tables
     report = again.process(batch, 0)
     assert report.replayed and report.stored == 3
-    assert totals(settings) == before == {
-        "events": ["a", "b", "c"], "units": 6.0, "event_count": 3, "series_events": 3,
-    }
+    assert (
+        totals(settings)
+        == before
+        == {
+            "events": ["a", "b", "c"],
+            "units": 6.0,
+            "event_count": 3,
+            "series_events": 3,
+        }
+    )
 
 
 def test_crash_after_the_first_table_still_finishes_the_rest_once(
@@ -82,8 +87,12 @@ def test_crash_after_the_first_table_still_finishes_the_rest_once(
     crashed.store.append_once("pos_sales", new, "test-app", 0)  # then the process died
     assert crashed_split.num_rows == 2
     pipeline(settings).process(batch, 0)
-    assert totals(settings) == {"events": ["a", "b"], "units": 7.0, "event_count": 2,
-                                "series_events": 2}
+    assert totals(settings) == {
+        "events": ["a", "b"],
+        "units": 7.0,
+        "event_count": 2,
+        "series_events": 2,
+    }
 
 
 def _events(p: IngestPipeline, batch: pa.Table) -> pa.Table:
@@ -127,14 +136,30 @@ def test_every_kind_of_bad_input_is_quarantined_and_sent_to_the_dlq(
     rows = sorted(quarantine.to_pylist(), key=lambda r: r["source_offset"])
     assert [r["source_offset"] for r in rows] == list(range(1, 9))
     assert [r["raw_value"] for r in rows] == [v for _, v in bad]
-    for row, words in zip(rows, ["not valid JSON", "not UTF-8", "missing required field",
-                                 "field 'quantity'", "greater than or equal to 0",
-                                 "in the future", "over the limit", "does not match"],
-                          strict=True):
+    for row, words in zip(
+        rows,
+        [
+            "not valid JSON",
+            "not UTF-8",
+            "missing required field",
+            "field 'quantity'",
+            "greater than or equal to 0",
+            "in the future",
+            "over the limit",
+            "does not match",
+        ],
+        strict=True,
+    ):
         assert words in row["reason"]
 
-    consumer = Consumer({**client_config(settings), "group.id": "dlq-check", "session.timeout.ms": 6000,
-                         "auto.offset.reset": "earliest"})
+    consumer = Consumer(
+        {
+            **client_config(settings),
+            "group.id": "dlq-check",
+            "session.timeout.ms": 6000,
+            "auto.offset.reset": "earliest",
+        }
+    )
     consumer.subscribe([settings.topic_dlq])
     letters: list[DeadLetter] = []
     for _ in range(60):
