@@ -1,0 +1,94 @@
+"""Pure per-series helpers for re-tuning: history, rolling-origin folds, MASE, seasonal naive.
+
+Plain data in, plain data out: no Ray, Optuna storage, MLflow or Kafka here.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import numpy as np
+import pyarrow as pa
+
+from retrain.errors import RetrainError
+
+__all__ = ["Fold", "History", "history_from_daily", "mase", "rolling_folds", "seasonal_naive"]
+
+
+@dataclass(frozen=True)
+class History:
+    """One series' daily net units, one value per calendar day, missing days as zero."""
+
+    start: date
+    values: np.ndarray
+
+    @property
+    def end(self) -> date:
+        return self.start + timedelta(days=len(self.values) - 1)
+
+    def days(self) -> list[date]:
+        return [self.start + timedelta(days=k) for k in range(len(self.values))]
+
+
+def history_from_daily(rows: pa.Table, through: date | None = None) -> History:
+    """``daily_sales`` rows of one series (columns ``day``, ``units``) as a gap-free history."""
+    if rows.num_rows == 0:
+        raise RetrainError("The series has no daily sales yet; nothing to fit.")
+    days = rows.column("day").to_pylist()
+    units = rows.column("units").to_pylist()
+    start = min(days)
+    end = through or max(days)
+    values = np.zeros((end - start).days + 1)
+    for day, value in zip(days, units, strict=True):
+        if start <= day <= end:
+            values[(day - start).days] += value
+    return History(start, values)
+
+
+@dataclass(frozen=True)
+class Fold:
+    """Train on ``[0, cutoff)``, validate on ``[cutoff, cutoff + horizon)`` (indices)."""
+
+    cutoff: int
+    horizon: int
+
+
+def rolling_folds(length: int, horizon: int, folds: int, min_train: int) -> list[Fold]:
+    """The last ``folds`` windows of ``horizon`` days, oldest first; fewer if history is short."""
+    out = []
+    for k in range(folds, 0, -1):
+        cutoff = length - k * horizon
+        if cutoff >= min_train:
+            out.append(Fold(cutoff, horizon))
+    return out
+
+
+def seasonal_naive(
+    history: Sequence[float] | np.ndarray, horizon: int, season: int = 7
+) -> np.ndarray:
+    """Repeat the last full season; the fallback that always works."""
+    values = np.asarray(history, dtype=float)
+    if len(values) == 0:
+        return np.zeros(horizon)
+    if len(values) < season:
+        return np.full(horizon, values.mean())
+    last = values[-season:]
+    return np.array([last[k % season] for k in range(horizon)])
+
+
+def mase(
+    actual: Sequence[float] | np.ndarray,
+    forecast: Sequence[float] | np.ndarray,
+    train: Sequence[float] | np.ndarray,
+    season: int = 7,
+) -> float:
+    """Mean absolute error scaled by the in-sample seasonal-naive error of ``train``."""
+    actual_a, forecast_a, train_a = (np.asarray(x, dtype=float) for x in (actual, forecast, train))
+    error = float(np.mean(np.abs(actual_a - forecast_a)))
+    if len(train_a) <= season:
+        scale = float(np.mean(np.abs(np.diff(train_a)))) if len(train_a) > 1 else 0.0
+    else:
+        scale = float(np.mean(np.abs(train_a[season:] - train_a[:-season])))
+    if scale == 0.0:
+        return error if error == 0.0 else float("inf")
+    return error / scale
