@@ -1,7 +1,7 @@
 """Split a micro-batch of raw Kafka records into valid events and rejects (pure)."""
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 
@@ -9,6 +9,9 @@ from contracts import PosSale, validate_pos_sale
 from streaming.schemas import POS_SALES, QUARANTINE
 
 __all__ = ["Limits", "Split", "split_batch"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_TS = pa.timestamp("us", tz="UTC")
 
 
 @dataclass(frozen=True)
@@ -31,54 +34,59 @@ def split_batch(raw: pa.Table, batch_id: int, now: datetime, limits: Limits) -> 
     """Validate every record of ``raw`` (the Kafka source's schema)."""
     keys = raw.column("key").to_pylist()
     values = raw.column("value").to_pylist()
-    topics = raw.column("topic").to_pylist()
-    partitions = raw.column("partition").to_pylist()
-    offsets = raw.column("offset").to_pylist()
-    stamps = raw.column("timestamp").to_pylist()
-    good: list[tuple[int, PosSale]] = []
-    bad: list[tuple[int, str]] = []
-    for row, (key, value, stamp) in enumerate(zip(keys, values, stamps, strict=True)):
+    # tz-aware to_pylist() is slow; integers and one addition each are ~15x faster.
+    micros = raw.column("timestamp").cast(pa.int64()).to_pylist()
+    good: list[PosSale] = []
+    good_rows: list[int] = []
+    bad_rows: list[int] = []
+    reasons: list[str] = []
+    for row, (key, value, stamp) in enumerate(zip(keys, values, micros, strict=True)):
+        reference = now if stamp is None else _EPOCH + timedelta(microseconds=stamp)
         verdict = validate_pos_sale(
             key,
             value,
-            reference_time=stamp or now,
+            reference_time=reference,
             max_bytes=limits.max_bytes,
             max_future=limits.max_future,
         )
         if isinstance(verdict, PosSale):
-            good.append((row, verdict))
+            good.append(verdict)
+            good_rows.append(row)
         else:
-            bad.append((row, verdict.reason))
-    events = pa.Table.from_pydict(
+            bad_rows.append(row)
+            reasons.append(verdict.reason)
+    kept = raw.take(pa.array(good_rows, pa.int64()))
+    dropped = raw.take(pa.array(bad_rows, pa.int64()))
+    events = pa.table(
         {
-            "event_id": [s.event_id for _, s in good],
-            "store_id": [s.store_id for _, s in good],
-            "item_id": [s.item_id for _, s in good],
-            "sold_at": [s.sold_at for _, s in good],
+            "event_id": pa.array([s.event_id for s in good], pa.string()),
+            "store_id": pa.array([s.store_id for s in good], pa.string()),
+            "item_id": pa.array([s.item_id for s in good], pa.string()),
+            "sold_at": pa.array([s.sold_at for s in good], _TS),
             # The store's own calendar day: the offset the POS sent says where it is.
-            "sale_date": [s.sold_at.date() for _, s in good],
-            "quantity": [s.quantity for _, s in good],
-            "unit_price": [s.unit_price for _, s in good],
-            "kafka_topic": [topics[r] for r, _ in good],
-            "kafka_partition": [partitions[r] for r, _ in good],
-            "kafka_offset": [offsets[r] for r, _ in good],
-            "kafka_timestamp": [stamps[r] for r, _ in good],
-            "batch_id": [batch_id] * len(good),
-            "ingested_at": [now] * len(good),
+            "sale_date": pa.array([s.sold_at.date() for s in good], pa.date32()),
+            "quantity": pa.array([s.quantity for s in good], pa.float64()),
+            "unit_price": pa.array([s.unit_price for s in good], pa.float64()),
+            "kafka_topic": kept.column("topic"),
+            "kafka_partition": kept.column("partition"),
+            "kafka_offset": kept.column("offset"),
+            "kafka_timestamp": kept.column("timestamp"),
+            "batch_id": pa.repeat(pa.scalar(batch_id, pa.int64()), len(good)),
+            "ingested_at": pa.repeat(pa.scalar(now, _TS), len(good)),
         },
         schema=POS_SALES,
     )
-    rejects = pa.Table.from_pydict(
+    rejects = pa.table(
         {
-            "source_topic": [topics[r] for r, _ in bad],
-            "source_partition": [partitions[r] for r, _ in bad],
-            "source_offset": [offsets[r] for r, _ in bad],
-            "source_timestamp": [stamps[r] for r, _ in bad],
-            "raw_key": [keys[r] for r, _ in bad],
-            "raw_value": [values[r] for r, _ in bad],
-            "reason": [reason for _, reason in bad],
-            "quarantined_at": [now] * len(bad),
-            "batch_id": [batch_id] * len(bad),
+            "source_topic": dropped.column("topic"),
+            "source_partition": dropped.column("partition"),
+            "source_offset": dropped.column("offset"),
+            "source_timestamp": dropped.column("timestamp"),
+            "raw_key": dropped.column("key"),
+            "raw_value": dropped.column("value"),
+            "reason": pa.array(reasons, pa.string()),
+            "quarantined_at": pa.repeat(pa.scalar(now, _TS), len(bad_rows)),
+            "batch_id": pa.repeat(pa.scalar(batch_id, pa.int64()), len(bad_rows)),
         },
         schema=QUARANTINE,
     )
