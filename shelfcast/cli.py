@@ -10,8 +10,10 @@ from datetime import date
 from pathlib import Path
 
 from contracts.errors import ContractError
+from retrain.errors import RetrainError
 from shelfcast.errors import ShelfcastError
 from shelfcast.settings import Settings, load_settings
+from streaming.errors import StreamingError
 
 __all__ = ["main"]
 
@@ -166,17 +168,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("py4j").setLevel(logging.WARNING)
     try:
         code: int = args.func(args)
-    except (ShelfcastError, ContractError) as exc:
+    except (ShelfcastError, ContractError, StreamingError, RetrainError) as exc:
         print(f"shelfcast: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:
-        from retrain.errors import RetrainError
-        from streaming.errors import StreamingError
-
-        if isinstance(exc, StreamingError | RetrainError):
-            print(f"shelfcast: {exc}", file=sys.stderr)
-            return 2
-        raise
     return code
 
 

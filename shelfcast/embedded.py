@@ -14,7 +14,14 @@ from pathlib import Path
 from shelfcast.errors import EmbeddedStackError
 from shelfcast.settings import Settings
 
-__all__ = ["ManagedProcess", "running", "start_broker", "stop_all", "stop_process"]
+__all__ = [
+    "ManagedProcess",
+    "running",
+    "start_broker",
+    "stop_all",
+    "stop_process",
+    "wait_for_port",
+]
 
 
 @dataclass(frozen=True)
