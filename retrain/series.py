@@ -12,7 +12,15 @@ import pyarrow as pa
 
 from retrain.errors import RetrainError
 
-__all__ = ["Fold", "History", "history_from_daily", "mase", "rolling_folds", "seasonal_naive"]
+__all__ = [
+    "Fold",
+    "History",
+    "history_from_daily",
+    "mase",
+    "mase_scale",
+    "rolling_folds",
+    "seasonal_naive",
+]
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,14 @@ def seasonal_naive(
     return np.array([last[k % season] for k in range(horizon)])
 
 
+def mase_scale(train: Sequence[float] | np.ndarray, season: int = 7) -> float:
+    """MASE's denominator: the in-sample mean absolute error of the seasonal-naive forecast."""
+    train_a = np.asarray(train, dtype=float)
+    if len(train_a) <= season:
+        return float(np.mean(np.abs(np.diff(train_a)))) if len(train_a) > 1 else 0.0
+    return float(np.mean(np.abs(train_a[season:] - train_a[:-season])))
+
+
 def mase(
     actual: Sequence[float] | np.ndarray,
     forecast: Sequence[float] | np.ndarray,
@@ -83,12 +99,9 @@ def mase(
     season: int = 7,
 ) -> float:
     """Mean absolute error scaled by the in-sample seasonal-naive error of ``train``."""
-    actual_a, forecast_a, train_a = (np.asarray(x, dtype=float) for x in (actual, forecast, train))
+    actual_a, forecast_a = (np.asarray(x, dtype=float) for x in (actual, forecast))
     error = float(np.mean(np.abs(actual_a - forecast_a)))
-    if len(train_a) <= season:
-        scale = float(np.mean(np.abs(np.diff(train_a)))) if len(train_a) > 1 else 0.0
-    else:
-        scale = float(np.mean(np.abs(train_a[season:] - train_a[:-season])))
+    scale = mase_scale(train, season)
     if scale == 0.0:
         return error if error == 0.0 else float("inf")
     return error / scale

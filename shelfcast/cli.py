@@ -39,13 +39,16 @@ def _stop_on_signals() -> threading.Event:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from shelfcast.embedded import start_broker
+    from shelfcast.embedded import start_broker, start_ray
     from shelfcast.kafka import ensure_topics
 
     settings = _settings(args)
     if settings.embedded_broker:
         proc = start_broker(settings)
         print(f"broker (tansu, in-memory) pid {proc.pid} on {settings.bootstrap_servers}")
+    if settings.embedded_ray:
+        proc = start_ray(settings)
+        print(f"ray head pid {proc.pid} on {settings.ray_address}")
     ensure_topics(settings)
     print(
         f"topics ready: {settings.topic_pos_sales}, {settings.topic_dlq}, "
@@ -104,6 +107,29 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from shelfcast.wave import all_series, parse_series, run_wave
+
+    settings = _settings(args)
+    if args.all:
+        series = all_series(settings)
+    else:
+        series = [(store, item, 0.0) for store, item in parse_series(args.series)]
+    if not series:
+        print("no series to retrain (series_state is empty)")
+        return 0
+    summary = run_wave(settings, series, cold=args.cold)
+    methods = ", ".join(f"{k} {v}" for k, v in sorted(summary["methods"].items())) or "none"
+    print(
+        f"wave {summary['wave_id']}: {summary['total']} series in {summary['seconds']:.1f} s "
+        f"at daily_sales v{summary['version']}; done {summary['done']} ({methods}), "
+        f"failed {summary['failed']}, skipped as poison {summary['skipped']}"
+    )
+    for key, error in summary["errors"].items():
+        print(f"  {key}: {error}")
+    return 1 if summary["failed"] else 0
+
+
 def _common(parser: argparse.ArgumentParser, kafka: bool = True) -> None:
     parser.add_argument(
         "--data-dir",
@@ -132,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
         "ingest": (cmd_ingest, "run the ingest query in the foreground"),
         "simulate": (cmd_simulate, "send synthetic POS events"),
         "replay": (cmd_replay, "send a daily sales CSV as POS events"),
+        "retrain": (cmd_retrain, "re-tune and forecast series now, on the Ray cluster"),
     }
     parsers = {}
     for name, (func, text) in commands.items():
@@ -156,11 +183,19 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--until", type=date.fromisoformat, default=None)
     rep.add_argument("--events-per-day", type=int, default=4)
     rep.add_argument("--rate", type=float, default=None, help="events/s (default: max)")
+    ret = parsers["retrain"]
+    which = ret.add_mutually_exclusive_group(required=True)
+    which.add_argument("--series", nargs="+", metavar="STORE|ITEM", default=[])
+    which.add_argument("--all", action="store_true", help="every series in series_state")
+    ret.add_argument("--cold", action="store_true", help="start each study over")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from retrain.cluster import loopback_ray_env
+
+    loopback_ray_env()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -3,21 +3,26 @@
 Each process has a pid file under ``<data_dir>/run``; ``shelfcast down`` stops exactly those.
 """
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from retrain.cluster import loopback_ray_env
 from shelfcast.errors import EmbeddedStackError
 from shelfcast.settings import Settings
 
 __all__ = [
     "ManagedProcess",
+    "free_port",
     "running",
     "start_broker",
+    "start_ray",
     "stop_all",
     "stop_process",
     "wait_for_port",
@@ -137,8 +142,87 @@ def start_broker(settings: Settings, timeout: float = 20.0) -> ManagedProcess:
     return ManagedProcess("broker", proc.pid)
 
 
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_ray(settings: Settings, timeout: float = 60.0) -> ManagedProcess:
+    """Start a Ray head on loopback at ``ray_address`` (all its ports pinned or free)."""
+    for managed in running(settings):
+        if managed.name == "ray":
+            return managed
+    host, port = _host_port(settings.ray_address)
+    if wait_for_port(host, port, 0.1):
+        raise EmbeddedStackError(
+            f"Something already listens on {host}:{port}. Stop it, or point SHELFCAST_RAY_ADDRESS "
+            "at a free port (or at that cluster, with SHELFCAST_EMBEDDED_RAY=false)."
+        )
+    loopback_ray_env()
+    ray_bin = Path(sys.executable).with_name("ray")
+    cpus = settings.ray_num_cpus or os.cpu_count() or 1
+    # Worker ports 0 = any free port: Ray's default range would collide with its own GCS port.
+    ports = {
+        f"--{name}": str(free_port())
+        for name in (
+            "node-manager-port",
+            "object-manager-port",
+            "dashboard-agent-listen-port",
+            "dashboard-agent-grpc-port",
+            "runtime-env-agent-port",
+            "metrics-export-port",
+        )
+    }
+    command = [
+        str(ray_bin),
+        "start",
+        "--head",
+        "--block",
+        "--port",
+        str(port),
+        "--node-ip-address",
+        host,
+        "--num-cpus",
+        str(cpus),
+        "--include-dashboard=false",
+        "--include-log-monitor=false",
+        "--disable-usage-stats",
+        "--min-worker-port",
+        "0",
+        "--max-worker-port",
+        "0",
+        *[item for pair in ports.items() for item in pair],
+    ]
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    log = (settings.run_dir / "ray.log").open("ab")
+    try:
+        proc = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise EmbeddedStackError(
+            f"Could not start the embedded Ray head ({ray_bin}): {exc}. Reinstall 'ray[tune]'."
+        ) from exc
+    finally:
+        log.close()
+    _pid_file(settings, "ray").write_text(str(proc.pid))
+    if not wait_for_port(host, port, timeout) or proc.poll() is not None:
+        stop_process(proc.pid)
+        raise EmbeddedStackError(
+            f"The embedded Ray head did not listen on {host}:{port} within {timeout:.0f} s; "
+            f"see {settings.run_dir / 'ray.log'}."
+        )
+    return ManagedProcess("ray", proc.pid)
+
+
 def stop_process(pid: int, timeout: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL after ``timeout``; reap it if it is our child."""
+    """SIGTERM, then SIGKILL (its whole process group) after ``timeout``; reap our child."""
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -146,19 +230,22 @@ def stop_process(pid: int, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not _alive(pid):
-            return
+            break
         time.sleep(0.05)
-    try:
+    # Processes started with start_new_session lead their group: take their children too.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
+    _alive(pid)
 
 
 def stop_all(settings: Settings) -> list[ManagedProcess]:
     """Stop every process ``up`` started (and only those); return what was stopped."""
     stopped = running(settings)
     for proc in reversed(stopped):
-        stop_process(proc.pid)
+        # Ray drains for up to 30 s on SIGTERM even when idle; 'down' means now.
+        stop_process(proc.pid, timeout=3.0 if proc.name == "ray" else 10.0)
     for pid_file in settings.run_dir.glob("*.pid") if settings.run_dir.is_dir() else []:
         pid_file.unlink(missing_ok=True)
     return stopped

@@ -64,6 +64,28 @@ class Settings(BaseSettings):
 
     # Embedded stack
     embedded_broker: bool = True
+    embedded_ray: bool = True
+
+    # Ray
+    ray_address: str = "127.0.0.1:16379"
+    ray_namespace: str = "shelfcast"
+    ray_num_cpus: int | None = Field(default=None, ge=1)
+
+    # Retrain
+    retrain_horizon_days: int = Field(default=28, ge=1, le=366)
+    retrain_folds: int = Field(default=2, ge=2, le=10)
+    retrain_history_days: int = Field(default=730, ge=28)
+    retrain_cold_trials: int = Field(default=20, ge=1)
+    retrain_warm_trials: int = Field(default=2, ge=0)
+    retrain_keep_margin: float = Field(default=0.02, ge=0, lt=1)
+    retrain_uncertainty_samples: int = Field(default=100, ge=0)
+    retrain_max_attempts: int = Field(default=3, ge=1)
+    retrain_retry_backoff_seconds: float = Field(default=2.0, ge=0)
+    fit_backend: Literal["cmdstan"] = "cmdstan"
+    optuna_storage: SecretStr | None = None
+    optuna_journal_shards: int = Field(default=8, ge=1)
+    mlflow_tracking_uri: SecretStr | None = None
+    mlflow_experiment: str = "shelfcast"
 
     @property
     def delta_dir(self) -> Path:
@@ -79,6 +101,23 @@ class Settings(BaseSettings):
     def run_dir(self) -> Path:
         """Folder for pid files and logs of processes started by ``shelfcast up``."""
         return self.data_dir / "run"
+
+    @property
+    def optuna_dir(self) -> Path:
+        """Folder of the Optuna journal files (when ``optuna_storage`` is not set)."""
+        return self.data_dir.resolve() / "optuna"
+
+    @property
+    def tracking_uri(self) -> str:
+        """The MLflow tracking URI: the setting, else a SQLite store under the data dir."""
+        if self.mlflow_tracking_uri is not None:
+            return self.mlflow_tracking_uri.get_secret_value()
+        return f"sqlite:///{self.data_dir.resolve() / 'mlflow' / 'mlflow.db'}"
+
+    @property
+    def artifact_dir(self) -> Path:
+        """Where the default MLflow store keeps artifacts (set explicitly, never ./mlruns)."""
+        return self.data_dir.resolve() / "mlflow" / "artifacts"
 
     @classmethod
     def settings_customise_sources(

@@ -1,24 +1,25 @@
-"""Session fixtures: one real broker (tansu) and one real Spark per test session."""
+"""Session fixtures: one real broker (tansu), one real Spark, one real Ray head per session."""
 
 import json
-import socket
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
 import pytest
 from confluent_kafka import Producer
 
-from shelfcast.embedded import start_broker, stop_process
+from retrain.cluster import loopback_ray_env
+from shelfcast.embedded import free_port, start_broker, start_ray, stop_process
 from shelfcast.kafka import ensure_topics, producer_config
 from shelfcast.settings import Settings, load_settings
 
+loopback_ray_env()
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["demand", "free_port", "sale", "write_daily"]
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +30,21 @@ def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     proc = start_broker(settings)
     yield address
     stop_process(proc.pid)
+
+
+@pytest.fixture(scope="session")
+def ray_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Ray head on loopback (2 CPUs) that this process joins once; stopped by pid at the end."""
+    address = f"127.0.0.1:{free_port()}"
+    settings = load_settings(
+        data_dir=tmp_path_factory.mktemp("ray"), ray_address=address, ray_num_cpus=2
+    )
+    proc = start_ray(settings)
+    yield address
+    import ray
+
+    ray.shutdown()
+    stop_process(proc.pid, timeout=3.0)
 
 
 @pytest.fixture
@@ -44,6 +60,7 @@ def make_settings(bootstrap: str, tmp_path: Path) -> Callable[..., Settings]:
             "topic_dlq": f"dlq-{tag}",
             "topic_forecasts": f"fc-{tag}",
             "ingest_trigger_seconds": 0.5,
+            "ray_namespace": f"test-{tag}",
         }
         values.update(overrides)
         settings = load_settings(**values)
@@ -105,3 +122,77 @@ def sale(
         "quantity": quantity,
         **extra,
     }
+
+
+def write_daily(
+    settings: Settings, series: dict[tuple[str, str], np.ndarray], start: date, batch_id: int = 0
+) -> int:
+    """Put daily units per series into ``daily_sales`` (as the ingest would); its new version."""
+    from datetime import timedelta
+
+    from streaming.schemas import DAILY_SALES
+    from streaming.tables import TableStore
+
+    store = TableStore(settings.delta_dir)
+    store.ensure()
+    rows: dict[str, list[Any]] = {
+        k: [] for k in ("store_id", "item_id", "day", "units", "revenue", "returns")
+    }
+    for (store_id, item_id), values in series.items():
+        for k, value in enumerate(values):
+            rows["store_id"].append(store_id)
+            rows["item_id"].append(item_id)
+            rows["day"].append(start + timedelta(days=k))
+            rows["units"].append(float(value))
+            rows["revenue"].append(0.0)
+            rows["returns"].append(0.0)
+    n = len(rows["day"])
+    table = pa.table(
+        {**rows, "event_count": [1] * n, "updated_batch_id": [batch_id] * n},
+        schema=DAILY_SALES,
+    )
+    store.add_daily_once(table, "tests", batch_id)
+    return int(store.table("daily_sales").version())
+
+
+def demand(days: int, level: float = 20.0, seed: int = 0) -> np.ndarray:
+    """A real-shaped daily series: weekly and yearly cycle, trend, noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(days)
+    weekly = 1 + 0.3 * np.sin(2 * np.pi * t / 7)
+    yearly = 1 + 0.2 * np.sin(2 * np.pi * t / 365.25)
+    return np.round(rng.poisson(level * weekly * yearly * (1 + t / 2000))).astype(float)
+
+
+def read_topic(settings: Settings, topic: str, expect: int, timeout: float = 60.0) -> list[Any]:
+    """Every message on ``topic`` from the start, waiting until ``expect`` arrived (or timeout);
+    then 1 s more so that extra (unwanted) messages show up too."""
+    import time
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    from shelfcast.kafka import client_config
+
+    consumer = Consumer(
+        {
+            **client_config(settings),
+            "group.id": f"test-{uuid.uuid4().hex[:6]}",
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 50,
+        }
+    )
+    meta = consumer.list_topics(topic, timeout=10).topics[topic]
+    consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout
+    settle: float | None = None
+    while time.monotonic() < deadline:
+        if len(out) >= expect:
+            settle = settle or time.monotonic() + 1.0
+            if time.monotonic() > settle:
+                break
+        for msg in consumer.consume(100, 0.2):
+            if msg.error() is None:
+                out.append(msg)
+    consumer.close()
+    return out

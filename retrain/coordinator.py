@@ -1,0 +1,263 @@
+"""The coordinator: a named, detached Ray actor that owns the retrain queue.
+
+It outlives the drivers that submit to it (the streaming service, ``shelfcast retrain``), so
+a restarted driver reconnects by name and finds the queue as it was. ``submit`` only records
+work and returns; a pump inside the actor starts one Ray task per series, at most one per CPU
+of the cluster, then logs each result to MLflow and publishes its forecast. A series is done
+once Kafka confirmed delivery.
+"""
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+import ray
+
+from contracts.forecast import Forecast
+from retrain.queue import Job, Request, RetrainQueue
+from retrain.task import TaskResult, TaskSpec, run_job, spec_from_settings
+
+__all__ = ["Coordinator"]
+
+log = logging.getLogger("shelfcast.coordinator")
+
+_train = ray.remote(num_cpus=1, max_retries=0)(run_job)
+
+
+class Coordinator:
+    """Use through :mod:`retrain.cluster`; every public method is a Ray actor call."""
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+        self.spec: TaskSpec = spec_from_settings(settings)
+        self.queue = RetrainQueue(
+            settings.retrain_max_attempts, settings.retrain_retry_backoff_seconds
+        )
+        # One thread: MLflow's SQLite store and the producer see one writer, in order.
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shelfcast-sink")
+        self._tracker: Any = None
+        self._publisher: Any = None
+        self._wake: asyncio.Event | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._capacity = (0, 0.0)
+        self._wave_runs: dict[str, str] = {}
+        self._wave_methods: dict[str, Counter[str]] = {}
+        self._recent: deque[tuple[float, float]] = deque(maxlen=10_000)
+        self._latest: deque[dict[str, Any]] = deque(maxlen=20)
+        self._pids: dict[str, int] = {}
+        self.published = 0
+
+    # calls ----------------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        requests: list[tuple[str, str, float]],
+        version: int,
+        cold: bool = False,
+        wave_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Queue ``(store_id, item_id, priority)`` at ``version``; returns at once."""
+        self._ensure_pump()
+        wave_id = wave_id or uuid.uuid4().hex[:12]
+        reqs = [Request(store, item, float(priority)) for store, item, priority in requests]
+        wave = self.queue.submit(reqs, version, wave_id, time.time(), cold=cold)
+        self._wave_methods.setdefault(wave_id, Counter())
+        self._poke()
+        return wave.summary()
+
+    async def wave(self, wave_id: str) -> dict[str, Any] | None:
+        found = self.queue.waves.get(wave_id)
+        if found is None:
+            return None
+        return {**found.summary(), "methods": dict(self._wave_methods.get(wave_id, {}))}
+
+    async def drain_updates(self) -> list[dict[str, Any]]:
+        return self.queue.drain_updates()
+
+    async def status(self) -> dict[str, Any]:
+        now = time.time()
+        minute = [s for t, s in self._recent if t >= now - 60]
+        return {
+            **self.queue.depth(),
+            "capacity": self._cpus(),
+            "retrains_last_minute": len(minute),
+            "mean_retrain_seconds": sum(minute) / len(minute) if minute else None,
+            "published": self.published,
+            "poisoned": {k: {"version": v, "error": e} for k, (v, e) in self.queue.poison.items()},
+            "latest": list(self._latest),
+        }
+
+    async def started(self, key: str, pid: int) -> None:
+        self._pids[key] = pid
+
+    async def running_pids(self) -> dict[str, int]:
+        return {k: p for k, p in self._pids.items() if k in self.queue.running}
+
+    async def ping(self) -> str:
+        self._ensure_pump()
+        return "ok"
+
+    # pump -----------------------------------------------------------------------------------
+
+    def _ensure_pump(self) -> None:
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        if self._pump is None or self._pump.done():
+            self._pump = asyncio.get_running_loop().create_task(self._run())
+
+    def _poke(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    def _cpus(self) -> int:
+        count, checked = self._capacity
+        if time.monotonic() - checked > 10 or count == 0:
+            count = max(1, int(ray.cluster_resources().get("CPU", 1)))  # type: ignore[no-untyped-call]
+            self._capacity = (count, time.monotonic())
+        return count
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while True:
+            self._wake.clear()
+            now = time.time()
+            for job in self.queue.take(now, self._cpus() - len(self.queue.running)):
+                self._tasks[job.key] = asyncio.get_running_loop().create_task(self._execute(job))
+            due = self.queue.next_due(now)
+            timeout = 5.0 if due is None else min(5.0, max(due, 0.01))
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    async def _execute(self, job: Job) -> None:
+        me = ray.get_runtime_context().current_actor
+        try:
+            result: TaskResult = await _train.remote(job, self.spec, me)
+            version, message = await asyncio.get_running_loop().run_in_executor(
+                self._io, self._sink, result
+            )
+        except Exception as exc:
+            error = _short(exc)
+            outcome = self.queue.fail(job.key, error, time.time())
+            log.warning("retrain of %s failed (%s): %s", job.key, outcome, error)
+        else:
+            fit = result.fit
+            self._recent.append((time.time(), result.seconds))
+            self._wave_methods.setdefault(job.wave_id, Counter())[
+                "warm" if fit.warm else fit.method
+            ] += 1
+            self.queue.succeed(
+                job.key,
+                time.time(),
+                method=fit.method,
+                model_version=str(version),
+                error=fit.fallback_reason,
+                seconds=result.seconds,
+                forecast=message,
+                mase_scale=fit.mase_scale,
+            )
+        finally:
+            self._tasks.pop(job.key, None)
+            self._pids.pop(job.key, None)
+            await self._close_finished_waves()
+            self._poke()
+
+    # sink (runs on the single I/O thread) ---------------------------------------------------
+
+    def _sink(self, result: TaskResult) -> tuple[int, dict[str, Any]]:
+        """Log to MLflow, register, publish; return the new model version and the message."""
+        from retrain.publish import ForecastPublisher
+        from retrain.registry import Tracker
+        from shelfcast.kafka import producer_config
+
+        if self._tracker is None:
+            self.settings.artifact_dir.mkdir(parents=True, exist_ok=True)
+            self._tracker = Tracker(
+                self.spec.tracking_uri,
+                self.spec.experiment,
+                None if self.settings.mlflow_tracking_uri else self.settings.artifact_dir.as_uri(),
+            )
+        if self._publisher is None:
+            self._publisher = ForecastPublisher(
+                producer_config(self.settings), self.settings.topic_forecasts
+            )
+        job, fit = result.job, result.fit
+        parent = self._wave_run(job.wave_id)
+        run_id, version = self._tracker.record_series(
+            parent,
+            job.store_id,
+            job.item_id,
+            fit,
+            {"data_version": job.version, "cold": job.cold, "attempt": job.attempts + 1},
+        )
+        forecast = Forecast(
+            store_id=job.store_id,
+            item_id=job.item_id,
+            generated_at=datetime.now(UTC),
+            model_version=version,
+            mlflow_run_id=run_id,
+            method=fit.method,  # type: ignore[arg-type]
+            warm=fit.warm,
+            data_through=fit.data_through,
+            data_version=job.version,
+            horizon=len(fit.points),
+            points=fit.points,  # type: ignore[arg-type]
+            validation_mae=fit.validation_mae,
+            validation_mase=fit.validation_mase,
+            fallback_reason=fit.fallback_reason,
+        )
+        failed = self._publisher.publish([forecast])
+        if failed:
+            raise RuntimeError(f"forecast not delivered: {failed[forecast.key]}")
+        self.published += 1
+        self._latest.appendleft(
+            {
+                "series": forecast.key,
+                "model_version": version,
+                "method": fit.method,
+                "warm": fit.warm,
+                "validation_mase": fit.validation_mase,
+                "seconds": round(result.seconds, 3),
+                "at": forecast.generated_at.isoformat(),
+            }
+        )
+        return int(version), forecast.model_dump(mode="json")
+
+    def _wave_run(self, wave_id: str) -> str | None:
+        if wave_id not in self._wave_runs:
+            self._wave_runs[wave_id] = self._tracker.start_wave(wave_id, {})
+        return self._wave_runs[wave_id]
+
+    async def _close_finished_waves(self) -> None:
+        for wave_id in [w for w in self._wave_methods if w not in self.queue.waves]:
+            del self._wave_methods[wave_id]
+        for wave_id, run_id in list(self._wave_runs.items()):
+            wave = self.queue.waves.get(wave_id)
+            if wave is None or wave.finished_at is None:
+                continue
+            methods = self._wave_methods.get(wave_id, Counter())
+            totals = {
+                "series": wave.total,
+                "done": wave.done,
+                "failed": wave.failed,
+                "skipped": wave.skipped,
+                "seconds": wave.finished_at - wave.started_at,
+                **{f"n_{name}": count for name, count in methods.items()},
+            }
+            del self._wave_runs[wave_id]
+            await asyncio.get_running_loop().run_in_executor(
+                self._io, self._tracker.finish_wave, run_id, totals
+            )
+
+
+def _short(exc: BaseException) -> str:
+    cause = getattr(exc, "cause", None) or exc
+    text = f"{type(cause).__name__}: {cause}"
+    return text if len(text) < 2000 else text[:2000] + "..."

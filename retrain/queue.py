@@ -1,0 +1,239 @@
+"""The retrain queue as pure state: coalescing, priority, retry with backoff, poison, waves.
+
+No Ray here: the coordinator actor owns one instance and drives it with the clock.
+- A series submitted while queued or running trains at most once more, on the newest version.
+- ``take`` hands out the highest priority first (ties: oldest first), skipping backoffs.
+- A failure retries after ``backoff * 2**(attempts-1)`` seconds; after ``max_attempts`` the series
+  is poison at that data version and ignored until a newer version is submitted.
+"""
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+__all__ = ["Job", "Request", "RetrainQueue", "Wave"]
+
+_KEEP_WAVES = 200
+_KEEP_UPDATES = 100_000
+
+QUEUED, RUNNING, DONE, FAILED, POISON = "queued", "running", "done", "failed", "poison"
+
+
+@dataclass(frozen=True)
+class Request:
+    """One series to retrain; ``priority`` is e.g. its new events since the last retrain."""
+
+    store_id: str
+    item_id: str
+    priority: float = 0.0
+
+    @property
+    def key(self) -> str:
+        return f"{self.store_id}|{self.item_id}"
+
+
+@dataclass(frozen=True)
+class Job:
+    """A queued or running retrain of one series at one data version."""
+
+    store_id: str
+    item_id: str
+    version: int
+    wave_id: str
+    priority: float = 0.0
+    cold: bool = False
+    attempts: int = 0
+    not_before: float = 0.0
+    seq: int = 0
+
+    @property
+    def key(self) -> str:
+        return f"{self.store_id}|{self.item_id}"
+
+
+@dataclass
+class Wave:
+    """One submission's progress; a series coalesced into a later wave moves there."""
+
+    wave_id: str
+    started_at: float
+    pending: set[str] = field(default_factory=set)
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    moved: int = 0
+    finished_at: float | None = None
+
+    @property
+    def total(self) -> int:
+        return len(self.pending) + self.done + self.failed
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "wave_id": self.wave_id,
+            "total": self.total,
+            "pending": len(self.pending),
+            "done": self.done,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "moved": self.moved,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+        }
+
+
+class RetrainQueue:
+    """Queued, running, poisoned series and the waves they belong to."""
+
+    def __init__(self, max_attempts: int = 3, backoff_seconds: float = 2.0) -> None:
+        self.max_attempts = max_attempts
+        self.backoff_seconds = backoff_seconds
+        self.queued: dict[str, Job] = {}
+        self.running: dict[str, Job] = {}
+        self.rerun: dict[str, Job] = {}
+        self.poison: dict[str, tuple[int, str]] = {}
+        self.waves: dict[str, Wave] = {}
+        self.updates: list[dict[str, Any]] = []
+        self._seq = 0
+
+    # submission -----------------------------------------------------------------------------
+
+    def submit(
+        self, requests: list[Request], version: int, wave_id: str, now: float, cold: bool = False
+    ) -> Wave:
+        """Queue (or coalesce) each series at ``version``; returns the new wave."""
+        wave = self.waves.setdefault(wave_id, Wave(wave_id, now))
+        self._prune()
+        for req in requests:
+            key = req.key
+            if key in self.poison and self.poison[key][0] >= version:
+                wave.skipped += 1
+                continue
+            self.poison.pop(key, None)
+            self._seq += 1
+            job = Job(
+                req.store_id, req.item_id, version, wave_id, req.priority, cold, seq=self._seq
+            )
+            if key in self.running:
+                job = self._merge(self.rerun.get(key), job)
+                self.rerun[key] = job
+            else:
+                job = self._merge(self.queued.get(key), job)
+                self.queued[key] = job
+                self._note(key, QUEUED, version=job.version)
+            self._move(key, wave)
+        self._maybe_finish(wave, now)
+        return wave
+
+    def _prune(self) -> None:
+        finished = [w.wave_id for w in self.waves.values() if w.finished_at is not None]
+        for wave_id in finished[: max(0, len(finished) - _KEEP_WAVES)]:
+            del self.waves[wave_id]
+
+    def _merge(self, old: Job | None, new: Job) -> Job:
+        if old is None:
+            return new
+        return replace(
+            new,
+            version=max(old.version, new.version),
+            priority=max(old.priority, new.priority),
+            cold=old.cold or new.cold,
+            seq=old.seq,
+        )
+
+    def _move(self, key: str, wave: Wave) -> None:
+        for other in self.waves.values():
+            if other is not wave and key in other.pending:
+                other.pending.discard(key)
+                other.moved += 1
+        wave.pending.add(key)
+
+    # dispatch -------------------------------------------------------------------------------
+
+    def take(self, now: float, slots: int) -> list[Job]:
+        """Up to ``slots`` jobs to start now; they become running."""
+        if slots <= 0:
+            return []
+        ready = [job for job in self.queued.values() if job.not_before <= now]
+        ready.sort(key=lambda job: (-job.priority, job.seq))
+        out = ready[:slots]
+        for job in out:
+            del self.queued[job.key]
+            self.running[job.key] = job
+            self._note(job.key, RUNNING, version=job.version, attempts=job.attempts)
+        return out
+
+    def next_due(self, now: float) -> float | None:
+        """Seconds until the earliest backed-off job may start (0 if one may now)."""
+        if not self.queued:
+            return None
+        return max(0.0, min(job.not_before for job in self.queued.values()) - now)
+
+    # outcomes -------------------------------------------------------------------------------
+
+    def succeed(self, key: str, now: float, **info: Any) -> None:
+        job = self.running.pop(key)
+        self._note(key, DONE, **{"version": job.version, "error": None, **info})
+        self._count(job, now, ok=True)
+        self._requeue_rerun(key)
+
+    def fail(self, key: str, error: str, now: float) -> str:
+        """Record a failure; returns ``queued`` (a retry is scheduled) or ``poison``."""
+        job = self.running.pop(key)
+        newer = self.rerun.pop(key, None)
+        if newer is not None:
+            job = replace(newer, attempts=job.attempts)
+        attempts = job.attempts + 1
+        if attempts >= self.max_attempts:
+            self.poison[key] = (job.version, error)
+            self._note(key, POISON, version=job.version, error=error, attempts=attempts)
+            self._count(job, now, ok=False)
+            return POISON
+        delay = self.backoff_seconds * 2 ** (attempts - 1)
+        self.queued[key] = replace(job, attempts=attempts, not_before=now + delay)
+        self._note(key, QUEUED, version=job.version, error=error, attempts=attempts)
+        return QUEUED
+
+    def _requeue_rerun(self, key: str) -> None:
+        job = self.rerun.pop(key, None)
+        if job is not None:
+            self.queued[key] = job
+            self._note(key, QUEUED, version=job.version)
+
+    def _count(self, job: Job, now: float, ok: bool) -> None:
+        for wave in self.waves.values():
+            if job.key in wave.pending and (
+                wave.wave_id == job.wave_id or job.key not in self.rerun
+            ):
+                wave.pending.discard(job.key)
+                if ok:
+                    wave.done += 1
+                else:
+                    wave.failed += 1
+                self._maybe_finish(wave, now)
+                break
+
+    def _maybe_finish(self, wave: Wave, now: float) -> None:
+        if not wave.pending and wave.finished_at is None:
+            wave.finished_at = now
+
+    # views ----------------------------------------------------------------------------------
+
+    def _note(self, key: str, state: str, **info: Any) -> None:
+        store_id, _, item_id = key.partition("|")
+        self.updates.append({"store_id": store_id, "item_id": item_id, "status": state, **info})
+        if len(self.updates) > _KEEP_UPDATES:
+            # Nobody drains (no service running): keep the newest; series_state catches up.
+            del self.updates[: len(self.updates) - _KEEP_UPDATES]
+
+    def drain_updates(self) -> list[dict[str, Any]]:
+        """Status changes since the last drain, oldest first (the driver applies them)."""
+        out, self.updates = self.updates, []
+        return out
+
+    def depth(self) -> dict[str, int]:
+        return {
+            "queued": len(self.queued),
+            "running": len(self.running),
+            "rerun": len(self.rerun),
+            "poison": len(self.poison),
+        }

@@ -1,0 +1,111 @@
+"""The body of one Ray task: load one series at a data version, re-tune, refit, forecast.
+
+Returns plain data; MLflow and Kafka happen on the coordinator's side, once per result.
+"""
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from retrain.data import load_history
+from retrain.kernel import SeriesFit, WarmState, retrain_one
+from retrain.prophet_fit import FitOptions, FitStats
+from retrain.queue import Job
+from retrain.studies import StudyRef, open_study, save_warm_state, study_name, warm_state
+from retrain.tuning import TuneConfig
+
+__all__ = ["TaskResult", "TaskSpec", "run_job", "spec_from_settings"]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What every task needs, as plain picklable data (no secrets but the store URLs)."""
+
+    daily_sales_uri: str
+    history_days: int
+    tune: TuneConfig
+    backend: str
+    uncertainty_samples: int
+    journal_dir: Path
+    journal_shards: int
+    optuna_url: str | None
+    tracking_uri: str
+    experiment: str
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """One finished task: the job it ran, what came out, and where the time went."""
+
+    job: Job
+    fit: SeriesFit
+    pid: int
+    seconds: float
+    load_seconds: float
+
+
+def spec_from_settings(settings: Any) -> TaskSpec:
+    """Build the task spec from :class:`shelfcast.settings.Settings`."""
+    return TaskSpec(
+        daily_sales_uri=str((settings.delta_dir / "daily_sales").resolve()),
+        history_days=settings.retrain_history_days,
+        tune=TuneConfig(
+            horizon=settings.retrain_horizon_days,
+            folds=settings.retrain_folds,
+            cold_trials=settings.retrain_cold_trials,
+            warm_trials=settings.retrain_warm_trials,
+            keep_margin=settings.retrain_keep_margin,
+        ),
+        backend=settings.fit_backend,
+        uncertainty_samples=settings.retrain_uncertainty_samples,
+        journal_dir=settings.optuna_dir,
+        journal_shards=settings.optuna_journal_shards,
+        optuna_url=(
+            settings.optuna_storage.get_secret_value() if settings.optuna_storage else None
+        ),
+        tracking_uri=settings.tracking_uri,
+        experiment=settings.mlflow_experiment,
+    )
+
+
+@cache
+def _tracker(uri: str, experiment: str) -> Any:
+    from retrain.registry import Tracker
+
+    return Tracker(uri, experiment)
+
+
+def run_job(job: Job, spec: TaskSpec, reporter: Any = None) -> TaskResult:
+    """Retrain one series; every modelling failure falls back inside (see ``retrain_one``).
+
+    ``reporter`` (the coordinator's handle) hears that the job started and in which process.
+    """
+    began = time.perf_counter()
+    if reporter is not None:
+        reporter.started.remote(job.key, os.getpid())
+    history = load_history(
+        spec.daily_sales_uri, job.store_id, job.item_id, job.version, spec.history_days
+    )
+    loaded = time.perf_counter()
+    ref = StudyRef(spec.journal_dir, spec.journal_shards, spec.optuna_url)
+    study = open_study(ref, study_name(job.store_id, job.item_id), cold=job.cold)
+    warm = WarmState() if job.cold else warm_state(study)
+
+    def last_good() -> str | None:
+        champion: str | None = _tracker(spec.tracking_uri, spec.experiment).champion_json(
+            job.store_id, job.item_id
+        )
+        return champion
+
+    with tempfile.TemporaryDirectory(prefix="shelfcast-fit-") as fit_dir:
+        options = FitOptions(
+            Path(fit_dir), spec.backend, spec.uncertainty_samples, stats=FitStats()
+        )
+        fit = retrain_one(history, spec.tune, options, study, warm, last_good)
+    if fit.method in ("tuned", "defaults"):
+        save_warm_state(study, fit.params, fit.stan_init)
+    return TaskResult(job, fit, os.getpid(), time.perf_counter() - began, loaded - began)

@@ -1,0 +1,98 @@
+"""Optuna re-tuning of one series on rolling-origin folds, warm or cold.
+
+The study is handed in (its storage is chosen at the edge, in :mod:`retrain.studies`).
+Warm: the incumbent params are enqueued and a few new trials follow, TPE learning from every
+earlier wave kept in the study. Cold: Prophet's defaults are enqueued, then a full search.
+Tuned params replace the baseline (incumbent or defaults) only when they beat it by a margin:
+on a couple of folds small wins are mostly noise.
+"""
+
+from dataclasses import dataclass
+
+import optuna
+
+from retrain.errors import RetrainError
+from retrain.prophet_fit import DEFAULT_PARAMS, FitOptions, Params, ScoredParams, score_params
+from retrain.series import History, rolling_folds
+
+__all__ = ["TuneConfig", "Tuned", "suggest_params", "tune"]
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """The tuning knobs (from settings)."""
+
+    horizon: int = 28
+    folds: int = 2
+    cold_trials: int = 20
+    warm_trials: int = 2
+    keep_margin: float = 0.02
+    min_train_days: int = 56
+
+
+@dataclass(frozen=True)
+class Tuned:
+    """The chosen params and their validation score."""
+
+    best: ScoredParams
+    trials: int
+    warm: bool
+
+
+def suggest_params(trial: optuna.Trial) -> Params:
+    """The search space."""
+    mode = trial.suggest_categorical("seasonality_mode", ["additive", "multiplicative"])
+    return Params(
+        changepoint_prior_scale=trial.suggest_float(
+            "changepoint_prior_scale", 0.001, 0.5, log=True
+        ),
+        seasonality_prior_scale=trial.suggest_float(
+            "seasonality_prior_scale", 0.01, 10.0, log=True
+        ),
+        seasonality_mode="multiplicative" if mode == "multiplicative" else "additive",
+    )
+
+
+def tune(
+    history: History,
+    study: optuna.Study,
+    config: TuneConfig,
+    options: FitOptions,
+    incumbent: Params | None,
+) -> Tuned:
+    """Run this wave's trials on ``study``; ``incumbent`` set means warm."""
+    folds = rolling_folds(len(history.values), config.horizon, config.folds, config.min_train_days)
+    if len(folds) < config.folds:
+        raise RetrainError(
+            f"{len(history.values)} days of history are too short for {config.folds} validation "
+            f"folds of {config.horizon} days after {config.min_train_days} training days."
+        )
+    past = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    warm = incumbent is not None and len(past) > 0
+    baseline = incumbent if warm and incumbent is not None else DEFAULT_PARAMS
+    study.enqueue_trial(baseline.as_dict(), skip_if_exists=False)
+    n_trials = 1 + (config.warm_trials if warm else max(config.cold_trials - 1, 0))
+    if warm:
+        # The best of earlier waves gets re-scored on today's data too.
+        best_past = min(past, key=lambda t: t.value if t.value is not None else float("inf"))
+        if Params.from_dict(best_past.params) != baseline:
+            study.enqueue_trial(best_past.params, skip_if_exists=False)
+            n_trials += 1
+    scored: list[ScoredParams] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        result = score_params(history, suggest_params(trial), folds, options)
+        trial.set_user_attr("mase", result.mase)
+        scored.append(result)
+        return result.mae
+
+    study.optimize(objective, n_trials=n_trials, catch=(Exception,))
+    if not scored:
+        raise RetrainError("Every trial failed to fit; see the trials' errors in the study.")
+    base_score = next((s for s in scored if s.params == baseline), None)
+    best = min(scored, key=lambda s: s.mae)
+    if base_score is not None and best.mae > base_score.mae * (1 - config.keep_margin):
+        best = base_score
+    return Tuned(best=best, trials=len(scored), warm=warm)

@@ -1,0 +1,243 @@
+"""Waves on a real Ray head, real Optuna journal, real MLflow store and a real broker."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import date
+from typing import Any
+
+import jsonschema
+import pytest
+
+from contracts import load_schema, parse_forecast
+from retrain.cluster import coordinator
+from retrain.registry import CHAMPION, model_name
+from shelfcast.settings import Settings
+from shelfcast.wave import run_wave
+from tests.conftest import demand, read_topic, write_daily
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+START = date(2023, 1, 1)
+FAST = {
+    "retrain_cold_trials": 4,
+    "retrain_warm_trials": 1,
+    "retrain_horizon_days": 14,
+    "retrain_history_days": 365,
+    "retrain_uncertainty_samples": 20,
+    "retrain_retry_backoff_seconds": 0.2,
+    "retrain_max_attempts": 2,
+}
+
+
+@pytest.fixture
+def retrain_settings(
+    make_settings: Callable[..., Settings], ray_address: str
+) -> Iterator[Callable[..., Settings]]:
+    """Settings on the session's Ray head; the coordinators they create are killed after."""
+    made: list[Settings] = []
+
+    def make(**overrides: Any) -> Settings:
+        settings = make_settings(ray_address=ray_address, **{**FAST, **overrides})
+        made.append(settings)
+        return settings
+
+    yield make
+    import ray
+
+    from retrain.cluster import COORDINATOR
+
+    for settings in made:
+        try:
+            ray.kill(ray.get_actor(COORDINATOR, namespace=settings.ray_namespace))
+        except ValueError:
+            pass
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_two_waves_publish_one_valid_forecast_per_series_each_and_track_them(
+    retrain_settings: Callable[..., Settings],
+) -> None:
+    from mlflow import MlflowClient
+
+    settings = retrain_settings()
+    series = {("S1", "I1"): demand(220, seed=1), ("S1", "I2"): demand(220, 5, seed=2)}
+    write_daily(settings, series, START)
+    keys = [(s, i, 0.0) for s, i in series]
+
+    first = run_wave(settings, keys, cold=False)
+    assert (first["done"], first["failed"]) == (2, 0), first["errors"]
+    assert first["methods"] == {"tuned": 2}  # no history yet: cold
+
+    write_daily(settings, {k: demand(7, seed=9) for k in series}, date(2023, 8, 9), batch_id=1)
+    second = run_wave(settings, keys, cold=False)
+    assert second["done"] == 2 and second["methods"] == {"warm": 2}
+
+    messages = read_topic(settings, settings.topic_forecasts, expect=4)
+    schema = load_schema("forecast", 1)
+    forecasts = []
+    for msg in messages:
+        forecast = parse_forecast(msg.value())
+        jsonschema.validate(forecast.model_dump(mode="json"), schema)
+        assert msg.key().decode() == forecast.key
+        forecasts.append(forecast)
+    assert Counter((f.key, f.model_version) for f in forecasts) == {
+        ("S1|I1", 1): 1,
+        ("S1|I1", 2): 1,
+        ("S1|I2", 1): 1,
+        ("S1|I2", 2): 1,
+    }
+    latest = {f.key: f for f in forecasts if f.model_version == 2}
+    assert all(f.warm and f.data_through == date(2023, 8, 15) for f in latest.values())
+    assert all(len(f.points) == 14 for f in forecasts)
+
+    client = MlflowClient(settings.tracking_uri, registry_uri=settings.tracking_uri)
+    experiment = client.get_experiment_by_name(settings.mlflow_experiment)
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    kinds = Counter(r.data.tags["shelfcast.kind"] for r in runs)
+    assert kinds == {"wave": 2, "series": 4}
+    waves = {r.info.run_id for r in runs if r.data.tags["shelfcast.kind"] == "wave"}
+    for run in runs:
+        if run.data.tags["shelfcast.kind"] == "series":
+            assert run.data.tags["mlflow.parentRunId"] in waves
+            assert {"validation_mase", "validation_mae", "trials", "seconds"} <= set(
+                run.data.metrics
+            )
+        else:
+            assert run.data.metrics["done"] == 2
+    for key, forecast in latest.items():
+        version = client.get_model_version_by_alias(model_name(*key.split("|")), CHAMPION)
+        assert int(version.version) == forecast.model_version
+        assert version.run_id == forecast.mlflow_run_id
+
+
+def test_resubmitting_a_running_series_trains_it_once_more_on_the_newest_version(
+    retrain_settings: Callable[..., Settings],
+) -> None:
+    import ray
+
+    settings = retrain_settings(retrain_cold_trials=10)
+    version = write_daily(settings, {("S1", "I1"): demand(220)}, START)
+    actor = coordinator(settings)
+    ray.get(actor.submit.remote([("S1", "I1", 0.0)], version))
+    wait_for(lambda: ray.get(actor.status.remote())["running"] == 1)
+    newer = write_daily(settings, {("S1", "I1"): demand(3)}, date(2023, 8, 9), batch_id=1)
+    for _ in range(3):
+        last = ray.get(actor.submit.remote([("S1", "I1", 0.0)], newer))
+    wait_for(lambda: ray.get(actor.wave.remote(last["wave_id"]))["finished_at"] is not None, 120)
+
+    forecasts = [
+        parse_forecast(m.value()) for m in read_topic(settings, settings.topic_forecasts, 2)
+    ]
+    assert sorted((f.data_version, f.model_version) for f in forecasts) == [
+        (version, 1),
+        (newer, 2),
+    ]
+
+
+def test_a_series_that_keeps_failing_is_poisoned_until_its_data_changes(
+    retrain_settings: Callable[..., Settings],
+) -> None:
+    import ray
+
+    settings = retrain_settings()
+    version = write_daily(settings, {("S1", "I1"): demand(100)}, START)
+    summary = run_wave(settings, [("S9", "missing", 0.0), ("S1", "I1", 0.0)], cold=False)
+    assert (summary["done"], summary["failed"]) == (1, 1)
+    assert "no rows in daily_sales" in summary["errors"]["S9|missing"]
+
+    # A new handle by name (as a restarted driver gets) sees the same queue state.
+    actor = coordinator(settings)
+    again = ray.get(actor.submit.remote([("S9", "missing", 0.0)], version))
+    assert again["skipped"] == 1 and again["total"] == 0
+    status = ray.get(actor.status.remote())
+    assert status["poisoned"]["S9|missing"]["version"] == version
+    updates = ray.get(actor.drain_updates.remote())
+    assert [u["status"] for u in updates if u["item_id"] == "missing"][-1] == "poison"
+    assert [u["attempts"] for u in updates if u["status"] == "queued" and u.get("error")] == [1]
+
+
+def test_a_worker_killed_mid_task_is_retried_and_the_wave_completes(
+    retrain_settings: Callable[..., Settings],
+) -> None:
+    import ray
+
+    settings = retrain_settings(retrain_cold_trials=30, retrain_max_attempts=3)
+    version = write_daily(settings, {("S1", "I1"): demand(220)}, START)
+    actor = coordinator(settings)
+    wave = ray.get(actor.submit.remote([("S1", "I1", 0.0)], version))
+    wait_for(lambda: bool(ray.get(actor.running_pids.remote())))
+    pid = ray.get(actor.running_pids.remote())["S1|I1"]
+    time.sleep(0.5)
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: ray.get(actor.wave.remote(wave["wave_id"]))["finished_at"] is not None, 180)
+
+    assert ray.get(actor.wave.remote(wave["wave_id"]))["done"] == 1
+    forecasts = read_topic(settings, settings.topic_forecasts, expect=1)
+    assert len(forecasts) == 1
+    states = [u["status"] for u in ray.get(actor.drain_updates.remote())]
+    assert states == ["queued", "running", "queued", "running", "done"]
+
+
+def test_retrain_command_runs_a_wave_from_its_own_driver(
+    retrain_settings: Callable[..., Settings],
+) -> None:
+    settings = retrain_settings()
+    write_daily(settings, {("7", "3"): demand(120)}, START)
+    env = {
+        **os.environ,
+        **{f"SHELFCAST_{k.upper()}": str(v) for k, v in FAST.items()},
+        "SHELFCAST_RAY_ADDRESS": settings.ray_address,
+        "SHELFCAST_RAY_NAMESPACE": settings.ray_namespace,
+        "SHELFCAST_TOPIC_FORECASTS": settings.topic_forecasts,
+    }
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "shelfcast.cli",
+            "retrain",
+            "--data-dir",
+            str(settings.data_dir),
+            "--bootstrap",
+            settings.bootstrap_servers,
+            "--series",
+            "7|3",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "1 series" in done.stdout and "done 1 (tuned 1)" in done.stdout
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "shelfcast.cli",
+            "retrain",
+            "--data-dir",
+            str(settings.data_dir),
+            "--series",
+            "7-3",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert bad.returncode == 2 and "STORE|ITEM" in bad.stderr

@@ -1,0 +1,66 @@
+from retrain.queue import Request, RetrainQueue
+
+
+def req(item: str, priority: float = 0.0) -> Request:
+    return Request("S1", item, priority)
+
+
+def test_highest_priority_first_then_oldest() -> None:
+    q = RetrainQueue()
+    q.submit([req("a", 1), req("b", 5), req("c", 1)], version=3, wave_id="w", now=0)
+    assert [j.item_id for j in q.take(0, 2)] == ["b", "a"]
+    assert [j.item_id for j in q.take(0, 5)] == ["c"]
+
+
+def test_resubmit_while_queued_coalesces_to_newest_version() -> None:
+    q = RetrainQueue()
+    q.submit([req("a", 1)], version=3, wave_id="w1", now=0)
+    q.submit([req("a", 4)], version=5, wave_id="w2", now=1)
+    jobs = q.take(2, 10)
+    assert len(jobs) == 1 and jobs[0].version == 5 and jobs[0].priority == 4
+    assert q.waves["w1"].moved == 1 and q.waves["w2"].pending == {"S1|a"}
+
+
+def test_resubmit_while_running_trains_once_more_on_newest() -> None:
+    q = RetrainQueue()
+    q.submit([req("a")], version=1, wave_id="w1", now=0)
+    assert len(q.take(0, 1)) == 1
+    for version in (2, 3, 4):
+        q.submit([req("a")], version=version, wave_id=f"v{version}", now=1)
+    assert q.take(1, 5) == []  # still running: no second copy in parallel
+    q.succeed("S1|a", now=2)
+    (again,) = q.take(2, 5)
+    assert again.version == 4
+    q.succeed("S1|a", now=3)
+    assert q.take(3, 5) == [] and not q.queued and not q.running
+    assert q.waves["v4"].done == 1 and q.waves["v4"].finished_at == 3
+
+
+def test_failures_back_off_then_poison_until_data_changes() -> None:
+    q = RetrainQueue(max_attempts=3, backoff_seconds=10)
+    q.submit([req("a")], version=7, wave_id="w", now=0)
+    q.take(0, 1)
+    assert q.fail("S1|a", "boom", now=0) == "queued"
+    assert q.take(5, 1) == []  # backing off 10 s
+    assert q.next_due(5) == 5
+    q.take(10, 1)
+    assert q.fail("S1|a", "boom", now=10) == "queued"  # next wait 20 s
+    assert q.take(29, 1) == []
+    q.take(30, 1)
+    assert q.fail("S1|a", "boom again", now=30) == "poison"
+    assert q.poison["S1|a"] == (7, "boom again")
+    assert q.waves["w"].failed == 1 and q.waves["w"].finished_at == 30
+    skipped = q.submit([req("a")], version=7, wave_id="w2", now=31)
+    assert skipped.skipped == 1 and not q.queued
+    q.submit([req("a")], version=8, wave_id="w3", now=32)
+    assert "S1|a" not in q.poison and q.take(32, 1)[0].attempts == 0
+
+
+def test_updates_tell_the_driver_each_state_change() -> None:
+    q = RetrainQueue()
+    q.submit([req("a")], version=1, wave_id="w", now=0)
+    q.take(0, 1)
+    q.succeed("S1|a", now=1, model_version="3")
+    states = [(u["status"], u.get("model_version")) for u in q.drain_updates()]
+    assert states == [("queued", None), ("running", None), ("done", "3")]
+    assert q.drain_updates() == []
