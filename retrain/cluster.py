@@ -6,7 +6,14 @@ from typing import Any
 
 from retrain.errors import RetrainError
 
-__all__ = ["COORDINATOR", "connect", "coordinator", "daily_version", "loopback_ray_env"]
+__all__ = [
+    "COORDINATOR",
+    "CoordinatorClient",
+    "connect",
+    "coordinator",
+    "daily_version",
+    "loopback_ray_env",
+]
 
 COORDINATOR = "shelfcast-coordinator"
 
@@ -79,3 +86,44 @@ def daily_version(settings: Any) -> int:
         raise RetrainError(
             f"No daily_sales table at {uri}: run 'shelfcast ingest' first, or check --data-dir."
         ) from exc
+
+
+class CoordinatorClient:
+    """The streaming side's handle on the coordinator: submit without waiting, read news.
+
+    Finds the actor lazily and again after it was lost (a restarted Ray head).
+    """
+
+    def __init__(self, settings: Any, timeout: float = 10.0) -> None:
+        self.settings = settings
+        self.timeout = timeout
+        self._actor: Any = None
+
+    def actor(self) -> Any:
+        if self._actor is None:
+            self._actor = coordinator(self.settings)
+        return self._actor
+
+    def _call(self, method: str, *args: Any) -> Any:
+        import ray
+
+        try:
+            return ray.get(getattr(self.actor(), method).remote(*args), timeout=self.timeout)
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as exc:
+            self._actor = None
+            raise RetrainError(f"The retrain coordinator did not answer {method}: {exc}") from exc
+
+    def submit(self, due: list[tuple[str, str, float]], version: int) -> None:
+        # Fire and forget: the micro-batch never waits on Ray; coalescing makes a resend safe.
+        self.actor().submit.remote(due, version)
+
+    def peek_updates(self) -> list[dict[str, Any]]:
+        updates: list[dict[str, Any]] = self._call("peek_updates")
+        return updates
+
+    def ack_updates(self, seq: int) -> None:
+        self.actor().ack_updates.remote(seq)
+
+    def status(self) -> dict[str, Any]:
+        status: dict[str, Any] = self._call("status")
+        return status

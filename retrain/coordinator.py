@@ -80,6 +80,12 @@ class Coordinator:
     async def drain_updates(self) -> list[dict[str, Any]]:
         return self.queue.drain_updates()
 
+    async def peek_updates(self, limit: int = 10_000) -> list[dict[str, Any]]:
+        return self.queue.peek_updates(limit)
+
+    async def ack_updates(self, seq: int) -> None:
+        self.queue.ack_updates(seq)
+
     async def status(self) -> dict[str, Any]:
         now = time.time()
         minute = [s for t, s in self._recent if t >= now - 60]
@@ -160,6 +166,8 @@ class Coordinator:
                 model_version=str(version),
                 error=fit.fallback_reason,
                 seconds=result.seconds,
+                fit_seconds=fit.fit_seconds,
+                warm=fit.warm,
                 forecast=message,
                 mase_scale=fit.mase_scale,
             )

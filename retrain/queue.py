@@ -7,6 +7,7 @@ No Ray here: the coordinator actor owns one instance and drives it with the cloc
   is poison at that data version and ignored until a newer version is submitted.
 """
 
+import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -94,6 +95,7 @@ class RetrainQueue:
         self.waves: dict[str, Wave] = {}
         self.updates: list[dict[str, Any]] = []
         self._seq = 0
+        self._update_seq = 0
 
     # submission -----------------------------------------------------------------------------
 
@@ -220,7 +222,17 @@ class RetrainQueue:
 
     def _note(self, key: str, state: str, **info: Any) -> None:
         store_id, _, item_id = key.partition("|")
-        self.updates.append({"store_id": store_id, "item_id": item_id, "status": state, **info})
+        self._update_seq += 1
+        self.updates.append(
+            {
+                "seq": self._update_seq,
+                "store_id": store_id,
+                "item_id": item_id,
+                "status": state,
+                "at": time.time(),
+                **info,
+            }
+        )
         if len(self.updates) > _KEEP_UPDATES:
             # Nobody drains (no service running): keep the newest; series_state catches up.
             del self.updates[: len(self.updates) - _KEEP_UPDATES]
@@ -229,6 +241,14 @@ class RetrainQueue:
         """Status changes since the last drain, oldest first (the driver applies them)."""
         out, self.updates = self.updates, []
         return out
+
+    def peek_updates(self, limit: int = 10_000) -> list[dict[str, Any]]:
+        """The oldest unacknowledged status changes; ``ack_updates`` removes them once applied."""
+        return self.updates[:limit]
+
+    def ack_updates(self, seq: int) -> None:
+        """Forget the updates up to ``seq`` (the driver committed them)."""
+        self.updates = [u for u in self.updates if u["seq"] > seq]
 
     def depth(self) -> dict[str, int]:
         return {

@@ -130,6 +130,79 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     return 1 if summary["failed"] else 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from retrain.cluster import connect
+    from shelfcast.service import run_service
+
+    settings = _settings(args)
+    connect(settings)  # before our handlers: Ray installs its own SIGTERM handler on init
+    run_service(settings, _stop_on_signals())
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import json
+
+    from shelfcast.status import gather_status, render_status
+
+    status = gather_status(_settings(args))
+    print(json.dumps(status, indent=2, default=str) if args.json else render_status(status))
+    return 0
+
+
+def cmd_thresholds(args: argparse.Namespace) -> int:
+    import json
+
+    from streaming.thresholds import ThresholdStore
+
+    store = ThresholdStore(_settings(args).data_dir)
+    if args.action == "set":
+        changes = {}
+        for item in args.values:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ShelfcastError(f"{item!r}: write KEY=VALUE, e.g. min_new_events=50.")
+            changes[key.strip()] = value.strip()
+        store.set(changes)
+        print("applied; the service uses them from its next micro-batch")
+    elif args.action == "reset":
+        store.reset()
+        print("thresholds back to their defaults")
+    elif args.action == "history":
+        for entry in store.history():
+            print(
+                f"{entry['at'][:19]}  {entry['by']:<12} {entry['key']}: "
+                f"{json.dumps(entry['old'])} -> {json.dumps(entry['new'])}"
+            )
+        return 0
+    for key, value in store.load().model_dump(mode="json").items():
+        print(f"{key} = {json.dumps(value)}")
+    return 0
+
+
+def cmd_forecasts(args: argparse.Namespace) -> int:
+    from shelfcast.forecasts_view import format_forecast, plot_series, read_forecasts
+
+    settings = _settings(args)
+    if args.plot:
+        out = args.out or Path(f"forecast-{args.plot.replace('|', '-')}.png")
+        print(f"wrote {plot_series(settings, args.plot, out)}")
+        return 0
+    for forecast in read_forecasts(settings, follow=args.follow):
+        print(format_forecast(forecast), flush=True)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from shelfcast.demo import run_demo
+
+    # The live view joins Ray, which replaces SIGTERM's handler: ours go in after that.
+    run_demo(
+        _settings(args), args.stores, args.items, args.history_days, args.rate, _stop_on_signals
+    )
+    return 0
+
+
 def _common(parser: argparse.ArgumentParser, kafka: bool = True) -> None:
     parser.add_argument(
         "--data-dir",
@@ -159,6 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
         "simulate": (cmd_simulate, "send synthetic POS events"),
         "replay": (cmd_replay, "send a daily sales CSV as POS events"),
         "retrain": (cmd_retrain, "re-tune and forecast series now, on the Ray cluster"),
+        "run": (cmd_run, "run the whole service: ingest, trigger policy, hand-off to Ray"),
+        "status": (cmd_status, "lag, last micro-batch, series by state, retrain queue"),
+        "thresholds": (cmd_thresholds, "show or change the trigger thresholds live"),
+        "forecasts": (cmd_forecasts, "read the forecast topic, or plot one series"),
+        "demo": (cmd_demo, "embedded stack + service + simulator, with a live view"),
     }
     parsers = {}
     for name, (func, text) in commands.items():
@@ -188,6 +266,21 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--series", nargs="+", metavar="STORE|ITEM", default=[])
     which.add_argument("--all", action="store_true", help="every series in series_state")
     ret.add_argument("--cold", action="store_true", help="start each study over")
+    parsers["status"].add_argument("--json", action="store_true")
+    thr = parsers["thresholds"]
+    thr.add_argument(
+        "action", choices=["show", "set", "reset", "history"], nargs="?", default="show"
+    )
+    thr.add_argument("values", nargs="*", metavar="KEY=VALUE")
+    fc = parsers["forecasts"]
+    fc.add_argument("--follow", action="store_true", help="keep waiting for new forecasts")
+    fc.add_argument("--plot", metavar="STORE|ITEM", help="write a PNG of this series")
+    fc.add_argument("--out", type=Path, default=None, help="PNG path for --plot")
+    demo = parsers["demo"]
+    demo.add_argument("--stores", type=int, default=2)
+    demo.add_argument("--items", type=int, default=5)
+    demo.add_argument("--history-days", type=int, default=150, help="days sent at full speed first")
+    demo.add_argument("--rate", type=float, default=40.0, help="events/s afterwards")
     return parser
 
 

@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     spark_master: str = "local[2]"
     spark_driver_memory: str = "1g"
 
+    # Service
+    metrics_port: int = Field(default=9464, ge=0, le=65535)  # 0: off
+    handoff_idle_seconds: float = Field(default=5.0, gt=0)
+
     # Embedded stack
     embedded_broker: bool = True
     embedded_ray: bool = True

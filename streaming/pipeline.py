@@ -8,6 +8,7 @@ on a replay as the first time.
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -74,6 +75,8 @@ class IngestPipeline:
         self.retention_hours = retention_hours
         self._app_id = app_id
         self.after_commit: list[AfterCommit] = []
+        # Held while a batch runs; idle-time writers (the hand-off's tick) take it too.
+        self.lock = threading.RLock()
         self.last_report: BatchReport | None = None
 
     @property
@@ -92,7 +95,9 @@ class IngestPipeline:
         return self._app_id
 
     def __call__(self, frame: Any, batch_id: int) -> None:
-        self.process(frame.toArrow(), batch_id)
+        raw = frame.toArrow()
+        with self.lock:
+            self.process(raw, batch_id)
 
     def process(self, raw: pa.Table, batch_id: int) -> BatchReport:
         started = time.perf_counter()

@@ -4,6 +4,8 @@ import pyarrow as pa
 
 __all__ = [
     "DAILY_SALES",
+    "DRIFT",
+    "FORECASTS",
     "POS_SALES",
     "QUARANTINE",
     "SERIES_STATE",
@@ -62,6 +64,42 @@ SERIES_STATE = pa.schema(
         ("last_retrain_at", _TS),
         ("model_version", pa.string()),
         ("last_error", pa.string()),
+        ("last_submitted_at", _TS),
+        ("validation_mase", pa.float64()),
+        ("drift_ratio", pa.float64()),
+    ]
+)
+
+# Every published forecast point, as the service saw it confirmed (drift reads these).
+FORECASTS = pa.schema(
+    [
+        ("store_id", pa.string()),
+        ("item_id", pa.string()),
+        ("model_version", pa.int64()),
+        ("day", pa.date32()),
+        ("yhat", pa.float64()),
+        ("yhat_lower", pa.float64()),
+        ("yhat_upper", pa.float64()),
+        ("data_through", pa.date32()),
+        ("method", pa.string()),
+        ("validation_mase", pa.float64()),
+        ("mase_scale", pa.float64()),
+        ("generated_at", _TS),
+    ]
+)
+
+# Live error of a served forecast on each completed day of new actuals.
+DRIFT = pa.schema(
+    [
+        ("store_id", pa.string()),
+        ("item_id", pa.string()),
+        ("model_version", pa.int64()),
+        ("day", pa.date32()),
+        ("actual", pa.float64()),
+        ("yhat", pa.float64()),
+        ("scaled_error", pa.float64()),
+        ("recorded_at", _TS),
+        ("batch_id", pa.int64()),
     ]
 )
 
@@ -85,4 +123,6 @@ TABLES: dict[str, tuple[pa.Schema, list[str]]] = {
     "daily_sales": (DAILY_SALES, ["store_id"]),
     "series_state": (SERIES_STATE, []),
     "quarantine": (QUARANTINE, []),
+    "forecasts": (FORECASTS, []),
+    "drift": (DRIFT, []),
 }

@@ -3,6 +3,7 @@
 import os
 import signal
 import sys
+import threading
 
 from pyspark.sql import SparkSession
 
@@ -33,7 +34,8 @@ def spark_session(settings: Settings, app_name: str = "shelfcast-ingest") -> Spa
     # SparkContext replaces SIGINT with its own handler; keep the caller's graceful stop.
     previous = signal.getsignal(signal.SIGINT)
     spark = builder.getOrCreate()
-    signal.signal(signal.SIGINT, previous)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, previous)
     spark.sparkContext.setLogLevel("ERROR")
     from streaming.kafka_source import KafkaDataSource
 

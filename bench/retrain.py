@@ -1,0 +1,181 @@
+"""Benchmark: cold full re-tune (the batch approach) against incremental warm waves.
+
+On the shared Kaggle store-item data, the last 28 days are the test period, never seen.
+(a) cold: every chosen series re-tuned from scratch on data through the cut-off day.
+(b) incremental: the same series tuned cold 7 days earlier, then the 7 new days arrive and
+    only the series they touch are re-tuned warm. Both run as waves on one real Ray head
+    (plain tasks, one per series), with MLflow tracking and forecasts to Kafka, as in service.
+Also scored on the test period: Prophet's defaults and seasonal naive, fitted in process.
+
+    python -m bench.retrain [--series 40] [--data PATH]
+"""
+
+import argparse
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.stack import embedded_stack, write_daily_frame
+from contracts import parse_forecast
+from retrain.prophet_fit import DEFAULT_PARAMS, FitOptions, fit_prophet, predict_horizon
+from retrain.series import History, mase, seasonal_naive
+from shelfcast.settings import Settings
+from shelfcast.wave import run_wave
+
+DATA = Path(__file__).resolve().parents[2] / "shared/data/kaggle_store_item_demand/train.csv.gz"
+TEST_DAYS = 28
+
+
+def choose(frame: pd.DataFrame, n: int) -> pd.DataFrame:
+    keys = frame[["store", "item"]].drop_duplicates().sort_values(["store", "item"])
+    step = max(1, len(keys) // n)
+    chosen = keys.iloc[::step].head(n)
+    return frame.merge(chosen, on=["store", "item"])
+
+
+def forecasts(settings: Settings, expect: int) -> dict[str, Any]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    from shelfcast.kafka import client_config
+
+    consumer = Consumer(
+        {**client_config(settings), "group.id": "bench", "enable.auto.commit": False}
+    )
+    topic = settings.topic_forecasts
+    parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, 0) for p in parts])
+    latest: dict[str, Any] = {}
+    seen, deadline = 0, time.monotonic() + 60
+    while seen < expect and time.monotonic() < deadline:
+        for msg in consumer.consume(500, 0.5):
+            if msg.error() is None:
+                forecast = parse_forecast(msg.value())
+                latest[forecast.key] = forecast
+                seen += 1
+    consumer.close()
+    return latest
+
+
+def wave(settings: Settings, keys: list[tuple[str, str, float]], cold: bool) -> dict[str, Any]:
+    import ray
+
+    from retrain.cluster import coordinator
+
+    actor = coordinator(settings)
+    ray.get(actor.drain_updates.remote())
+    summary = run_wave(settings, keys, cold=cold)
+    done = [u for u in ray.get(actor.drain_updates.remote()) if u["status"] == "done"]
+    cpus = int(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
+    task = sum(u["seconds"] for u in done)
+    fit = sum(u["fit_seconds"] for u in done)
+    wall = summary["seconds"]
+    return {
+        "series": summary["done"],
+        "failed": summary["failed"],
+        "wall": wall,
+        "cpus": cpus,
+        "per_core_minute": summary["done"] / (wall * cpus / 60),
+        "fit_share_of_tasks": fit / task if task else 0.0,
+        "fit_share_of_cores": fit / (wall * cpus),
+        "methods": summary["methods"],
+    }
+
+
+def test_mase(
+    latest: dict[str, Any], truth: dict[str, np.ndarray], train: dict[str, np.ndarray]
+) -> float:
+    scores = []
+    for key, actual in truth.items():
+        yhat = np.array([p.yhat for p in latest[key].points[: len(actual)]])
+        scores.append(mase(actual, yhat, train[key]))
+    return float(np.mean(scores))
+
+
+def baselines(
+    frame: pd.DataFrame, cut: Any, truth: dict[str, np.ndarray], history_days: int
+) -> dict[str, float]:
+    defaults, naive = [], []
+    with tempfile.TemporaryDirectory() as fit_dir:
+        for (store, item), rows in frame.groupby(["store", "item"]):
+            key = f"{store}|{item}"
+            past = rows[rows["date"] <= cut].tail(history_days)
+            history = History(past["date"].iloc[0].date(), past["sales"].to_numpy(float))
+            model = fit_prophet(
+                history.start, history.values, DEFAULT_PARAMS, FitOptions(Path(fit_dir))
+            )
+            yhat = predict_horizon(model, history.end, TEST_DAYS)["yhat"].to_numpy()
+            defaults.append(mase(truth[key], yhat, history.values))
+            naive.append(
+                mase(truth[key], seasonal_naive(history.values, TEST_DAYS), history.values)
+            )
+    return {"defaults": float(np.mean(defaults)), "naive": float(np.mean(naive))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--series", type=int, default=40)
+    parser.add_argument("--data", type=Path, default=DATA)
+    args = parser.parse_args()
+
+    frame = choose(pd.read_csv(args.data, parse_dates=["date"]), args.series)
+    last = frame["date"].max()
+    cut = last - timedelta(days=TEST_DAYS)
+    earlier = cut - timedelta(days=7)
+    keys = [(str(s), str(i), 0.0) for s, i in frame[["store", "item"]].drop_duplicates().values]
+    truth, train = {}, {}
+    for (store, item), rows in frame.groupby(["store", "item"]):
+        truth[f"{store}|{item}"] = rows[rows["date"] > cut]["sales"].to_numpy(float)
+        train[f"{store}|{item}"] = rows[rows["date"] <= cut]["sales"].to_numpy(float)
+    print(
+        f"{len(keys)} series, test {cut.date() + timedelta(days=1)}..{last.date()}", file=sys.stderr
+    )
+
+    with tempfile.TemporaryDirectory() as tmp, embedded_stack(Path(tmp) / "a") as a:
+        write_daily_frame(a, frame[frame["date"] <= cut], 0)
+        cold = wave(a, keys, cold=True)
+        cold["test_mase"] = test_mase(forecasts(a, len(keys)), truth, train)
+
+        b = a.model_copy(
+            update={
+                "data_dir": Path(tmp) / "b",
+                "ray_namespace": "bench-b",
+                "topic_forecasts": "fc-b",
+            }
+        )
+        from shelfcast.kafka import ensure_topics
+
+        ensure_topics(b)
+        write_daily_frame(b, frame[frame["date"] <= earlier], 0)
+        wave(b, keys, cold=True)
+        write_daily_frame(b, frame[(frame["date"] > earlier) & (frame["date"] <= cut)], 1)
+        warm = wave(b, keys, cold=False)
+        warm["test_mase"] = test_mase(forecasts(b, 2 * len(keys)), truth, train)
+        base = baselines(frame, cut, truth, a.retrain_history_days)
+
+    print(f"\n{'':28}{'(a) cold':>12}{'(b) incremental':>18}")
+    for label, key, fmt in [
+        ("series", "series", "{:.0f}"),
+        ("failed", "failed", "{:.0f}"),
+        ("wall seconds", "wall", "{:.1f}"),
+        ("series per core-minute", "per_core_minute", "{:.1f}"),
+        ("fitting share of task time", "fit_share_of_tasks", "{:.0%}"),
+        ("fitting share of core time", "fit_share_of_cores", "{:.0%}"),
+        ("test MASE", "test_mase", "{:.4f}"),
+    ]:
+        print(f"{label:28}{fmt.format(cold[key]):>12}{fmt.format(warm[key]):>18}")
+    print(f"methods: cold {cold['methods']}, incremental {warm['methods']}")
+    print(f"test MASE: Prophet defaults {base['defaults']:.4f}, seasonal naive {base['naive']:.4f}")
+    print(
+        f"ratios: incremental/cold speed {warm['per_core_minute'] / cold['per_core_minute']:.2f}x, "
+        f"test MASE incremental/cold {warm['test_mase'] / cold['test_mase']:.4f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

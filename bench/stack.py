@@ -1,0 +1,65 @@
+"""A throwaway embedded stack for benchmarks: tansu and a Ray head on free loopback ports."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from retrain.cluster import loopback_ray_env
+from shelfcast.embedded import free_port, start_broker, start_ray, stop_process
+from shelfcast.kafka import ensure_topics
+from shelfcast.settings import Settings, load_settings
+from streaming.schemas import DAILY_SALES
+from streaming.tables import TableStore
+
+__all__ = ["embedded_stack", "write_daily_frame"]
+
+
+@contextmanager
+def embedded_stack(data_dir: Path, **overrides: Any) -> Iterator[Settings]:
+    """Settings on a fresh broker and Ray head; both stopped by pid on exit."""
+    loopback_ray_env()
+    settings = load_settings(
+        data_dir=data_dir,
+        bootstrap_servers=f"127.0.0.1:{free_port()}",
+        ray_address=f"127.0.0.1:{free_port()}",
+        **overrides,
+    )
+    broker = start_broker(settings)
+    ray_head = None
+    try:
+        ray_head = start_ray(settings)
+        ensure_topics(settings)
+        yield settings
+    finally:
+        import ray
+
+        ray.shutdown()
+        if ray_head is not None:
+            stop_process(ray_head.pid, timeout=3.0)
+        stop_process(broker.pid)
+
+
+def write_daily_frame(settings: Settings, frame: pd.DataFrame, batch_id: int) -> int:
+    """``date, store, item, sales`` rows into ``daily_sales`` as the ingest would; new version."""
+    store = TableStore(settings.delta_dir)
+    store.ensure()
+    n = len(frame)
+    table = pa.table(
+        {
+            "store_id": frame["store"].astype(str).to_numpy(),
+            "item_id": frame["item"].astype(str).to_numpy(),
+            "day": pa.array(frame["date"].dt.date.to_numpy(), pa.date32()),
+            "units": frame["sales"].astype(float).to_numpy(),
+            "revenue": [0.0] * n,
+            "returns": [0.0] * n,
+            "event_count": [1] * n,
+            "updated_batch_id": [batch_id] * n,
+        },
+        schema=DAILY_SALES,
+    )
+    store.add_daily_once(table, "bench", batch_id)
+    return int(store.table("daily_sales").version())

@@ -1,0 +1,142 @@
+"""``shelfcast status``: one view of the running service, from its files, Delta, Kafka and Ray."""
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from shelfcast.settings import Settings
+
+__all__ = ["committed_offsets", "gather_status", "render_status"]
+
+
+def committed_offsets(checkpoint: Path) -> dict[int, int]:
+    """Per partition, the next offset the query will read (from its last committed batch)."""
+    commits = checkpoint / "commits"
+    batches = (
+        sorted(int(p.name) for p in commits.iterdir() if p.name.isdigit())
+        if commits.is_dir()
+        else []
+    )
+    if not batches:
+        return {}
+    lines = (checkpoint / "offsets" / str(batches[-1])).read_text().splitlines()
+    offsets: dict[str, Any] = json.loads(lines[-1])
+    if offsets and all(isinstance(v, dict) for v in offsets.values()):
+        offsets = next(iter(offsets.values()))  # Spark's kafka format: {topic: {partition: n}}
+    return {int(p): int(n) for p, n in offsets.items()}
+
+
+def _lag(settings: Settings) -> dict[str, Any]:
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    from shelfcast.kafka import client_config
+    from streaming.kafka_source import probe_true_ends
+
+    committed = committed_offsets(settings.checkpoint_dir / "ingest")
+    consumer = Consumer(
+        {
+            **client_config(settings),
+            "group.id": "shelfcast-status",
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 50,
+        }
+    )
+    try:
+        topic = settings.topic_pos_sales
+        meta = consumer.list_topics(topic, timeout=5).topics[topic]
+        highs = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1]
+            for p in meta.partitions
+        }
+        ends = highs if settings.kafka_trust_watermarks else probe_true_ends(consumer, topic, highs)
+    except KafkaException as exc:
+        return {"error": f"Kafka not reachable: {exc.args[0]}"}
+    finally:
+        consumer.close()
+    return {
+        str(p): {"end": ends[p], "read": committed.get(p, 0), "lag": ends[p] - committed.get(p, 0)}
+        for p in sorted(ends)
+    }
+
+
+def _series(settings: Settings) -> dict[str, Any]:
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        rows = (
+            DeltaTable(str(settings.delta_dir / "series_state"))
+            .to_pyarrow_table(columns=["status"])
+            .column("status")
+            .to_pylist()
+        )
+    except TableNotFoundError:
+        return {}
+    return dict(Counter(s or "new" for s in rows))
+
+
+def _coordinator(settings: Settings) -> dict[str, Any]:
+    from retrain.cluster import CoordinatorClient, connect
+
+    try:
+        connect(settings)
+        return CoordinatorClient(settings, timeout=5).status()
+    except Exception as exc:  # status must show what it can
+        return {"error": f"Ray coordinator not reachable: {exc}"}
+
+
+def gather_status(settings: Settings) -> dict[str, Any]:
+    from shelfcast.service import status_file
+
+    path = status_file(settings)
+    service = json.loads(path.read_text()) if path.is_file() else {}
+    return {
+        "service": service,
+        "lag": _lag(settings),
+        "series": _series(settings),
+        "coordinator": _coordinator(settings),
+    }
+
+
+def render_status(status: dict[str, Any]) -> str:
+    out = []
+    service = status["service"]
+    batch = service.get("last_batch")
+    out.append(
+        f"service: started {service.get('started_at', 'never')}"
+        + (f", stopped {service['stopped_at']}" if service.get("stopped_at") else "")
+    )
+    if batch:
+        out.append(
+            f"last micro-batch {batch['batch_id']}: {batch['records']} records, "
+            f"{batch['stored']} stored, {batch['quarantined']} quarantined, "
+            f"{batch['changed_series']} series, {batch['seconds']:.2f} s "
+            f"(at {service.get('updated_at')})"
+        )
+    lag = status["lag"]
+    if "error" in lag:
+        out.append(f"lag: {lag['error']}")
+    else:
+        out.append("lag: " + ", ".join(f"p{p} {v['lag']}" for p, v in lag.items()))
+    out.append(
+        "series: "
+        + (", ".join(f"{k} {v}" for k, v in sorted(status["series"].items())) or "none yet")
+    )
+    c = status["coordinator"]
+    if "error" in c:
+        out.append(c["error"])
+    else:
+        out.append(
+            f"queue: {c['queued']} queued, {c['running']} running on {c['capacity']} CPUs, "
+            f"{len(c['poisoned'])} poisoned; {c['retrains_last_minute']} retrains in the "
+            f"last minute; {c['published']} forecasts published"
+        )
+        for f in c["latest"][:10]:
+            mase = f"{f['validation_mase']:.3f}" if f["validation_mase"] is not None else "-"
+            out.append(
+                f"  {f['at'][:19]}  {f['series']:<16} v{f['model_version']:<4} "
+                f"{f['method']:<14} {'warm' if f['warm'] else 'cold'}  MASE {mase}  "
+                f"{f['seconds']:.2f} s"
+            )
+    return "\n".join(out)

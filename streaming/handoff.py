@@ -1,0 +1,277 @@
+"""Steps 4 and 5 of a micro-batch: apply retrain news, pick the due series, hand them to Ray.
+
+Runs after the batch's Delta commits (an ``after_commit`` hook), and on idle ticks so that
+finished retrains show up without new sales. The driver is the only writer of the tables:
+the coordinator reports status changes and published forecasts, and this applies them.
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from datetime import UTC, date, datetime
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from streaming.drift import Served, drift_errors
+from streaming.pipeline import BatchReport
+from streaming.schemas import DRIFT, FORECASTS, SERIES_STATE
+from streaming.tables import TableStore
+from streaming.thresholds import ThresholdStore
+from streaming.trigger import Due, due_series
+
+__all__ = ["Handoff", "HandoffReport", "RetrainClient"]
+
+log = logging.getLogger("shelfcast.handoff")
+
+
+class RetrainClient(Protocol):
+    """The coordinator, as the streaming side sees it."""
+
+    def submit(self, due: list[tuple[str, str, float]], version: int) -> None: ...
+    def peek_updates(self) -> list[dict[str, Any]]: ...
+    def ack_updates(self, seq: int) -> None: ...
+
+
+class HandoffReport(dict[str, Any]):
+    """Counts of what one hand-off did (for logs and metrics)."""
+
+
+class Handoff:
+    """Owns the served-forecast cache (rebuilt from Delta at start) and the hand-off steps."""
+
+    def __init__(
+        self,
+        store: TableStore,
+        thresholds: ThresholdStore,
+        client: RetrainClient,
+        app_id: Callable[[], str],
+        lock: AbstractContextManager[Any] | None = None,
+    ) -> None:
+        self.store = store
+        self.thresholds = thresholds
+        self.client = client
+        self.app_id = app_id
+        self.lock: AbstractContextManager[Any] = lock or threading.RLock()
+        self.served: dict[str, Served] = {}
+        self.last: HandoffReport = HandoffReport()
+        self.listeners: list[Callable[[HandoffReport], None]] = []
+        self._load_served()
+
+    # entry points ---------------------------------------------------------------------------
+
+    def after_batch(self, report: BatchReport) -> None:
+        with self.lock:
+            self._run(
+                f"{self.app_id()}-handoff",
+                report.batch_id,
+                report.changed_series,
+                report.daily_version,
+            )
+
+    def tick(self) -> None:
+        """Apply retrain news when no micro-batch ran for a while."""
+        with self.lock:
+            version = int(self.store.table("daily_sales").version())
+            self._run(f"{self.app_id()}-tick", int(time.time() * 1000), (), version)
+
+    # the steps ------------------------------------------------------------------------------
+
+    def _run(
+        self, app: str, batch_id: int, changed: tuple[tuple[str, str], ...], version: int
+    ) -> None:
+        now = datetime.now(UTC)
+        try:
+            updates = self.client.peek_updates()
+        except Exception as exc:  # the stream must not stop because Ray is away
+            log.warning("cannot read retrain updates (%s); retrying next batch", exc)
+            updates = []
+        published = self._record_forecasts(updates, app, batch_id, now)
+        state = {
+            f"{r['store_id']}|{r['item_id']}": r
+            for r in self.store.read("series_state").to_pylist()
+        }
+        last_days = {k: r["last_sale_day"] for k, r in state.items() if r["last_sale_day"]}
+        drifted = self._record_drift(changed, last_days, app, batch_id, now)
+        touched = self._apply_updates(state, updates)
+        for key in drifted:
+            if key in state:
+                state[key]["drift_ratio"] = self.served[key].drift_ratio
+                touched.add(key)
+        thresholds = self.thresholds.load()
+        due = due_series(state.values(), thresholds, now)
+        if due:
+            try:
+                self.client.submit([(d.store_id, d.item_id, d.priority) for d in due], version)
+            except Exception as exc:
+                log.warning("cannot hand %d series to Ray (%s); retrying next batch", len(due), exc)
+                due = []
+        for d in due:
+            row = state[d.key]
+            row.update(
+                status="queued",
+                last_submitted_at=now,
+                events_since_retrain=0,
+                days_since_retrain=0,
+                pending_days=[],
+                last_error=None,
+            )
+            touched.add(d.key)
+        if touched:
+            rows = pa.Table.from_pylist([state[k] for k in sorted(touched)], schema=SERIES_STATE)
+            self.store.upsert_series_once(rows, app, batch_id)
+        if updates:
+            self.client.ack_updates(max(u["seq"] for u in updates))
+        self._clear_forced(due, thresholds.force)
+        self.last = HandoffReport(
+            at=now.isoformat(),
+            submitted=len(due),
+            updates=len(updates),
+            published=published,
+            drift_days=sum(drifted.values()),
+            retrain_seconds=[u["seconds"] for u in updates if u["status"] == "done"],
+            drift_ratios=[self.served[k].drift_ratio for k in drifted],
+            due=[d.key for d in due][:20],
+        )
+        for listener in self.listeners:
+            listener(self.last)
+        if due or published:
+            log.info(
+                "handed %d series to Ray at daily_sales v%d; %d forecasts published",
+                len(due),
+                version,
+                published,
+            )
+
+    def _apply_updates(
+        self, state: dict[str, dict[str, Any]], updates: list[dict[str, Any]]
+    ) -> set[str]:
+        touched = set()
+        for u in updates:
+            key = f"{u['store_id']}|{u['item_id']}"
+            row = state.get(key)
+            if row is None:
+                continue
+            row["status"] = "failed" if u["status"] == "poison" else u["status"]
+            if u["status"] in ("done", "poison") or u.get("error"):
+                row["last_error"] = u.get("error")
+            if u["status"] == "done":
+                row["last_retrain_at"] = datetime.fromtimestamp(u["at"], UTC)
+                row["model_version"] = u.get("model_version")
+                served = self.served.get(key)
+                if served is not None:
+                    row["validation_mase"] = served.validation_mase
+                    row["drift_ratio"] = None
+            touched.add(key)
+        return touched
+
+    def _record_forecasts(
+        self, updates: list[dict[str, Any]], app: str, batch_id: int, now: datetime
+    ) -> int:
+        rows = []
+        for u in updates:
+            message = u.get("forecast")
+            if u["status"] != "done" or not message:
+                continue
+            key = f"{u['store_id']}|{u['item_id']}"
+            version = int(message["model_version"])
+            if key in self.served and self.served[key].model_version >= version:
+                continue  # already recorded (a re-read after a crash)
+            points = {date.fromisoformat(p["date"]): float(p["yhat"]) for p in message["points"]}
+            self.served[key] = Served(
+                version, points, message.get("validation_mase"), u.get("mase_scale")
+            )
+            for p in message["points"]:
+                rows.append(
+                    {
+                        "store_id": u["store_id"],
+                        "item_id": u["item_id"],
+                        "model_version": version,
+                        "day": date.fromisoformat(p["date"]),
+                        "yhat": p["yhat"],
+                        "yhat_lower": p["yhat_lower"],
+                        "yhat_upper": p["yhat_upper"],
+                        "data_through": date.fromisoformat(message["data_through"]),
+                        "method": message["method"],
+                        "validation_mase": message.get("validation_mase"),
+                        "mase_scale": u.get("mase_scale"),
+                        "generated_at": datetime.fromisoformat(message["generated_at"]),
+                    }
+                )
+        if rows:
+            self.store.append_once(
+                "forecasts", pa.Table.from_pylist(rows, schema=FORECASTS), app, batch_id
+            )
+        return len({(r["store_id"], r["item_id"]) for r in rows})
+
+    def _record_drift(
+        self,
+        changed: tuple[tuple[str, str], ...],
+        last_days: dict[str, date],
+        app: str,
+        batch_id: int,
+        now: datetime,
+    ) -> dict[str, int]:
+        keys = [f"{s}|{i}" for s, i in changed if f"{s}|{i}" in self.served]
+        if not keys:
+            return {}
+        days = sorted({d for k in keys for d in self.served[k].points})
+        actuals: dict[str, dict[date, float]] = {k: {} for k in keys}
+        daily = self.store.read(
+            "daily_sales", ["store_id", "item_id", "day", "units"], [("day", "in", days)]
+        )
+        for r in daily.to_pylist():
+            found_for = actuals.get(f"{r['store_id']}|{r['item_id']}")
+            if found_for is not None:
+                found_for[r["day"]] = r["units"]
+        rows, counts = [], {}
+        for key in keys:
+            served = self.served[key]
+            found = drift_errors(served, actuals[key], last_days.get(key, date.min))
+            store_id, _, item_id = key.partition("|")
+            for day, actual, yhat, error in found:
+                rows.append(
+                    {
+                        "store_id": store_id,
+                        "item_id": item_id,
+                        "model_version": served.model_version,
+                        "day": day,
+                        "actual": actual,
+                        "yhat": yhat,
+                        "scaled_error": error,
+                        "recorded_at": now,
+                        "batch_id": batch_id,
+                    }
+                )
+            if found:
+                counts[key] = len(found)
+        if rows:
+            self.store.append_once("drift", pa.Table.from_pylist(rows, schema=DRIFT), app, batch_id)
+        return counts
+
+    def _clear_forced(self, due: list[Due], forced: tuple[str, ...]) -> None:
+        sent = {d.key for d in due} & set(forced)
+        if sent:
+            left = [k for k in forced if k not in sent]
+            self.thresholds.set({"force": ",".join(left)}, who="shelfcast-service")
+
+    def _load_served(self) -> None:
+        """Rebuild the cache of served forecasts and their live errors from Delta."""
+        forecasts = self.store.read("forecasts")
+        if forecasts.num_rows:
+            for r in forecasts.to_pylist():
+                key = f"{r['store_id']}|{r['item_id']}"
+                served = self.served.get(key)
+                if served is None or served.model_version < r["model_version"]:
+                    served = Served(r["model_version"], {}, r["validation_mase"], r["mase_scale"])
+                    self.served[key] = served
+                if served.model_version == r["model_version"]:
+                    served.points[r["day"]] = r["yhat"]
+        drift = self.store.read("drift")
+        for r in sorted(drift.to_pylist(), key=lambda r: r["day"]):
+            served = self.served.get(f"{r['store_id']}|{r['item_id']}")
+            if served is not None and served.model_version == r["model_version"]:
+                served.errors.append(r["scaled_error"])
+                served.evaluated_through = r["day"]

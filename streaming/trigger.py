@@ -1,0 +1,105 @@
+"""The trigger policy: which series are due for a retrain, from ``series_state`` and thresholds.
+
+Pure: rows and thresholds in, the due series out. A series is due when it has enough new data
+(``min_new_events`` and ``min_new_days``) or its live error drifted (``drift_ratio``), and its
+cooldown has passed, and it is not already queued or running; forced series skip every test.
+The most-changed series go first; at most ``max_series_per_wave`` per micro-batch.
+"""
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = ["Due", "Thresholds", "due_series"]
+
+_BUSY = frozenset({"queued", "running"})
+
+
+class Thresholds(BaseModel):
+    """What ops tune while the service runs (``shelfcast thresholds``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_new_events: int = Field(default=1, ge=0, description="new sale events since last retrain")
+    min_new_days: int = Field(default=1, ge=0, description="distinct new sale days since then")
+    cooldown_seconds: float = Field(
+        default=30.0, ge=0, description="least time between two retrains of one series"
+    )
+    max_series_per_wave: int = Field(
+        default=500, ge=1, description="most series handed to Ray per micro-batch"
+    )
+    drift_ratio: float | None = Field(
+        default=2.0,
+        gt=0,
+        description="retrain when live error / validation error reaches this (none: off)",
+    )
+    busy_timeout_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        description="a series queued or running this long without news is offered again",
+    )
+    force: tuple[str, ...] = Field(
+        default=(), description="STORE|ITEM series to retrain at the next micro-batch"
+    )
+
+    @field_validator("force")
+    @classmethod
+    def _series_keys(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for key in value:
+            store, sep, item = key.partition("|")
+            if not (sep and store and item) or "|" in item:
+                raise ValueError(f"{key!r} is not STORE|ITEM")
+        return value
+
+
+@dataclass(frozen=True)
+class Due:
+    """A series to hand to the coordinator, and why."""
+
+    store_id: str
+    item_id: str
+    priority: float
+    reason: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.store_id}|{self.item_id}"
+
+
+def _reason(row: Mapping[str, Any], t: Thresholds, now: datetime) -> str | None:
+    last = row.get("last_submitted_at")
+    if last is not None and (now - last).total_seconds() < t.cooldown_seconds:
+        return None
+    events = row.get("events_since_retrain") or 0
+    days = row.get("days_since_retrain") or 0
+    if events > 0 and events >= t.min_new_events and days >= t.min_new_days:
+        return f"{events} new events over {days} days"
+    drift = row.get("drift_ratio")
+    if t.drift_ratio is not None and drift is not None and drift >= t.drift_ratio:
+        return f"live error {drift:.2f}x its validation error"
+    return None
+
+
+def due_series(rows: Iterable[Mapping[str, Any]], t: Thresholds, now: datetime) -> list[Due]:
+    """The series to retrain now, most new events first, capped at ``max_series_per_wave``."""
+    forced = set(t.force)
+    due = []
+    for row in rows:
+        key = f"{row['store_id']}|{row['item_id']}"
+        priority = float(row.get("events_since_retrain") or 0)
+        if key in forced:
+            due.append(Due(row["store_id"], row["item_id"], float("inf"), "forced by ops"))
+            continue
+        last = row.get("last_submitted_at")
+        if row.get("status") in _BUSY and (
+            last is None or (now - last).total_seconds() < t.busy_timeout_seconds
+        ):
+            continue
+        reason = _reason(row, t, now)
+        if reason is not None:
+            due.append(Due(row["store_id"], row["item_id"], priority, reason))
+    due.sort(key=lambda d: -d.priority)
+    return due[: t.max_series_per_wave]

@@ -1,0 +1,101 @@
+import json
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streaming.drift import Served, drift_errors
+from streaming.errors import StreamingError
+from streaming.thresholds import ThresholdStore
+from streaming.trigger import Thresholds, due_series
+
+NOW = datetime(2024, 3, 4, 12, tzinfo=UTC)
+
+
+def row(item: str, events: int = 0, days: int = 0, **extra: Any) -> dict[str, Any]:
+    return {
+        "store_id": "S",
+        "item_id": item,
+        "events_since_retrain": events,
+        "days_since_retrain": days,
+        "status": None,
+        "last_submitted_at": None,
+        "drift_ratio": None,
+        **extra,
+    }
+
+
+def keys(rows: list[dict[str, Any]], t: Thresholds) -> list[str]:
+    return [d.key for d in due_series(rows, t, NOW)]
+
+
+def test_new_data_makes_a_series_due_most_changed_first_capped() -> None:
+    rows = [row("a", 5, 1), row("b", 50, 2), row("c", 0, 0), row("d", 3, 1)]
+    assert keys(rows, Thresholds(min_new_events=4)) == ["S|b", "S|a"]
+    assert keys(rows, Thresholds(min_new_events=1, min_new_days=2)) == ["S|b"]
+    assert keys(rows, Thresholds(max_series_per_wave=2)) == ["S|b", "S|a"]
+
+
+def test_cooldown_busy_drift_and_force() -> None:
+    recent = NOW - timedelta(seconds=10)
+    rows = [
+        row("cool", 9, 1, last_submitted_at=recent),
+        row("busy", 9, 1, status="queued", last_submitted_at=recent),
+        row("stuck", 9, 1, status="running", last_submitted_at=NOW - timedelta(hours=1)),
+        row("drift", 0, 0, drift_ratio=3.0),
+        row("quiet"),
+    ]
+    t = Thresholds(cooldown_seconds=60, drift_ratio=2.5, force=("S|quiet",))
+    assert set(keys(rows, t)) == {"S|stuck", "S|drift", "S|quiet"}
+    assert keys(rows, t)[0] == "S|quiet"  # forced goes first
+    assert "S|drift" not in keys(rows, t.model_copy(update={"drift_ratio": None}))
+
+
+def test_thresholds_are_validated_audited_and_reset(tmp_path: Path) -> None:
+    store = ThresholdStore(tmp_path)
+    assert store.load() == Thresholds()
+    store.set({"min_new_events": "50", "force": "1|2, 3|4"}, who="ops")
+    assert store.load().min_new_events == 50 and store.load().force == ("1|2", "3|4")
+    with pytest.raises(StreamingError, match="nothing changed"):
+        store.set({"min_new_events": "-1", "cooldown_seconds": "5"})
+    with pytest.raises(StreamingError, match="Unknown threshold 'min_events'"):
+        store.set({"min_events": "1"})
+    with pytest.raises(StreamingError, match="not STORE\\|ITEM"):
+        store.set({"force": "nobar"})
+    assert store.load().cooldown_seconds == Thresholds().cooldown_seconds
+    store.reset(who="ops")
+    history = store.history()
+    assert [(h["key"], h["old"], h["new"]) for h in history] == [
+        ("min_new_events", 1, 50),
+        ("force", [], ["1|2", "3|4"]),
+        ("min_new_events", 50, 1),
+        ("force", ["1|2", "3|4"], []),
+    ]
+    assert all(h["by"] == "ops" and h["at"] for h in history)
+
+
+def test_a_broken_file_keeps_the_last_good_thresholds(tmp_path: Path) -> None:
+    store = ThresholdStore(tmp_path)
+    store.set({"min_new_events": "7"})
+    store.path.write_text(json.dumps({"min_new_events": "lots"}))
+    assert store.load().min_new_events == 7
+
+
+def test_drift_scores_complete_days_once() -> None:
+    day = date(2024, 3, 1)
+    served = Served(
+        3, {day + timedelta(days=k): 10.0 for k in range(5)}, validation_mase=0.5, mase_scale=2.0
+    )
+    first = drift_errors(
+        served, {day: 12.0, day + timedelta(days=1): 10.0}, day + timedelta(days=2)
+    )
+    assert [(d, a, e) for d, a, _, e in first] == [
+        (day, 12.0, 1.0),
+        (day + timedelta(days=1), 10.0, 0.0),
+    ]
+    # The next call starts after the last scored day; a day without sales is a zero actual.
+    again = drift_errors(served, {}, day + timedelta(days=4))
+    assert [d for d, *_ in again] == [day + timedelta(days=2), day + timedelta(days=3)]
+    assert served.live_mase == pytest.approx((1.0 + 0.0 + 5.0 + 5.0) / 4)
+    assert served.drift_ratio == pytest.approx(served.live_mase / 0.5)
