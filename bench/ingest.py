@@ -142,15 +142,19 @@ def run_ceiling(settings: Settings, root: Path, rate: float, seconds: float) -> 
     done = threading.Event()
     producer = start_producer(settings, topic, rate, seconds)
     sent_box: list[int] = []
-    threading.Thread(
-        target=lambda: (sent_box.append(int(producer.communicate()[0])), done.set()), daemon=True
-    ).start()
+
+    def wait_producer() -> None:
+        sent_box.append(int(producer.communicate()[0]))
+        done.set()
+
+    threading.Thread(target=wait_producer, daemon=True).start()
     while not (done.is_set() and sent_box and stored >= sent_box[0]):
         tick = time.monotonic()
         values, stamps = [], []
         while time.monotonic() - tick < 1.0:  # the same 1 s cadence as the trigger
             for msg in consumer.consume(10_000, 0.1):
-                if msg.error() is None or msg.error().code() != KafkaError._PARTITION_EOF:
+                err = msg.error()
+                if err is None or err.code() != KafkaError._PARTITION_EOF:
                     values.append(msg.value())
                     stamps.append(msg.timestamp()[1] / 1000)
         if not values:

@@ -55,7 +55,7 @@ def forecasts(settings: Settings, expect: int) -> dict[str, Any]:
     while seen < expect and time.monotonic() < deadline:
         for msg in consumer.consume(500, 0.5):
             if msg.error() is None:
-                forecast = parse_forecast(msg.value())
+                forecast = parse_forecast(msg.value() or b"")
                 latest[forecast.key] = forecast
                 seen += 1
     consumer.close()

@@ -71,6 +71,7 @@ def coordinator(settings: Any) -> Any:
         .remote(settings)
     )
     ray.get(actor.ping.remote(), timeout=60)  # type: ignore[attr-defined]
+    ray.get(actor.configure.remote(settings), timeout=60)  # type: ignore[attr-defined]
     return actor
 
 

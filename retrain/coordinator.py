@@ -105,6 +105,22 @@ class Coordinator:
     async def running_pids(self) -> dict[str, int]:
         return {k: p for k, p in self._pids.items() if k in self.queue.running}
 
+    async def configure(self, settings: Any) -> None:
+        """Take a (re)connecting driver's settings; the queue and its state stay."""
+        if settings == self.settings:
+            return
+        self.settings = settings
+        self.spec = spec_from_settings(settings)
+        self.queue.max_attempts = settings.retrain_max_attempts
+        self.queue.backoff_seconds = settings.retrain_retry_backoff_seconds
+        # Rebuilt on the I/O thread at the next result, with the new addresses.
+        self._io.submit(self._reset_sinks)
+
+    def _reset_sinks(self) -> None:
+        if self._publisher is not None:
+            self._publisher.close()
+        self._tracker = self._publisher = None
+
     async def ping(self) -> str:
         self._ensure_pump()
         return "ok"

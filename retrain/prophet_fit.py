@@ -92,7 +92,7 @@ def _frame(start: date, values: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({"ds": pd.date_range(start, periods=len(values), freq="D"), "y": values})
 
 
-def _model(params: Params, days: int, samples: int) -> Any:
+def _model(params: Params, days: int, samples: int, backend: str = "cmdstan") -> Any:
     from prophet import Prophet
 
     _quiet()
@@ -106,6 +106,10 @@ def _model(params: Params, days: int, samples: int) -> Any:
         daily_seasonality=False,
         uncertainty_samples=samples,
     )
+    if backend == "inprocess":
+        from retrain.inprocess import attach_backend
+
+        attach_backend(model)
     return model
 
 
@@ -121,7 +125,8 @@ def fit_prophet(
 
     ``intervals=False`` skips uncertainty sampling (validation folds only need ``yhat``).
     """
-    model = _model(params, len(values), options.uncertainty_samples if intervals else 0)
+    samples = options.uncertainty_samples if intervals else 0
+    model = _model(params, len(values), samples, options.backend)
     kwargs: dict[str, Any] = {}
     if options.backend == "cmdstan":
         kwargs["output_dir"] = str(options.fit_dir)

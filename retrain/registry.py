@@ -26,7 +26,15 @@ def model_name(store_id: str, item_id: str) -> str:
 class Tracker:
     """MLflow runs and registry for Shelfcast."""
 
-    def __init__(self, uri: str, experiment: str, artifact_location: str | None = None) -> None:
+    def __init__(
+        self,
+        uri: str,
+        experiment: str,
+        artifact_location: str | None = None,
+        create: bool = True,
+    ) -> None:
+        """``create=False`` for readers: they must never create the experiment (and with it
+        a default artifact location in whatever folder they run in)."""
         import mlflow
         from mlflow import MlflowClient
 
@@ -35,7 +43,9 @@ class Tracker:
         try:
             self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
             found = self.client.get_experiment_by_name(experiment)
-            if found is None:
+            if found is None and not create:
+                self.experiment_id = ""
+            elif found is None:
                 self.experiment_id = self.client.create_experiment(
                     experiment, artifact_location=artifact_location
                 )

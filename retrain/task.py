@@ -76,7 +76,7 @@ def spec_from_settings(settings: Any) -> TaskSpec:
 def _tracker(uri: str, experiment: str) -> Any:
     from retrain.registry import Tracker
 
-    return Tracker(uri, experiment)
+    return Tracker(uri, experiment, create=False)
 
 
 def run_job(job: Job, spec: TaskSpec, reporter: Any = None) -> TaskResult:

@@ -7,11 +7,13 @@ Tuned params replace the baseline (incumbent or defaults) only when they beat it
 on a couple of folds small wins are mostly noise.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import optuna
 
 from retrain.errors import RetrainError
+from retrain.folds import FoldScorer
 from retrain.prophet_fit import DEFAULT_PARAMS, FitOptions, Params, ScoredParams, score_params
 from retrain.series import History, rolling_folds
 
@@ -82,8 +84,15 @@ def tune(
             n_trials += 1
     scored: list[ScoredParams] = []
 
+    if options.backend == "inprocess":
+        score: Callable[[Params], ScoredParams] = FoldScorer(history, folds, options)
+    else:
+
+        def score(params: Params) -> ScoredParams:
+            return score_params(history, params, folds, options)
+
     def objective(trial: optuna.Trial) -> float:
-        result = score_params(history, suggest_params(trial), folds, options)
+        result = score(suggest_params(trial))
         trial.set_user_attr("mase", result.mase)
         scored.append(result)
         return result.mae

@@ -21,7 +21,7 @@ def client_config(settings: Settings) -> dict[str, Any]:
         config["sasl.mechanism"] = settings.kafka_sasl_mechanism
     if settings.kafka_sasl_username:
         config["sasl.username"] = settings.kafka_sasl_username
-    if settings.kafka_sasl_password is not None:
+    if settings.kafka_sasl_password is not None and settings.kafka_sasl_password.get_secret_value():
         config["sasl.password"] = settings.kafka_sasl_password.get_secret_value()
     if settings.kafka_ssl_ca_location is not None:
         config["ssl.ca.location"] = str(settings.kafka_ssl_ca_location)

@@ -124,6 +124,11 @@ def test_exactly_once_across_kill_minus_nine(
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0, log.read_text()[-3000:]
     ids = stored_ids(settings)
+    if len(ids) != len(set(ids)):
+        table = DeltaTable(str(settings.delta_dir / "pos_sales")).to_pandas()
+        twice = table[table.event_id.duplicated(keep=False)]
+        cols = ["event_id", "batch_id", "kafka_partition", "kafka_offset", "ingested_at"]
+        raise AssertionError(f"stored twice:\n{twice.sort_values('event_id')[cols].head(20)}")
     assert len(ids) == len(set(ids)) == 6000, "every event stored exactly once"
     daily = DeltaTable(str(settings.delta_dir / "daily_sales")).to_pyarrow_table()
     assert sum(daily.column("event_count").to_pylist()) == 6000

@@ -1,0 +1,188 @@
+"""Benchmark: event-to-forecast latency through the whole service.
+
+One process runs the service (Spark query with a 1 s trigger, hand-off, Ray coordinator on a
+fresh embedded head, MLflow, forecasts to Kafka). After a warm-up that gives every series
+its first (cold) model, it measures, from the POS event's produce time to its series' new
+forecast on the topic:
+  single: one changed series at a time (each a different series, so no cooldown applies);
+  wave:   one event for each of N series at once.
+The baseline, run in the same process on the same series, is the retrain alone: a wave
+submitted straight to the coordinator, without Kafka, Spark or the trigger.
+
+    python -m bench.e2e [--series 100] [--singles 20]
+"""
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterable
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from bench.stack import embedded_stack
+from shelfcast.kafka import client_config, producer_config
+from shelfcast.settings import Settings
+from streaming.thresholds import ThresholdStore
+
+START = date(2024, 1, 1)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Watcher:
+    """Follows the forecast topic; records when each (series, model version) arrived."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.consumer = Consumer(
+            {**client_config(settings), "group.id": "bench-e2e", "fetch.wait.max.ms": 10}
+        )
+        topic = settings.topic_forecasts
+        parts = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        self.consumer.assign([TopicPartition(topic, p, 0) for p in parts])
+        self.versions: dict[str, int] = {}
+        self.arrived: dict[str, float] = {}
+
+    def poll(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for msg in self.consumer.consume(500, 0.05):
+                if msg.error() is None:
+                    value = json.loads(msg.value() or b"{}")
+                    key = f"{value['store_id']}|{value['item_id']}"
+                    self.versions[key] = max(self.versions.get(key, 0), value["model_version"])
+                    self.arrived[key] = time.time()
+
+    def wait_new(
+        self, keys: Iterable[str], after: dict[str, int], timeout: float
+    ) -> dict[str, float]:
+        pending = set(keys)
+        out: dict[str, float] = {}
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            self.poll(0.05)
+            for key in list(pending):
+                if self.versions.get(key, 0) > after.get(key, 0):
+                    out[key] = self.arrived[key]
+                    pending.discard(key)
+        if pending:
+            raise SystemExit(f"{len(pending)} series got no forecast within {timeout:.0f} s")
+        return out
+
+
+def send(producer: Producer, settings: Settings, events: list[dict[str, Any]]) -> float:
+    for event in events:
+        producer.produce(
+            settings.topic_pos_sales,
+            key=f"{event['store_id']}|{event['item_id']}",
+            value=json.dumps(event),
+        )
+    producer.flush(30)
+    return time.time()
+
+
+def event(series: str, day: date, n: int, quantity: float) -> dict[str, Any]:
+    store, item = series.split("|")
+    return {
+        "event_id": f"{series}-{day}-{n}",
+        "store_id": store,
+        "item_id": item,
+        "sold_at": f"{day}T12:00:00+00:00",
+        "quantity": quantity,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--series", type=int, default=100)
+    parser.add_argument("--singles", type=int, default=20)
+    parser.add_argument("--history-days", type=int, default=150)
+    args = parser.parse_args()
+    keys = [f"S{n // 10:02d}|I{n % 10:02d}" for n in range(args.series)]
+
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        embedded_stack(
+            Path(tmp), metrics_port=0, ingest_trigger_seconds=1.0, handoff_idle_seconds=1.0
+        ) as settings,
+    ):
+        import ray
+
+        from retrain.cluster import coordinator, daily_version
+        from shelfcast.service import run_service
+        from shelfcast.wave import follow_wave
+
+        ThresholdStore(settings.data_dir).set({"cooldown_seconds": "0"}, who="bench")
+        stop = threading.Event()
+        service = threading.Thread(target=run_service, args=(settings, stop), daemon=True)
+        service.start()
+        producer = Producer(producer_config(settings, **{"linger.ms": 1}))
+        watcher = Watcher(settings)
+
+        print(
+            f"warm-up: {args.history_days} days of history for {len(keys)} series", file=sys.stderr
+        )
+        history = [
+            event(k, START + timedelta(days=d), 0, 5 + (d % 7) + (hash(k) % 5))
+            for d in range(args.history_days)
+            for k in keys
+        ]
+        send(producer, settings, history)
+        watcher.wait_new(keys, {}, timeout=1800)
+        watcher.poll(5)  # let the coalesced second round (if any) land too
+
+        day = START + timedelta(days=args.history_days)
+        singles = []
+        for n in range(args.singles):
+            key = keys[n % len(keys)]
+            before = dict(watcher.versions)
+            sent = send(producer, settings, [event(key, day, 1, 7)])
+            arrived = watcher.wait_new([key], before, timeout=120)
+            singles.append(arrived[key] - sent)
+            watcher.poll(0.5)
+        print(f"single: {len(singles)} series measured", file=sys.stderr)
+
+        day += timedelta(days=1)
+        before = dict(watcher.versions)
+        sent = send(producer, settings, [event(k, day, 1, 7) for k in keys])
+        arrived = watcher.wait_new(keys, before, timeout=1800)
+        wave = [arrived[k] - sent for k in keys]
+
+        actor = coordinator(settings)
+        began = time.time()
+        submitted = ray.get(
+            actor.submit.remote([(*k.split("|"), 0.0) for k in keys], daily_version(settings))
+        )
+        follow_wave(actor, submitted["wave_id"], submitted["total"])
+        baseline = time.time() - began
+
+        stop.set()
+        service.join(120)
+
+    print(
+        f"\nevent -> forecast, {len(keys)} series, 1 s trigger, "
+        f"{settings.ray_num_cpus or 'all'} CPUs"
+    )
+    print(
+        f"  single changed series: p50 {statistics.median(singles):.2f} s, "
+        f"p95 {pct(singles, 0.95):.2f} s"
+    )
+    print(
+        f"  wave of {len(keys)}: p50 {statistics.median(wave):.2f} s, p95 {pct(wave, 0.95):.2f} s, "
+        f"last {max(wave):.2f} s"
+    )
+    print(f"  baseline, the same wave straight to the coordinator: {baseline:.2f} s")
+    print(f"  ratio wave (last forecast) / baseline: {max(wave) / baseline:.2f}")
+
+
+if __name__ == "__main__":
+    main()

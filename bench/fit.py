@@ -1,0 +1,80 @@
+"""Benchmark: Prophet fits per second, cmdstan against the in-process optimiser, same series.
+
+Three ways to fit each of N Kaggle store-item series (the last 730 days, Prophet's defaults
+with weekly and yearly seasonality), all in this process, one thread:
+  cmdstan       Prophet.fit with its default backend (a cmdstan process per fit)
+  in-process    Prophet.fit with retrain.inprocess.InProcessBackend
+  trial refit   a tuning trial: the fold prepared once, only the optimiser re-run
+                (retrain.folds), as the incremental waves use it
+
+    OPENBLAS_NUM_THREADS=1 python -m bench.fit [--series 20]
+"""
+
+import os
+
+# One BLAS thread, as in a Ray task; set before numpy is first imported.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from bench.retrain import DATA, choose
+from retrain.folds import FoldScorer
+from retrain.prophet_fit import (
+    DEFAULT_PARAMS,
+    FitOptions,
+    FitStats,
+    Params,
+    fit_prophet,
+)
+from retrain.series import History, rolling_folds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--series", type=int, default=20)
+    args = parser.parse_args()
+    logging.getLogger("cmdstanpy").disabled = True
+    frame = choose(pd.read_csv(DATA, parse_dates=["date"]), args.series)
+    histories = []
+    for _, rows in frame.groupby(["store", "item"]):
+        rows = rows.tail(730)
+        histories.append(History(rows["date"].iloc[0].date(), rows["sales"].to_numpy(float)))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        seconds = {}
+        for backend in ("cmdstan", "inprocess"):
+            options = FitOptions(Path(tmp), backend, 0, FitStats())
+            fit_prophet(histories[0].start, histories[0].values, DEFAULT_PARAMS, options)  # warm-up
+            began = time.perf_counter()
+            for h in histories:
+                fit_prophet(h.start, h.values, DEFAULT_PARAMS, options, intervals=False)
+            seconds[backend] = (time.perf_counter() - began) / len(histories)
+
+        trial_params = [Params(), Params(0.1, 1.0), Params(0.01, 0.1, "multiplicative")]
+        fits, began = 0, time.perf_counter()
+        for h in histories:
+            scorer = FoldScorer(
+                h, rolling_folds(len(h.values), 28, 2, 56), FitOptions(Path(tmp), "inprocess")
+            )
+            for params in trial_params:
+                scorer(params)
+                fits += 2
+        seconds["trial refit"] = (time.perf_counter() - began) / fits
+
+    print(f"\n{len(histories)} series x 730 days, one thread")
+    for name, per_fit in seconds.items():
+        print(
+            f"  {name:<12} {per_fit * 1000:7.1f} ms per fit  {1 / per_fit:6.1f} fits/s  "
+            f"{seconds['cmdstan'] / per_fit:5.1f}x cmdstan"
+        )
+    print(f"(trial refit includes preparing each fold once: {len(trial_params)} trials x 2 folds)")
+
+
+if __name__ == "__main__":
+    main()

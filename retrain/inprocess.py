@@ -1,0 +1,230 @@
+"""Prophet's MAP fit inside the Python process: no cmdstan process, no JSON/CSV files.
+
+The same posterior as ``prophet/stan_model/prophet.stan`` (linear and flat trend):
+  k, m ~ N(0, 5);  delta ~ Laplace(0, tau);  sigma_obs ~ N+(0, 0.5);  beta ~ N(0, sigmas);
+  y ~ N(X_sa beta + trend * (1 + X_sm beta), sigma_obs)
+maximised like Stan's ``optimize`` (no Jacobian term) with scipy's L-BFGS-B and an analytic
+gradient. The Laplace prior's kink is removed by writing delta = d_plus - d_minus with both
+parts >= 0: at the optimum one of each pair is zero, so the penalty is exactly |delta| / tau.
+The linear trend is linear in (k, m, delta): trend = k t + m + B delta, B[i, j] = A[i, j] *
+(t[i] - t_change[j]), built once per data set.
+
+Logistic growth, and any fit that does not converge, go to cmdstan (``CmdStanPyBackend``).
+"""
+
+import logging
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+from prophet.models import CmdStanPyBackend, IStanBackend
+from scipy.optimize import minimize
+
+__all__ = ["InProcessBackend", "Optimum", "attach_backend", "log_posterior", "optimize"]
+
+log = logging.getLogger("shelfcast.inprocess")
+
+_LINEAR, _LOGISTIC, _FLAT = 0, 1, 2
+
+
+class _Problem:
+    """The data of one fit, with everything that does not depend on the parameters."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+        self.y = np.asarray(data["y"], dtype=float)
+        self.t = np.asarray(data["t"], dtype=float)
+        self.T = len(self.y)
+        self.S = int(data["S"])
+        self.K = int(data["K"])
+        self.tau = float(data["tau"])
+        self.flat = int(data["trend_indicator"]) == _FLAT
+        X = np.asarray(data["X"], dtype=float).reshape(self.T, self.K)
+        s_a = np.asarray(data["s_a"], dtype=float)
+        s_m = np.asarray(data["s_m"], dtype=float)
+        self.X_sa = X * s_a
+        self.X_sm = X * s_m
+        self.has_m = bool(s_m.any())
+        self.inv_var_beta = 1.0 / np.asarray(data["sigmas"], dtype=float) ** 2
+        self.t_change = np.asarray(data["t_change"], dtype=float).reshape(self.S)
+        self.B = self.trend_basis(self.t)
+
+    def trend_basis(self, t: np.ndarray) -> np.ndarray:
+        """B[i, j] = (t_i >= t_change_j) * (t_i - t_change_j): the trend is k t + m + B delta."""
+        A = (t[:, None] >= self.t_change[None, :]).astype(float)
+        out: np.ndarray = A * (t[:, None] - self.t_change[None, :])
+        return out
+
+    def with_priors(self, tau: float, sigmas: np.ndarray) -> "_Problem":
+        """The same data under other prior scales (a new trial), sharing every array."""
+        clone = object.__new__(_Problem)
+        clone.__dict__.update(self.__dict__)
+        clone.tau = tau
+        clone.inv_var_beta = 1.0 / np.asarray(sigmas, dtype=float) ** 2
+        return clone
+
+    def unpack(self, z: np.ndarray) -> tuple[float, float, np.ndarray, float, np.ndarray]:
+        S = self.S
+        delta = z[2 : 2 + S] - z[2 + S : 2 + 2 * S]
+        return z[0], z[1], delta, z[2 + 2 * S], z[3 + 2 * S :]
+
+    def trend(self, k: float, m: float, delta: np.ndarray) -> np.ndarray:
+        if self.flat:
+            return np.full(self.T, m)
+        out: np.ndarray = k * self.t + m + self.B @ delta
+        return out
+
+    def objective(self, z: np.ndarray) -> tuple[float, np.ndarray]:
+        """Negative log posterior (Stan's, without constants) and its gradient."""
+        S = self.S
+        k, m, delta, sigma, beta = self.unpack(z)
+        trend = self.trend(k, m, delta)
+        w = 1.0 + self.X_sm @ beta if self.has_m else np.ones(self.T)
+        r = self.y - (self.X_sa @ beta + trend * w)
+        rss = float(r @ r)
+        nlp = (
+            self.T * np.log(sigma)
+            + rss / (2 * sigma**2)
+            + (k * k + m * m) / 50.0
+            + float(np.sum(z[2 : 2 + 2 * S])) / self.tau
+            + 2.0 * sigma**2
+            + 0.5 * float(beta**2 @ self.inv_var_beta)
+        )
+        g = -r / sigma**2  # d nlp / d mu
+        gw = g * w
+        grad = np.empty_like(z)
+        if self.flat:
+            grad[0] = k / 25.0
+            d_delta = np.zeros(S)
+        else:
+            grad[0] = gw @ self.t + k / 25.0
+            d_delta = self.B.T @ gw
+        grad[1] = gw.sum() + m / 25.0
+        grad[2 : 2 + S] = d_delta + 1.0 / self.tau
+        grad[2 + S : 2 + 2 * S] = -d_delta + 1.0 / self.tau
+        grad[2 + 2 * S] = self.T / sigma - rss / sigma**3 + 4.0 * sigma
+        d_beta = self.X_sa.T @ g + beta * self.inv_var_beta
+        if self.has_m:
+            d_beta += self.X_sm.T @ (g * trend)
+        grad[3 + 2 * S :] = d_beta
+        return nlp, grad
+
+
+Optimum = tuple[float, float, np.ndarray, float, np.ndarray, float]
+
+
+def optimize(problem: _Problem, init: dict[str, Any]) -> Optimum | None:
+    """The MAP estimate ``(k, m, delta, sigma_obs, beta, log posterior)``; None: no convergence."""
+    delta0 = np.asarray(init["delta"], dtype=float).reshape(problem.S)
+    z0 = np.concatenate(
+        [
+            [float(init["k"]), float(init["m"])],
+            np.maximum(delta0, 0),
+            np.maximum(-delta0, 0),
+            [max(float(init["sigma_obs"]), 1e-3)],
+            np.asarray(init["beta"], dtype=float).reshape(problem.K),
+        ]
+    )
+    bounds = (
+        [(None, None)] * 2
+        + [(0.0, None)] * (2 * problem.S)
+        + [(1e-10, None)]
+        + [(None, None)] * problem.K
+    )
+    result = minimize(
+        problem.objective,
+        z0,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=bounds,
+        options={"maxiter": 10_000, "maxcor": 20, "ftol": 0.0, "gtol": 1e-8},
+    )
+    if not result.success and _projected_gradient(problem, result.x) > 1e-3:
+        # With ftol=0 a line search that cannot improve at machine precision ends "abnormally"
+        # at the optimum; only a gradient that is still large means it did not converge.
+        log.info("in-process optimiser stopped (%s); falling back to cmdstan", result.message)
+        return None
+    k, m, delta, sigma, beta = problem.unpack(result.x)
+    return float(k), float(m), delta, float(sigma), beta, -float(result.fun)
+
+
+def _projected_gradient(problem: _Problem, z: np.ndarray) -> float:
+    grad = problem.objective(z)[1]
+    lower = np.full(len(z), -np.inf)
+    lower[2 : 2 + 2 * problem.S] = 0.0
+    lower[2 + 2 * problem.S] = 1e-10
+    at_bound = (z <= lower + 1e-12) & (grad > 0)
+    return float(np.max(np.abs(np.where(at_bound, 0.0, grad))))
+
+
+def log_posterior(data: dict[str, Any], params: dict[str, Any]) -> float:
+    """Stan's log posterior (without constants) at ``params``: to compare two optima."""
+    problem = _Problem(data)
+    delta = np.asarray(params["delta"], dtype=float).reshape(-1)
+    z = np.concatenate(
+        [
+            [float(np.ravel(params["k"])[0]), float(np.ravel(params["m"])[0])],
+            np.maximum(delta, 0),
+            np.maximum(-delta, 0),
+            [float(np.ravel(params["sigma_obs"])[0])],
+            np.asarray(params["beta"], dtype=float).reshape(-1),
+        ]
+    )
+    return -problem.objective(z)[0]
+
+
+class InProcessBackend(IStanBackend):
+    """An ``IStanBackend`` for ``Prophet.stan_backend``; see the module docstring."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cmdstan: CmdStanPyBackend | None = None
+        self.fallbacks = 0
+
+    @staticmethod
+    def get_type() -> str:
+        return "INPROCESS"
+
+    def load_model(self) -> None:
+        return None
+
+    def _fallback(self) -> CmdStanPyBackend:
+        if self._cmdstan is None:
+            self._cmdstan = CmdStanPyBackend()
+        self.fallbacks += 1
+        return self._cmdstan
+
+    def fit(
+        self, stan_init: dict[str, Any], stan_data: dict[str, Any], **kwargs: Any
+    ) -> dict[str, Any]:
+        if int(stan_data["trend_indicator"]) == _LOGISTIC:
+            return self._fallback().fit(stan_init, stan_data, **kwargs)
+        init = stan_init
+        if "init" in kwargs:
+            init = CmdStanPyBackend.sanitize_custom_inits(stan_init, kwargs["init"])
+        problem = _Problem(stan_data)
+        found = optimize(problem, init)
+        if found is None:
+            return self._fallback().fit(stan_init, stan_data, **kwargs)
+        k, m, delta, sigma, beta, lp = found
+        params: dict[str, Any] = OrderedDict(
+            lp__=np.array([[lp]]),
+            k=np.array([[k]]),
+            m=np.array([[m]]),
+            delta=delta.reshape(1, -1),
+            sigma_obs=np.array([[sigma]]),
+            beta=beta.reshape(1, -1),
+            trend=problem.trend(k, m, delta).reshape(1, -1),
+        )
+        self.stan_fit = None
+        return params
+
+    def sampling(
+        self, stan_init: dict[str, Any], stan_data: dict[str, Any], samples: int, **kwargs: Any
+    ) -> dict[str, Any]:
+        return self._fallback().sampling(stan_init, stan_data, samples, **kwargs)
+
+
+def attach_backend(model: Any) -> None:
+    """Make a Prophet model fit in process (call before ``fit``)."""
+    model.stan_backend = InProcessBackend()

@@ -1,0 +1,122 @@
+"""docker-compose.yml cannot start here (no Docker engine): check its wiring statically."""
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from shelfcast.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+NOT_FIELDS = {"SHELFCAST_CONFIG", "SHELFCAST_SECRETS_DIR"}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return loaded
+
+
+def test_every_image_is_pinned(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        image = service["image"]
+        repo, _, tag = image.rpartition(":")
+        assert repo and tag and tag != "latest" and re.search(r"\d", tag), (name, image)
+    assert compose["services"]["kafka"]["image"].startswith("apache/kafka:")
+
+
+def test_the_parts_the_issue_asks_for_are_there(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert {
+        "kafka",
+        "spark-master",
+        "spark-worker",
+        "ray-head",
+        "ray-worker",
+        "mlflow",
+        "mlflow-db",
+        "optuna-db",
+        "shelfcast",
+    } <= set(services)
+    assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert "postgresql://" in " ".join(services["mlflow"]["command"])
+
+
+def test_every_shelfcast_variable_is_a_setting(compose: dict[str, Any]) -> None:
+    fields = set(Settings.model_fields)
+    seen = 0
+    for service in compose["services"].values():
+        for key in service.get("environment", {}):
+            if key.startswith("SHELFCAST_") and key not in NOT_FIELDS:
+                assert key.removeprefix("SHELFCAST_").lower() in fields, key
+                seen += 1
+    assert seen > 10
+
+
+def test_the_service_environment_validates(
+    compose: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = compose["services"]["shelfcast"]["environment"]
+    for key, value in env.items():
+        value = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(value))
+        monkeypatch.setenv(key, value)
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    monkeypatch.setenv("SHELFCAST_SECRETS_DIR", str(secrets))
+    for secret in compose["services"]["shelfcast"]["secrets"]:
+        (secrets / secret["target"]).write_text("s3cret-" + secret["source"])
+    settings = load_settings()
+    assert settings.spark_master == "spark://spark-master:7077"
+    assert settings.ray_address == "ray-head:6379" and not settings.embedded_ray
+    assert settings.optuna_storage is not None
+    assert settings.optuna_storage.get_secret_value() == "s3cret-optuna_storage"
+    assert settings.kafka_sasl_password is not None
+    assert "s3cret" not in repr(settings) and "s3cret" not in str(settings.model_dump())
+
+
+def test_healthchecks_and_dependencies(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name, service in services.items():
+        assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+        for dep, cond in service.get("depends_on", {}).items():
+            assert dep in services, (name, dep)
+            assert cond["condition"] == "service_healthy", (name, dep)
+    needs = set(services["shelfcast"]["depends_on"])
+    assert {"kafka", "spark-master", "ray-head", "mlflow", "optuna-db"} <= needs
+
+
+def test_ports_and_volumes_are_wired(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    published = {
+        name: {int(p.split(":")[1]) for p in service.get("ports", [])}
+        for name, service in services.items()
+    }
+    assert 9092 in published["kafka"] and 5000 in published["mlflow"]
+    assert 9464 in published["shelfcast"]
+    env = services["shelfcast"]["environment"]
+    assert env["SHELFCAST_METRICS_PORT"] == "9464"
+    assert env["SHELFCAST_BOOTSTRAP_SERVERS"] == "kafka:9092"
+    declared = set(compose["volumes"])
+    used = set()
+    for service in services.values():
+        for mount in service.get("volumes", []):
+            source, target = mount.split(":")[:2]
+            used.add(source)
+            if source == "shelfcast-data":
+                assert target == "/data"
+    assert used == declared
+    # Everyone who reads or writes Delta tables, checkpoints or studies shares the data volume.
+    for name in ("shelfcast", "spark-worker", "ray-head", "ray-worker", "mlflow"):
+        assert "shelfcast-data:/data" in services[name]["volumes"], name
+    for name in ("shelfcast", "ray-head", "ray-worker"):
+        assert {s["source"] for s in services[name]["secrets"]} <= set(compose["secrets"])
+
+
+def test_dockerfile_pins_its_base_and_drops_root() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    base = re.search(r"^FROM (\S+)", text, re.M)
+    assert base and re.search(r":\d+\.\d+\.\d+", base.group(1))
+    assert re.search(r"^USER (?!root)\S+", text, re.M)
+    assert "-c constraints.txt" in text
