@@ -14,6 +14,7 @@ submitted straight to the coordinator, without Kafka, Spark or the trigger.
 
 import argparse
 import json
+import random
 import statistics
 import sys
 import tempfile
@@ -131,8 +132,9 @@ def main() -> None:
         print(
             f"warm-up: {args.history_days} days of history for {len(keys)} series", file=sys.stderr
         )
+        rng = random.Random(7)
         history = [
-            event(k, START + timedelta(days=d), 0, 5 + (d % 7) + (hash(k) % 5))
+            event(k, START + timedelta(days=d), 0, float(rng.randint(2, 8) + 3 * (d % 7 in (5, 6))))
             for d in range(args.history_days)
             for k in keys
         ]
@@ -167,6 +169,7 @@ def main() -> None:
 
         stop.set()
         service.join(120)
+        watcher.consumer.close()
 
     print(
         f"\nevent -> forecast, {len(keys)} series, 1 s trigger, "

@@ -137,7 +137,7 @@ def optimize(problem: _Problem, init: dict[str, Any]) -> Optimum | None:
         jac=True,
         method="L-BFGS-B",
         bounds=bounds,
-        options={"maxiter": 10_000, "maxcor": 20, "ftol": 0.0, "gtol": 1e-8},
+        options={"maxiter": 3000, "maxcor": 10, "ftol": 0.0, "gtol": 1e-9},
     )
     if not result.success and _projected_gradient(problem, result.x) > 1e-3:
         # With ftol=0 a line search that cannot improve at machine precision ends "abnormally"

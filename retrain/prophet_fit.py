@@ -93,10 +93,10 @@ def _frame(start: date, values: np.ndarray) -> pd.DataFrame:
 
 
 def _model(params: Params, days: int, samples: int, backend: str = "cmdstan") -> Any:
-    from prophet import Prophet
+    from retrain.fast_prophet import FastProphet
 
     _quiet()
-    model = Prophet(
+    model = FastProphet(
         changepoint_prior_scale=params.changepoint_prior_scale,
         seasonality_prior_scale=params.seasonality_prior_scale,
         seasonality_mode=params.seasonality_mode,

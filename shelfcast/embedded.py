@@ -100,6 +100,7 @@ def _launch(
     command: list[str],
     address: tuple[str, int],
     timeout: float,
+    env: dict[str, str] | None = None,
 ) -> ManagedProcess:
     """Start ``command`` in its own session with a pid file and a log; wait for its port."""
     host, port = address
@@ -113,6 +114,7 @@ def _launch(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            env={**os.environ, **(env or {})},
         )
     except OSError as exc:
         raise EmbeddedStackError(
@@ -222,7 +224,9 @@ def start_ray(settings: Settings, timeout: float = 60.0) -> ManagedProcess:
         "0",
         *[item for pair in ports.items() for item in pair],
     ]
-    return _launch(settings, "ray", "Ray head", command, claimed, timeout)
+    # One task per CPU: a multi-threaded BLAS in each would only fight over the same cores.
+    threads = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    return _launch(settings, "ray", "Ray head", command, claimed, timeout, env=threads)
 
 
 def stop_process(pid: int, timeout: float = 10.0) -> None:

@@ -42,8 +42,10 @@ def drift_errors(
 
     Updates ``served`` (its evaluated days and errors) as it goes.
     """
-    if not served.mase_scale or not served.points:
+    if not served.points:
         return []
+    # A series whose history repeats exactly every week has no MASE scale: use plain error.
+    scale = served.mase_scale or 1.0
     start = max(
         min(served.points),
         (served.evaluated_through or date.min) + timedelta(days=1),
@@ -53,7 +55,7 @@ def drift_errors(
     while day < last_sale_day and day in served.points:
         actual = float(actuals.get(day, 0.0))
         yhat = served.points[day]
-        error = abs(actual - yhat) / served.mase_scale
+        error = abs(actual - yhat) / scale
         out.append((day, actual, yhat, error))
         served.errors.append(error)
         served.evaluated_through = day

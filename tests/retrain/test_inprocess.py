@@ -114,3 +114,30 @@ def test_logistic_growth_falls_back_to_cmdstan() -> None:
     model.stan_backend = backend
     model.fit(frame)
     assert backend.fallbacks == 1 and model.params["k"].shape == (1, 1)
+
+
+def test_fast_prophet_builds_the_same_inputs_and_forecasts() -> None:
+    from prophet import Prophet
+
+    from retrain.fast_prophet import FastProphet
+
+    frame = real_series()[2]
+    models = []
+    for cls in (Prophet, FastProphet):
+        model = cls(
+            seasonality_mode="multiplicative", yearly_seasonality=True, uncertainty_samples=0
+        )
+        model.stan_backend = InProcessBackend()
+        models.append((model, asdict(model.preprocess(frame))))
+    (_, a), (_, b) = models
+    assert np.allclose(np.asarray(a["X"]), np.asarray(b["X"]), rtol=0, atol=1e-9)
+    assert list(a["s_m"]) == list(b["s_m"]) and list(a["sigmas"]) == list(b["sigmas"])
+    plain, fast = (
+        cls(seasonality_mode="multiplicative", yearly_seasonality=True, uncertainty_samples=0)
+        for cls in (Prophet, FastProphet)
+    )
+    for model in (plain, fast):
+        model.stan_backend = InProcessBackend()
+        model.fit(frame)
+    future = plain.make_future_dataframe(28, include_history=False)
+    assert np.allclose(plain.predict(future)["yhat"], fast.predict(future)["yhat"], rtol=1e-5)

@@ -38,7 +38,7 @@ def history(store: str, item: str, days: int = 30, tag: str = "h") -> list[dict[
             store,
             item,
             (start + timedelta(days=k)).isoformat(),
-            quantity=float(3 + k % 7),
+            quantity=float(3 + (k * 7919) % 13),
         )
         for k in range(days)
     ]
@@ -211,3 +211,53 @@ def test_service_killed_mid_wave_loses_and_duplicates_nothing_and_finishes_the_w
             ray.kill(ray.get_actor(COORDINATOR, namespace=settings.ray_namespace))
         except ValueError:
             pass
+
+
+def test_drift_status_metrics_and_the_forecast_views(
+    service: Callable[..., Settings], produce: Callable[..., int], tmp_path: Any
+) -> None:
+    import urllib.request
+
+    from shelfcast.embedded import free_port
+    from shelfcast.forecasts_view import format_forecast, plot_series, read_forecasts
+    from shelfcast.status import gather_status, render_status
+
+    port = free_port()
+    settings = service(metrics_port=port)
+    produce(settings, history("S1", "D", days=80))  # enough to validate: a drift ratio
+    assert forecast_keys(settings, expect=1) == ["S1|D"]
+    ThresholdStore(settings.data_dir).set({"min_new_events": "1000"})  # no retrain on new days
+    wait_for(lambda: series_state(settings)["S1|D"]["status"] == "done", 60, "status done")
+
+    # Actuals for the first forecast days: a day is scored once a later day has sales.
+    start = date(2024, 1, 1) + timedelta(days=80)
+    produce(
+        settings,
+        [sale(f"d{k}", "S1", "D", (start + timedelta(days=k)).isoformat(), 40.0) for k in range(3)],
+    )
+
+    def drift_rows() -> list[dict[str, Any]]:
+        path = settings.delta_dir / "drift"
+        return DeltaTable(str(path)).to_pyarrow_table().to_pylist()
+
+    wait_for(lambda: len(drift_rows()) == 2, 60, "two drift rows")
+    assert all(r["model_version"] == 1 and r["scaled_error"] > 0 for r in drift_rows())
+    wait_for(lambda: (series_state(settings)["S1|D"]["drift_ratio"] or 0) > 0, 30, "drift ratio")
+
+    status = gather_status(settings)
+    assert status["series"] == {"done": 1}
+    assert status["coordinator"]["published"] == 1
+    assert all(p["lag"] == 0 for p in status["lag"].values())
+    assert status["service"]["last_batch"]["stored"] > 0
+    assert "queue: 0 queued" in render_status(status)
+
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+    text = metrics.decode()
+    assert "shelfcast_events_in_total 83.0" in text
+    assert "shelfcast_forecasts_published_total 1.0" in text
+    assert "shelfcast_drift_ratio_count" in text
+
+    (forecast,) = list(read_forecasts(settings, follow=False, idle=1.0))
+    assert "S1|D" in format_forecast(forecast) and "v1" in format_forecast(forecast)
+    png = plot_series(settings, "S1|D", tmp_path / "d.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
