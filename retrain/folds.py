@@ -16,14 +16,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from retrain.inprocess import _Problem, optimize
+from retrain.inprocess import MapProblem, optimize
 from retrain.prophet_fit import (
     FitOptions,
     Params,
     ScoredParams,
-    _frame,
-    _model,
     fit_prophet,
+    history_frame,
+    new_model,
     predict_horizon,
 )
 from retrain.series import Fold, History, mase
@@ -36,11 +36,11 @@ class _Prepared:
 
     def __init__(self, history: History, fold: Fold, mode: str) -> None:
         train = history.values[: fold.cutoff]
-        model = _model(Params(seasonality_mode=mode), len(train), samples=0)  # type: ignore[arg-type]
-        inputs = model.preprocess(_frame(history.start, train))
+        model = new_model(Params(seasonality_mode=mode), len(train), samples=0)  # type: ignore[arg-type]
+        inputs = model.preprocess(history_frame(history.start, train))
         data: dict[str, Any] = asdict(inputs)
         data["X"] = np.asarray(inputs.X, dtype=float)
-        self.problem = _Problem(data)
+        self.problem = MapProblem(data)
         self.init = asdict(model.calculate_initial_params(inputs.K))
         self.base_sps = model.seasonality_prior_scale
         self.base_sigmas = np.asarray(data["sigmas"], dtype=float)

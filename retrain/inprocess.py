@@ -20,14 +20,21 @@ import numpy as np
 from prophet.models import CmdStanPyBackend, IStanBackend
 from scipy.optimize import minimize
 
-__all__ = ["InProcessBackend", "Optimum", "attach_backend", "log_posterior", "optimize"]
+__all__ = [
+    "InProcessBackend",
+    "MapProblem",
+    "Optimum",
+    "attach_backend",
+    "log_posterior",
+    "optimize",
+]
 
 log = logging.getLogger("shelfcast.inprocess")
 
 _LINEAR, _LOGISTIC, _FLAT = 0, 1, 2
 
 
-class _Problem:
+class MapProblem:
     """The data of one fit, with everything that does not depend on the parameters."""
 
     def __init__(self, data: dict[str, Any]) -> None:
@@ -55,9 +62,9 @@ class _Problem:
         out: np.ndarray = A * (t[:, None] - self.t_change[None, :])
         return out
 
-    def with_priors(self, tau: float, sigmas: np.ndarray) -> "_Problem":
+    def with_priors(self, tau: float, sigmas: np.ndarray) -> "MapProblem":
         """The same data under other prior scales (a new trial), sharing every array."""
-        clone = object.__new__(_Problem)
+        clone = object.__new__(MapProblem)
         clone.__dict__.update(self.__dict__)
         clone.tau = tau
         clone.inv_var_beta = 1.0 / np.asarray(sigmas, dtype=float) ** 2
@@ -113,7 +120,7 @@ class _Problem:
 Optimum = tuple[float, float, np.ndarray, float, np.ndarray, float]
 
 
-def optimize(problem: _Problem, init: dict[str, Any]) -> Optimum | None:
+def optimize(problem: MapProblem, init: dict[str, Any]) -> Optimum | None:
     """The MAP estimate ``(k, m, delta, sigma_obs, beta, log posterior)``; None: no convergence."""
     delta0 = np.asarray(init["delta"], dtype=float).reshape(problem.S)
     z0 = np.concatenate(
@@ -148,7 +155,7 @@ def optimize(problem: _Problem, init: dict[str, Any]) -> Optimum | None:
     return float(k), float(m), delta, float(sigma), beta, -float(result.fun)
 
 
-def _projected_gradient(problem: _Problem, z: np.ndarray) -> float:
+def _projected_gradient(problem: MapProblem, z: np.ndarray) -> float:
     grad = problem.objective(z)[1]
     lower = np.full(len(z), -np.inf)
     lower[2 : 2 + 2 * problem.S] = 0.0
@@ -159,7 +166,7 @@ def _projected_gradient(problem: _Problem, z: np.ndarray) -> float:
 
 def log_posterior(data: dict[str, Any], params: dict[str, Any]) -> float:
     """Stan's log posterior (without constants) at ``params``: to compare two optima."""
-    problem = _Problem(data)
+    problem = MapProblem(data)
     delta = np.asarray(params["delta"], dtype=float).reshape(-1)
     z = np.concatenate(
         [
@@ -202,7 +209,7 @@ class InProcessBackend(IStanBackend):
         init = stan_init
         if "init" in kwargs:
             init = CmdStanPyBackend.sanitize_custom_inits(stan_init, kwargs["init"])
-        problem = _Problem(stan_data)
+        problem = MapProblem(stan_data)
         found = optimize(problem, init)
         if found is None:
             return self._fallback().fit(stan_init, stan_data, **kwargs)

@@ -10,6 +10,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,12 +26,15 @@ __all__ = [
     "Params",
     "ScoredParams",
     "fit_prophet",
+    "history_frame",
+    "new_model",
     "predict_horizon",
     "score_params",
     "stan_init_of",
 ]
 
 
+@cache
 def _quiet() -> None:
     # Prophet sets its logger up on import, so this runs after that import.
     for name in ("cmdstanpy", "prophet", "prophet.plot", "prophet.forecaster"):
@@ -88,11 +92,13 @@ class ScoredParams:
     mase: float
 
 
-def _frame(start: date, values: np.ndarray) -> pd.DataFrame:
+def history_frame(start: date, values: np.ndarray) -> pd.DataFrame:
+    """Prophet's input frame: ``ds`` one row per day from ``start``, ``y`` the values."""
     return pd.DataFrame({"ds": pd.date_range(start, periods=len(values), freq="D"), "y": values})
 
 
-def _model(params: Params, days: int, samples: int, backend: str = "cmdstan") -> Any:
+def new_model(params: Params, days: int, samples: int, backend: str = "cmdstan") -> Any:
+    """An unfitted Prophet for one series (seasonalities by history length, backend attached)."""
     from retrain.fast_prophet import FastProphet
 
     _quiet()
@@ -126,7 +132,7 @@ def fit_prophet(
     ``intervals=False`` skips uncertainty sampling (validation folds only need ``yhat``).
     """
     samples = options.uncertainty_samples if intervals else 0
-    model = _model(params, len(values), samples, options.backend)
+    model = new_model(params, len(values), samples, options.backend)
     kwargs: dict[str, Any] = {}
     if options.backend == "cmdstan":
         kwargs["output_dir"] = str(options.fit_dir)
@@ -134,7 +140,7 @@ def fit_prophet(
         kwargs["init"] = {k: np.asarray(v, dtype=float) for k, v in init.items()}
     began = time.perf_counter()
     try:
-        model.fit(_frame(start, values), **kwargs)
+        model.fit(history_frame(start, values), **kwargs)
     finally:
         options.stats.fits += 1
         options.stats.seconds += time.perf_counter() - began

@@ -202,42 +202,30 @@ def test_retrain_command_runs_a_wave_from_its_own_driver(
         "SHELFCAST_RAY_NAMESPACE": settings.ray_namespace,
         "SHELFCAST_TOPIC_FORECASTS": settings.topic_forecasts,
     }
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "shelfcast.cli",
-            "retrain",
-            "--data-dir",
-            str(settings.data_dir),
-            "--bootstrap",
-            settings.bootstrap_servers,
-            "--series",
-            "7|3",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+
+    def retrain(*series: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "shelfcast.cli",
+                "retrain",
+                "--data-dir",
+                str(settings.data_dir),
+                "--bootstrap",
+                settings.bootstrap_servers,
+                "--series",
+                *series,
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    done = retrain("7|3")
     assert done.returncode == 0, done.stderr
     assert "1 series" in done.stdout and "done 1 (tuned 1)" in done.stdout
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "shelfcast.cli",
-            "retrain",
-            "--data-dir",
-            str(settings.data_dir),
-            "--series",
-            "7-3",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    bad = retrain("7-3")
     assert bad.returncode == 2 and "STORE|ITEM" in bad.stderr
