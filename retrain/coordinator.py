@@ -146,6 +146,12 @@ class Coordinator:
 
     async def _run(self) -> None:
         assert self._wake is not None
+        # Before any task starts: a task's fallback reads MLflow too, and several processes
+        # creating a fresh SQLite store at once race on its schema.
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._io, self._ensure_sinks)
+        except Exception as exc:
+            log.warning("MLflow or Kafka not ready (%s); results will retry them", exc)
         while True:
             self._wake.clear()
             now = time.time()
@@ -195,8 +201,8 @@ class Coordinator:
 
     # sink (runs on the single I/O thread) ---------------------------------------------------
 
-    def _sink(self, result: TaskResult) -> tuple[int, dict[str, Any]]:
-        """Log to MLflow, register, publish; return the new model version and the message."""
+    def _ensure_sinks(self) -> None:
+        """MLflow (its store created and migrated here, once) and the forecast producer."""
         from retrain.publish import ForecastPublisher
         from retrain.registry import Tracker
         from shelfcast.kafka import producer_config
@@ -212,6 +218,10 @@ class Coordinator:
             self._publisher = ForecastPublisher(
                 producer_config(self.settings), self.settings.topic_forecasts
             )
+
+    def _sink(self, result: TaskResult) -> tuple[int, dict[str, Any]]:
+        """Log to MLflow, register, publish; return the new model version and the message."""
+        self._ensure_sinks()
         job, fit = result.job, result.fit
         parent = self._wave_run(job.wave_id)
         run_id, version = self._tracker.record_series(
