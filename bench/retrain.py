@@ -13,7 +13,6 @@ Also scored on the test period: Prophet's defaults and seasonal naive, fitted in
 import argparse
 import sys
 import tempfile
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,9 @@ import numpy as np
 import pandas as pd
 
 from bench.stack import embedded_stack, write_daily_frame
-from contracts import parse_forecast
 from retrain.prophet_fit import DEFAULT_PARAMS, FitOptions, fit_prophet, predict_horizon
 from retrain.series import History, mase, seasonal_naive
+from shelfcast.forecasts_view import read_forecasts
 from shelfcast.settings import Settings
 from shelfcast.wave import run_wave
 
@@ -40,25 +39,18 @@ def choose(frame: pd.DataFrame, n: int) -> pd.DataFrame:
 
 
 def forecasts(settings: Settings, expect: int) -> dict[str, Any]:
-    from confluent_kafka import Consumer, TopicPartition
-
-    from shelfcast.kafka import client_config
-
-    consumer = Consumer(
-        {**client_config(settings), "group.id": "bench", "enable.auto.commit": False}
-    )
-    topic = settings.topic_forecasts
-    parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    consumer.assign([TopicPartition(topic, p, 0) for p in parts])
+    """The newest forecast per series (the waves finished, so all are delivered)."""
     latest: dict[str, Any] = {}
-    seen, deadline = 0, time.monotonic() + 60
-    while seen < expect and time.monotonic() < deadline:
-        for msg in consumer.consume(500, 0.5):
-            if msg.error() is None:
-                forecast = parse_forecast(msg.value() or b"")
-                latest[forecast.key] = forecast
-                seen += 1
-    consumer.close()
+    seen = 0
+    for forecast in read_forecasts(settings, follow=False):
+        seen += 1
+        if (
+            forecast.key not in latest
+            or forecast.model_version > latest[forecast.key].model_version
+        ):
+            latest[forecast.key] = forecast
+    if seen < expect:
+        raise SystemExit(f"expected {expect} forecasts on {settings.topic_forecasts}, read {seen}")
     return latest
 
 
