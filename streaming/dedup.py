@@ -52,13 +52,20 @@ class EventIdIndex:
         return events.filter(pa.array(keep, pa.bool_()))
 
     def add(self, events: pa.Table) -> None:
-        """Record events that are now stored; forget days older than the window."""
+        """Record events that are now stored; forget days older than the window.
+
+        Days not loaded yet are left alone: they load from the table, these events included,
+        when a batch first touches them. Starting such a day from just these ids (a replayed
+        batch after a restart) would hide everything stored on it before.
+        """
         for event_id, day in zip(
             events.column("event_id").to_pylist(),
             events.column("sale_date").to_pylist(),
             strict=True,
         ):
-            self._ids.setdefault(day, set()).add(event_id)
+            loaded = self._ids.get(day)
+            if loaded is not None:
+                loaded.add(event_id)
         if self._ids:
             horizon = max(self._ids) - self._window
             for day in [d for d in self._ids if d < horizon]:

@@ -90,3 +90,13 @@ def test_dedup_forgets_days_outside_the_window_and_reloads_them() -> None:
     index.add(events(("z", "S", "I", D1 + timedelta(days=5), 1)))
     index.new_events(events(("a", "S", "I", D1, 1)))
     assert calls[-1] == [D1]
+
+
+def test_dedup_after_a_replay_still_loads_what_earlier_batches_stored() -> None:
+    # After a restart Spark replays the last batch; its stored rows are added before any
+    # day was loaded. The day must still load the rest of the table later.
+    stored = pa.table({"event_id": ["old", "replayed"], "sale_date": [D1, D1], "batch_id": [0, 7]})
+    index = EventIdIndex(lambda days: stored, window_days=3)
+    index.add(events(("replayed", "S", "I", D1, 1)))
+    retry = events(("old", "S", "I", D1, 1), ("replayed", "S", "I", D1, 1))
+    assert index.new_events(retry).num_rows == 0
