@@ -4,10 +4,11 @@ The index is a cache of the table, never the source of truth: a day is loaded fr
 the first time a batch touches it, so a restart or a late event needs no special path.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, timedelta
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 __all__ = ["EventIdIndex"]
 
@@ -40,16 +41,16 @@ class EventIdIndex:
         """The events not stored before, each event id once (its first occurrence)."""
         if events.num_rows == 0:
             return events
-        ids = events.column("event_id").to_pylist()
-        days = events.column("sale_date").to_pylist()
-        self._ensure(set(days))
-        seen: set[tuple[date, str]] = set()
-        keep = []
-        for event_id, day in zip(ids, days, strict=True):
-            fresh = event_id not in self._ids[day] and (day, event_id) not in seen
-            seen.add((day, event_id))
-            keep.append(fresh)
-        return events.filter(pa.array(keep, pa.bool_()))
+        groups = list(_by_day(events))
+        self._ensure({day for day, _, _ in groups})
+        keep: list[pa.Array] = []
+        for day, rows, ids in groups:
+            stored, seen = self._ids[day], set()
+            # ``seen.add`` returns None: an id is fresh when neither stored nor seen before.
+            fresh = [not (i in stored or i in seen or seen.add(i)) for i in ids]  # type: ignore[func-returns-value]
+            keep.append(rows.filter(pa.array(fresh, pa.bool_())))
+        rows = pa.concat_arrays(keep)
+        return events.take(rows.take(pc.sort_indices(rows)))  # Kafka order, as given
 
     def add(self, events: pa.Table) -> None:
         """Record events that are now stored; forget days older than the window.
@@ -58,15 +59,19 @@ class EventIdIndex:
         when a batch first touches them. Starting such a day from just these ids (a replayed
         batch after a restart) would hide everything stored on it before.
         """
-        for event_id, day in zip(
-            events.column("event_id").to_pylist(),
-            events.column("sale_date").to_pylist(),
-            strict=True,
-        ):
+        for day, _, ids in _by_day(events):
             loaded = self._ids.get(day)
             if loaded is not None:
-                loaded.add(event_id)
+                loaded.update(ids)
         if self._ids:
             horizon = max(self._ids) - self._window
             for day in [d for d in self._ids if d < horizon]:
                 del self._ids[day]
+
+
+def _by_day(events: pa.Table) -> Iterator[tuple[date, pa.Array, list[str]]]:
+    """Per sale day: the row numbers (ascending) and event ids of ``events``."""
+    days = events.column("sale_date")
+    for day in pc.unique(days).to_pylist():
+        rows = pc.indices_nonzero(pc.equal(days, pa.scalar(day, pa.date32())))
+        yield day, rows, events.column("event_id").take(rows).to_pylist()

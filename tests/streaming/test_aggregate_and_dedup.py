@@ -100,3 +100,16 @@ def test_dedup_after_a_replay_still_loads_what_earlier_batches_stored() -> None:
     index.add(events(("replayed", "S", "I", D1, 1)))
     retry = events(("old", "S", "I", D1, 1), ("replayed", "S", "I", D1, 1))
     assert index.new_events(retry).num_rows == 0
+
+
+def test_dedup_keeps_kafka_order_across_days() -> None:
+    index = EventIdIndex(lambda days: pa.table({"event_id": ["x"], "sale_date": [D2]}), 3)
+    batch = events(
+        ("a", "S", "I", D2, 1),
+        ("x", "S", "I", D2, 1),
+        ("b", "S", "I", D1, 1),
+        ("a", "S", "I", D2, 1),
+        ("c", "S", "I", D2, 1),
+        ("a", "S", "I", D1, 1),  # the same id on another day is another event
+    )
+    assert index.new_events(batch).column("event_id").to_pylist() == ["a", "b", "c", "a"]
