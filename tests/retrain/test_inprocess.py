@@ -97,12 +97,14 @@ def test_cached_folds_equal_the_full_prophet_path(tmp_path: Path) -> None:
     history = History(frame["ds"].iloc[0].date(), frame["y"].to_numpy(float)[-500:])
     folds = rolling_folds(len(history.values), 28, 2, 56)
     options = FitOptions(tmp_path, "inprocess", 0, FitStats())
-    scorer = FoldScorer(history, folds, options)
-    for params in (Params(), Params(0.2, 0.5, "multiplicative")):
-        cached = scorer(params)
+    strict = FoldScorer(history, folds, options, strict=True)
+    trial = FoldScorer(history, folds, options)  # cmdstan's stopping rule: ranking only
+    for params in (Params(), Params(0.2, 0.5, "multiplicative"), Params(0.01, 3.0, "additive")):
         full = score_params(history, params, folds, options)
-        assert cached.mae == pytest.approx(full.mae, rel=1e-6)
-        assert cached.mase == pytest.approx(full.mase, rel=1e-6)
+        assert strict(params).mae == pytest.approx(full.mae, rel=1e-6)
+        assert strict(params).mase == pytest.approx(full.mase, rel=1e-6)
+        assert trial(params).mae == pytest.approx(full.mae, rel=1e-3)
+    assert len(trial._prepared) == len(folds), "one Prophet preprocess per fold, both modes"
 
 
 def test_logistic_growth_falls_back_to_cmdstan() -> None:
