@@ -97,7 +97,6 @@ class KafkaStreamReader(DataSourceStreamReader):
         self.starting = lowered.get("startingoffsets", "earliest").lower()
         self._consumer: Consumer | None = None
         self._known_ends: dict[int, int] = {}
-        self._last_highs: dict[int, int] = {}
         self._probed_at: dict[int, int] = {}
         self._last_ends: dict[int, int] = {}
 
@@ -136,19 +135,12 @@ class KafkaStreamReader(DataSourceStreamReader):
         highs = {p: high for p, (_, high) in marks.items()}
         if self.trust_watermarks:
             return highs, floors
-        # tansu reports the base offset of the last record batch + 1. While a partition keeps
-        # growing, that batch is read on a later trigger anyway; probe a partition only once
-        # it went quiet (same mark twice), so its tail is not left behind. Probing every
-        # trigger cost 0.3-1.5 s of each one under load.
-        quiet = {
-            p: h
-            for p, h in highs.items()
-            if h > 0 and h == self._last_highs.get(p) and self._probed_at.get(p) != h
-        }
-        self._last_highs = highs
-        if quiet:
-            self._known_ends.update(probe_true_ends(self._driver_consumer(), self.topic, quiet))
-            self._probed_at.update(quiet)
+        # tansu reports the base offset of the last record batch + 1: read that batch to
+        # find its end, for partitions with a batch we have not probed yet.
+        stale = {p: h for p, h in highs.items() if h > 0 and self._probed_at.get(p) != h}
+        if stale:
+            self._known_ends.update(probe_true_ends(self._driver_consumer(), self.topic, stale))
+            self._probed_at.update(stale)
         ends = {p: max(highs[p], self._known_ends.get(p, 0)) for p in highs}
         self._last_ends = ends
         return ends, floors
@@ -194,11 +186,13 @@ class KafkaStreamReader(DataSourceStreamReader):
 def probe_true_ends(
     consumer: Consumer, topic: str, highs: dict[int, int], budget: float = 1.0
 ) -> dict[int, int]:
-    """Read from each partition's last record batch to EOF; the position there is the end.
+    """Read each partition's last record batch (the one holding ``high - 1``); its end is
+    an end offset that covers every record written before ``highs`` were read.
 
-    Correct on Apache Kafka too (the probe then reads one record). On tansu a partition still
-    being written may never report EOF (its fetch high mark lags too), so the probe stops
-    after ``budget`` seconds with the last offset it read: every offset below it exists.
+    A fetch returns whole record batches and librdkafka queues a partition's fetched records
+    at once, so the first non-empty ``consume`` that does not fill its limit holds the whole
+    batch: no need to chase a producer that keeps writing (on tansu EOF may then never
+    come). EOF ends a partition too. Correct on Apache Kafka (the probe reads one record).
     """
     consumer.assign([TopicPartition(topic, p, max(0, h - 1)) for p, h in highs.items()])
     waiting = set(highs)
@@ -207,7 +201,9 @@ def probe_true_ends(
     try:
         while waiting and time.monotonic() < deadline:
             # consume() waits its whole timeout unless n arrive, and n is unknown here.
-            for msg in consumer.consume(10_000, 0.02):
+            msgs = consumer.consume(_CHUNK, 0.02)
+            got: set[int] = set()
+            for msg in msgs:
                 err = msg.error()
                 if err is not None and err.code() == _EOF:
                     waiting.discard(msg.partition())
@@ -217,6 +213,9 @@ def probe_true_ends(
                     part, offset = msg.partition(), msg.offset()
                     if part is not None and offset is not None:
                         ends[part] = max(ends[part], offset + 1)
+                        got.add(part)
+            if len(msgs) < _CHUNK:
+                waiting -= got
     finally:
         consumer.unassign()
     return ends

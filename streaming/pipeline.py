@@ -113,7 +113,8 @@ class IngestPipeline:
             self.store.append_once("pos_sales", new, app, batch_id)
         self.index.add(new)
 
-        if not self.store.committed("quarantine", app, batch_id):
+        # A batch without rejects has nothing to publish or store: no empty commit.
+        if split.rejects.num_rows and not self.store.committed("quarantine", app, batch_id):
             # Topic first, table second: a crash between them re-sends (at least once).
             self.dead_letters.publish(split.rejects)
             self.store.append_once("quarantine", split.rejects, app, batch_id)
