@@ -14,6 +14,7 @@ are not what "sustained" means.
 """
 
 import argparse
+import gc
 import json
 import statistics
 import subprocess
@@ -124,6 +125,7 @@ def run_shelfcast(
     commit_at: dict[int, float] = {}
     pipeline.after_commit.append(lambda r: commit_at.__setitem__(r.batch_id, time.time()))
     query = start_query(spark, settings, pipeline)
+    gc.freeze()  # as run_ingest does
     table = settings.delta_dir / "pos_sales"
 
     def wait_stored(count: int) -> None:

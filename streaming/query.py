@@ -1,5 +1,6 @@
 """Start the ingest query and run it until asked to stop; a stop lets the batch in flight finish."""
 
+import gc
 import logging
 import threading
 import time
@@ -78,6 +79,9 @@ def run_ingest(
         on_start(pipeline)
     spark = spark_session(settings)
     query = start_query(spark, settings, pipeline)
+    # Everything built so far (Spark, pandas, pydantic) lives as long as the process: keep it
+    # out of the cyclic collector's full passes, which otherwise stall a batch now and then.
+    gc.freeze()
     log.info("ingest running (query %s); Ctrl-C or SIGTERM stops it gracefully", query.id)
     try:
         while not stop.is_set():

@@ -1,5 +1,8 @@
 """Split a micro-batch of raw Kafka records into valid events and rejects (pure)."""
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -32,6 +35,19 @@ class Split:
     rejects: pa.Table
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Tens of thousands of live models, no cycles: the cyclic collector would only traverse
+    them again and again (it doubled the time of this loop in the ingest driver)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def split_batch(raw: pa.Table, batch_id: int, now: datetime, limits: Limits) -> Split:
     """Validate every record of ``raw`` (the Kafka source's schema).
 
@@ -42,13 +58,14 @@ def split_batch(raw: pa.Table, batch_id: int, now: datetime, limits: Limits) -> 
     values = raw.column("value").to_pylist()
     parsed: list[PosSale] = []
     parsed_rows: list[int] = []
-    for row, value in enumerate(values):
-        if value and len(value) <= limits.max_bytes:
-            try:
-                parsed.append(PosSale.model_validate_json(value))
-            except ValidationError:
-                continue
-            parsed_rows.append(row)
+    with _gc_paused():
+        for row, value in enumerate(values):
+            if value and len(value) <= limits.max_bytes:
+                try:
+                    parsed.append(PosSale.model_validate_json(value))
+                except ValidationError:
+                    continue
+                parsed_rows.append(row)
     take = pa.array(parsed_rows, pa.int64())
     sold_at = pa.array([s.sold_at for s in parsed], _TS)
     stores = pa.array([s.store_id for s in parsed], pa.string())
