@@ -139,8 +139,10 @@ class KafkaStreamReader(DataSourceStreamReader):
         # find its end, for partitions with a batch we have not probed yet.
         stale = {p: h for p, h in highs.items() if h > 0 and self._probed_at.get(p) != h}
         if stale:
-            self._known_ends.update(probe_true_ends(self._driver_consumer(), self.topic, stale))
-            self._probed_at.update(stale)
+            found = probe_true_ends(self._driver_consumer(), self.topic, stale)
+            self._known_ends.update(found)
+            # A partition the probe did not finish is probed again next time.
+            self._probed_at.update({p: stale[p] for p in found})
         ends = {p: max(highs[p], self._known_ends.get(p, 0)) for p in highs}
         self._last_ends = ends
         return ends, floors
@@ -193,6 +195,7 @@ def probe_true_ends(
     at once, so the first non-empty ``consume`` that does not fill its limit holds the whole
     batch: no need to chase a producer that keeps writing (on tansu EOF may then never
     come). EOF ends a partition too. Correct on Apache Kafka (the probe reads one record).
+    Partitions not finished within ``budget`` seconds are left out of the result.
     """
     consumer.assign([TopicPartition(topic, p, max(0, h - 1)) for p, h in highs.items()])
     waiting = set(highs)
@@ -218,7 +221,7 @@ def probe_true_ends(
                 waiting -= got
     finally:
         consumer.unassign()
-    return ends
+    return {p: end for p, end in ends.items() if p not in waiting}
 
 
 def _reader_consumer(config: dict[str, str]) -> Consumer:
