@@ -36,7 +36,6 @@ class TableStore:
     def __init__(self, root: Path | str, storage_options: dict[str, str] | None = None) -> None:
         self.root = str(root).rstrip("/")
         self.storage_options = storage_options
-        self._options: dict[str, Any] = {"storage_options": storage_options}
         self._local = threading.local()  # delta-rs handles are not for sharing across threads
 
     def uri(self, table: str) -> str:
@@ -71,11 +70,14 @@ class TableStore:
         """
         try:
             if version is not None:
-                return DeltaTable(self.uri(name), version=version, **self._options)
+                return DeltaTable(
+                    self.uri(name), version=version, storage_options=self.storage_options
+                )
             handles: dict[str, DeltaTable] = self._local.__dict__.setdefault("handles", {})
             dt = handles.get(name)
             if dt is None:
-                dt = handles[name] = DeltaTable(self.uri(name), **self._options)
+                dt = DeltaTable(self.uri(name), storage_options=self.storage_options)
+                handles[name] = dt
             else:
                 dt.update_incremental()
             return dt
