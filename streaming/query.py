@@ -29,7 +29,7 @@ log = logging.getLogger("shelfcast.ingest")
 def build_pipeline(settings: Settings) -> IngestPipeline:
     """The foreachBatch pipeline wired to the real tables and dead-letter topic."""
     store = TableStore(settings.delta_dir)
-    store.ensure()
+    store.ensure(log_retention_hours=settings.delta_vacuum_retention_hours)
     return IngestPipeline(
         store=store,
         dead_letters=DeadLetterTopic(producer_config(settings), settings.topic_dlq),

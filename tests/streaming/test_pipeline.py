@@ -185,3 +185,15 @@ def test_every_kind_of_bad_input_is_quarantined_and_sent_to_the_dlq(
     consumer.close()
     assert sorted(letter.source_offset for letter in letters) == list(range(1, 9))
     assert all(letter.reason for letter in letters)
+
+
+def test_tables_keep_their_commit_log_as_long_as_their_files(
+    make_settings: Callable[..., Settings],
+) -> None:
+    from deltalake import DeltaTable
+
+    settings = make_settings(delta_vacuum_retention_hours=6.5)
+    pipeline(settings)
+    for name in ("pos_sales", "daily_sales", "series_state", "quarantine"):
+        config = DeltaTable(str(settings.delta_dir / name)).metadata().configuration
+        assert config["delta.logRetentionDuration"] == "interval 7 hours"
