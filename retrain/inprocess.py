@@ -46,7 +46,7 @@ class MapProblem:
         self.K = int(data["K"])
         self.tau = float(data["tau"])
         self.flat = int(data["trend_indicator"]) == _FLAT
-        X = np.asarray(data["X"], dtype=float).reshape(self.T, self.K)
+        self.X = X = np.asarray(data["X"], dtype=float).reshape(self.T, self.K)
         s_a = np.asarray(data["s_a"], dtype=float)
         s_m = np.asarray(data["s_m"], dtype=float)
         self.X_sa = X * s_a
@@ -72,11 +72,10 @@ class MapProblem:
 
     def with_modes(self, s_a: np.ndarray, s_m: np.ndarray) -> "MapProblem":
         """The same data with features switched between additive and multiplicative."""
-        X = np.asarray(self.data["X"], dtype=float).reshape(self.T, self.K)
         clone = object.__new__(MapProblem)
         clone.__dict__.update(self.__dict__)
         clone.data = {**self.data, "s_a": s_a, "s_m": s_m}
-        clone.X_sa, clone.X_sm = X * s_a, X * s_m
+        clone.X_sa, clone.X_sm = self.X * s_a, self.X * s_m
         clone.has_m = bool(np.any(s_m))
         return clone
 

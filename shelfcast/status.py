@@ -53,7 +53,7 @@ def _lag(settings: Settings) -> dict[str, Any]:
         ends = dict(highs)
         if not settings.kafka_trust_watermarks:
             # An unfinished probe leaves a partition at its (low) watermark: lag shows as less.
-            ends.update(probe_true_ends(consumer, topic, {p: h for p, h in highs.items() if h}))
+            ends.update(probe_true_ends(consumer, topic, highs))
     except KafkaException as exc:
         return {"error": f"Kafka not reachable: {exc.args[0]}"}
     finally:

@@ -137,7 +137,7 @@ class KafkaStreamReader(DataSourceStreamReader):
             return highs, floors
         # tansu reports the base offset of the last record batch + 1: read that batch to
         # find its end, for partitions with a batch we have not probed yet.
-        stale = {p: h for p, h in highs.items() if h > 0 and self._probed_at.get(p) != h}
+        stale = {p: h for p, h in highs.items() if self._probed_at.get(p) != h}
         if stale:
             found = probe_true_ends(self._driver_consumer(), self.topic, stale)
             self._known_ends.update(found)
@@ -195,11 +195,14 @@ def probe_true_ends(
     at once, so the first non-empty ``consume`` that does not fill its limit holds the whole
     batch: no need to chase a producer that keeps writing (on tansu EOF may then never
     come). EOF ends a partition too. Correct on Apache Kafka (the probe reads one record).
-    Partitions not finished within ``budget`` seconds are left out of the result.
+    Partitions not finished within ``budget`` seconds are left out of the result; an empty
+    partition (mark 0) needs no read.
     """
-    consumer.assign([TopicPartition(topic, p, max(0, h - 1)) for p, h in highs.items()])
-    waiting = set(highs)
     ends = dict(highs)
+    waiting = {p for p, h in highs.items() if h > 0}
+    if not waiting:
+        return ends
+    consumer.assign([TopicPartition(topic, p, highs[p] - 1) for p in waiting])
     deadline = time.monotonic() + budget
     try:
         while waiting and time.monotonic() < deadline:
