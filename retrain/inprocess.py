@@ -3,11 +3,13 @@
 The same posterior as ``prophet/stan_model/prophet.stan`` (linear and flat trend):
   k, m ~ N(0, 5);  delta ~ Laplace(0, tau);  sigma_obs ~ N+(0, 0.5);  beta ~ N(0, sigmas);
   y ~ N(X_sa beta + trend * (1 + X_sm beta), sigma_obs)
-maximised like Stan's ``optimize`` (no Jacobian term) with scipy's L-BFGS-B and an analytic
-gradient. The Laplace prior's kink is removed by writing delta = d_plus - d_minus with both
-parts >= 0: at the optimum one of each pair is zero, so the penalty is exactly |delta| / tau.
-The linear trend is linear in (k, m, delta): trend = k t + m + B delta, B[i, j] = A[i, j] *
-(t[i] - t_change[j]), built once per data set.
+maximised like Stan's ``optimize`` (no Jacobian term). Linear-trend models whose features are
+all additive or all multiplicative (every model Shelfcast fits) are solved by Newton steps
+(:mod:`retrain.exact`). The rest, and any Newton solve that does not settle, go to scipy's
+L-BFGS-B with an analytic gradient; its Laplace prior's kink is removed by writing
+delta = d_plus - d_minus with both parts >= 0: at the optimum one of each pair is zero, so
+the penalty is exactly |delta| / tau. The linear trend is linear in (k, m, delta):
+trend = k t + m + B delta, B[i, j] = A[i, j] * (t[i] - t_change[j]), built once per data set.
 
 Logistic growth, and any fit that does not converge, go to cmdstan (``CmdStanPyBackend``).
 """
@@ -19,6 +21,8 @@ from typing import Any
 import numpy as np
 from prophet.models import CmdStanPyBackend, IStanBackend
 from scipy.optimize import minimize
+
+from retrain.exact import Gram, additive_map, multiplicative_map
 
 __all__ = [
     "InProcessBackend",
@@ -55,6 +59,16 @@ class MapProblem:
         self.inv_var_beta = 1.0 / np.asarray(data["sigmas"], dtype=float) ** 2
         self.t_change = np.asarray(data["t_change"], dtype=float).reshape(self.S)
         self.B = self.trend_basis(self.t)
+        self.Zt = np.column_stack([self.t, np.ones(self.T), self.B])
+        self.pure_m = self.has_m and not s_a.any()
+        self.gram = self._gram()
+
+    def _gram(self) -> Gram | None:
+        """With every feature additive and a linear trend the mean is linear in
+        (k, m, delta, beta): its sufficient statistics are all the exact solver needs."""
+        if self.has_m or self.flat:
+            return None
+        return Gram.of(np.column_stack([self.Zt, self.X_sa]), self.y)
 
     def trend_basis(self, t: np.ndarray) -> np.ndarray:
         """B[i, j] = (t_i >= t_change_j) * (t_i - t_change_j): the trend is k t + m + B delta."""
@@ -77,6 +91,8 @@ class MapProblem:
         clone.data = {**self.data, "s_a": s_a, "s_m": s_m}
         clone.X_sa, clone.X_sm = self.X * s_a, self.X * s_m
         clone.has_m = bool(np.any(s_m))
+        clone.pure_m = clone.has_m and not np.any(s_a)
+        clone.gram = clone._gram()
         return clone
 
     def unpack(self, z: np.ndarray) -> tuple[float, float, np.ndarray, float, np.ndarray]:
@@ -136,20 +152,21 @@ CMDSTAN_FTOL = 1e4 * float(np.finfo(float).eps)
 def optimize(problem: MapProblem, init: dict[str, Any], *, strict: bool = True) -> Optimum | None:
     """The MAP estimate ``(k, m, delta, sigma_obs, beta, log posterior)``; None: no convergence.
 
-    ``strict`` runs to a projected gradient of 1e-9 (served models). Otherwise it stops like
-    cmdstan does by default, on a relative objective change of ~2e-12: about half the
-    iterations, for trial fits that only rank parameter sets.
+    Newton (see the module docstring) runs to a relative objective change of 1e-12 to 1e-14
+    with ``strict`` (served models), 1e-8 to 1e-9 otherwise (trial fits that only rank
+    parameter sets). L-BFGS-B runs to a projected gradient of 1e-9 with ``strict``, otherwise
+    it stops like cmdstan does by default, on a relative objective change of ~2e-12.
     """
     delta0 = np.asarray(init["delta"], dtype=float).reshape(problem.S)
-    z0 = np.concatenate(
-        [
-            [float(init["k"]), float(init["m"])],
-            np.maximum(delta0, 0),
-            np.maximum(-delta0, 0),
-            [max(float(init["sigma_obs"]), 1e-3)],
-            np.asarray(init["beta"], dtype=float).reshape(problem.K),
-        ]
-    )
+    beta0 = np.asarray(init["beta"], dtype=float).reshape(problem.K)
+    sigma0 = max(float(init["sigma_obs"]), 1e-3)
+    k0, m0 = float(init["k"]), float(init["m"])
+    if not problem.flat and (problem.gram is not None or problem.pure_m):
+        found = _exact(problem, np.concatenate([[k0, m0], delta0, beta0]), sigma0, strict)
+        if found is not None:
+            return found
+        log.info("Newton solver did not settle; trying L-BFGS-B")
+    z0 = np.concatenate([[k0, m0], np.maximum(delta0, 0), np.maximum(-delta0, 0), [sigma0], beta0])
     bounds = (
         [(None, None)] * 2
         + [(0.0, None)] * (2 * problem.S)
@@ -176,6 +193,28 @@ def optimize(problem: MapProblem, init: dict[str, Any], *, strict: bool = True) 
         return None
     k, m, delta, sigma, beta = problem.unpack(result.x)
     return float(k), float(m), delta, float(sigma), beta, -float(result.fun)
+
+
+def _exact(problem: MapProblem, theta0: np.ndarray, sigma0: float, strict: bool) -> Optimum | None:
+    S = problem.S
+    prior = np.concatenate([[1 / 25.0, 1 / 25.0], np.zeros(S), problem.inv_var_beta])
+    pen = np.zeros(len(theta0), dtype=bool)
+    pen[2 : 2 + S] = True
+    lam = 1.0 / problem.tau
+    if problem.gram is not None:
+        rtol = 1e-12 if strict else 1e-8
+        found = additive_map(problem.gram, prior, lam, pen, theta0, sigma0, rtol)
+    else:
+        rtol = 1e-14 if strict else 1e-9
+        found = multiplicative_map(
+            problem.Zt, problem.X_sm, problem.y, prior, lam, pen, theta0, sigma0, rtol
+        )
+    if found is None:
+        return None
+    theta, sigma = found
+    delta, beta = theta[2 : 2 + S], theta[2 + S :]
+    z = np.concatenate([theta[:2], np.maximum(delta, 0), np.maximum(-delta, 0), [sigma], beta])
+    return float(theta[0]), float(theta[1]), delta, sigma, beta, -problem.objective(z)[0]
 
 
 def _projected_gradient(problem: MapProblem, z: np.ndarray) -> float:
