@@ -3,19 +3,18 @@
 Between trials only the priors change (``changepoint_prior_scale`` is tau,
 ``seasonality_prior_scale`` scales the seasonal sigmas) and the seasonality mode (which
 features are additive or multiplicative). The scaled data, seasonal features, changepoints
-and the future's features are the same, so each fold is prepared by Prophet once and each
-trial runs only the in-process optimiser and Prophet's predict formula:
+and the future's features are the same, so each fold is prepared once (its features sliced
+from one Prophet preprocess of the whole history, the rest in numpy) and each trial runs
+only the in-process optimiser and Prophet's predict formula:
 ``yhat = y_scale * (trend * (1 + X_m beta) + X_a beta)``. Trial fits stop on cmdstan's own
 default tolerance (see :func:`retrain.inprocess.optimize`): they only rank parameter sets.
 """
 
 import time
-from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from retrain.errors import RetrainError
 from retrain.inprocess import MapProblem, optimize
@@ -33,38 +32,82 @@ from retrain.series import Fold, History, mase
 __all__ = ["FoldScorer"]
 
 
-class _Prepared:
-    """One fold: Prophet's inputs and the future's features, for either seasonality mode.
-
-    Without regressors or holidays every feature column is a seasonality, and the mode only
-    says whether it enters additively (``s_a``) or multiplicatively (``s_m``); Prophet's
-    scaling, features, changepoints and priors do not depend on it. So one preprocess serves
-    both modes.
+class _Reference:
+    """One Prophet preprocess of the whole history, shared by every fold with the same
+    seasonalities: seasonal features depend on the date alone, so a fold's rows (and its
+    forecast window's) are a slice of it. Without regressors or holidays every feature is a
+    seasonality and the mode only says whether it enters additively (``s_a``) or
+    multiplicatively (``s_m``), so one preprocess also serves both modes.
     """
 
-    def __init__(self, history: History, fold: Fold) -> None:
-        train = history.values[: fold.cutoff]
-        model = new_model(Params(seasonality_mode="additive"), len(train), samples=0)
-        inputs = model.preprocess(history_frame(history.start, train))
+    def __init__(self, history: History, fold_days: int) -> None:
+        model = new_model(Params(seasonality_mode="additive"), fold_days, samples=0)
+        inputs = model.preprocess(history_frame(history.start, history.values))
         if model.extra_regressors or model.holidays is not None:
             raise RetrainError("fold sharing assumes seasonalities only; use one fold per mode")
-        data: dict[str, Any] = asdict(inputs)
-        data["X"] = np.asarray(inputs.X, dtype=float)
-        ones, zeros = np.ones(inputs.K), np.zeros(inputs.K)
-        additive = MapProblem({**data, "s_a": ones, "s_m": zeros})
+        self.X = np.asarray(inputs.X, dtype=float)
+        self.sigmas = np.asarray(inputs.sigmas, dtype=float)
+        self.base_sps = float(model.seasonality_prior_scale)
+        self.n_changepoints = int(model.n_changepoints)
+        self.changepoint_range = float(model.changepoint_range)
+
+
+def fold_inputs(values: np.ndarray, reference: _Reference) -> tuple[dict[str, Any], float]:
+    """Prophet's ``preprocess`` of ``values`` (daily, gap-free, linear growth, absmax scaling)
+    with the reference's features, in numpy; and ``y_scale``. Checked against Prophet's own in
+    the tests."""
+    T = len(values)
+    y_scale = float(np.abs(values).max()) or 1.0
+    t = np.arange(T) / (T - 1)
+    hist_size = int(np.floor(T * reference.changepoint_range))
+    S = min(reference.n_changepoints, hist_size - 1)
+    cp_index = np.linspace(0, hist_size - 1, S + 1).round().astype(int)[1:]
+    K = reference.X.shape[1]
+    return (
+        {
+            "T": T,
+            "S": S,
+            "K": K,
+            "tau": Params().changepoint_prior_scale,  # each trial sets its own
+            "trend_indicator": 0,
+            "y": values / y_scale,
+            "t": t,
+            "cap": np.zeros(T),
+            "t_change": np.sort(cp_index / (T - 1)),
+            "s_a": np.ones(K),
+            "s_m": np.zeros(K),
+            "X": reference.X[:T],
+            "sigmas": reference.sigmas,
+        },
+        y_scale,
+    )
+
+
+class _Prepared:
+    """One fold: the posterior's inputs and the future's features, for either seasonality mode."""
+
+    def __init__(self, history: History, fold: Fold, reference: _Reference) -> None:
+        train = history.values[: fold.cutoff]
+        data, self.y_scale = fold_inputs(train, reference)
+        additive = MapProblem(data)
+        zeros, ones = np.zeros(additive.K), np.ones(additive.K)
         multiplicative = additive.with_modes(s_a=zeros, s_m=ones)
         self.problems = {"additive": additive, "multiplicative": multiplicative}
-        self.init = asdict(model.calculate_initial_params(inputs.K))
-        self.base_sps = model.seasonality_prior_scale
-        self.base_sigmas = np.asarray(data["sigmas"], dtype=float)
-        first = history.start + timedelta(days=fold.cutoff)
-        future = model.setup_dataframe(
-            pd.DataFrame({"ds": pd.date_range(first, periods=fold.horizon, freq="D")})
-        )
-        self.x = np.asarray(model.make_all_seasonality_features(future)[0], dtype=float)
-        t = np.asarray(future["t"], dtype=float)
-        self.t, self.basis = t, additive.trend_basis(t)
-        self.y_scale = float(model.y_scale)
+        y = data["y"]
+        # Prophet's linear_growth_init, with t running from 0 to 1.
+        self.init = {
+            "k": float(y[-1] - y[0]),
+            "m": float(y[0]),
+            "delta": np.zeros(additive.S),
+            "beta": np.zeros(additive.K),
+            "sigma_obs": 1.0,
+        }
+        self.base_sps = reference.base_sps
+        self.base_sigmas = reference.sigmas
+        window = slice(fold.cutoff, fold.cutoff + fold.horizon)
+        self.x = reference.X[window]
+        self.t = np.arange(window.start, window.stop) / (fold.cutoff - 1)
+        self.basis = additive.trend_basis(self.t)
 
     def forecast(self, params: Params, strict: bool) -> np.ndarray | None:
         sigmas = self.base_sigmas * (params.seasonality_prior_scale / self.base_sps)
@@ -97,10 +140,16 @@ class FoldScorer:
         self.folds = folds
         self.options = options
         self._prepared: dict[int, _Prepared] = {}
+        self._references: dict[tuple[bool, bool], _Reference] = {}
 
     def _fold(self, index: int) -> _Prepared:
         if index not in self._prepared:
-            self._prepared[index] = _Prepared(self.history, self.folds[index])
+            fold = self.folds[index]
+            # Prophet picks seasonalities by the length of what it fits (``new_model``).
+            kind = (fold.cutoff >= 365, fold.cutoff >= 14)
+            if kind not in self._references:
+                self._references[kind] = _Reference(self.history, fold.cutoff)
+            self._prepared[index] = _Prepared(self.history, fold, self._references[kind])
         return self._prepared[index]
 
     def __call__(self, params: Params) -> ScoredParams:

@@ -9,9 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retrain.folds import FoldScorer
+from retrain.folds import FoldScorer, _Reference, fold_inputs
 from retrain.inprocess import InProcessBackend, log_posterior
-from retrain.prophet_fit import FitOptions, FitStats, Params, score_params
+from retrain.prophet_fit import (
+    FitOptions,
+    FitStats,
+    Params,
+    history_frame,
+    new_model,
+    score_params,
+)
 from retrain.series import History, rolling_folds
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "kaggle_sample.csv.gz"
@@ -105,6 +112,24 @@ def test_cached_folds_equal_the_full_prophet_path(tmp_path: Path) -> None:
         assert strict(params).mase == pytest.approx(full.mase, rel=1e-6)
         assert trial(params).mae == pytest.approx(full.mae, rel=1e-3)
     assert len(trial._prepared) == len(folds), "one Prophet preprocess per fold, both modes"
+
+
+@pytest.mark.parametrize("days", [60, 364, 365, 500, 700])
+def test_fold_inputs_are_prophets_own(days: int) -> None:
+    frame = real_series()[1]
+    values = frame["y"].to_numpy(float)[-days - 40 :]
+    values[:3] = 0.0
+    history = History(frame["ds"].iloc[-days - 40].date(), values)
+    cases = [values[:days], np.zeros(days)]  # an all-zero past: Prophet scales by 1
+    for train in cases:
+        history = History(history.start, np.concatenate([train, values[days:]]))
+        ours, y_scale = fold_inputs(train, _Reference(history, days))
+        model = new_model(Params(), days, samples=0)
+        theirs = asdict(model.preprocess(history_frame(history.start, train)))
+        assert y_scale == model.y_scale
+        for name, value in theirs.items():
+            if name != "tau":
+                np.testing.assert_allclose(ours[name], value, rtol=1e-12, err_msg=name)
 
 
 def test_logistic_growth_falls_back_to_cmdstan() -> None:
