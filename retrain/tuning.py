@@ -5,6 +5,11 @@ Warm: the incumbent params are enqueued and a few new trials follow, TPE learnin
 earlier wave kept in the study. Cold: Prophet's defaults are enqueued, then a full search.
 Tuned params replace the baseline (incumbent or defaults) only when they beat it by a margin:
 on a couple of folds small wins are mostly noise.
+
+The wave's trials run on an in-memory copy of the study's most recent trials and are written
+back at the end, one storage write per trial: run on the persisted study itself, every
+suggestion and report is its own write (each with an fsync on a journal file), about six per
+trial. A task that dies before the end leaves no trials behind; its retry runs them again.
 """
 
 from collections.abc import Callable
@@ -32,6 +37,9 @@ class TuneConfig:
     warm_trials: int = 2
     keep_margin: float = 0.02
     min_train_days: int = 56
+    # TPE learns from this many of the most recent trials: recent data matter most, and its
+    # cost grows with the trials it reads.
+    history_trials: int = 200
 
 
 @dataclass(frozen=True)
@@ -64,23 +72,27 @@ def tune(
     options: FitOptions,
     incumbent: Params | None,
 ) -> Tuned:
-    """Run this wave's trials on ``study``; ``incumbent`` set means warm."""
+    """Run this wave's trials for ``study`` (see the module docstring); ``incumbent`` set
+    means warm."""
     folds = rolling_folds(len(history.values), config.horizon, config.folds, config.min_train_days)
     if len(folds) < config.folds:
         raise RetrainError(
             f"{len(history.values)} days of history are too short for {config.folds} validation "
             f"folds of {config.horizon} days after {config.min_train_days} training days."
         )
-    past = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    past = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    past = past[-config.history_trials :]
     warm = incumbent is not None and len(past) > 0
     baseline = incumbent if warm and incumbent is not None else DEFAULT_PARAMS
-    study.enqueue_trial(baseline.as_dict(), skip_if_exists=False)
+    scratch = optuna.create_study(direction="minimize", sampler=study.sampler)
+    scratch.add_trials(past)
+    scratch.enqueue_trial(baseline.as_dict(), skip_if_exists=False)
     n_trials = 1 + (config.warm_trials if warm else max(config.cold_trials - 1, 0))
     if warm:
         # The best of earlier waves gets re-scored on today's data too.
         best_past = min(past, key=lambda t: t.value if t.value is not None else float("inf"))
         if Params.from_dict(best_past.params) != baseline:
-            study.enqueue_trial(best_past.params, skip_if_exists=False)
+            scratch.enqueue_trial(best_past.params, skip_if_exists=False)
             n_trials += 1
     scored: list[ScoredParams] = []
 
@@ -97,7 +109,8 @@ def tune(
         scored.append(result)
         return result.mae
 
-    study.optimize(objective, n_trials=n_trials, catch=(Exception,))
+    scratch.optimize(objective, n_trials=n_trials, catch=(Exception,))
+    study.add_trials(scratch.get_trials(deepcopy=False)[len(past) :])
     if not scored:
         raise RetrainError("Every trial failed to fit; see the trials' errors in the study.")
     base_score = next((s for s in scored if s.params == baseline), None)

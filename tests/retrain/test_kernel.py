@@ -58,7 +58,10 @@ def test_warm_is_faster_than_cold_without_losing_accuracy(tmp_path: Path) -> Non
     warm_study = open_study(ref, "w", cold=False, seed=0)
     state = warm_state(warm_study)
     assert state.params is not None and state.stan_init is not None
+    assert len(warm_study.trials) == first.trials == CONFIG.cold_trials  # written back
     warm = retrain_one(now, CONFIG, options(tmp_path), warm_study, state, lambda: None)
+    reopened = open_study(ref, "w", cold=False)
+    assert len(reopened.trials) == first.trials + warm.trials
     cold_study = open_study(ref, "w", cold=True, seed=0)
     cold = retrain_one(now, CONFIG, options(tmp_path), cold_study, WarmState(), lambda: None)
 
