@@ -173,7 +173,11 @@ def test_a_worker_killed_mid_task_is_retried_and_the_wave_completes(
 ) -> None:
     import ray
 
-    settings = retrain_settings(retrain_cold_trials=30, retrain_max_attempts=3)
+    # cmdstan's ~80 ms per fit makes this task take seconds: in process it could end before
+    # the kill lands.
+    settings = retrain_settings(
+        retrain_cold_trials=30, retrain_max_attempts=3, fit_backend="cmdstan"
+    )
     version = write_daily(settings, {("S1", "I1"): demand(220)}, START)
     actor = coordinator(settings)
     wave = ray.get(actor.submit.remote([("S1", "I1", 0.0)], version))
