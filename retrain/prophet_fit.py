@@ -149,8 +149,13 @@ def fit_prophet(
 
 def predict_horizon(model: Any, through: date, horizon: int) -> pd.DataFrame:
     """``ds, yhat, yhat_lower, yhat_upper`` for the ``horizon`` days after ``through``."""
-    future = pd.DataFrame({"ds": pd.date_range(through + timedelta(days=1), periods=horizon)})
-    out: pd.DataFrame = model.predict(future)
+    from retrain.predict import predict_frame
+
+    dates = pd.date_range(through + timedelta(days=1), periods=horizon)
+    fast = predict_frame(model, dates)
+    if fast is not None:
+        return fast
+    out: pd.DataFrame = model.predict(pd.DataFrame({"ds": dates}))
     if "yhat_lower" not in out:  # no uncertainty samples: a zero-width interval
         out["yhat_lower"] = out["yhat_upper"] = out["yhat"]
     return out[["ds", "yhat", "yhat_lower", "yhat_upper"]]
