@@ -37,9 +37,9 @@ class TuneConfig:
     warm_trials: int = 2
     keep_margin: float = 0.02
     min_train_days: int = 56
-    # TPE learns from this many of the most recent trials: recent data matter most, and its
-    # cost grows with the trials it reads.
-    history_trials: int = 200
+    # TPE learns from this many of the most recent trials (about ten waves): recent data
+    # matter most, and copying trials in costs ~0.3 ms each.
+    history_trials: int = 50
 
 
 @dataclass(frozen=True)
