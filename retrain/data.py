@@ -68,7 +68,7 @@ def load_history(
             f"No daily_sales table at {daily_sales}; "
             "run 'shelfcast ingest' first or check --data-dir."
         ) from exc
-    except DeltaError as exc:
+    except (DeltaError, OSError, pa.ArrowException) as exc:
         raise RetrainError(
             f"Cannot read daily_sales version {version} for {store_id}|{item_id}: {exc}. "
             "An old version may have been vacuumed; submit the series again at the latest one."

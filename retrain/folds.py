@@ -6,8 +6,9 @@ features are additive or multiplicative). The scaled data, seasonal features, ch
 and the future's features are the same, so each fold is prepared once (its features sliced
 from one Prophet preprocess of the whole history, the rest in numpy) and each trial runs
 only the in-process optimiser and Prophet's predict formula:
-``yhat = y_scale * (trend * (1 + X_m beta) + X_a beta)``. Trial fits stop on cmdstan's own
-default tolerance (see :func:`retrain.inprocess.optimize`): they only rank parameter sets.
+``yhat = y_scale * (trend * (1 + X_m beta) + X_a beta)``. Trial fits stop at a looser
+tolerance than served models (see :func:`retrain.inprocess.optimize`): they only rank
+parameter sets.
 """
 
 import time
