@@ -28,7 +28,7 @@ from itertools import pairwise
 
 import numpy as np
 
-__all__ = ["Gram", "additive_map", "lasso_qp", "multiplicative_map", "sigma_for"]
+__all__ = ["Gram", "Prior", "additive_map", "lasso_qp", "multiplicative_map", "sigma_for"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,20 @@ class Gram:
 
     def rss(self, theta: np.ndarray) -> float:
         return max(self.yy - 2.0 * float(self.b @ theta) + float(theta @ self.G @ theta), 0.0)
+
+
+@dataclass(frozen=True)
+class Prior:
+    """The parameters' prior terms: ``theta' diag(precision) theta / 2 + lam * |theta[pen]|_1``."""
+
+    precision: np.ndarray
+    lam: float
+    pen: np.ndarray
+
+    def value(self, theta: np.ndarray) -> float:
+        return 0.5 * float(theta @ (self.precision * theta)) + self.lam * float(
+            np.abs(theta[self.pen]).sum()
+        )
 
 
 def _line_search(
@@ -122,24 +136,17 @@ def sigma_for(rss: float, T: int) -> float:
 
 
 def additive_map(
-    gram: Gram,
-    prior: np.ndarray,
-    lam: float,
-    pen: np.ndarray,
-    theta0: np.ndarray,
-    sigma0: float,
-    rtol: float,
-    max_rounds: int = 500,
+    gram: Gram, prior: Prior, theta0: np.ndarray, sigma0: float, rtol: float, max_rounds: int = 500
 ) -> tuple[np.ndarray, float] | None:
     """``(theta, sigma)`` at the MAP (see the module docstring); None if it did not converge.
 
-    ``prior`` is the diagonal of P; ``pen`` marks the delta coordinates. Stops when a round
-    moves sigma^2 by less than ``rtol`` relative.
+    Stops when a round moves sigma^2 by less than ``rtol`` relative.
     """
     theta = theta0
     s2 = sigma0**2
+    precision = np.diag(prior.precision)
     for _ in range(max_rounds):
-        found = lasso_qp(gram.G / s2 + np.diag(prior), gram.b / s2, lam, pen, theta)
+        found = lasso_qp(gram.G / s2 + precision, gram.b / s2, prior.lam, prior.pen, theta)
         if found is None:
             return None
         theta = found
@@ -156,19 +163,17 @@ def multiplicative_map(
     Zt: np.ndarray,
     X: np.ndarray,
     y: np.ndarray,
-    prior: np.ndarray,
-    lam: float,
-    pen: np.ndarray,
+    prior: Prior,
     theta0: np.ndarray,
     sigma0: float,
     rtol: float,
     max_rounds: int = 200,
 ) -> tuple[np.ndarray, float] | None:
     """``(theta, sigma)`` at the MAP of ``y ~ N((Zt a) * (1 + X beta), sigma)``, ``theta = (a,
-    beta)``, with the diagonal ``prior`` and ``lam * |theta_j|`` for ``pen``; None if it did
-    not converge. Stops when a round lowers the objective by less than ``rtol`` relative."""
+    beta)``; None if it did not converge. Stops when a round lowers the objective by less than
+    ``rtol`` relative."""
     T, nt = len(y), Zt.shape[1]
-    penalty = np.diag(prior)
+    penalty = np.diag(prior.precision)
 
     def parts(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         trend = Zt @ theta[:nt]
@@ -176,11 +181,7 @@ def multiplicative_map(
         return trend, w, y - trend * w
 
     def smooth(theta: np.ndarray, rss: float, s2: float) -> float:
-        return (
-            rss / (2 * s2)
-            + 0.5 * float(theta @ (prior * theta))
-            + lam * float(np.abs(theta[pen]).sum())
-        )
+        return rss / (2 * s2) + prior.value(theta)
 
     theta, s2 = theta0.astype(float, copy=True), sigma0**2
     trend, w, r = parts(theta)
@@ -198,8 +199,8 @@ def multiplicative_map(
             np.linalg.cholesky(H)
         except np.linalg.LinAlgError:  # far from the optimum: Gauss-Newton's model is convex
             H = gauss / s2 + penalty
-        grad = -(J.T @ r) / s2 + prior * theta
-        target = lasso_qp(H, H @ theta - grad, lam, pen, theta)
+        grad = -(J.T @ r) / s2 + prior.precision * theta
+        target = lasso_qp(H, H @ theta - grad, prior.lam, prior.pen, theta)
         if target is None:
             return None
         before, step = smooth(theta, rss, s2), 1.0

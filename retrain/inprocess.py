@@ -22,7 +22,7 @@ import numpy as np
 from prophet.models import CmdStanPyBackend, IStanBackend
 from scipy.optimize import minimize
 
-from retrain.exact import Gram, additive_map, multiplicative_map
+from retrain.exact import Gram, Prior, additive_map, multiplicative_map
 
 __all__ = [
     "InProcessBackend",
@@ -197,18 +197,16 @@ def optimize(problem: MapProblem, init: dict[str, Any], *, strict: bool = True) 
 
 def _exact(problem: MapProblem, theta0: np.ndarray, sigma0: float, strict: bool) -> Optimum | None:
     S = problem.S
-    prior = np.concatenate([[1 / 25.0, 1 / 25.0], np.zeros(S), problem.inv_var_beta])
     pen = np.zeros(len(theta0), dtype=bool)
     pen[2 : 2 + S] = True
-    lam = 1.0 / problem.tau
+    # k, m ~ N(0, 5); delta ~ Laplace(0, tau); beta ~ N(0, sigmas)
+    precision = np.concatenate([[1 / 25.0, 1 / 25.0], np.zeros(S), problem.inv_var_beta])
+    prior = Prior(precision, 1.0 / problem.tau, pen)
     if problem.gram is not None:
-        rtol = 1e-12 if strict else 1e-8
-        found = additive_map(problem.gram, prior, lam, pen, theta0, sigma0, rtol)
+        found = additive_map(problem.gram, prior, theta0, sigma0, 1e-12 if strict else 1e-8)
     else:
         rtol = 1e-14 if strict else 1e-9
-        found = multiplicative_map(
-            problem.Zt, problem.X_sm, problem.y, prior, lam, pen, theta0, sigma0, rtol
-        )
+        found = multiplicative_map(problem.Zt, problem.X_sm, problem.y, prior, theta0, sigma0, rtol)
     if found is None:
         return None
     theta, sigma = found
