@@ -129,6 +129,8 @@ def main() -> None:
     )
 
     with tempfile.TemporaryDirectory() as tmp, embedded_stack(Path(tmp) / "a") as a:
+        # MASE's scale from the days the models see, as for the baselines.
+        train = {key: values[-a.retrain_history_days :] for key, values in train.items()}
         write_daily_frame(a, frame[frame["date"] <= cut], 0)
         # The service's cluster is long-lived: start its workers and stores before timing.
         wave(a, keys[:2], cold=True)
