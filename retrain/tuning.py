@@ -4,7 +4,7 @@ The study is handed in (its storage is chosen at the edge, in :mod:`retrain.stud
 Warm: the incumbent params are enqueued and a few new trials follow, TPE learning from every
 earlier wave kept in the study. Cold: Prophet's defaults are enqueued, then a full search.
 Tuned params replace the baseline (incumbent or defaults) only when they beat it by a margin:
-on a couple of folds small wins are mostly noise.
+on a few folds small wins are mostly noise.
 
 The wave's trials run on an in-memory copy of the study's most recent trials and are written
 back at the end, one storage write per trial: run on the persisted study itself, every
@@ -32,7 +32,8 @@ class TuneConfig:
     """The tuning knobs (from settings)."""
 
     horizon: int = 28
-    folds: int = 2
+    folds: int = 4  # at most; a younger series uses what its history allows
+    min_folds: int = 2
     cold_trials: int = 20
     warm_trials: int = 2
     keep_margin: float = 0.02
@@ -75,10 +76,11 @@ def tune(
     """Run this wave's trials for ``study`` (see the module docstring); ``incumbent`` set
     means warm."""
     folds = rolling_folds(len(history.values), config.horizon, config.folds, config.min_train_days)
-    if len(folds) < config.folds:
+    if len(folds) < config.min_folds:
         raise RetrainError(
-            f"{len(history.values)} days of history are too short for {config.folds} validation "
-            f"folds of {config.horizon} days after {config.min_train_days} training days."
+            f"{len(history.values)} days of history are too short for {config.min_folds} "
+            f"validation folds of {config.horizon} days after {config.min_train_days} training "
+            "days."
         )
     past = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     past = past[-config.history_trials :]

@@ -77,7 +77,7 @@ class Settings(BaseSettings):
 
     # Retrain
     retrain_horizon_days: int = Field(default=28, ge=1, le=366)
-    retrain_folds: int = Field(default=2, ge=2, le=10)
+    retrain_folds: int = Field(default=4, ge=2, le=10)
     retrain_history_days: int = Field(default=730, ge=28)
     retrain_cold_trials: int = Field(default=20, ge=1)
     retrain_warm_trials: int = Field(default=2, ge=0)

@@ -45,6 +45,14 @@ def test_tuning_failure_serves_the_last_good_model(tmp_path: Path) -> None:
     assert fit.method == "last_good" and "tuning" in (fit.fallback_reason or "")
 
 
+def test_a_young_series_tunes_on_the_folds_its_history_allows(tmp_path: Path) -> None:
+    config = TuneConfig(horizon=14, folds=4, cold_trials=3, min_train_days=56)
+    study = open_study(StudyRef(tmp_path, 2), "young", cold=True)
+    young = History(date(2023, 1, 1), demand(56 + 2 * 14))  # room for 2 folds, not 4
+    fit = retrain_one(young, config, options(tmp_path), study, WarmState(), lambda: None)
+    assert fit.method == "tuned" and fit.fits == 3 * 2 + 1
+
+
 def test_warm_is_faster_than_cold_without_losing_accuracy(tmp_path: Path) -> None:
     ref = StudyRef(tmp_path, 2)
     values = demand(420, seed=0)
