@@ -1,8 +1,8 @@
 """Optuna re-tuning of one series on rolling-origin folds, warm or cold.
 
 The study is handed in (its storage is chosen at the edge, in :mod:`retrain.studies`).
-Warm: the incumbent params are enqueued and a few new trials follow, TPE learning from every
-earlier wave kept in the study. Cold: Prophet's defaults are enqueued, then a full search.
+Warm: the incumbent params are enqueued and a few new trials follow, TPE learning from the
+study's recent trials (its last waves). Cold: Prophet's defaults are enqueued, then a full search.
 Tuned params replace the baseline (incumbent or defaults) only when they beat it by a margin:
 on a few folds small wins are mostly noise.
 
