@@ -111,18 +111,19 @@ def test_cached_folds_equal_the_full_prophet_path(tmp_path: Path) -> None:
         assert strict(params).mae == pytest.approx(full.mae, rel=1e-6)
         assert strict(params).mase == pytest.approx(full.mase, rel=1e-6)
         assert trial(params).mae == pytest.approx(full.mae, rel=1e-3)
-    assert len(trial._prepared) == len(folds), "one Prophet preprocess per fold, both modes"
+    assert len(trial._prepared) == len(folds), "each fold prepared once, for both modes"
+    assert len(trial._references) == 1, "one Prophet preprocess for all folds"
 
 
 @pytest.mark.parametrize("days", [60, 364, 365, 500, 700])
 def test_fold_inputs_are_prophets_own(days: int) -> None:
     frame = real_series()[1]
+    start = frame["ds"].iloc[-days - 40].date()
     values = frame["y"].to_numpy(float)[-days - 40 :]
     values[:3] = 0.0
-    history = History(frame["ds"].iloc[-days - 40].date(), values)
     cases = [values[:days], np.zeros(days)]  # an all-zero past: Prophet scales by 1
     for train in cases:
-        history = History(history.start, np.concatenate([train, values[days:]]))
+        history = History(start, np.concatenate([train, values[days:]]))
         ours, y_scale = fold_inputs(train, _Reference(history, days))
         model = new_model(Params(), days, samples=0)
         theirs = asdict(model.preprocess(history_frame(history.start, train)))
