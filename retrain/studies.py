@@ -20,8 +20,10 @@ from retrain.prophet_fit import Params
 
 __all__ = ["StudyRef", "open_study", "save_warm_state", "study_name", "warm_state"]
 
-_PARAMS = "shelfcast_params"
-_INIT = "shelfcast_stan_init"
+_WARM = "shelfcast_warm"
+# Written separately before 2026-11 (two storage writes); still read.
+_OLD_PARAMS = "shelfcast_params"
+_OLD_INIT = "shelfcast_stan_init"
 
 
 def study_name(store_id: str, item_id: str) -> str:
@@ -63,12 +65,19 @@ class StudyRef:
 def open_study(ref: StudyRef, name: str, cold: bool, seed: int | None = None) -> optuna.Study:
     """Load the series' study (creating it); ``cold`` starts it over."""
     storage = ref.storage(name)
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=5)
     if cold:
         try:
             optuna.delete_study(study_name=name, storage=storage)
         except KeyError:
             pass
-    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=5)
+    else:
+        # Loading first: on a journal, ``create_study`` appends (and fsyncs) a create record
+        # every time, even when the study exists.
+        try:
+            return optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+        except KeyError:
+            pass
     return optuna.create_study(
         study_name=name,
         storage=storage,
@@ -81,17 +90,20 @@ def open_study(ref: StudyRef, name: str, cold: bool, seed: int | None = None) ->
 def warm_state(study: optuna.Study) -> WarmState:
     """The params and fitted values the last wave chose, if any."""
     attrs: dict[str, Any] = study.user_attrs
-    params = attrs.get(_PARAMS)
+    saved = attrs.get(_WARM) or {
+        "params": attrs.get(_OLD_PARAMS),
+        "stan_init": attrs.get(_OLD_INIT),
+    }
+    params = saved.get("params")
     return WarmState(
         params=Params.from_dict(params) if params else None,
-        stan_init=attrs.get(_INIT),
+        stan_init=saved.get("stan_init"),
     )
 
 
 def save_warm_state(
     study: optuna.Study, params: dict[str, Any] | None, init: dict[str, Any] | None
 ) -> None:
-    if params is not None:
-        study.set_user_attr(_PARAMS, params)
-    if init is not None:
-        study.set_user_attr(_INIT, init)
+    """One storage write (each is an fsync on a journal file)."""
+    if params is not None or init is not None:
+        study.set_user_attr(_WARM, {"params": params, "stan_init": init})
