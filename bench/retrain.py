@@ -61,11 +61,14 @@ def wave(settings: Settings, keys: list[tuple[str, str, float]], cold: bool) -> 
 
     actor = coordinator(settings)
     ray.get(actor.drain_updates.remote())
+    coordinator_cpu = ray.get(actor.status.remote())["cpu_seconds"]
     summary = run_wave(settings, keys, cold=cold)
+    coordinator_cpu = ray.get(actor.status.remote())["cpu_seconds"] - coordinator_cpu
     done = [u for u in ray.get(actor.drain_updates.remote()) if u["status"] == "done"]
     cpus = int(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
     task = sum(u["seconds"] for u in done)
     fit = sum(u["fit_seconds"] for u in done)
+    record = sum(u["record_seconds"] for u in done)
     wall = summary["seconds"]
     return {
         "series": summary["done"],
@@ -75,6 +78,8 @@ def wave(settings: Settings, keys: list[tuple[str, str, float]], cold: bool) -> 
         "per_core_minute": summary["done"] / (wall * cpus / 60),
         "fit_share_of_tasks": fit / task if task else 0.0,
         "fit_share_of_cores": fit / (wall * cpus),
+        "record_share_of_tasks": record / task if task else 0.0,
+        "coordinator_ms": 1000 * coordinator_cpu / max(summary["done"], 1),
         "methods": summary["methods"],
     }
 
@@ -162,6 +167,8 @@ def main() -> None:
         ("series per core-minute", "per_core_minute", "{:.1f}"),
         ("fitting share of task time", "fit_share_of_tasks", "{:.0%}"),
         ("fitting share of core time", "fit_share_of_cores", "{:.0%}"),
+        ("MLflow share of task time", "record_share_of_tasks", "{:.0%}"),
+        ("coordinator CPU ms/series", "coordinator_ms", "{:.1f}"),
         ("test MASE", "test_mase", "{:.4f}"),
     ]:
         print(f"{label:28}{fmt.format(cold[key]):>12}{fmt.format(warm[key]):>18}")

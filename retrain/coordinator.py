@@ -3,8 +3,9 @@
 It outlives the drivers that submit to it (the streaming service, ``shelfcast retrain``), so
 a restarted driver reconnects by name and finds the queue as it was. ``submit`` only records
 work and returns; a pump inside the actor starts one Ray task per series, at most one per CPU
-of the cluster, then logs each result to MLflow and publishes its forecast. A series is done
-once Kafka confirmed delivery.
+of the cluster. Each task records its series in MLflow (under the wave's run, which the
+coordinator opens and closes); the coordinator publishes the forecast. A series is done once
+Kafka confirmed delivery.
 """
 
 import asyncio
@@ -38,7 +39,7 @@ class Coordinator:
         self.queue = RetrainQueue(
             settings.retrain_max_attempts, settings.retrain_retry_backoff_seconds
         )
-        # One thread: MLflow's SQLite store and the producer see one writer, in order.
+        # One thread for the wave runs and the producer: they see one caller, in order.
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shelfcast-sink")
         self._tracker: Any = None
         self._publisher: Any = None
@@ -95,6 +96,7 @@ class Coordinator:
             "retrains_last_minute": len(minute),
             "mean_retrain_seconds": sum(minute) / len(minute) if minute else None,
             "published": self.published,
+            "cpu_seconds": time.process_time(),  # this actor's process, for its load
             "poisoned": {k: {"version": v, "error": e} for k, (v, e) in self.queue.poison.items()},
             "latest": list(self._latest),
         }
@@ -166,11 +168,13 @@ class Coordinator:
 
     async def _execute(self, job: Job) -> None:
         me = ray.get_runtime_context().current_actor
+        loop = asyncio.get_running_loop()
         try:
-            result: TaskResult = await _train.remote(job, self.spec, me)
-            version, message = await asyncio.get_running_loop().run_in_executor(
-                self._io, self._sink, result
-            )
+            wave_run = self._wave_runs.get(job.wave_id)
+            if wave_run is None:
+                wave_run = await loop.run_in_executor(self._io, self._wave_run, job.wave_id)
+            result: TaskResult = await _train.remote(job, self.spec, me, wave_run)
+            message = await loop.run_in_executor(self._io, self._publish, result)
         except Exception as exc:
             error = _short(exc)
             outcome = self.queue.fail(job.key, error, time.time())
@@ -185,10 +189,11 @@ class Coordinator:
                 job.key,
                 time.time(),
                 method=fit.method,
-                model_version=str(version),
+                model_version=str(result.model_version),
                 error=fit.fallback_reason,
                 seconds=result.seconds,
                 fit_seconds=fit.fit_seconds,
+                record_seconds=result.record_seconds,
                 warm=fit.warm,
                 forecast=message,
                 mase_scale=fit.mase_scale,
@@ -199,7 +204,7 @@ class Coordinator:
             await self._close_finished_waves()
             self._poke()
 
-    # sink (runs on the single I/O thread) ---------------------------------------------------
+    # sinks (run on the single I/O thread) ---------------------------------------------------
 
     def _ensure_sinks(self) -> None:
         """MLflow (its store created and migrated here, once) and the forecast producer."""
@@ -219,24 +224,16 @@ class Coordinator:
                 producer_config(self.settings), self.settings.topic_forecasts
             )
 
-    def _sink(self, result: TaskResult) -> tuple[int, dict[str, Any]]:
-        """Log to MLflow, register, publish; return the new model version and the message."""
+    def _publish(self, result: TaskResult) -> dict[str, Any]:
+        """Publish the task's forecast; return the message once Kafka confirmed it."""
         self._ensure_sinks()
-        job, fit = result.job, result.fit
-        parent = self._wave_run(job.wave_id)
-        run_id, version = self._tracker.record_series(
-            parent,
-            job.store_id,
-            job.item_id,
-            fit,
-            {"data_version": job.version, "cold": job.cold, "attempt": job.attempts + 1},
-        )
+        job, fit, version = result.job, result.fit, result.model_version
         forecast = Forecast(
             store_id=job.store_id,
             item_id=job.item_id,
             generated_at=datetime.now(UTC),
             model_version=version,
-            mlflow_run_id=run_id,
+            mlflow_run_id=result.run_id,
             method=fit.method,  # type: ignore[arg-type]
             warm=fit.warm,
             data_through=fit.data_through,
@@ -262,9 +259,10 @@ class Coordinator:
                 "at": forecast.generated_at.isoformat(),
             }
         )
-        return int(version), forecast.model_dump(mode="json")
+        return forecast.model_dump(mode="json")
 
-    def _wave_run(self, wave_id: str) -> str | None:
+    def _wave_run(self, wave_id: str) -> str:
+        self._ensure_sinks()
         if wave_id not in self._wave_runs:
             self._wave_runs[wave_id] = self._tracker.start_wave(wave_id, {})
         return self._wave_runs[wave_id]

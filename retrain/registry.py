@@ -9,6 +9,7 @@ each commit's fsync cost ~2.5 ms. SQLite stores therefore run in WAL mode with
 lose the last commits, the file stays consistent), ~35 % less per series.
 """
 
+import contextlib
 import re
 import sqlite3
 import tempfile
@@ -49,6 +50,7 @@ class Tracker:
 
         self._mlflow = mlflow
         self.uri = uri
+        self.experiment = experiment
         if uri.startswith("sqlite:"):
             _sqlite_without_fsync_per_commit()
         try:
@@ -69,9 +71,21 @@ class Tracker:
             ) from exc
         self._registered: set[str] = set()
 
+    def _experiment_id(self) -> str:
+        """A reader made before the experiment existed looks it up again."""
+        if not self.experiment_id:
+            found = self.client.get_experiment_by_name(self.experiment)
+            if found is None:
+                raise RetrainError(
+                    f"No MLflow experiment {self.experiment!r} at {_safe(self.uri)}: the "
+                    "coordinator creates it when it starts. Is the service up ('shelfcast up')?"
+                )
+            self.experiment_id = found.experiment_id
+        return str(self.experiment_id)
+
     def start_wave(self, wave_id: str, tags: dict[str, str]) -> str:
         run = self.client.create_run(
-            self.experiment_id,
+            self._experiment_id(),
             run_name=f"wave-{wave_id}",
             tags={"shelfcast.kind": "wave", "shelfcast.wave": wave_id, **tags},
         )
@@ -95,14 +109,48 @@ class Tracker:
         extra_params: dict[str, Any],
     ) -> tuple[str, int]:
         """Log the series' run and register its model as champion; return (run id, version)."""
-        from mlflow.entities import Metric, Param
+        try:
+            return self._record_series(parent_run_id, store_id, item_id, fit, extra_params)
+        except RetrainError:
+            raise
+        except Exception as exc:
+            raise RetrainError(
+                f"Recording {store_id}|{item_id} in MLflow at {_safe(self.uri)} failed: {exc}. "
+                "The series is retried; check that the tracking store is reachable."
+            ) from exc
 
+    def _record_series(
+        self,
+        parent_run_id: str | None,
+        store_id: str,
+        item_id: str,
+        fit: SeriesFit,
+        extra_params: dict[str, Any],
+    ) -> tuple[str, int]:
         name = model_name(store_id, item_id)
         tags = {"shelfcast.kind": "series", "shelfcast.series": f"{store_id}|{item_id}"}
         if parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id
-        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+        run = self.client.create_run(self._experiment_id(), run_name=name, tags=tags)
         run_id = str(run.info.run_id)
+        try:
+            version = self._log_series(run_id, str(run.info.artifact_uri), name, fit, extra_params)
+        except Exception:
+            with contextlib.suppress(Exception):  # the first error is the one to report
+                self.client.set_terminated(run_id, "FAILED")
+            raise
+        return run_id, version
+
+    def _log_series(
+        self,
+        run_id: str,
+        artifact_uri: str,
+        name: str,
+        fit: SeriesFit,
+        extra_params: dict[str, Any],
+    ) -> int:
+        from mlflow.entities import Metric, Param
+
         params = {
             "method": fit.method,
             "warm": fit.warm,
@@ -126,14 +174,14 @@ class Tracker:
             metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
             params=[Param(k, str(v)) for k, v in params.items()],
         )
-        self._log_model(str(run.info.artifact_uri), fit.model_json)
+        self._log_model(artifact_uri, fit.model_json)
         self._ensure_registered(name)
         version = self.client.create_model_version(
-            name, source=f"{run.info.artifact_uri}/model", run_id=run_id
+            name, source=f"{artifact_uri}/model", run_id=run_id
         )
         self.client.set_registered_model_alias(name, CHAMPION, version.version)
         self.client.set_terminated(run_id, "FINISHED")
-        return run_id, int(version.version)
+        return int(version.version)
 
     def champion_json(self, store_id: str, item_id: str) -> str | None:
         """The serving model's JSON, or None when the series has none (or it is not Prophet)."""

@@ -1,6 +1,9 @@
-"""The body of one Ray task: load one series at a data version, re-tune, refit, forecast.
+"""The body of one Ray task: load one series at a data version, re-tune, refit, forecast,
+and record the run and model version in MLflow.
 
-Returns plain data; MLflow and Kafka happen on the coordinator's side, once per result.
+Recording here, not on the coordinator, keeps the per-series MLflow work (~30 ms, six calls)
+as parallel as the fits: one coordinator recording every series capped a wave at ~30 series a
+second whatever the cluster's size. Kafka stays on the coordinator, once per result.
 """
 
 import os
@@ -46,6 +49,9 @@ class TaskResult:
     pid: int
     seconds: float
     load_seconds: float
+    run_id: str
+    model_version: int
+    record_seconds: float
 
 
 def spec_from_settings(settings: Any) -> TaskSpec:
@@ -79,10 +85,14 @@ def _tracker(uri: str, experiment: str) -> Any:
     return Tracker(uri, experiment, create=False)
 
 
-def run_job(job: Job, spec: TaskSpec, reporter: Any = None) -> TaskResult:
+def run_job(
+    job: Job, spec: TaskSpec, reporter: Any = None, wave_run_id: str | None = None
+) -> TaskResult:
     """Retrain one series; every modelling failure falls back inside (see ``retrain_one``).
 
-    ``reporter`` (the coordinator's handle) hears that the job started and in which process.
+    ``reporter`` (the coordinator's handle) hears that the job started and in which process;
+    the series' MLflow run is a child of ``wave_run_id``. Failing to record raises (the
+    coordinator retries the job): a forecast is only published with its model version.
     """
     began = time.perf_counter()
     if reporter is not None:
@@ -108,4 +118,22 @@ def run_job(job: Job, spec: TaskSpec, reporter: Any = None) -> TaskResult:
         fit = retrain_one(history, spec.tune, options, study, warm, last_good)
     if fit.method in ("tuned", "defaults"):
         save_warm_state(study, fit.params, fit.stan_init)
-    return TaskResult(job, fit, os.getpid(), time.perf_counter() - began, loaded - began)
+    recording = time.perf_counter()
+    run_id, version = _tracker(spec.tracking_uri, spec.experiment).record_series(
+        wave_run_id,
+        job.store_id,
+        job.item_id,
+        fit,
+        {"data_version": job.version, "cold": job.cold, "attempt": job.attempts + 1},
+    )
+    finished = time.perf_counter()
+    return TaskResult(
+        job,
+        fit,
+        os.getpid(),
+        seconds=finished - began,
+        load_seconds=loaded - began,
+        run_id=run_id,
+        model_version=version,
+        record_seconds=finished - recording,
+    )

@@ -233,3 +233,44 @@ def test_retrain_command_runs_a_wave_from_its_own_driver(
     assert "1 series" in done.stdout and "done 1 (tuned 1)" in done.stdout
     bad = retrain("7-3")
     assert bad.returncode == 2 and "STORE|ITEM" in bad.stderr
+
+
+def test_a_series_that_cannot_be_recorded_is_retried_and_not_published_until_it_is(
+    retrain_settings: Callable[..., Settings],
+) -> None:
+    from mlflow import MlflowClient
+
+    settings = retrain_settings()
+    first = write_daily(settings, {("S1", "I1"): demand(100)}, START)
+    assert run_wave(settings, [("S1", "I1", 0.0)], cold=False)["done"] == 1
+    # A file where the artifact folder was: every model file write fails.
+    aside = settings.artifact_dir.with_name("artifacts-aside")
+    settings.artifact_dir.rename(aside)
+    settings.artifact_dir.write_text("not a folder")
+    write_daily(settings, {("S1", "I2"): demand(100)}, START, batch_id=1)
+
+    failed = run_wave(settings, [("S1", "I2", 0.0)], cold=False)
+    assert (failed["done"], failed["failed"]) == (0, 1)
+    assert "Recording S1|I2 in MLflow" in failed["errors"]["S1|I2"]
+
+    settings.artifact_dir.unlink()
+    aside.rename(settings.artifact_dir)
+    newer = write_daily(settings, {("S1", "I2"): demand(3)}, date(2023, 4, 11), batch_id=2)
+    assert run_wave(settings, [("S1", "I2", 0.0)], cold=False)["done"] == 1
+
+    forecasts = [
+        parse_forecast(m.value()) for m in read_topic(settings, settings.topic_forecasts, 2)
+    ]
+    assert sorted((f.key, f.data_version) for f in forecasts) == [
+        ("S1|I1", first),
+        ("S1|I2", newer),
+    ]
+    client = MlflowClient(settings.tracking_uri)
+    experiment = client.get_experiment_by_name(settings.mlflow_experiment)
+    assert experiment is not None
+    statuses = Counter(
+        r.info.status
+        for r in client.search_runs([experiment.experiment_id])
+        if r.data.tags["shelfcast.kind"] == "series"
+    )
+    assert statuses == {"FINISHED": 2, "FAILED": settings.retrain_max_attempts}
