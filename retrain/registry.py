@@ -71,6 +71,11 @@ class Tracker:
             ) from exc
         self._registered: set[str] = set()
 
+    @property
+    def display_uri(self) -> str:
+        """The tracking URI without credentials, for messages."""
+        return _safe(self.uri)
+
     def _experiment_id(self) -> str:
         """A reader made before the experiment existed looks it up again."""
         if not self.experiment_id:

@@ -130,6 +130,27 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     return 1 if summary["failed"] else 0
 
 
+def cmd_prune_models(args: argparse.Namespace) -> int:
+    from tqdm import tqdm  # type: ignore[import-untyped]
+
+    from retrain.registry import Tracker
+    from retrain.retention import prune_models
+
+    settings = _settings(args)
+    store = settings.data_dir / "mlflow" / "mlflow.db"
+    if settings.mlflow_tracking_uri is None and not store.is_file():
+        raise ShelfcastError(f"No MLflow store at {store}: check --data-dir.")
+    tracker = Tracker(settings.tracking_uri, settings.mlflow_experiment, create=False)
+    with tqdm(unit="model", file=sys.stderr) as bar:
+        pruned = prune_models(tracker, args.keep, args.dry_run, lambda _name: bar.update())
+    verb = "would delete" if args.dry_run else "deleted"
+    print(
+        f"{verb} {pruned.versions} model versions of {pruned.models} series (kept the newest "
+        f"{args.keep} of each, and every champion; runs, params and metrics stay)"
+    )
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from retrain.cluster import connect
     from shelfcast.service import run_service
@@ -233,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
         "replay": (cmd_replay, "send a daily sales CSV as POS events"),
         "retrain": (cmd_retrain, "re-tune and forecast series now, on the Ray cluster"),
         "run": (cmd_run, "run the whole service: ingest, trigger policy, hand-off to Ray"),
+        "prune-models": (cmd_prune_models, "delete old model versions and their files"),
         "status": (cmd_status, "lag, last micro-batch, series by state, retrain queue"),
         "thresholds": (cmd_thresholds, "show or change the trigger thresholds live"),
         "forecasts": (cmd_forecasts, "read the forecast topic, or plot one series"),
@@ -242,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (func, text) in commands.items():
         parsers[name] = p = sub.add_parser(name, help=text, description=text)
         p.set_defaults(func=func)
-        _common(p, kafka=name != "down")
+        _common(p, kafka=name not in ("down", "prune-models"))
     sim = parsers["simulate"]
     sim.add_argument("--stores", type=int, default=5)
     sim.add_argument("--items", type=int, default=20)
@@ -267,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--all", action="store_true", help="every series in series_state")
     ret.add_argument("--cold", action="store_true", help="start each study over")
     parsers["status"].add_argument("--json", action="store_true")
+    prune = parsers["prune-models"]
+    prune.add_argument("--keep", type=int, default=30, help="newest versions kept per series")
+    prune.add_argument("--dry-run", action="store_true", help="count, delete nothing")
     thr = parsers["thresholds"]
     thr.add_argument(
         "action", choices=["show", "set", "reset", "history"], nargs="?", default="show"
