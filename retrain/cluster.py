@@ -22,10 +22,13 @@ def loopback_ray_env() -> None:
     """Keep a loopback Ray address on loopback; call before ``import ray``.
 
     Ray rewrites 127.0.0.1 to the machine's outward IP unless this (oddly named) switch is off,
-    and the embedded head listens on loopback only.
+    and the embedded head listens on loopback only. Ray's and MLflow's usage reports are off
+    unless the environment turns them on: the processes started from here (the Ray head, its
+    workers) inherit it.
     """
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 def connect(settings: Any) -> None:
