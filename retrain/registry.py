@@ -113,37 +113,28 @@ class Tracker:
         fit: SeriesFit,
         extra_params: dict[str, Any],
     ) -> tuple[str, int]:
-        """Log the series' run and register its model as champion; return (run id, version)."""
-        try:
-            return self._record_series(parent_run_id, store_id, item_id, fit, extra_params)
-        except RetrainError:
-            raise
-        except Exception as exc:
-            raise RetrainError(
-                f"Recording {store_id}|{item_id} in MLflow at {_safe(self.uri)} failed: {exc}. "
-                "The series is retried; check that the tracking store is reachable."
-            ) from exc
+        """Log the series' run and register its model as champion; return (run id, version).
 
-    def _record_series(
-        self,
-        parent_run_id: str | None,
-        store_id: str,
-        item_id: str,
-        fit: SeriesFit,
-        extra_params: dict[str, Any],
-    ) -> tuple[str, int]:
+        A run that fails part-way is marked ``FAILED``."""
         name = model_name(store_id, item_id)
         tags = {"shelfcast.kind": "series", "shelfcast.series": f"{store_id}|{item_id}"}
         if parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id
-        run = self.client.create_run(self._experiment_id(), run_name=name, tags=tags)
-        run_id = str(run.info.run_id)
+        run_id: str | None = None
         try:
+            run = self.client.create_run(self._experiment_id(), run_name=name, tags=tags)
+            run_id = str(run.info.run_id)
             version = self._log_series(run_id, str(run.info.artifact_uri), name, fit, extra_params)
-        except Exception:
-            with contextlib.suppress(Exception):  # the first error is the one to report
-                self.client.set_terminated(run_id, "FAILED")
-            raise
+        except Exception as exc:
+            if run_id is not None:
+                with contextlib.suppress(Exception):  # the first error is the one to report
+                    self.client.set_terminated(run_id, "FAILED")
+            if isinstance(exc, RetrainError):
+                raise
+            raise RetrainError(
+                f"Recording {store_id}|{item_id} in MLflow at {_safe(self.uri)} failed: {exc}. "
+                "The series is retried; check that the tracking store is reachable."
+            ) from exc
         return run_id, version
 
     def _log_series(

@@ -14,7 +14,7 @@ from typing import Any
 from retrain.errors import RetrainError
 from retrain.registry import CHAMPION, Tracker
 
-__all__ = ["Pruned", "prune_models"]
+__all__ = ["Pruned", "prune_models", "stale_versions"]
 
 _PREFIX = "shelfcast."
 
@@ -57,17 +57,15 @@ def prune_models(
     client = tracker.client
     models = deleted = 0
     try:
-        names = [
-            m.name
-            for m in _paged(
-                client.search_registered_models,
-                filter_string=f"name LIKE '{_PREFIX}%'",
-                max_results=1000,
-            )
-        ]
-        for name in names:
+        found = _paged(
+            client.search_registered_models,
+            filter_string=f"name LIKE '{_PREFIX}%'",
+            max_results=1000,
+        )
+        # Listed in full first: the deletions below must not move the pages under the search.
+        for name, aliases in [(m.name, dict(m.aliases)) for m in found]:
             versions = list(_paged(client.search_model_versions, filter_string=f"name='{name}'"))
-            champion = client.get_registered_model(name).aliases.get(CHAMPION)
+            champion = aliases.get(CHAMPION)
             stale = stale_versions(versions, keep, None if champion is None else str(champion))
             if stale:
                 models += 1

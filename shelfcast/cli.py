@@ -137,9 +137,8 @@ def cmd_prune_models(args: argparse.Namespace) -> int:
     from retrain.retention import prune_models
 
     settings = _settings(args)
-    store = settings.data_dir / "mlflow" / "mlflow.db"
-    if settings.mlflow_tracking_uri is None and not store.is_file():
-        raise ShelfcastError(f"No MLflow store at {store}: check --data-dir.")
+    if settings.mlflow_tracking_uri is None and not settings.mlflow_db.is_file():
+        raise ShelfcastError(f"No MLflow store at {settings.mlflow_db}: check --data-dir.")
     tracker = Tracker(settings.tracking_uri, settings.mlflow_experiment, create=False)
     with tqdm(unit="model", file=sys.stderr) as bar:
         pruned = prune_models(tracker, args.keep, args.dry_run, lambda _name: bar.update())

@@ -116,7 +116,12 @@ class Settings(BaseSettings):
         """The MLflow tracking URI: the setting, else a SQLite store under the data dir."""
         if self.mlflow_tracking_uri is not None:
             return self.mlflow_tracking_uri.get_secret_value()
-        return f"sqlite:///{self.data_dir.resolve() / 'mlflow' / 'mlflow.db'}"
+        return f"sqlite:///{self.mlflow_db}"
+
+    @property
+    def mlflow_db(self) -> Path:
+        """The default MLflow store's SQLite file (unused with a tracking URI)."""
+        return self.data_dir.resolve() / "mlflow" / "mlflow.db"
 
     @property
     def artifact_dir(self) -> Path:
