@@ -89,16 +89,17 @@ class Handoff:
             log.warning("cannot read retrain updates (%s); retrying next batch", exc)
             updates = []
         published = self._record_forecasts(updates, app, batch_id, now)
-        state = {
-            f"{r['store_id']}|{r['item_id']}": r
-            for r in self.store.read("series_state").to_pylist()
+        state = self.store.series_state()  # rows shared with the store's mirror: see _edit
+        last_days = {
+            k: state[k]["last_sale_day"]
+            for k in (f"{s}|{i}" for s, i in changed)
+            if k in state and state[k]["last_sale_day"]
         }
-        last_days = {k: r["last_sale_day"] for k, r in state.items() if r["last_sale_day"]}
         drifted = self._record_drift(changed, last_days, app, batch_id, now)
         touched = self._apply_updates(state, updates)
         for key in drifted:
             if key in state:
-                state[key]["drift_ratio"] = self.served[key].drift_ratio
+                _edit(state, key)["drift_ratio"] = self.served[key].drift_ratio
                 touched.add(key)
         thresholds = self.thresholds.load()
         due = due_series(state.values(), thresholds, now)
@@ -109,8 +110,7 @@ class Handoff:
                 log.warning("cannot hand %d series to Ray (%s); retrying next batch", len(due), exc)
                 due = []
         for d in due:
-            row = state[d.key]
-            row.update(
+            _edit(state, d.key).update(
                 status="queued",
                 last_submitted_at=now,
                 events_since_retrain=0,
@@ -151,9 +151,9 @@ class Handoff:
         touched = set()
         for u in updates:
             key = f"{u['store_id']}|{u['item_id']}"
-            row = state.get(key)
-            if row is None:
+            if key not in state:
                 continue
+            row = _edit(state, key)
             row["status"] = "failed" if u["status"] == "poison" else u["status"]
             if u["status"] in ("done", "poison") or u.get("error"):
                 row["last_error"] = u.get("error")
@@ -275,3 +275,11 @@ class Handoff:
             if served is not None and served.model_version == r["model_version"]:
                 served.errors.append(r["scaled_error"])
                 served.evaluated_through = r["day"]
+
+
+def _edit(state: dict[str, dict[str, Any]], key: str) -> dict[str, Any]:
+    """``state[key]`` as this batch's own copy: the store's mirror changes only once the rows
+    are committed."""
+    row = dict(state[key])
+    state[key] = row
+    return row

@@ -18,13 +18,17 @@ from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from streaming.errors import TableError
-from streaming.schemas import TABLES
+from streaming.schemas import SERIES_STATE, TABLES
 
 __all__ = ["TableStore"]
 
 log = logging.getLogger("shelfcast.tables")
 
 Write = Callable[[DeltaTable, CommitProperties], None]
+
+
+def _series_key(row: dict[str, Any]) -> str:
+    return f"{row['store_id']}|{row['item_id']}"
 
 
 def _sql_list(values: Sequence[str]) -> str:
@@ -38,6 +42,8 @@ class TableStore:
         self.root = str(root).rstrip("/")
         self.storage_options = storage_options
         self._local = threading.local()  # delta-rs handles are not for sharing across threads
+        # series_state mirrored in memory (see series_state); None: read it afresh.
+        self._series: dict[str, dict[str, Any]] | None = None
 
     def uri(self, table: str) -> str:
         return f"{self.root}/{table}"
@@ -161,8 +167,36 @@ class TableStore:
         return self.commit_once("daily_sales", app_id, batch_id, write)
 
     def upsert_series_once(self, rows: pa.Table, app_id: str, batch_id: int) -> bool:
-        """Replace the ``series_state`` rows of the series in ``rows``, once per batch."""
+        """Replace the ``series_state`` rows of the series in ``rows``, once per batch; the
+        in-memory mirror follows (or is dropped, to be read afresh, when the batch had landed
+        already or the write failed)."""
+        try:
+            wrote = self._upsert_series_once(rows, app_id, batch_id)
+        except BaseException:
+            self._series = None
+            raise
+        if not wrote:
+            self._series = None
+        elif self._series is not None:
+            self._series.update((_series_key(row), row) for row in rows.to_pylist())
+        return wrote
 
+    def series_state(self) -> dict[str, dict[str, Any]]:
+        """Every ``series_state`` row by ``"store|item"``: a new mapping of shared rows (copy a
+        row before changing it).
+
+        The driver is the table's only writer and writes it through ``upsert_series_once``,
+        so an in-memory mirror stays exact. Reading the table whole for each micro-batch cost
+        0.3 s at 10,000 series and 2.9 s at 100,000, nearly all of it in ``to_pylist``.
+        """
+        return dict(self._mirror())
+
+    def _mirror(self) -> dict[str, dict[str, Any]]:
+        if self._series is None:
+            self._series = {_series_key(row): row for row in self.read("series_state").to_pylist()}
+        return self._series
+
+    def _upsert_series_once(self, rows: pa.Table, app_id: str, batch_id: int) -> bool:
         def write(dt: DeltaTable, props: CommitProperties) -> None:
             if rows.num_rows == 0:
                 write_deltalake(dt, rows, mode="append", commit_properties=props)
@@ -196,19 +230,9 @@ class TableStore:
 
     def series_rows(self, keys: Sequence[tuple[str, str]]) -> pa.Table:
         """The ``series_state`` rows of ``keys`` (fewer when a series is new)."""
-        table = self.read("series_state")
-        if not keys or table.num_rows == 0:
-            return table.slice(0, 0)
-        wanted = {f"{s}|{i}" for s, i in keys}
-        joined = [
-            f"{s}|{i}"
-            for s, i in zip(
-                table.column("store_id").to_pylist(),
-                table.column("item_id").to_pylist(),
-                strict=True,
-            )
-        ]
-        return table.filter(pa.array([k in wanted for k in joined]))
+        state = self._mirror()
+        rows = [state[k] for k in (f"{s}|{i}" for s, i in keys) if k in state]
+        return pa.Table.from_pylist(rows, schema=SERIES_STATE)
 
     def event_ids(self, days: Sequence[date]) -> pa.Table:
         """``event_id, sale_date, batch_id`` of ``pos_sales`` on ``days``."""
