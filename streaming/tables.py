@@ -42,7 +42,8 @@ class TableStore:
         self.root = str(root).rstrip("/")
         self.storage_options = storage_options
         self._local = threading.local()  # delta-rs handles are not for sharing across threads
-        # series_state mirrored in memory (see series_state); None: read it afresh.
+        # series_state mirrored in memory (see series_state); None: read it afresh. Not locked
+        # here: the pipeline and the hand-off use it under the pipeline's one lock.
         self._series: dict[str, dict[str, Any]] | None = None
 
     def uri(self, table: str) -> str:
