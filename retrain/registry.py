@@ -82,7 +82,7 @@ class Tracker:
             found = self.client.get_experiment_by_name(self.experiment)
             if found is None:
                 raise RetrainError(
-                    f"No MLflow experiment {self.experiment!r} at {_safe(self.uri)}: the "
+                    f"No MLflow experiment {self.experiment!r} at {self.display_uri}: the "
                     "coordinator creates it when it starts. Is the service up ('shelfcast up')?"
                 )
             self.experiment_id = found.experiment_id
@@ -132,7 +132,7 @@ class Tracker:
             if isinstance(exc, RetrainError):
                 raise
             raise RetrainError(
-                f"Recording {store_id}|{item_id} in MLflow at {_safe(self.uri)} failed: {exc}. "
+                f"Recording {store_id}|{item_id} in MLflow at {self.display_uri} failed: {exc}. "
                 "The series is retried; check that the tracking store is reachable."
             ) from exc
         return run_id, version
