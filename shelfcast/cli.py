@@ -45,7 +45,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if settings.embedded_broker:
         proc = start_broker(settings)
-        print(f"broker (tansu, in-memory) pid {proc.pid} on {settings.bootstrap_servers}")
+        print(
+            f"kafka (Apache Kafka, KRaft, data in {settings.kafka_dir}) pid {proc.pid} "
+            f"on {settings.bootstrap_servers}"
+        )
     if settings.embedded_ray:
         proc = start_ray(settings)
         print(f"ray head pid {proc.pid} on {settings.ray_address}")
@@ -223,28 +226,54 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _common(parser: argparse.ArgumentParser, kafka: bool = True) -> None:
+class _Parser(argparse.ArgumentParser):
+    """A command's parser: options may come anywhere on the line, before or after (or between)
+    its positional values; argparse's default stops a ``nargs`` list at the first option."""
+
+    _inner = False
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if self._inner:  # the intermixed parse calls back here for its two passes
+            return super().parse_known_args(args, namespace)
+        self._inner = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._inner = False
+
+
+def _common(parser: argparse.ArgumentParser, kafka: bool = True, top: bool = False) -> None:
+    """The options every command takes. Given before the command (``top``) they set the
+    defaults; after it, they are left unset unless given, so either place works."""
+    default = None if top else argparse.SUPPRESS
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="debug logging",
+    )
     parser.add_argument(
         "--data-dir",
         type=Path,
-        default=None,
+        default=default,
         help="state folder (default ./.shelfcast or SHELFCAST_DATA_DIR)",
     )
     if kafka:
         parser.add_argument(
             "--bootstrap",
-            default=None,
+            default=default,
             metavar="HOST:PORT",
             help="Kafka address (default SHELFCAST_BOOTSTRAP_SERVERS)",
         )
-    else:
-        parser.set_defaults(bootstrap=None)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shelfcast", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
+    _common(parser, top=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     commands: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
         "up": (cmd_up, "start the embedded stack in the background"),
         "down": (cmd_down, "stop what 'up' started"),
