@@ -19,26 +19,39 @@ _BUSY = frozenset({"queued", "running"})
 
 
 class Thresholds(BaseModel):
-    """What ops tune while the service runs (``shelfcast thresholds``)."""
+    """What ops tune while the service runs (``shelfcast thresholds``).
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Every value has an upper bound and no infinity or NaN: ``cooldown_seconds=inf`` passed a
+    lower bound alone and stopped every retrain. The bounds are far beyond any useful value.
+    """
 
-    min_new_events: int = Field(default=1, ge=0, description="new sale events since last retrain")
-    min_new_days: int = Field(default=1, ge=0, description="distinct new sale days since then")
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    min_new_events: int = Field(
+        default=1, ge=0, le=1_000_000_000, description="new sale events since last retrain"
+    )
+    min_new_days: int = Field(
+        default=1, ge=0, le=3_660, description="distinct new sale days since then"
+    )
     cooldown_seconds: float = Field(
-        default=30.0, ge=0, description="least time between two retrains of one series"
+        default=30.0,
+        ge=0,
+        le=30 * 86_400,
+        description="least time between two retrains of one series (at most 30 days)",
     )
     max_series_per_wave: int = Field(
-        default=500, ge=1, description="most series handed to Ray per micro-batch"
+        default=500, ge=1, le=10_000_000, description="most series handed to Ray per micro-batch"
     )
     drift_ratio: float | None = Field(
         default=2.0,
         gt=0,
+        le=1_000,
         description="retrain when live error / validation error reaches this (none: off)",
     )
     busy_timeout_seconds: float = Field(
         default=900.0,
-        gt=0,
+        ge=1,
+        le=7 * 86_400,
         description="a series queued or running this long without news is offered again",
     )
     force: tuple[str, ...] = Field(

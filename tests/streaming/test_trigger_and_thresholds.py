@@ -99,3 +99,37 @@ def test_drift_scores_complete_days_once() -> None:
     assert [d for d, *_ in again] == [day + timedelta(days=2), day + timedelta(days=3)]
     assert served.live_mase == pytest.approx((1.0 + 0.0 + 5.0 + 5.0) / 4)
     assert served.drift_ratio == pytest.approx(served.live_mase / 0.5)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("cooldown_seconds", "inf"),
+        ("cooldown_seconds", "1e400"),
+        ("cooldown_seconds", "nan"),
+        ("cooldown_seconds", str(31 * 86_400)),
+        ("busy_timeout_seconds", "Infinity"),
+        ("busy_timeout_seconds", "0.001"),
+        ("drift_ratio", "nan"),
+        ("drift_ratio", "-inf"),
+        ("min_new_events", "1e400"),
+        ("min_new_events", str(10**12)),
+        ("min_new_days", "100000"),
+        ("max_series_per_wave", str(10**9)),
+    ],
+)
+def test_values_out_of_sane_bounds_are_refused(tmp_path: Path, key: str, value: str) -> None:
+    store = ThresholdStore(tmp_path)
+    store.set({"cooldown_seconds": "60"})
+    with pytest.raises(StreamingError, match=f"nothing changed: {key}"):
+        store.set({key: value})
+    assert store.load() == Thresholds(cooldown_seconds=60)
+
+
+def test_a_hand_edited_infinity_keeps_the_last_good_thresholds(tmp_path: Path) -> None:
+    store = ThresholdStore(tmp_path)
+    store.set({"cooldown_seconds": "60"})
+    store.path.write_text('{"cooldown_seconds": 1e400}')
+    assert store.load().cooldown_seconds == 60
+    store.path.write_text('{"busy_timeout_seconds": NaN}')
+    assert store.load().busy_timeout_seconds == Thresholds().busy_timeout_seconds
