@@ -98,7 +98,7 @@ def test_drift_scores_complete_days_once() -> None:
     again = drift_errors(served, {}, day + timedelta(days=4))
     assert [d for d, *_ in again] == [day + timedelta(days=2), day + timedelta(days=3)]
     assert served.live_mase == pytest.approx((1.0 + 0.0 + 5.0 + 5.0) / 4)
-    assert served.drift_ratio == pytest.approx(served.live_mase / 0.5)
+    assert served.drift_ratio == pytest.approx((1.0 + 0.0 + 5.0 + 5.0) / 4 / 0.5)
 
 
 @pytest.mark.parametrize(
