@@ -12,25 +12,42 @@ lose the last commits, the file stays consistent), ~35 % less per series.
 import contextlib
 import re
 import sqlite3
+import string
 import tempfile
 import time
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from retrain.errors import RetrainError
 from retrain.kernel import SeriesFit
 
-__all__ = ["Tracker", "model_name"]
+__all__ = ["Tracker", "model_name", "redact"]
 
 CHAMPION = "champion"
 _MODEL_FILE = "model.json"
 
 
 def model_name(store_id: str, item_id: str) -> str:
-    """The registered model of a series (registry names avoid most punctuation)."""
-    clean = [re.sub(r"[^A-Za-z0-9_.-]", "_", part) for part in (store_id, item_id)]
-    return f"shelfcast.{clean[0]}.{clean[1]}"
+    """The registered model of a series: ``shelfcast.<store>.<item>``, one name per series.
+
+    Letters, digits, ``_`` and ``-`` stay as they are (``S1|I1`` -> ``shelfcast.S1.I1``, as
+    before); any other character, ``.`` and ``%`` included, becomes ``%XX`` per UTF-8 byte.
+    Replacing them all with ``_`` gave ``a.b|c`` and ``a|b.c``, or ``A B`` and ``A_B``, one
+    model, and the "last good" fallback could serve another series' model.
+    """
+    return f"shelfcast.{_escape(store_id)}.{_escape(item_id)}"
+
+
+def _escape(part: str) -> str:
+    return "".join(
+        char if char in _PLAIN else "".join(f"%{byte:02X}" for byte in char.encode())
+        for char in part
+    )
+
+
+_PLAIN = frozenset(string.ascii_letters + string.digits + "_-")
 
 
 class Tracker:
@@ -66,8 +83,8 @@ class Tracker:
                 self.experiment_id = found.experiment_id
         except Exception as exc:
             raise RetrainError(
-                f"Cannot use MLflow at {_safe(uri)}: {exc}. Start the tracking server or fix "
-                "SHELFCAST_MLFLOW_TRACKING_URI."
+                f"Cannot use MLflow at {_safe(uri)}: {redact(str(exc), uri)}. "
+                "Start the tracking server or fix SHELFCAST_MLFLOW_TRACKING_URI."
             ) from exc
         self._registered: set[str] = set()
 
@@ -132,7 +149,8 @@ class Tracker:
             if isinstance(exc, RetrainError):
                 raise
             raise RetrainError(
-                f"Recording {store_id}|{item_id} in MLflow at {self.display_uri} failed: {exc}. "
+                f"Recording {store_id}|{item_id} in MLflow at {self.display_uri} failed: "
+                f"{redact(str(exc), self.uri)}. "
                 "The series is retried; check that the tracking store is reachable."
             ) from exc
         return run_id, version
@@ -244,6 +262,42 @@ def _sqlite_without_fsync_per_commit() -> None:
     event.listen(Engine, "connect", pragmas)
 
 
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_SECRET_PARAM = re.compile(
+    r"(?i)([?&;](?:password|passwd|pwd|pass|secret|token|access_token|api_key|apikey)=)([^&;]*)"
+)
+
+
+def _userinfo(uri: str) -> tuple[int, int] | None:
+    """Where the user-info of ``uri`` is (start, end), if it has one."""
+    scheme = _SCHEME.match(uri)
+    if scheme is None:
+        return None
+    # Secret query values may hold "@" too: look for the user-info without them.
+    rest = _SECRET_PARAM.sub(lambda m: m.group(1) + "x" * len(m.group(2)), uri[scheme.end() :])
+    # The last "@" ends the user-info: a password may hold "/", "@", ":" or "?" unencoded.
+    # Only a URI with a host has one (``sqlite:////path`` does not).
+    if not rest or rest.startswith("/") or "@" not in rest:
+        return None
+    return scheme.end(), scheme.end() + rest.rindex("@")
+
+
 def _safe(uri: str) -> str:
     """The URI without credentials, for messages."""
-    return re.sub(r"//[^@/]+@", "//***@", uri)
+    span = _userinfo(uri)
+    if span is not None:
+        uri = f"{uri[: span[0]]}***{uri[span[1] :]}"
+    return _SECRET_PARAM.sub(r"\1***", uri)
+
+
+def redact(text: str, uri: str) -> str:
+    """``text`` (an error that may quote ``uri``, or parts of it) without its credentials."""
+    found = [m.group(2) for m in _SECRET_PARAM.finditer(uri) if m.group(2)]
+    span = _userinfo(uri)
+    if span is not None:
+        userinfo = uri[span[0] : span[1]]
+        found += [userinfo, userinfo.partition(":")[2]]  # an error may quote the password alone
+    text = text.replace(uri, _safe(uri))
+    for secret in sorted({*found, *map(unquote, found)} - {""}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return _SECRET_PARAM.sub(r"\1***", text)
