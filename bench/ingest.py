@@ -117,10 +117,11 @@ def summarize(
 def run_shelfcast(
     settings: Settings, rate: float, seconds: float, warmup: float
 ) -> dict[str, float]:
+    from shelfcast.ingest_config import spark_config
     from streaming.query import build_pipeline, start_query, stop_gracefully
     from streaming.spark import spark_session
 
-    spark = spark_session(settings)
+    spark = spark_session(spark_config(settings))
     pipeline = build_pipeline(settings)
     commit_at: dict[int, float] = {}
     pipeline.after_commit.append(lambda r: commit_at.__setitem__(r.batch_id, time.time()))

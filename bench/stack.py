@@ -1,4 +1,4 @@
-"""A throwaway embedded stack for benchmarks: tansu and a Ray head on free loopback ports."""
+"""A throwaway embedded stack for benchmarks: Apache Kafka and a Ray head on free loopback ports."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager

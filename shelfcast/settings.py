@@ -41,7 +41,6 @@ class Settings(BaseSettings):
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
     kafka_ssl_ca_location: Path | None = None
-    kafka_trust_watermarks: bool = False
     topic_pos_sales: str = "pos.sales"
     topic_dlq: str = "pos.sales.dlq"
     topic_forecasts: str = "forecasts"
@@ -50,6 +49,7 @@ class Settings(BaseSettings):
 
     # Ingest
     ingest_source: Literal["auto", "kafka", "python"] = "auto"
+    ingest_on_data_loss: Literal["fail", "earliest"] = "fail"
     ingest_trigger_seconds: float = Field(default=1.0, gt=0)
     ingest_max_events_per_batch: int = Field(default=200_000, ge=1)
     ingest_max_event_bytes: int = Field(default=65_536, ge=256)
@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     handoff_idle_seconds: float = Field(default=5.0, gt=0)
 
     # Embedded stack
+    jars_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "shelfcast" / "jars")
     embedded_broker: bool = True
     embedded_ray: bool = True
 
@@ -100,6 +101,11 @@ class Settings(BaseSettings):
     def checkpoint_dir(self) -> Path:
         """Folder holding Spark's streaming checkpoints."""
         return self.data_dir / "checkpoints"
+
+    @property
+    def kafka_dir(self) -> Path:
+        """The embedded Kafka node's properties and log directory."""
+        return self.data_dir.resolve() / "kafka"
 
     @property
     def run_dir(self) -> Path:

@@ -31,7 +31,6 @@ def _lag(settings: Settings) -> dict[str, Any]:
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
     from shelfcast.kafka import client_config
-    from streaming.kafka_source import probe_true_ends
 
     committed = committed_offsets(settings.checkpoint_dir / "ingest")
     consumer = Consumer(
@@ -46,14 +45,10 @@ def _lag(settings: Settings) -> dict[str, Any]:
     try:
         topic = settings.topic_pos_sales
         meta = consumer.list_topics(topic, timeout=5).topics[topic]
-        highs = {
+        ends = {
             p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1]
             for p in meta.partitions
         }
-        ends = dict(highs)
-        if not settings.kafka_trust_watermarks:
-            # An unfinished probe leaves a partition at its (low) watermark: lag shows as less.
-            ends.update(probe_true_ends(consumer, topic, highs))
     except KafkaException as exc:
         return {"error": f"Kafka not reachable: {exc.args[0]}"}
     finally:

@@ -1,8 +1,9 @@
 """A Spark Python streaming data source over confluent-kafka: ``format("shelfcast_kafka")``.
 
 Offsets per partition live in Spark's checkpoint (``assign()``, no consumer group), so a
-restarted query resumes exactly where its last committed batch ended. Used when Spark's own
-``kafka`` connector is not on the classpath; the output schema is the same as Spark's.
+restarted query resumes exactly where its last committed batch ended. The output schema and
+the options it shares (``subscribe``, ``maxOffsetsPerTrigger``, ``startingOffsets``,
+``failOnDataLoss``) are Spark's ``kafka`` format's.
 
 Kafka clients are never pickled with the reader: the driver side creates its own lazily, and
 each Python worker keeps one consumer in a module-level cache.
@@ -19,9 +20,16 @@ from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadLimit, ReadMa
 from pyspark.sql.types import StructType
 
 from streaming.errors import KafkaSourceError
-from streaming.offsets import Offsets, advance, as_offsets, limit_range
+from streaming.offsets import (
+    Offsets,
+    advance,
+    as_offsets,
+    data_loss,
+    limit_range,
+    resume_after_loss,
+)
 
-__all__ = ["RAW_SCHEMA", "KafkaDataSource", "KafkaRange", "probe_true_ends"]
+__all__ = ["RAW_SCHEMA", "KafkaDataSource", "KafkaRange"]
 
 RAW_SCHEMA = (
     "key binary, value binary, topic string, partition int, offset long, timestamp timestamp"
@@ -52,8 +60,9 @@ class KafkaRange(InputPartition):
 
 class KafkaDataSource(DataSource):
     """Options: ``subscribe`` (one topic), ``kafka.*`` (librdkafka settings),
-    ``maxOffsetsPerTrigger``, ``trustWatermarks`` (true on Apache Kafka), ``startingOffsets``
-    (``earliest`` or ``latest``)."""
+    ``maxOffsetsPerTrigger``, ``startingOffsets`` (``earliest`` or ``latest``),
+    ``failOnDataLoss`` (``true``: stop when offsets go backwards or below the log start;
+    ``false``: go on from the earliest offset still there)."""
 
     @classmethod
     def name(cls) -> str:
@@ -66,7 +75,7 @@ class KafkaDataSource(DataSource):
         return KafkaStreamReader(dict(self.options))
 
 
-def _client_config(options: dict[str, str]) -> dict[str, str]:
+def _client_config(options: dict[str, str], fail_on_loss: bool) -> dict[str, str]:
     config = {
         key[len("kafka.") :]: value for key, value in options.items() if key.startswith("kafka.")
     }
@@ -76,7 +85,8 @@ def _client_config(options: dict[str, str]) -> dict[str, str]:
             "enable.auto.commit": "false",
             "enable.partition.eof": "true",
             "fetch.wait.max.ms": "50",
-            "auto.offset.reset": "earliest",
+            # "error": an offset below the log start is reported, never skipped silently.
+            "auto.offset.reset": "error" if fail_on_loss else "earliest",
         }
     )
     return config
@@ -90,14 +100,12 @@ class KafkaStreamReader(DataSourceStreamReader):
         if "subscribe" not in lowered:
             raise KafkaSourceError("Set the option 'subscribe' to the topic to read.")
         self.topic = lowered["subscribe"]
-        self.config = _client_config(lowered)
+        self.fail_on_loss = lowered.get("failondataloss", "true").lower() != "false"
+        self.config = _client_config(lowered, self.fail_on_loss)
         limit = int(lowered.get("maxoffsetspertrigger", "0"))
         self.max_rows = limit if limit > 0 else None
-        self.trust_watermarks = lowered.get("trustwatermarks", "false").lower() == "true"
         self.starting = lowered.get("startingoffsets", "earliest").lower()
         self._consumer: Consumer | None = None
-        self._known_ends: dict[int, int] = {}
-        self._probed_at: dict[int, int] = {}
         self._last_ends: dict[int, int] = {}
 
     def __getstate__(self) -> dict[str, Any]:
@@ -131,21 +139,8 @@ class KafkaStreamReader(DataSourceStreamReader):
 
     def _ends(self) -> tuple[dict[int, int], dict[int, int]]:
         marks = self._watermarks()
-        floors = {p: low for p, (low, _) in marks.items()}
-        highs = {p: high for p, (_, high) in marks.items()}
-        if self.trust_watermarks:
-            return highs, floors
-        # tansu reports the base offset of the last record batch + 1: read that batch to
-        # find its end, for partitions with a batch we have not probed yet.
-        stale = {p: h for p, h in highs.items() if self._probed_at.get(p) != h}
-        if stale:
-            found = probe_true_ends(self._driver_consumer(), self.topic, stale)
-            self._known_ends.update(found)
-            # A partition the probe did not finish is probed again next time.
-            self._probed_at.update({p: stale[p] for p in found})
-        ends = {p: max(highs[p], self._known_ends.get(p, 0)) for p in highs}
-        self._last_ends = ends
-        return ends, floors
+        self._last_ends = {p: high for p, (_, high) in marks.items()}
+        return self._last_ends, {p: low for p, (low, _) in marks.items()}
 
     def initialOffset(self) -> Offsets:
         ends, floors = self._ends()
@@ -156,6 +151,16 @@ class KafkaStreamReader(DataSourceStreamReader):
 
     def latestOffset(self, start: Offsets, limit: ReadLimit) -> Offsets:
         ends, floors = self._ends()
+        lost = data_loss(start, ends, floors)
+        if lost:
+            if self.fail_on_loss:
+                raise KafkaSourceError(
+                    f"Offsets of {self.topic!r} no longer match the checkpoint: "
+                    f"{'; '.join(lost)}. Events may have been lost. To go on from the earliest "
+                    "offset the broker has, set SHELFCAST_INGEST_ON_DATA_LOSS=earliest and "
+                    "restart; to start over, delete the ingest checkpoint."
+                )
+            start = resume_after_loss(start, ends, floors)
         end = advance(start, ends, floors)
         if isinstance(limit, ReadMaxRows):
             end = limit_range(start, end, limit.max_rows)
@@ -166,11 +171,16 @@ class KafkaStreamReader(DataSourceStreamReader):
         return as_offsets(self._last_ends) if self._last_ends else None
 
     def partitions(self, start: Offsets, end: Offsets) -> Sequence[KafkaRange]:
-        return [
-            KafkaRange(self.topic, int(key), start.get(key, 0), stop)
-            for key, stop in sorted(end.items(), key=lambda kv: int(kv[0]))
-            if stop > start.get(key, 0)
-        ]
+        # After a loss (failOnDataLoss=false) an end may lie below its start: the batch then
+        # reads that partition from its earliest offset, as Spark's own source does.
+        ranges = []
+        for key, stop in sorted(end.items(), key=lambda kv: int(kv[0])):
+            begin = start.get(key, 0)
+            if stop < begin:
+                begin = 0
+            if stop > begin:
+                ranges.append(KafkaRange(self.topic, int(key), begin, stop))
+        return ranges
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
         assert isinstance(partition, KafkaRange)
@@ -183,48 +193,6 @@ class KafkaStreamReader(DataSourceStreamReader):
         if self._consumer is not None:
             self._consumer.close()
             self._consumer = None
-
-
-def probe_true_ends(
-    consumer: Consumer, topic: str, highs: dict[int, int], budget: float = 1.0
-) -> dict[int, int]:
-    """Read each partition's last record batch (the one holding ``high - 1``); its end is
-    an end offset that covers every record written before ``highs`` were read.
-
-    A fetch returns whole record batches and librdkafka queues a partition's fetched records
-    at once, so the first non-empty ``consume`` that does not fill its limit holds the whole
-    batch: no need to chase a producer that keeps writing (on tansu EOF may then never
-    come). EOF ends a partition too. Correct on Apache Kafka (the probe reads one record).
-    Partitions not finished within ``budget`` seconds are left out of the result; an empty
-    partition (mark 0) needs no read.
-    """
-    ends = dict(highs)
-    waiting = {p for p, h in highs.items() if h > 0}
-    if not waiting:
-        return ends
-    consumer.assign([TopicPartition(topic, p, highs[p] - 1) for p in waiting])
-    deadline = time.monotonic() + budget
-    try:
-        while waiting and time.monotonic() < deadline:
-            # consume() waits its whole timeout unless n arrive, and n is unknown here.
-            msgs = consumer.consume(_CHUNK, 0.02)
-            got: set[int] = set()
-            for msg in msgs:
-                err = msg.error()
-                if err is not None and err.code() == _EOF:
-                    waiting.discard(msg.partition())
-                elif err is not None:
-                    raise KafkaSourceError(f"Probing the end of {topic!r} failed: {err}")
-                else:
-                    part, offset = msg.partition(), msg.offset()
-                    if part is not None and offset is not None:
-                        ends[part] = max(ends[part], offset + 1)
-                        got.add(part)
-            if len(msgs) < _CHUNK:
-                waiting -= got
-    finally:
-        consumer.unassign()
-    return {p: end for p, end in ends.items() if p not in waiting}
 
 
 def _reader_consumer(config: dict[str, str]) -> Consumer:

@@ -2,7 +2,7 @@
 
 from collections.abc import Mapping
 
-__all__ = ["Offsets", "advance", "as_offsets", "limit_range"]
+__all__ = ["Offsets", "advance", "as_offsets", "data_loss", "limit_range", "resume_after_loss"]
 
 Offsets = dict[str, int]
 
@@ -24,6 +24,47 @@ def advance(
         key = str(partition)
         begin = start.get(key, floors.get(partition, 0))
         result[key] = max(begin, end)
+    return result
+
+
+def data_loss(
+    start: Mapping[str, int], ends: Mapping[int, int], floors: Mapping[int, int]
+) -> list[str]:
+    """What no longer adds up between where we are and what the broker has, in words.
+
+    An end below our position means the offsets went backwards (the topic was deleted and
+    recreated, or the broker lost data); a log start above it means retention deleted
+    records we had not read yet. A partition that disappeared counts as gone backwards.
+    """
+    problems = []
+    for key, position in sorted(start.items(), key=lambda kv: int(kv[0])):
+        partition = int(key)
+        if partition not in ends:
+            problems.append(f"partition {partition} is gone (we were at offset {position})")
+        elif ends[partition] < position:
+            problems.append(
+                f"partition {partition} ends at {ends[partition]}, before offset {position} "
+                "that was already read (topic recreated or broker data lost?)"
+            )
+        elif floors.get(partition, 0) > position:
+            problems.append(
+                f"partition {partition} starts at {floors[partition]}: offsets {position}-"
+                f"{floors[partition] - 1} were deleted before they were read (retention)"
+            )
+    return problems
+
+
+def resume_after_loss(
+    start: Mapping[str, int], ends: Mapping[int, int], floors: Mapping[int, int]
+) -> Offsets:
+    """Where to go on after a loss: each affected partition from its earliest offset."""
+    result: Offsets = {}
+    for key, position in start.items():
+        partition = int(key)
+        if partition not in ends:
+            continue
+        lost = ends[partition] < position or floors.get(partition, 0) > position
+        result[key] = floors.get(partition, 0) if lost else position
     return result
 
 

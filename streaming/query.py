@@ -11,6 +11,7 @@ from pyspark.errors import StreamingQueryException
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
 
+from shelfcast.ingest_config import source_config, spark_config
 from shelfcast.kafka import ensure_topics, producer_config
 from shelfcast.settings import Settings
 from streaming.dead_letters import DeadLetterTopic
@@ -48,7 +49,7 @@ def start_query(
     spark: SparkSession, settings: Settings, pipeline: IngestPipeline
 ) -> StreamingQuery:
     """Start the streaming query: Kafka -> foreachBatch(pipeline)."""
-    frame, fmt = kafka_stream(spark, settings)
+    frame, fmt = kafka_stream(spark, source_config(settings))
     log.info("ingest source: %s, topic %s", fmt, settings.topic_pos_sales)
     return (
         frame.writeStream.queryName("shelfcast_ingest")
@@ -77,7 +78,7 @@ def run_ingest(
     pipeline = build_pipeline(settings)
     if on_start is not None:
         on_start(pipeline)
-    spark = spark_session(settings)
+    spark = spark_session(spark_config(settings))
     query = start_query(spark, settings, pipeline)
     # Everything built so far (Spark, pandas, pydantic) lives as long as the process: keep it
     # out of the cyclic collector's full passes, which otherwise stall a batch now and then.

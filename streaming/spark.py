@@ -4,23 +4,42 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from shelfcast.settings import Settings
+__all__ = ["SparkConfig", "spark_session"]
 
-__all__ = ["spark_session"]
+# Spark's default redaction plus the Kafka JAAS line, which carries the SASL password.
+_REDACT = r"(?i)secret|password|token|access[.]?key|jaas"
 
 
-def spark_session(settings: Settings, app_name: str = "shelfcast-ingest") -> SparkSession:
+@dataclass(frozen=True)
+class SparkConfig:
+    """What the session needs: where it runs and which local jars it loads."""
+
+    master: str = "local[2]"
+    driver_memory: str = "1g"
+    # Spark's Kafka connector, delta-spark and their dependencies, as local files.
+    jars: Sequence[Path] = ()
+
+    @property
+    def delta(self) -> bool:
+        """Whether delta-spark is among the jars (its SQL extension is then enabled)."""
+        return any(jar.name.startswith("delta-spark") for jar in self.jars)
+
+
+def spark_session(config: SparkConfig, app_name: str = "shelfcast-ingest") -> SparkSession:
     """Get or create the session; the Python data source is registered on it."""
     # Workers, including the streaming-source runner, must import our installed package.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     builder = (
-        SparkSession.builder.master(settings.spark_master)
+        SparkSession.builder.master(config.master)
         .appName(app_name)
-        .config("spark.driver.memory", settings.spark_driver_memory)
+        .config("spark.driver.memory", config.driver_memory)
         # 200 made a tiny groupBy 50 % slower here; shuffles are per micro-batch and small.
         .config("spark.sql.shuffle.partitions", "2")
         .config("spark.ui.enabled", "false")
@@ -29,8 +48,18 @@ def spark_session(settings: Settings, app_name: str = "shelfcast-ingest") -> Spa
         .config("spark.sql.streaming.stopGracefullyOnShutdown", "true")
         .config("spark.python.worker.reuse", "true")
         .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.redaction.regex", _REDACT)
         .config("spark.driver.extraJavaOptions", "-Dderby.system.home=/tmp/derby")
     )
+    if config.jars:
+        # Local files only: nothing is resolved or downloaded when the session starts.
+        builder = builder.config("spark.jars", ",".join(str(jar) for jar in config.jars))
+    if config.delta:
+        builder = builder.config(
+            "spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension"
+        ).config(
+            "spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+        )
     # SparkContext replaces SIGINT with its own handler; keep the caller's graceful stop.
     previous = signal.getsignal(signal.SIGINT)
     spark = builder.getOrCreate()

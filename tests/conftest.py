@@ -1,4 +1,4 @@
-"""Session fixtures: one real broker (tansu), one real Spark, one real Ray head per session."""
+"""Session fixtures: one real broker (Apache Kafka), one real Spark, one real Ray head per session."""
 
 import json
 import uuid
@@ -24,7 +24,7 @@ __all__ = ["demand", "free_port", "sale", "write_daily"]
 
 @pytest.fixture(scope="session")
 def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A tansu broker on a free loopback port, stopped by pid at the end."""
+    """An Apache Kafka broker (KRaft) on a free loopback port, stopped by pid at the end."""
     address = f"127.0.0.1:{free_port()}"
     settings = load_settings(data_dir=tmp_path_factory.mktemp("broker"), bootstrap_servers=address)
     proc = start_broker(settings)
@@ -98,9 +98,10 @@ def produce() -> Callable[..., int]:
 @pytest.fixture(scope="session")
 def spark() -> Iterator[Any]:
     """One local Spark for the whole session (start-up costs seconds)."""
+    from shelfcast.ingest_config import spark_config
     from streaming.spark import spark_session
 
-    session = spark_session(load_settings())
+    session = spark_session(spark_config(load_settings()))
     yield session
     session.stop()
 

@@ -36,10 +36,14 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+SOURCES = pytest.mark.parametrize("source", ["kafka", "python"])
+
+
+@SOURCES
 def test_query_stores_good_events_once_and_quarantines_bad_ones(
-    spark: Any, make_settings: Callable[..., Settings], produce: Callable[..., int]
+    spark: Any, make_settings: Callable[..., Settings], produce: Callable[..., int], source: str
 ) -> None:
-    settings = make_settings()
+    settings = make_settings(ingest_source=source)
     pipeline = build_pipeline(settings)
     query = start_query(spark, settings, pipeline)
     try:
@@ -70,6 +74,7 @@ def _start_ingest(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         "SHELFCAST_TOPIC_FORECASTS": settings.topic_forecasts,
         "SHELFCAST_INGEST_TRIGGER_SECONDS": "0.5",
         "SHELFCAST_INGEST_MAX_EVENTS_PER_BATCH": "700",
+        "SHELFCAST_INGEST_SOURCE": settings.ingest_source,
     }
     with log.open("ab") as out:
         return subprocess.Popen(
@@ -89,10 +94,14 @@ def _start_ingest(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
+@SOURCES
 def test_exactly_once_across_kill_minus_nine(
-    make_settings: Callable[..., Settings], produce: Callable[..., int], tmp_path: Path
+    make_settings: Callable[..., Settings],
+    produce: Callable[..., int],
+    tmp_path: Path,
+    source: str,
 ) -> None:
-    settings = make_settings()
+    settings = make_settings(ingest_source=source)
     rng = random.Random(11)
     log = tmp_path / "ingest.log"
     events = [sale(f"k{i}", item=f"I{i % 7}", day=f"2024-03-{1 + i % 20:02d}") for i in range(6000)]
@@ -134,3 +143,6 @@ def test_exactly_once_across_kill_minus_nine(
     assert sum(daily.column("event_count").to_pylist()) == 6000
     state = DeltaTable(str(settings.delta_dir / "series_state")).to_pyarrow_table()
     assert sum(state.column("total_events").to_pylist()) == 6000
+    assert f"ingest source: {'kafka' if source == 'kafka' else 'shelfcast_kafka'}" in (
+        log.read_text()
+    )

@@ -1,40 +1,37 @@
-"""The Python Kafka source against the real broker, tansu's end-offset quirk included."""
+"""The Python Kafka source against the real broker (Apache Kafka)."""
 
 from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 
-from shelfcast.kafka import client_config
+from shelfcast.ingest_config import source_config
+from shelfcast.kafka import client_config, ensure_topics
 from shelfcast.settings import Settings
-from streaming.kafka_source import KafkaRange, KafkaStreamReader, probe_true_ends, read_range
-from streaming.source import _options
+from streaming.errors import KafkaSourceError
+from streaming.kafka_source import KafkaRange, KafkaStreamReader, read_range
 
 pytestmark = pytest.mark.integration
 
 
 def reader(settings: Settings, **extra: str) -> KafkaStreamReader:
-    return KafkaStreamReader({**_options(settings), **extra})
+    config = source_config(settings)
+    options = {f"kafka.{k}": v for k, v in config.librdkafka_options.items()}
+    options.update(
+        subscribe=config.topic,
+        maxOffsetsPerTrigger=str(config.max_events_per_batch),
+        failOnDataLoss=str(config.on_data_loss == "fail").lower(),
+    )
+    return KafkaStreamReader({**options, **extra})
 
 
-def test_true_end_is_found_where_watermarks_lie(
+def test_end_offsets_are_the_brokers_watermarks(
     make_settings: Callable[..., Settings], produce: Callable[..., int]
 ) -> None:
     settings = make_settings(topic_partitions=1)
-    # linger batches many records into one record batch: tansu then reports its base + 1.
     produce(settings, [(b"k", b"v%d" % i) for i in range(300)], **{"linger.ms": 200})
-    consumer = Consumer(
-        {**client_config(settings), "group.id": "probe", "enable.partition.eof": True}
-    )
-    _low, high = consumer.get_watermark_offsets(TopicPartition(settings.topic_pos_sales, 0), 10)
-    assert high < 300, "tansu's quirk: the watermark is the last batch's base offset + 1"
-    assert probe_true_ends(consumer, settings.topic_pos_sales, {0: high}) == {0: 300}
-    # Unfinished within its budget: left out, so the reader probes it again next trigger.
-    assert probe_true_ends(consumer, settings.topic_pos_sales, {0: high}, budget=0.0) == {}
-    consumer.close()
-
     source = reader(settings)
     start = source.initialOffset()
     assert start == {"0": 0}
@@ -42,13 +39,52 @@ def test_true_end_is_found_where_watermarks_lie(
     source.stop()
 
 
-def test_trusting_watermarks_is_what_apache_kafka_would_allow(
+def _recreate(settings: Settings) -> None:
+    admin = AdminClient(client_config(settings))
+    for future in admin.delete_topics([settings.topic_pos_sales]).values():
+        future.result(30)
+    for _ in range(100):
+        try:
+            ensure_topics(settings)
+            return
+        except Exception:  # deletion is asynchronous: the name is free a moment later
+            import time
+
+            time.sleep(0.2)
+    ensure_topics(settings)
+
+
+def test_offsets_that_go_backwards_fail_with_what_to_do(
     make_settings: Callable[..., Settings], produce: Callable[..., int]
 ) -> None:
     settings = make_settings(topic_partitions=1)
-    produce(settings, [(b"k", b"v")] * 50, **{"linger.ms": 200})
-    source = reader(settings, trustWatermarks="true")
-    assert source.latestOffset({"0": 0}, source.getDefaultReadLimit())["0"] < 50
+    produce(settings, [(None, b"%d" % i) for i in range(50)])
+    _recreate(settings)
+    produce(settings, [(None, b"new%d" % i) for i in range(5)])
+    source = reader(settings)
+    with pytest.raises(KafkaSourceError, match="SHELFCAST_INGEST_ON_DATA_LOSS=earliest"):
+        source.latestOffset({"0": 50}, source.getDefaultReadLimit())
+    source.stop()
+
+
+def test_offsets_that_go_backwards_resume_from_earliest_when_asked(
+    make_settings: Callable[..., Settings], produce: Callable[..., int]
+) -> None:
+    settings = make_settings(topic_partitions=1, ingest_on_data_loss="earliest")
+    produce(settings, [(None, b"%d" % i) for i in range(50)])
+    _recreate(settings)
+    produce(settings, [(None, b"new%d" % i) for i in range(5)])
+    source = reader(settings)
+    start = {"0": 50}
+    end = source.latestOffset(start, source.getDefaultReadLimit())
+    assert end == {"0": 5}
+    values = [
+        v
+        for part in source.partitions(start, end)
+        for b in source.read(part)
+        for v in b.column("value").to_pylist()
+    ]
+    assert values == [b"new%d" % i for i in range(5)]
     source.stop()
 
 
