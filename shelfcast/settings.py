@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,6 +19,8 @@ from pydantic_settings import (
 )
 
 from shelfcast.errors import ConfigError
+from streaming.errors import StreamingError
+from streaming.vacuum import check_vacuum_retention
 
 __all__ = ["Settings", "load_settings"]
 
@@ -56,7 +58,7 @@ class Settings(BaseSettings):
     ingest_max_future_hours: float = Field(default=24.0, ge=0)
     ingest_dedup_window_days: int = Field(default=3, ge=1)
     ingest_compact_every_batches: int = Field(default=50, ge=1)
-    delta_vacuum_retention_hours: float = Field(default=24.0, ge=0)
+    delta_vacuum_retention_hours: float = 24.0
 
     # Spark
     spark_master: str = "local[2]"
@@ -91,6 +93,15 @@ class Settings(BaseSettings):
     optuna_journal_shards: int = Field(default=8, ge=1)
     mlflow_tracking_uri: SecretStr | None = None
     mlflow_experiment: str = "shelfcast"
+
+    @field_validator("delta_vacuum_retention_hours")
+    @classmethod
+    def _retention_a_retrain_can_read(cls, hours: float) -> float:
+        try:
+            check_vacuum_retention(hours)
+        except StreamingError as exc:
+            raise ValueError(str(exc).rstrip(".")) from exc
+        return hours
 
     @property
     def delta_dir(self) -> Path:

@@ -22,6 +22,7 @@ from streaming.aggregate import daily_increments, update_series_state
 from streaming.dedup import EventIdIndex
 from streaming.errors import IngestError
 from streaming.tables import TableStore
+from streaming.vacuum import check_vacuum_retention
 from streaming.validate import Limits, split_batch
 
 __all__ = ["BatchReport", "DeadLetterSink", "IngestPipeline"]
@@ -72,6 +73,7 @@ class IngestPipeline:
         self.checkpoint = checkpoint
         self.index = EventIdIndex(store.event_ids, dedup_window_days)
         self.maintain_every = maintain_every
+        check_vacuum_retention(retention_hours)  # at start, not at the first vacuum
         self.retention_hours = retention_hours
         self._app_id = app_id
         self.after_commit: list[AfterCommit] = []

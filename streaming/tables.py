@@ -19,6 +19,7 @@ from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from streaming.errors import TableError
 from streaming.schemas import SERIES_STATE, TABLES
+from streaming.vacuum import check_vacuum_retention
 
 __all__ = ["TableStore"]
 
@@ -244,13 +245,18 @@ class TableStore:
         )
 
     def maintain(self, retention_hours: float) -> None:
-        """Compact small files, then vacuum files older than the retention."""
+        """Compact small files, then vacuum files older than the retention.
+
+        Delta's own check wants the table's ``deletedFileRetentionDuration`` (7 days); ours
+        (``check_vacuum_retention``) is what a retrain may still read, so Delta's is off.
+        """
+        check_vacuum_retention(retention_hours)
         for name in TABLES:
             try:
                 dt = self.table(name)
                 dt.optimize.compact()
                 dt.vacuum(
-                    retention_hours=int(retention_hours),
+                    retention_hours=math.ceil(retention_hours),
                     dry_run=False,
                     enforce_retention_duration=False,
                 )

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pytest
 
 from streaming.aggregate import update_series_state
 from streaming.schemas import SERIES_STATE
@@ -68,3 +69,24 @@ def test_a_changed_mapping_does_not_change_the_mirror(tmp_path: Path) -> None:
 
     assert store.series_state() == on_disk(tmp_path)
     assert store.series_state()["S1|I1"]["status"] != "queued"
+
+
+def test_a_vacuum_shorter_than_a_retrain_may_read_is_refused(tmp_path: Path) -> None:
+    from shelfcast.errors import ConfigError
+    from shelfcast.settings import load_settings
+    from streaming.errors import TableError
+
+    store = TableStore(tmp_path)
+    store.ensure()
+    ingest(store, 0, ("S1", "I1"))
+    handed = store.table("series_state").version()  # a retrain was handed this version
+    ingest(store, 1, ("S1", "I1"))  # the merge replaces the file it reads
+    for hours in (0, 0.5, float("nan"), float("inf")):
+        with pytest.raises(TableError, match="SHELFCAST_DELTA_VACUUM_RETENTION_HOURS to at least"):
+            store.maintain(hours)
+        with pytest.raises(ConfigError, match=r"retention of .* hours is refused"):
+            load_settings(data_dir=tmp_path, delta_vacuum_retention_hours=hours)
+    assert store.read("series_state", version=handed).num_rows == 1
+    store.maintain(1)
+    assert store.read("series_state", version=handed).num_rows == 1
+    assert load_settings(data_dir=tmp_path, delta_vacuum_retention_hours=1)
