@@ -1,6 +1,7 @@
 from datetime import UTC, date, datetime, timedelta
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from streaming.aggregate import daily_increments, update_series_state
 from streaming.dedup import EventIdIndex
@@ -73,7 +74,7 @@ def test_dedup_drops_stored_ids_and_repeats_within_a_batch() -> None:
     assert new.column("event_id").to_pylist() == ["b"]
     index.add(new)
     assert index.new_events(events(("b", "S", "I", D1, 1))).num_rows == 0
-    assert loads == [[D1]]  # each day read from the table once
+    assert loads == [[D1 - timedelta(days=k) for k in (3, 2, 1, 0)]]  # the window, read once
 
 
 def test_dedup_forgets_days_outside_the_window_and_reloads_them() -> None:
@@ -86,10 +87,10 @@ def test_dedup_forgets_days_outside_the_window_and_reloads_them() -> None:
         )
 
     index = EventIdIndex(load, window_days=1)
-    index.add(events(("a", "S", "I", D1, 1)))
-    index.add(events(("z", "S", "I", D1 + timedelta(days=5), 1)))
-    index.new_events(events(("a", "S", "I", D1, 1)))
-    assert calls[-1] == [D1]
+    index.add(index.new_events(events(("a", "S", "I", D1, 1))))
+    index.add(index.new_events(events(("z", "S", "I", D1 + timedelta(days=5), 1))))
+    assert index.new_events(events(("a", "S", "I", D1, 1))).num_rows == 1  # D1 is forgotten...
+    assert calls[-1] == [D1]  # ...and read again from the table, alone
 
 
 def test_dedup_after_a_replay_still_loads_what_earlier_batches_stored() -> None:
@@ -110,6 +111,19 @@ def test_dedup_keeps_kafka_order_across_days() -> None:
         ("b", "S", "I", D1, 1),
         ("a", "S", "I", D2, 1),
         ("c", "S", "I", D2, 1),
-        ("a", "S", "I", D1, 1),  # the same id on another day is another event
+        ("a", "S", "I", D1, 1),  # a retry with another sale day is the same event
     )
-    assert index.new_events(batch).column("event_id").to_pylist() == ["a", "b", "c", "a"]
+    assert index.new_events(batch).column("event_id").to_pylist() == ["a", "b", "c"]
+
+
+def test_an_event_id_is_one_event_whatever_its_sale_day() -> None:
+    d0 = D2 - timedelta(days=3)
+    stored = pa.table({"event_id": ["old"], "sale_date": [d0]})
+    index = EventIdIndex(
+        lambda days: stored.filter(pc.is_in(stored["sale_date"], pa.array(days))), 3
+    )
+    # Stored three days before, retried with another day, seen by a fresh driver.
+    assert index.new_events(events(("old", "S", "I", D2, 1))).num_rows == 0
+    index.add(index.new_events(events(("x", "S", "I", D1, 1))))
+    retries = events(("x", "S", "I", D2, 1), ("y", "S", "I", d0, 1), ("old", "S", "I", D1, 1))
+    assert index.new_events(retries).column("event_id").to_pylist() == ["y"]

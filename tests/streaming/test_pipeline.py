@@ -125,6 +125,26 @@ def test_pos_retries_are_stored_once_across_batches(make_settings: Callable[...,
     assert totals(settings)["events"] == ["a", "b", "c"]
 
 
+def test_a_retry_with_another_sale_day_is_stored_once(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings()
+    p = pipeline(settings)
+    p.process(raw([sale("a", day="2024-03-02", quantity=2)]), 0)
+    # The POS resends "a" with a corrected clock: another sold_at day, the same sale.
+    report = p.process(raw([sale("a", day="2024-03-04", quantity=2)], first_offset=1), 1)
+    assert (report.stored, report.duplicates) == (0, 1)
+    restarted = pipeline(settings)  # a fresh driver: nothing in memory yet
+    batch = raw([sale("a", day="2024-03-03", quantity=2), sale("b", day="2024-03-04")], 2)
+    assert restarted.process(batch, 2).stored == 1
+    assert totals(settings) == {
+        "events": ["a", "b"],
+        "units": 3.0,
+        "event_count": 2,
+        "series_events": 2,
+    }
+
+
 def test_every_kind_of_bad_input_is_quarantined_and_sent_to_the_dlq(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
