@@ -10,7 +10,8 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from datetime import UTC, date, datetime
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -25,6 +26,12 @@ from streaming.trigger import Due, due_series
 __all__ = ["Handoff", "HandoffReport", "RetrainClient"]
 
 log = logging.getLogger("shelfcast.handoff")
+
+# Forecasts generated this many days ago or later are rebuilt into the served cache at start.
+# Their points end a horizon (28 days by default) after their data; an older forecast has been
+# scored on every day that had actuals, and its drift ratio is in series_state.
+SERVED_DAYS = 60
+_SERIES_VERSION = ["store_id", "item_id", "model_version"]
 
 
 class RetrainClient(Protocol):
@@ -49,6 +56,7 @@ class Handoff:
         client: RetrainClient,
         app_id: Callable[[], str],
         lock: AbstractContextManager[Any] | None = None,
+        served_days: int = SERVED_DAYS,
     ) -> None:
         self.store = store
         self.thresholds = thresholds
@@ -58,7 +66,7 @@ class Handoff:
         self.served: dict[str, Served] = {}
         self.last: HandoffReport = HandoffReport()
         self.listeners: list[Callable[[HandoffReport], None]] = []
-        self._load_served()
+        self._load_served(served_days)
 
     # entry points ---------------------------------------------------------------------------
 
@@ -88,14 +96,14 @@ class Handoff:
         except Exception as exc:  # the stream must not stop because Ray is away
             log.warning("cannot read retrain updates (%s); retrying next batch", exc)
             updates = []
-        published = self._record_forecasts(updates, app, batch_id, now)
+        published, forecasts_stored = self._record_forecasts(updates, app, batch_id)
         state = self.store.series_state()  # rows shared with the store's mirror: see _edit
         last_days = {
             k: state[k]["last_sale_day"]
             for k in (f"{s}|{i}" for s, i in changed)
             if k in state and state[k]["last_sale_day"]
         }
-        drifted = self._record_drift(changed, last_days, app, batch_id, now)
+        drifted, drift_stored = self._record_drift(changed, last_days, app, batch_id, now)
         touched = self._apply_updates(state, updates)
         for key in drifted:
             if key in state:
@@ -119,11 +127,18 @@ class Handoff:
                 last_error=None,
             )
             touched.add(d.key)
+        state_stored = True
         if touched:
             rows = pa.Table.from_pylist([state[k] for k in sorted(touched)], schema=SERIES_STATE)
-            self.store.upsert_series_once(rows, app, batch_id)
-        if updates:
+            state_stored = self.store.upsert_series_once(rows, app, batch_id)
+        if updates and forecasts_stored and drift_stored and state_stored:
             self.client.ack_updates(max(u["seq"] for u in updates))
+        elif updates:
+            # A replayed batch: its writes had landed before, without what arrived since. The
+            # news stays on the coordinator and the next batch (another id) stores it.
+            log.info(
+                "batch %d of %s was stored before: retrain news left for the next", batch_id, app
+            )
         self._clear_forced(due, thresholds.force)
         self.last = HandoffReport(
             at=now.isoformat(),
@@ -168,19 +183,25 @@ class Handoff:
         return touched
 
     def _record_forecasts(
-        self, updates: list[dict[str, Any]], app: str, batch_id: int, now: datetime
-    ) -> int:
-        rows = []
+        self, updates: list[dict[str, Any]], app: str, batch_id: int
+    ) -> tuple[int, bool]:
+        """Store the forecasts of finished retrains; (series published, whether stored).
+
+        The served cache changes only once the rows are stored: a skipped write (a replayed
+        batch) or a failed one leaves them to be recorded again."""
+        rows: list[dict[str, Any]] = []
+        served: dict[str, Served] = {}
         for u in updates:
             message = u.get("forecast")
             if u["status"] != "done" or not message:
                 continue
             key = f"{u['store_id']}|{u['item_id']}"
             version = int(message["model_version"])
-            if key in self.served and self.served[key].model_version >= version:
+            known = served.get(key) or self.served.get(key)
+            if known is not None and known.model_version >= version:
                 continue  # already recorded (a re-read after a crash)
             points = {date.fromisoformat(p["date"]): float(p["yhat"]) for p in message["points"]}
-            self.served[key] = Served(
+            served[key] = Served(
                 version, points, message.get("validation_mase"), u.get("mase_scale")
             )
             for p in message["points"]:
@@ -200,11 +221,13 @@ class Handoff:
                         "generated_at": datetime.fromisoformat(message["generated_at"]),
                     }
                 )
-        if rows:
-            self.store.append_once(
-                "forecasts", pa.Table.from_pylist(rows, schema=FORECASTS), app, batch_id
-            )
-        return len({(r["store_id"], r["item_id"]) for r in rows})
+        if not rows:
+            return 0, True
+        table = pa.Table.from_pylist(rows, schema=FORECASTS)
+        if not self.store.append_once("forecasts", table, app, batch_id):
+            return 0, False
+        self.served.update(served)
+        return len(served), True
 
     def _record_drift(
         self,
@@ -213,10 +236,13 @@ class Handoff:
         app: str,
         batch_id: int,
         now: datetime,
-    ) -> dict[str, int]:
+    ) -> tuple[dict[str, int], bool]:
+        """Store the live errors of new complete days; (days per series, whether stored).
+
+        Scored on copies of the served entries, which replace them once the rows are stored."""
         keys = [f"{s}|{i}" for s, i in changed if f"{s}|{i}" in self.served]
         if not keys:
-            return {}
+            return {}, True
         days = sorted({d for k in keys for d in self.served[k].points})
         actuals: dict[str, dict[date, float]] = {k: {} for k in keys}
         daily = self.store.read(
@@ -226,9 +252,9 @@ class Handoff:
             found_for = actuals.get(f"{r['store_id']}|{r['item_id']}")
             if found_for is not None:
                 found_for[r["day"]] = r["units"]
-        rows, counts = [], {}
+        rows, counts, scored = [], {}, {}
         for key in keys:
-            served = self.served[key]
+            served = replace(self.served[key], errors=list(self.served[key].errors))
             found = drift_errors(served, actuals[key], last_days.get(key, date.min))
             store_id, _, item_id = key.partition("|")
             for day, actual, yhat, error in found:
@@ -247,9 +273,14 @@ class Handoff:
                 )
             if found:
                 counts[key] = len(found)
-        if rows:
-            self.store.append_once("drift", pa.Table.from_pylist(rows, schema=DRIFT), app, batch_id)
-        return counts
+                scored[key] = served
+        if not rows:
+            return {}, True
+        table = pa.Table.from_pylist(rows, schema=DRIFT)
+        if not self.store.append_once("drift", table, app, batch_id):
+            return {}, False
+        self.served.update(scored)
+        return counts, True
 
     def _clear_forced(self, due: list[Due], forced: tuple[str, ...]) -> None:
         sent = {d.key for d in due} & set(forced)
@@ -257,19 +288,37 @@ class Handoff:
             left = [k for k in forced if k not in sent]
             self.thresholds.set({"force": ",".join(left)}, who="shelfcast-service")
 
-    def _load_served(self) -> None:
-        """Rebuild the cache of served forecasts and their live errors from Delta."""
-        forecasts = self.store.read("forecasts")
-        if forecasts.num_rows:
-            for r in forecasts.to_pylist():
-                key = f"{r['store_id']}|{r['item_id']}"
-                served = self.served.get(key)
-                if served is None or served.model_version < r["model_version"]:
-                    served = Served(r["model_version"], {}, r["validation_mase"], r["mase_scale"])
-                    self.served[key] = served
-                if served.model_version == r["model_version"]:
-                    served.points[r["day"]] = r["yhat"]
-        drift = self.store.read("drift")
+    def _load_served(self, days: int) -> None:
+        """Rebuild the cache of served forecasts and their live errors from Delta: only the
+        forecasts generated in the last ``days`` days and the errors recorded since, never the
+        whole tables (they grow with every retrain; their files' statistics skip the rest)."""
+        since = datetime.now(UTC) - timedelta(days=days)
+        forecasts = self.store.read(
+            "forecasts",
+            [
+                "store_id",
+                "item_id",
+                "model_version",
+                "day",
+                "yhat",
+                "validation_mase",
+                "mase_scale",
+            ],
+            [("generated_at", ">=", since)],
+        )
+        for r in forecasts.to_pylist():
+            key = f"{r['store_id']}|{r['item_id']}"
+            served = self.served.get(key)
+            if served is None or served.model_version < r["model_version"]:
+                served = Served(r["model_version"], {}, r["validation_mase"], r["mase_scale"])
+                self.served[key] = served
+            if served.model_version == r["model_version"]:
+                served.points[r["day"]] = r["yhat"]
+        drift = self.store.read(
+            "drift",
+            [*_SERIES_VERSION, "day", "scaled_error"],
+            [("recorded_at", ">=", since)],  # a loaded forecast's errors are all younger
+        )
         for r in sorted(drift.to_pylist(), key=lambda r: r["day"]):
             served = self.served.get(f"{r['store_id']}|{r['item_id']}")
             if served is not None and served.model_version == r["model_version"]:

@@ -1,0 +1,195 @@
+"""The hand-off on real Delta tables: retrain news acknowledged only once stored, and the
+served-forecast cache rebuilt from a bounded read."""
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from deltalake import DeltaTable
+
+from streaming.aggregate import update_series_state
+from streaming.handoff import Handoff
+from streaming.pipeline import BatchReport
+from streaming.schemas import DRIFT, FORECASTS
+from streaming.tables import TableStore
+from streaming.thresholds import ThresholdStore
+
+pytestmark = pytest.mark.integration
+
+DAY = date(2024, 3, 4)
+NOW = datetime.now(UTC)
+SERIES = [("S1", "I1"), ("S1", "I2")]
+
+
+class Coordinator:
+    """The retrain side as the hand-off sees it: news kept until acknowledged."""
+
+    def __init__(self) -> None:
+        self.updates: list[dict[str, Any]] = []
+        self.seq = 0
+
+    def submit(self, due: list[tuple[str, str, float]], version: int) -> None:
+        pass
+
+    def peek_updates(self) -> list[dict[str, Any]]:
+        return list(self.updates)
+
+    def ack_updates(self, seq: int) -> None:
+        self.updates = [u for u in self.updates if u["seq"] > seq]
+
+    def finish(self, store_id: str, item_id: str, model_version: int) -> None:
+        self.seq += 1
+        points = [
+            {
+                "date": (DAY + timedelta(days=k)).isoformat(),
+                "yhat": 2.0,
+                "yhat_lower": 1.0,
+                "yhat_upper": 3.0,
+            }
+            for k in range(1, 8)
+        ]
+        self.updates.append(
+            {
+                "seq": self.seq,
+                "store_id": store_id,
+                "item_id": item_id,
+                "status": "done",
+                "at": NOW.timestamp(),
+                "seconds": 1.0,
+                "model_version": str(model_version),
+                "error": None,
+                "mase_scale": 1.0,
+                "forecast": {
+                    "model_version": model_version,
+                    "points": points,
+                    "data_through": DAY.isoformat(),
+                    "method": "tuned",
+                    "validation_mase": 0.8,
+                    "generated_at": NOW.isoformat(),
+                },
+            }
+        )
+
+
+def tables(root: Path) -> TableStore:
+    store = TableStore(root / "delta")
+    store.ensure()
+    if not store.series_state():
+        events = pa.table(
+            {
+                "store_id": [s for s, _ in SERIES],
+                "item_id": [i for _, i in SERIES],
+                "sale_date": pa.array([DAY] * len(SERIES), pa.date32()),
+                "sold_at": pa.array([NOW] * len(SERIES), pa.timestamp("us", tz="UTC")),
+                "kafka_timestamp": pa.array([NOW] * len(SERIES), pa.timestamp("us", tz="UTC")),
+            }
+        )
+        store.upsert_series_once(
+            update_series_state(store.series_rows(SERIES), events, 0, NOW), "ingest", 0
+        )
+    return store
+
+
+def batch(batch_id: int, store: TableStore) -> BatchReport:
+    return BatchReport(
+        batch_id=batch_id,
+        records=0,
+        stored=0,
+        duplicates=0,
+        quarantined=0,
+        series=0,
+        seconds=0.0,
+        replayed=batch_id < 6,
+        daily_version=int(store.table("daily_sales").version()),
+        changed_series=(),
+    )
+
+
+def forecast_rows(root: Path) -> list[tuple[str, str, int]]:
+    rows = DeltaTable(str(root / "delta" / "forecasts")).to_pyarrow_table().to_pylist()
+    return sorted((r["store_id"], r["item_id"], r["model_version"]) for r in rows)
+
+
+def test_news_is_acknowledged_only_once_stored_across_a_replayed_batch(tmp_path: Path) -> None:
+    coordinator = Coordinator()
+    store = tables(tmp_path)
+    coordinator.finish("S1", "I1", 1)
+    Handoff(store, ThresholdStore(tmp_path), coordinator, lambda: "app").after_batch(
+        batch(5, store)
+    )
+    assert coordinator.updates == []
+    # The driver dies before Spark commits batch 5's offsets; meanwhile S1|I2 finishes.
+    coordinator.finish("S1", "I2", 1)
+    store = tables(tmp_path)
+    restarted = Handoff(store, ThresholdStore(tmp_path), coordinator, lambda: "app")
+    restarted.after_batch(batch(5, store))  # Spark replays batch 5: its writes had landed
+    assert [u["item_id"] for u in coordinator.updates] == ["I2"]  # not stored: not acked
+    assert forecast_rows(tmp_path) == [("S1", "I1", 1)] * 7
+
+    restarted.after_batch(batch(6, store))
+    assert coordinator.updates == []
+    assert forecast_rows(tmp_path) == [("S1", "I1", 1)] * 7 + [("S1", "I2", 1)] * 7
+    state = TableStore(tmp_path / "delta").series_state()
+    assert state["S1|I2"]["model_version"] == "1" and state["S1|I2"]["last_retrain_at"]
+
+
+def forecast(store_id: str, version: int, generated_at: datetime) -> pa.Table:
+    return pa.Table.from_pylist(
+        [
+            {
+                "store_id": store_id,
+                "item_id": "I1",
+                "model_version": version,
+                "day": DAY + timedelta(days=k),
+                "yhat": 2.0,
+                "yhat_lower": 1.0,
+                "yhat_upper": 3.0,
+                "data_through": DAY,
+                "method": "tuned",
+                "validation_mase": 0.5,
+                "mase_scale": 1.0,
+                "generated_at": generated_at,
+            }
+            for k in range(1, 4)
+        ],
+        schema=FORECASTS,
+    )
+
+
+def drift(store_id: str, version: int, recorded_at: datetime) -> pa.Table:
+    row = {
+        "store_id": store_id,
+        "item_id": "I1",
+        "model_version": version,
+        "day": DAY + timedelta(days=1),
+        "actual": 3.0,
+        "yhat": 2.0,
+        "scaled_error": 1.0,
+        "recorded_at": recorded_at,
+        "batch_id": 1,
+    }
+    return pa.Table.from_pylist([row], schema=DRIFT)
+
+
+def test_start_up_reads_recent_forecasts_and_drift_not_the_whole_tables(tmp_path: Path) -> None:
+    store = TableStore(tmp_path / "delta")
+    store.ensure()
+    long_ago = NOW - timedelta(days=400)
+    store.append_once("forecasts", forecast("OLD", 1, long_ago), "x", 1)
+    store.append_once("drift", drift("OLD", 1, long_ago), "x", 1)
+    store.append_once("forecasts", forecast("NEW", 2, NOW - timedelta(days=1)), "x", 2)
+    store.append_once("drift", drift("NEW", 2, NOW), "x", 2)
+    # Years of history the start-up must not read: its files are gone, so a read would fail.
+    for name in ("forecasts", "drift"):
+        for uri in DeltaTable(str(tmp_path / "delta" / name), version=1).file_uris():
+            Path(uri.removeprefix("file://")).unlink()
+
+    handoff = Handoff(
+        TableStore(tmp_path / "delta"), ThresholdStore(tmp_path), Coordinator(), lambda: "app"
+    )
+    assert set(handoff.served) == {"NEW|I1"}
+    served = handoff.served["NEW|I1"]
+    assert (served.model_version, len(served.points), served.errors) == (2, 3, [1.0])
+    assert served.drift_ratio == 2.0
