@@ -179,6 +179,11 @@ def cmd_thresholds(args: argparse.Namespace) -> int:
     from streaming.thresholds import ThresholdStore
 
     store = ThresholdStore(_settings(args).data_dir)
+    if args.values and args.action != "set":
+        raise ShelfcastError(
+            f"'thresholds {args.action}' takes no KEY=VALUE; to change values run "
+            f"'shelfcast thresholds set {' '.join(args.values)}'."
+        )
     if args.action == "set":
         changes = {}
         for item in args.values:
@@ -194,7 +199,7 @@ def cmd_thresholds(args: argparse.Namespace) -> int:
     elif args.action == "history":
         for entry in store.history():
             print(
-                f"{entry['at'][:19]}  {entry['by']:<12} {entry['key']}: "
+                f"{str(entry['at'])[:19]}  {entry['by']!s:<12} {entry['key']}: "
                 f"{json.dumps(entry['old'])} -> {json.dumps(entry['new'])}"
             )
         return 0

@@ -41,6 +41,11 @@ class Metrics:
         self.published = Counter(
             "shelfcast_forecasts_published", "Forecasts confirmed on the topic", registry=r
         )
+        self.thresholds_unreadable = Counter(
+            "shelfcast_thresholds_unreadable",
+            "Micro-batches that kept the last good thresholds (the file did not read)",
+            registry=r,
+        )
         self.drift = Histogram(
             "shelfcast_drift_ratio",
             "Live error over validation error, per update",
@@ -56,6 +61,7 @@ class Metrics:
 
     def on_handoff(self, report: dict[str, Any]) -> None:
         self.submitted.inc(report.get("submitted", 0))
+        self.thresholds_unreadable.inc(report.get("thresholds_unreadable", 0))
         self.published.inc(report.get("published", 0))
         for seconds in report.get("retrain_seconds", []):
             self.retrain_seconds.observe(seconds)

@@ -109,7 +109,9 @@ class Handoff:
             if key in state:
                 _edit(state, key)["drift_ratio"] = self.served[key].drift_ratio
                 touched.add(key)
+        unreadable = self.thresholds.failures
         thresholds = self.thresholds.load()
+        unreadable = self.thresholds.failures - unreadable
         due = due_series(state.values(), thresholds, now)
         if due:
             try:
@@ -149,6 +151,7 @@ class Handoff:
             retrain_seconds=[u["seconds"] for u in updates if u["status"] == "done"],
             drift_ratios=[self.served[k].drift_ratio for k in drifted],
             due=[d.key for d in due][:20],
+            thresholds_unreadable=unreadable,
         )
         for listener in self.listeners:
             listener(self.last)
@@ -285,8 +288,7 @@ class Handoff:
     def _clear_forced(self, due: list[Due], forced: tuple[str, ...]) -> None:
         sent = {d.key for d in due} & set(forced)
         if sent:
-            left = [k for k in forced if k not in sent]
-            self.thresholds.set({"force": ",".join(left)}, who="shelfcast-service")
+            self.thresholds.unforce(sent, who="shelfcast-service")
 
     def _load_served(self, days: int) -> None:
         """Rebuild the cache of served forecasts and their live errors from Delta: only the

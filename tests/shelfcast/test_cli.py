@@ -67,3 +67,31 @@ def test_no_command_prints_a_plotly_error() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert "plotly" not in done.stderr
+
+
+def test_thresholds_refuses_values_it_would_ignore(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = ["--data-dir", str(tmp_path)]
+    assert main(["thresholds", "set", *data]) == 2
+    assert "Nothing to set" in capsys.readouterr().err
+    assert main(["thresholds", "show", "min_new_events=5", *data]) == 2
+    assert "thresholds set min_new_events=5" in capsys.readouterr().err
+    assert not (tmp_path / "thresholds.json").exists()
+
+
+def test_thresholds_history_skips_a_corrupt_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = ["--data-dir", str(tmp_path)]
+    assert main(["thresholds", "set", "min_new_events=5", *data]) == 0
+    with (tmp_path / "thresholds-audit.jsonl").open("a") as audit:
+        audit.write('{"at": "2024-01\n')
+    assert main(["thresholds", "set", "min_new_days=3", *data]) == 0
+    capsys.readouterr()
+    assert main(["thresholds", "history", *data]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(None, 2)[2] for line in lines] == [
+        "min_new_events: 1 -> 5",
+        "min_new_days: 1 -> 3",
+    ]

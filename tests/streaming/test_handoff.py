@@ -193,3 +193,17 @@ def test_start_up_reads_recent_forecasts_and_drift_not_the_whole_tables(tmp_path
     served = handoff.served["NEW|I1"]
     assert (served.model_version, len(served.points), served.errors) == (2, 3, [1.0])
     assert served.drift_ratio == 2.0
+
+
+def test_the_service_clears_only_what_it_handed_over_from_force(tmp_path: Path) -> None:
+    store = tables(tmp_path)
+    operator = ThresholdStore(tmp_path)
+    operator.set({"force": "S1|I1"})
+
+    class Busy(Coordinator):
+        def submit(self, due: list[tuple[str, str, float]], version: int) -> None:
+            # An operator forces another series while the hand-off is under way.
+            operator.set({"force": "S1|I1,S1|I2"})
+
+    Handoff(store, ThresholdStore(tmp_path), Busy(), lambda: "app").after_batch(batch(6, store))
+    assert ThresholdStore(tmp_path).load().force == ("S1|I2",)

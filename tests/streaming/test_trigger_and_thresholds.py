@@ -133,3 +133,62 @@ def test_a_hand_edited_infinity_keeps_the_last_good_thresholds(tmp_path: Path) -
     assert store.load().cooldown_seconds == 60
     store.path.write_text('{"busy_timeout_seconds": NaN}')
     assert store.load().busy_timeout_seconds == Thresholds().busy_timeout_seconds
+
+
+def test_a_file_that_cannot_be_decoded_or_read_keeps_the_last_good_thresholds(
+    tmp_path: Path,
+) -> None:
+    store = ThresholdStore(tmp_path)
+    store.set({"min_new_events": "7"})
+    store.path.write_bytes(b'{"min_new_events": "\xff\xfe"}')  # not UTF-8
+    assert store.load().min_new_events == 7
+    store.path.unlink()
+    store.path.mkdir()  # unreadable as a file
+    assert store.load().min_new_events == 7
+    assert store.failures == 2
+
+
+def _set_many(data_dir: Path, key: str, offset: int) -> None:
+    store = ThresholdStore(data_dir)
+    for value in range(20):
+        store.set({key: str(value + offset)}, who=key)
+
+
+def test_concurrent_writers_never_lose_each_others_change(tmp_path: Path) -> None:
+    import multiprocessing
+
+    keys = ["min_new_events", "min_new_days", "cooldown_seconds", "max_series_per_wave"]
+    context = multiprocessing.get_context("fork")
+    procs = [context.Process(target=_set_many, args=(tmp_path, key, 2)) for key in keys]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(60)
+    assert [proc.exitcode for proc in procs] == [0] * len(keys)
+    final = ThresholdStore(tmp_path).load().model_dump()
+    assert {key: final[key] for key in keys} == dict.fromkeys(keys, 21)
+    assert len(ThresholdStore(tmp_path).history(limit=1000)) == 20 * len(keys)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_clearing_forced_series_keeps_what_an_operator_forced_meanwhile(tmp_path: Path) -> None:
+    service, operator = ThresholdStore(tmp_path), ThresholdStore(tmp_path)
+    operator.set({"force": "S1|I1,S1|I2"})
+    assert service.load().force == ("S1|I1", "S1|I2")
+    operator.set({"force": "S1|I1,S1|I2,S2|I9"})  # after the service read the file
+    service.unforce({"S1|I1"}, who="shelfcast-service")
+    assert ThresholdStore(tmp_path).load().force == ("S1|I2", "S2|I9")
+
+
+def test_history_skips_lines_that_are_not_entries(tmp_path: Path) -> None:
+    store = ThresholdStore(tmp_path)
+    store.set({"min_new_events": "5"}, who="ops")
+    with store.audit_path.open("a") as audit:
+        audit.write('{"at": "2024-\n[1, 2]\n{"at": 1}\n')
+    store.set({"min_new_days": "2"}, who="ops")
+    assert [(h["key"], h["new"]) for h in store.history()] == [
+        ("min_new_events", 5),
+        ("min_new_days", 2),
+    ]
+    with pytest.raises(StreamingError, match="Nothing to set"):
+        store.set({})
