@@ -9,6 +9,7 @@ Kafka clients are never pickled with the reader: the driver side creates its own
 each Python worker keeps one consumer in a module-level cache.
 """
 
+import logging
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -44,6 +45,7 @@ _ARROW_SCHEMA = pa.schema(
         ("timestamp", pa.timestamp("us", tz="UTC")),
     ]
 )
+log = logging.getLogger("shelfcast.ingest")
 _CHUNK = 10_000
 _EOF = KafkaError._PARTITION_EOF  # noqa: SLF001 - librdkafka's public code, private name
 _STALL_SECONDS = 30.0
@@ -127,7 +129,7 @@ class KafkaStreamReader(DataSourceStreamReader):
                 raise KafkaSourceError(
                     f"Topic {self.topic!r} is not readable: {topic.error}. "
                     "Create it ('shelfcast up' does) or fix SHELFCAST_TOPIC_POS_SALES."
-                )
+                ) from KafkaException(topic.error)
             return {
                 p: consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)
                 for p in sorted(topic.partitions)
@@ -150,7 +152,15 @@ class KafkaStreamReader(DataSourceStreamReader):
         return ReadMaxRows(self.max_rows) if self.max_rows else ReadAllAvailable()
 
     def latestOffset(self, start: Offsets, limit: ReadLimit) -> Offsets:
-        ends, floors = self._ends()
+        try:
+            ends, floors = self._ends()
+        except KafkaSourceError as exc:
+            if not start or not isinstance(exc.__cause__, KafkaException):
+                raise
+            # A broker restart or a topic being recreated: nothing new this trigger, and the
+            # next one asks again (Spark's own source retries such errors the same way).
+            log.warning("no offsets this trigger: %s", exc)
+            return dict(start)
         lost = data_loss(start, ends, floors)
         if lost:
             if self.fail_on_loss:

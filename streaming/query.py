@@ -22,7 +22,7 @@ from streaming.spark import spark_session
 from streaming.tables import TableStore
 from streaming.validate import Limits
 
-__all__ = ["build_pipeline", "run_ingest", "start_query", "stop_gracefully"]
+__all__ = ["build_pipeline", "explain_failure", "run_ingest", "start_query", "stop_gracefully"]
 
 log = logging.getLogger("shelfcast.ingest")
 
@@ -68,6 +68,23 @@ def stop_gracefully(query: StreamingQuery, timeout: float = 120.0) -> None:
     query.stop()
 
 
+def explain_failure(message: str) -> str:
+    """What to do about a failed query, in Shelfcast's terms (Spark's text names its options)."""
+    first = message.strip().splitlines()[0] if message.strip() else "unknown error"
+    if "failOnDataLoss" in message or "SHELFCAST_INGEST_ON_DATA_LOSS" in message:
+        reason = next((line for line in message.splitlines() if "Reason:" in line), first)
+        return (
+            f"The ingest query stopped because Kafka offsets no longer match its checkpoint "
+            f"({reason.strip()}): events may have been lost. To go on from the earliest offset "
+            "the broker still has, set SHELFCAST_INGEST_ON_DATA_LOSS=earliest and start again; "
+            "to start over, delete the ingest checkpoint."
+        )
+    return (
+        f"The ingest query failed: {first}. Fix the cause and start it again: it resumes from "
+        "its checkpoint without losing or duplicating events."
+    )
+
+
 def run_ingest(
     settings: Settings,
     stop: threading.Event,
@@ -90,10 +107,7 @@ def run_ingest(
                 if query.awaitTermination(1):
                     break
             except StreamingQueryException as exc:
-                raise IngestError(
-                    f"The ingest query failed: {exc}. Fix the cause and start it again: it "
-                    "resumes from its checkpoint without losing or duplicating events."
-                ) from exc
+                raise IngestError(explain_failure(str(exc))) from exc
     finally:
         if query.isActive:
             stop_gracefully(query)

@@ -14,7 +14,7 @@ import pytest
 from deltalake import DeltaTable
 
 from shelfcast.settings import Settings
-from streaming.query import build_pipeline, start_query, stop_gracefully
+from streaming.query import build_pipeline, explain_failure, start_query, stop_gracefully
 from tests.conftest import sale
 
 pytestmark = pytest.mark.integration
@@ -146,3 +146,111 @@ def test_exactly_once_across_kill_minus_nine(
     assert f"ingest source: {'kafka' if source == 'kafka' else 'shelfcast_kafka'}" in (
         log.read_text()
     )
+
+
+def _recreate_topic(settings: Settings) -> None:
+    from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
+
+    from shelfcast.kafka import client_config, ensure_topics
+
+    admin = AdminClient(client_config(settings))
+    for future in admin.delete_topics([settings.topic_pos_sales]).values():
+        future.result(30)
+    deadline = time.monotonic() + 30
+    while True:  # deletion is asynchronous: the name is free a moment later
+        try:
+            ensure_topics(settings)
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+@SOURCES
+def test_offsets_that_go_backwards_stop_the_query_with_what_to_do(
+    spark: Any, make_settings: Callable[..., Settings], produce: Callable[..., int], source: str
+) -> None:
+    settings = make_settings(ingest_source=source, topic_partitions=1)
+    query = start_query(spark, settings, build_pipeline(settings))
+    try:
+        produce(settings, [sale(f"a{i}") for i in range(30)])
+        wait_for(lambda: len(stored_ids(settings)) == 30, 90, "30 stored events")
+        _recreate_topic(settings)
+        produce(settings, [sale(f"b{i}") for i in range(5)])
+        wait_for(lambda: not query.isActive, 60, "the query to stop")
+        error = explain_failure(str(query.exception()))
+    finally:
+        if query.isActive:
+            query.stop()
+    assert len(stored_ids(settings)) == 30, "nothing of the new topic stored"
+    assert "set SHELFCAST_INGEST_ON_DATA_LOSS=earliest" in error, error
+    assert "offset" in error
+
+
+@SOURCES
+def test_offsets_that_go_backwards_resume_from_earliest_when_asked(
+    spark: Any, make_settings: Callable[..., Settings], produce: Callable[..., int], source: str
+) -> None:
+    settings = make_settings(
+        ingest_source=source, topic_partitions=1, ingest_on_data_loss="earliest"
+    )
+    query = start_query(spark, settings, build_pipeline(settings))
+    try:
+        produce(settings, [sale(f"a{i}") for i in range(30)])
+        wait_for(lambda: len(stored_ids(settings)) == 30, 90, "30 stored events")
+        _recreate_topic(settings)
+        produce(settings, [sale(f"b{i}") for i in range(5)])
+        time.sleep(3)  # the query has seen the new topic's offsets by now
+        produce(settings, [sale(f"c{i}") for i in range(5)])
+        # Ours re-reads the recreated topic from its start. Spark's own source (its
+        # failOnDataLoss=false) logs the loss and goes on from the offsets it finds: records
+        # written below the old position before it noticed are skipped.
+        expected = {f"c{i}" for i in range(5)} | (
+            {f"b{i}" for i in range(5)} if source == "python" else set()
+        )
+        wait_for(lambda: expected <= set(stored_ids(settings)), 60, "the new topic's events")
+        assert query.isActive
+    finally:
+        stop_gracefully(query)
+
+
+@SOURCES
+@pytest.mark.parametrize("policy", ["fail", "earliest"])
+def test_records_deleted_before_they_were_read_are_never_skipped_silently(
+    spark: Any,
+    make_settings: Callable[..., Settings],
+    produce: Callable[..., int],
+    source: str,
+    policy: str,
+) -> None:
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
+
+    from shelfcast.kafka import client_config
+
+    settings = make_settings(ingest_source=source, topic_partitions=1, ingest_on_data_loss=policy)
+    query = start_query(spark, settings, build_pipeline(settings))
+    produce(settings, [sale(f"a{i}") for i in range(30)])
+    wait_for(lambda: len(stored_ids(settings)) == 30, 90, "30 stored events")
+    stop_gracefully(query)
+    produce(settings, [sale(f"b{i}") for i in range(20)])  # offsets 30-49, not read yet
+    # Retention, made to happen now: the log starts at 40.
+    admin = AdminClient(client_config(settings))
+    for future in admin.delete_records([TopicPartition(settings.topic_pos_sales, 0, 40)]).values():
+        future.result(30)
+    query = start_query(spark, settings, build_pipeline(settings))
+    try:
+        if policy == "fail":
+            wait_for(lambda: not query.isActive, 60, "the query to stop")
+            assert "SHELFCAST_INGEST_ON_DATA_LOSS=earliest" in explain_failure(
+                str(query.exception())
+            )
+            assert len(stored_ids(settings)) == 30
+        else:
+            kept = {f"b{i}" for i in range(10, 20)}
+            wait_for(lambda: kept <= set(stored_ids(settings)), 60, "the records still there")
+            assert len(stored_ids(settings)) == 40
+    finally:
+        if query.isActive:
+            stop_gracefully(query)
