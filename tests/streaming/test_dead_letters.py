@@ -5,16 +5,20 @@ import hashlib
 import json
 import logging
 import os
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import pyarrow as pa
 import pytest
+from deltalake import DeltaTable
 
 from contracts import DeadLetter, load_schema
 from shelfcast.kafka import producer_config
 from shelfcast.settings import Settings
 from streaming.dead_letters import DeadLetterTopic
+from streaming.query import build_pipeline, start_query, stop_gracefully
 from streaming.schemas import QUARANTINE
 from tests.conftest import read_topic, sale
 from tests.streaming.test_pipeline import pipeline, raw, totals
@@ -44,8 +48,6 @@ def test_a_record_of_any_size_is_quarantined_and_the_stream_goes_on(
     assert (report.stored, report.quarantined) == (2, 3)
     assert pipeline(settings).process(raw([sale("g3")], first_offset=5), 1).stored == 1
     assert totals(settings)["events"] == ["g1", "g2", "g3"]
-
-    from deltalake import DeltaTable
 
     rows = DeltaTable(str(settings.delta_dir / "quarantine")).to_pyarrow_table().to_pylist()
     whole = {r["source_offset"]: (r["raw_key"], r["raw_value"]) for r in rows}
@@ -99,3 +101,49 @@ def test_a_letter_refused_as_too_large_goes_without_its_copy_or_is_skipped(
     assert base64.b64decode(str(sent[2]["raw_value_b64"])) == b"small"
     # Offset 3's reason alone is over the limit: logged and skipped, the batch goes on.
     assert "pos.sales/0/3 refused" in caplog.text
+
+
+def stored_ids(settings: Settings) -> list[str]:
+    path = str(settings.delta_dir / "pos_sales")
+    if not DeltaTable.is_deltatable(path):
+        return []
+    return DeltaTable(path).to_pyarrow_table(columns=["event_id"]).column(0).to_pylist()
+
+
+def quarantined(settings: Settings) -> int:
+    path = str(settings.delta_dir / "quarantine")
+    return DeltaTable(path).to_pyarrow_table(columns=["source_offset"]).num_rows
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_the_query_goes_on_past_a_record_at_the_brokers_message_limit(
+    spark: Any, make_settings: Callable[..., Settings], produce: Callable[..., int]
+) -> None:
+    settings = make_settings()
+    ingest = build_pipeline(settings)
+    query = start_query(spark, settings, ingest)
+    big = os.urandom(990_000)  # just under the producer's and broker's ~1 MB default
+    try:
+        produce(settings, [sale("before")])
+        produce(settings, [(None, big)])
+        produce(settings, [sale("after")])
+        wait_for(lambda: quarantined(settings) == 1, 120, "the record quarantined")
+        produce(settings, [sale("later")])
+        wait_for(lambda: len(stored_ids(settings)) == 3, 60, "every event after it")
+        assert query.isActive
+    finally:
+        stop_gracefully(query)
+        ingest.dead_letters.close()  # type: ignore[attr-defined]
+    quarantine = DeltaTable(str(settings.delta_dir / "quarantine")).to_pyarrow_table()
+    assert quarantine.column("raw_value").to_pylist() == [big]
+    assert sorted(stored_ids(settings)) == ["after", "before", "later"]
+    (sent,) = letters(settings, 1).values()
+    assert sent["raw_value_size"] == len(big)
