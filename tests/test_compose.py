@@ -116,7 +116,36 @@ def test_ports_and_volumes_are_wired(compose: dict[str, Any]) -> None:
 
 def test_dockerfile_pins_its_base_and_drops_root() -> None:
     text = (ROOT / "Dockerfile").read_text()
-    base = re.search(r"^FROM (\S+)", text, re.M)
-    assert base and re.search(r":\d+\.\d+\.\d+", base.group(1))
+    bases = re.findall(r"^FROM (\S+)", text, re.M)
+    assert bases and all(re.search(r":\d+\.\d+\.\d+", base) for base in bases)
     assert re.search(r"^USER (?!root)\S+", text, re.M)
     assert "-c constraints.txt" in text
+
+
+def _pom_version(pom: str, artifact: str) -> str:
+    text = (ROOT / "scripts" / "jars" / pom).read_text()
+    found = re.search(rf"<artifactId>{re.escape(artifact)}</artifactId>\s*<version>([^<]+)", text)
+    assert found, (pom, artifact)
+    return found.group(1)
+
+
+def test_compose_runs_the_versions_and_jars_the_embedded_stack_runs(
+    compose: dict[str, Any],
+) -> None:
+    """Same Kafka as the embedded broker; Spark nodes on the Shelfcast image, whose pyspark is
+    the pinned one and whose jars come from the same script and poms as scripts/setup."""
+    kafka = _pom_version("kafka-broker.pom.xml", "kafka_2.13")
+    assert compose["services"]["kafka"]["image"] == f"apache/kafka:{kafka}"
+    pins = dict(
+        line.split("==") for line in (ROOT / "constraints.txt").read_text().split() if "==" in line
+    )
+    spark = _pom_version("spark.pom.xml", "spark-sql-kafka-0-10_2.13")
+    assert pins["pyspark"] == spark
+    image = compose["services"]["shelfcast"]["image"]
+    for name in ("spark-master", "spark-worker", "ray-head", "ray-worker"):
+        assert compose["services"][name]["image"] == image, name
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "COPY scripts/jars scripts/jars" in dockerfile
+    assert "./scripts/fetch-jars" in dockerfile
+    assert "./scripts/fetch-jars" in (ROOT / "scripts" / "setup").read_text()
+    assert "SHELFCAST_JARS_DIR=/opt/shelfcast/jars" in dockerfile

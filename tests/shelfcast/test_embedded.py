@@ -1,0 +1,82 @@
+"""The embedded Apache Kafka through the CLI: down then up keeps topics and offsets; missing
+Java or jars say what to run."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from shelfcast.embedded import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def shelfcast(data_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "shelfcast.cli", *args, "--data-dir", str(data_dir)],
+        env={**os.environ, "SHELFCAST_EMBEDDED_RAY": "false", **env},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def ends(bootstrap: str, topic: str) -> list[int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "t"})
+    try:
+        return [
+            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in range(2)
+        ]
+    finally:
+        consumer.close()
+
+
+def test_down_then_up_keeps_every_topic_and_offset(tmp_path: Path) -> None:
+    bootstrap = f"127.0.0.1:{free_port()}"
+    env = {"SHELFCAST_BOOTSTRAP_SERVERS": bootstrap}
+    try:
+        up = shelfcast(tmp_path, "up", **env)
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "Apache Kafka" in up.stdout
+        producer = Producer({"bootstrap.servers": bootstrap})
+        for i in range(500):
+            producer.produce("pos.sales", key=b"%d" % i, value=b"x")
+        assert producer.flush(30) == 0
+        before = ends(bootstrap, "pos.sales")
+        assert sum(before) == 500
+        assert "stopped broker" in shelfcast(tmp_path, "down", **env).stdout
+
+        again = shelfcast(tmp_path, "up", **env)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert ends(bootstrap, "pos.sales") == before
+        assert (tmp_path / "kafka" / "logs" / "meta.properties").is_file()
+    finally:
+        shelfcast(tmp_path, "down", **env)
+
+
+def test_missing_jars_say_what_to_run(tmp_path: Path) -> None:
+    done = shelfcast(
+        tmp_path,
+        "up",
+        SHELFCAST_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}",
+        SHELFCAST_JARS_DIR=str(tmp_path / "no-jars"),
+    )
+    assert done.returncode == 2
+    assert "./scripts/setup" in done.stderr and "no-jars" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_missing_java_says_what_to_run(tmp_path: Path) -> None:
+    done = shelfcast(
+        tmp_path,
+        "up",
+        SHELFCAST_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}",
+        PATH=str(Path(sys.executable).parent),
+    )
+    assert done.returncode == 2
+    assert "No Java runtime" in done.stderr and "./scripts/setup" in done.stderr
