@@ -59,17 +59,32 @@ def _alive(pid: int) -> bool:
     return done == 0
 
 
+def _started_at(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (/proc), or None if unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Field 22; the command name (field 2) may hold spaces, so count from its closing ')'.
+    return stat.rpartition(")")[2].split()[19]
+
+
 def running(settings: Settings) -> list[ManagedProcess]:
-    """The processes ``up`` started that are still alive."""
+    """The processes ``up`` started that are still alive.
+
+    A pid file holds the pid and the process's start time: a pid reused by another process
+    after a reboot or a crash does not match, so ``down`` never signals a stranger.
+    """
     if not settings.run_dir.is_dir():
         return []
     found = []
     for pid_file in sorted(settings.run_dir.glob("*.pid")):
         try:
-            pid = int(pid_file.read_text().strip())
+            pid_text, _, started = pid_file.read_text().strip().partition(" ")
+            pid = int(pid_text)
         except (OSError, ValueError):
             continue
-        if _alive(pid):
+        if _alive(pid) and (not started or started == _started_at(pid)):
             found.append(ManagedProcess(pid_file.stem, pid))
     return found
 
@@ -125,7 +140,7 @@ def _launch(
         ) from exc
     finally:
         log.close()
-    _pid_file(settings, name).write_text(str(proc.pid))
+    _pid_file(settings, name).write_text(f"{proc.pid} {_started_at(proc.pid) or ''}".strip())
     if not wait_for_port(host, port, timeout) or proc.poll() is not None:
         stop_process(proc.pid)
         raise EmbeddedStackError(

@@ -80,3 +80,18 @@ def test_missing_java_says_what_to_run(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "No Java runtime" in done.stderr and "./scripts/setup" in done.stderr
+
+
+def test_down_never_signals_a_process_that_reused_a_pid(tmp_path: Path) -> None:
+    stranger = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        run = tmp_path / "run"
+        run.mkdir()
+        # What a stale pid file looks like once its pid went to someone else.
+        (run / "broker.pid").write_text(f"{stranger.pid} 1")
+        done = shelfcast(tmp_path, "down")
+        assert "nothing was running" in done.stdout
+        assert stranger.poll() is None, "the stranger was killed"
+    finally:
+        stranger.kill()
+        stranger.wait()
