@@ -138,9 +138,7 @@ class Handoff:
         elif updates:
             # A replayed batch: its writes had landed before, without what arrived since. The
             # news stays on the coordinator and the next batch (another id) stores it.
-            log.info(
-                "batch %d of %s was stored before: retrain news left for the next", batch_id, app
-            )
+            log.info("%s batch %d was stored before: its retrain news waits", app, batch_id)
         self._clear_forced(due, thresholds.force)
         self.last = HandoffReport(
             at=now.isoformat(),
@@ -297,15 +295,7 @@ class Handoff:
         since = datetime.now(UTC) - timedelta(days=days)
         forecasts = self.store.read(
             "forecasts",
-            [
-                "store_id",
-                "item_id",
-                "model_version",
-                "day",
-                "yhat",
-                "validation_mase",
-                "mase_scale",
-            ],
+            [*_SERIES_VERSION, "day", "yhat", "validation_mase", "mase_scale"],
             [("generated_at", ">=", since)],
         )
         for r in forecasts.to_pylist():
