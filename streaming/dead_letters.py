@@ -89,12 +89,18 @@ class DeadLetterTopic:
                     continue
                 self._send(producer, row, message, refused, failures)
             left = producer.flush(timeout)
-            again, refused = refused, []
-            for row in again:
-                self._send(producer, row, letter(row, 0), refused, failures)
-            left += producer.flush(timeout)
+            if not left:  # every first letter answered: send the refused ones again, smaller
+                again, refused = refused, []
+                for row in again:
+                    self._send(producer, row, letter(row, 0), refused, failures)
+                left = producer.flush(timeout)
         except KafkaException as exc:
             raise StreamingError(f"Publishing to {self._topic!r} failed: {exc.args[0]}") from exc
+        if left or failures:
+            raise StreamingError(
+                f"{left} dead letters unconfirmed and {len(failures)} failed on {self._topic!r} "
+                f"({failures[:1]}); the batch will be retried. Is the broker up?"
+            )
         for row in refused:
             log.error(
                 "dead letter of %s refused by %r as too large even without its raw copy; "
@@ -102,11 +108,6 @@ class DeadLetterTopic:
                 "max.message.bytes.",
                 _where(row),
                 self._topic,
-            )
-        if left or failures:
-            raise StreamingError(
-                f"{left} dead letters unconfirmed and {len(failures)} failed on {self._topic!r} "
-                f"({failures[:1]}); the batch will be retried. Is the broker up?"
             )
 
     def _send(
@@ -132,7 +133,7 @@ class DeadLetterTopic:
             lambda: producer.produce(
                 self._topic, key=key, value=message.to_json(), on_delivery=on_delivery
             ),
-            lambda exc: refused.append(row) if _too_large(exc.args[0]) else None,
+            lambda _exc: refused.append(row),
         )
 
     def close(self) -> None:
