@@ -68,15 +68,12 @@ class EventIdIndex:
         when they are first needed. Starting such a day from just these ids (a replayed batch
         after a restart) would hide everything stored on it before.
         """
-        if events.num_rows:
-            for day, event_id in zip(
-                events.column("sale_date").to_pylist(),
-                events.column("event_id").to_pylist(),
-                strict=True,
-            ):
-                loaded = self._ids.get(day)
-                if loaded is not None:
-                    loaded.add(event_id)
+        days = events.column("sale_date")
+        for day in pc.unique(days).to_pylist():
+            loaded = self._ids.get(day)
+            if loaded is not None:
+                on_day = pc.equal(days, pa.scalar(day, pa.date32()))
+                loaded.update(events.column("event_id").filter(on_day).to_pylist())
         if self._ids:
             horizon = max(self._ids) - self._window
             for day in [d for d in self._ids if d < horizon]:
