@@ -90,11 +90,19 @@ def test_healthchecks_and_dependencies(compose: dict[str, Any]) -> None:
 def test_ports_and_volumes_are_wired(compose: dict[str, Any]) -> None:
     services = compose["services"]
     published = {
-        name: {int(p.split(":")[1]) for p in service.get("ports", [])}
+        name: {int(p.split(":")[-2]) for p in service.get("ports", [])}
         for name, service in services.items()
     }
-    assert 9092 in published["kafka"] and 5000 in published["mlflow"]
-    assert 9464 in published["shelfcast"]
+    assert 5000 in published["mlflow"] and 9464 in published["shelfcast"]
+    # Internal by default, on the host's loopback at most; never Kafka or Ray's dashboard.
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            assert port.startswith("127.0.0.1:"), (name, port)
+    assert not published["kafka"] and not published["ray-head"]
+    assert "0.0.0.0" not in services["ray-head"]["command"]
+    # No password in a command line: MLflow reads its store URI from the environment.
+    mlflow = " ".join(services["mlflow"]["command"])
+    assert "--backend-store-uri" not in mlflow and "MLFLOW_BACKEND_STORE_URI=" in mlflow
     env = services["shelfcast"]["environment"]
     assert env["SHELFCAST_METRICS_PORT"] == "9464"
     assert env["SHELFCAST_BOOTSTRAP_SERVERS"] == "kafka:9092"
