@@ -158,7 +158,7 @@ def test_concurrent_writers_never_lose_each_others_change(tmp_path: Path) -> Non
     import multiprocessing
 
     keys = ["min_new_events", "min_new_days", "cooldown_seconds", "max_series_per_wave"]
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("spawn")  # no fork of a test process with threads
     procs = [context.Process(target=_set_many, args=(tmp_path, key, 2)) for key in keys]
     for proc in procs:
         proc.start()
