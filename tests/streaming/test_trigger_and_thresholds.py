@@ -150,7 +150,7 @@ def test_a_file_that_cannot_be_decoded_or_read_keeps_the_last_good_thresholds(
 
 def _set_many(data_dir: Path, key: str, offset: int) -> None:
     store = ThresholdStore(data_dir)
-    for value in range(20):
+    for value in range(50):
         store.set({key: str(value + offset)}, who=key)
 
 
@@ -166,8 +166,8 @@ def test_concurrent_writers_never_lose_each_others_change(tmp_path: Path) -> Non
         proc.join(60)
     assert [proc.exitcode for proc in procs] == [0] * len(keys)
     final = ThresholdStore(tmp_path).load().model_dump()
-    assert {key: final[key] for key in keys} == dict.fromkeys(keys, 21)
-    assert len(ThresholdStore(tmp_path).history(limit=1000)) == 20 * len(keys)
+    assert {key: final[key] for key in keys} == dict.fromkeys(keys, 51)
+    assert len(ThresholdStore(tmp_path).history(limit=1000)) == 50 * len(keys)
     assert not list(tmp_path.glob("*.tmp"))
 
 
