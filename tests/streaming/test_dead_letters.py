@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import jsonschema
 import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
@@ -33,6 +34,7 @@ def letters(settings: Settings, expect: int) -> dict[int, dict[str, object]]:
     for msg in found:
         body = json.loads(msg.value())
         DeadLetter.model_validate(body)
+        jsonschema.validate(body, load_schema("dead_letter", 1))
         out[body["source_offset"]] = body
     assert len(out) == expect
     return out
