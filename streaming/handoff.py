@@ -171,6 +171,12 @@ class Handoff:
                 continue
             row = _edit(state, key)
             row["status"] = "failed" if u["status"] == "poison" else u["status"]
+            if u["status"] in ("queued", "running"):
+                # News of work the driver did not hand over (``shelfcast retrain``) starts the
+                # busy timeout too; without a time the row stayed busy for ever.
+                at = datetime.fromtimestamp(u["at"], UTC)
+                last = row.get("last_submitted_at")
+                row["last_submitted_at"] = at if last is None else max(last, at)
             if u["status"] in ("done", "poison") or u.get("error"):
                 row["last_error"] = u.get("error")
             if u["status"] == "done":

@@ -107,8 +107,12 @@ def due_series(rows: Iterable[Mapping[str, Any]], t: Thresholds, now: datetime) 
             due.append(Due(row["store_id"], row["item_id"], float("inf"), "forced by ops"))
             continue
         last = row.get("last_submitted_at")
-        if row.get("status") in _BUSY and (
-            last is None or (now - last).total_seconds() < t.busy_timeout_seconds
+        # A busy row with no time (an older release's) would otherwise wait for ever: its
+        # timeout counts as passed.
+        if (
+            row.get("status") in _BUSY
+            and last is not None
+            and (now - last).total_seconds() < t.busy_timeout_seconds
         ):
             continue
         reason = _reason(row, t, now)

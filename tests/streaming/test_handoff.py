@@ -28,10 +28,24 @@ class Coordinator:
 
     def __init__(self) -> None:
         self.updates: list[dict[str, Any]] = []
+        self.submitted: list[str] = []
         self.seq = 0
 
-    def submit(self, due: list[tuple[str, str, float]], version: int) -> None:
-        pass
+    def submit(self, due: list[tuple[str, str, float, int]], version: int) -> None:
+        self.submitted.extend(f"{d[0]}|{d[1]}" for d in due)
+
+    def note(self, store_id: str, item_id: str, status: str, at: datetime) -> None:
+        self.seq += 1
+        self.updates.append(
+            {
+                "seq": self.seq,
+                "store_id": store_id,
+                "item_id": item_id,
+                "status": status,
+                "at": at.timestamp(),
+                "version": 1,
+            }
+        )
 
     def peek_updates(self) -> list[dict[str, Any]]:
         return list(self.updates)
@@ -207,3 +221,21 @@ def test_the_service_clears_only_what_it_handed_over_from_force(tmp_path: Path) 
 
     Handoff(store, ThresholdStore(tmp_path), Busy(), lambda: "app").after_batch(batch(6, store))
     assert ThresholdStore(tmp_path).load().force == ("S1|I2",)
+
+
+def test_a_series_queued_by_hand_is_offered_again_after_the_busy_timeout(tmp_path: Path) -> None:
+    # 'shelfcast retrain' queued S1|I1 two hours ago (the driver never handed it over), then
+    # its worker was lost: no news since. S1|I2 it queued just now: busy, not offered.
+    coordinator = Coordinator()
+    two_hours_ago = NOW - timedelta(hours=2)
+    coordinator.note("S1", "I1", "queued", two_hours_ago)
+    coordinator.note("S1", "I1", "running", two_hours_ago)
+    coordinator.note("S1", "I2", "queued", datetime.now(UTC))
+    store = tables(tmp_path)
+    handoff = Handoff(store, ThresholdStore(tmp_path), coordinator, lambda: "app")
+    handoff.after_batch(batch(7, store))
+
+    assert coordinator.submitted == ["S1|I1"]
+    state = TableStore(tmp_path / "delta").series_state()
+    assert state["S1|I1"]["status"] == "queued"
+    assert state["S1|I1"]["last_submitted_at"] > two_hours_ago  # handed over again now

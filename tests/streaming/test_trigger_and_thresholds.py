@@ -52,6 +52,12 @@ def test_cooldown_busy_drift_and_force() -> None:
     assert "S|drift" not in keys(rows, t.model_copy(update={"drift_ratio": None}))
 
 
+def test_a_busy_series_with_no_submission_time_is_offered_again() -> None:
+    rows = [row("legacy", 9, 1, status="running"), row("fresh", 9, 1, status="queued")]
+    rows[1]["last_submitted_at"] = NOW - timedelta(seconds=10)
+    assert keys(rows, Thresholds()) == ["S|legacy"]
+
+
 def test_thresholds_are_validated_audited_and_reset(tmp_path: Path) -> None:
     store = ThresholdStore(tmp_path)
     assert store.load() == Thresholds()
