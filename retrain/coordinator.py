@@ -20,6 +20,8 @@ from typing import Any
 import ray
 
 from contracts.forecast import Forecast
+from retrain.errors import RetrainError
+from retrain.policy import RetryPolicy, policy_from_settings
 from retrain.queue import Job, Request, RetrainQueue
 from retrain.task import TaskResult, TaskSpec, run_job, spec_from_settings
 
@@ -36,9 +38,8 @@ class Coordinator:
     def __init__(self, settings: Any) -> None:
         self.settings = settings
         self.spec: TaskSpec = spec_from_settings(settings)
-        self.queue = RetrainQueue(
-            settings.retrain_max_attempts, settings.retrain_retry_backoff_seconds
-        )
+        self.policy: RetryPolicy = policy_from_settings(settings)
+        self.queue = RetrainQueue(self.policy.max_attempts, self.policy.backoff_seconds)
         # One thread for the wave runs and the producer: they see one caller, in order.
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shelfcast-sink")
         self._tracker: Any = None
@@ -113,8 +114,9 @@ class Coordinator:
             return
         self.settings = settings
         self.spec = spec_from_settings(settings)
-        self.queue.max_attempts = settings.retrain_max_attempts
-        self.queue.backoff_seconds = settings.retrain_retry_backoff_seconds
+        self.policy = policy_from_settings(settings)
+        self.queue.max_attempts = self.policy.max_attempts
+        self.queue.backoff_seconds = self.policy.backoff_seconds
         # Rebuilt on the I/O thread at the next result, with the new addresses.
         self._io.submit(self._reset_sinks)
 
@@ -173,7 +175,7 @@ class Coordinator:
             wave_run = self._wave_runs.get(job.wave_id)
             if wave_run is None:
                 wave_run = await loop.run_in_executor(self._io, self._wave_run, job.wave_id)
-            result: TaskResult = await _train.remote(job, self.spec, me, wave_run)
+            result = await self._train(job, me, wave_run)
             message = await loop.run_in_executor(self._io, self._publish, result)
         except Exception as exc:
             error = _short(exc)
@@ -203,6 +205,21 @@ class Coordinator:
             self._pids.pop(job.key, None)
             await self._close_finished_waves()
             self._poke()
+
+    async def _train(self, job: Job, me: Any, wave_run: str) -> TaskResult:
+        """Run the task; one that outlives the policy's timeout is stopped and fails."""
+        ref = _train.remote(job, self.spec, me, wave_run)
+        limit = self.policy.task_timeout_seconds
+        try:
+            result: TaskResult = await asyncio.wait_for(asyncio.wrap_future(ref.future()), limit)
+        except TimeoutError:
+            # force: a hung task never reaches a cancellation point; its worker is killed.
+            ray.cancel(ref, force=True)
+            raise RetrainError(
+                f"The retrain of {job.key} ran over {limit:g} s and was stopped; it is retried. "
+                "If its series is just slow, raise SHELFCAST_RETRAIN_TASK_TIMEOUT_SECONDS."
+            ) from None
+        return result
 
     # sinks (run on the single I/O thread) ---------------------------------------------------
 

@@ -88,6 +88,7 @@ class Settings(BaseSettings):
     retrain_uncertainty_samples: int = Field(default=100, ge=0)
     retrain_max_attempts: int = Field(default=3, ge=1)
     retrain_retry_backoff_seconds: float = Field(default=2.0, ge=0)
+    retrain_task_timeout_seconds: float = Field(default=600.0, gt=0, le=86_400)
     fit_backend: Literal["cmdstan", "inprocess"] = "inprocess"
     optuna_storage: SecretStr | None = None
     optuna_journal_shards: int = Field(default=8, ge=1)

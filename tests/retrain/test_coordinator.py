@@ -79,7 +79,10 @@ def test_two_waves_publish_one_valid_forecast_per_series_each_and_track_them(
     assert (first["done"], first["failed"]) == (2, 0), first["errors"]
     assert first["methods"] == {"tuned": 2}  # no history yet: cold
 
-    write_daily(settings, {k: demand(7, seed=9) for k in series}, date(2023, 8, 9), batch_id=1)
+    # Seven more days at each series' own level (a jump would be drift: a full re-selection).
+    levels = {("S1", "I1"): 20.0, ("S1", "I2"): 5.0}
+    more = {k: demand(7, levels[k], seed=9) for k in series}
+    write_daily(settings, more, date(2023, 8, 9), batch_id=1)
     second = run_wave(settings, keys, cold=False)
     assert second["done"] == 2 and second["methods"] == {"warm": 2}
 
@@ -274,3 +277,37 @@ def test_a_series_that_cannot_be_recorded_is_retried_and_not_published_until_it_
         if r.data.tags["shelfcast.kind"] == "series"
     )
     assert statuses == {"FINISHED": 2, "FAILED": settings.retrain_max_attempts}
+
+
+def test_a_hung_task_is_stopped_at_the_timeout_and_retried(
+    retrain_settings: Callable[..., Settings],
+) -> None:
+    import ray
+
+    # cmdstan makes the task last seconds, so that it is still running when it is frozen.
+    settings = retrain_settings(
+        retrain_cold_trials=12,
+        retrain_max_attempts=3,
+        fit_backend="cmdstan",
+        retrain_task_timeout_seconds=30,
+    )
+    version = write_daily(settings, {("S1", "I1"): demand(220)}, START)
+    actor = coordinator(settings)
+    wave = ray.get(actor.submit.remote([("S1", "I1", 0.0)], version))
+    wait_for(lambda: bool(ray.get(actor.running_pids.remote())))
+    pid = ray.get(actor.running_pids.remote())["S1|I1"]
+    os.kill(pid, signal.SIGSTOP)  # hangs: no exit, no error, never a result
+    try:
+        wait_for(
+            lambda: ray.get(actor.wave.remote(wave["wave_id"]))["finished_at"] is not None, 150
+        )
+        assert ray.get(actor.wave.remote(wave["wave_id"]))["done"] == 1
+        updates = ray.get(actor.drain_updates.remote())
+        assert [u["status"] for u in updates] == ["queued", "running", "queued", "running", "done"]
+        assert "ran over 30 s" in updates[2]["error"]
+        assert len(read_topic(settings, settings.topic_forecasts, expect=1)) == 1
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
