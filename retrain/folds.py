@@ -153,20 +153,28 @@ class FoldScorer:
             self._prepared[index] = _Prepared(self.history, fold, self._references[kind])
         return self._prepared[index]
 
-    def __call__(self, params: Params) -> ScoredParams:
-        maes, mases = [], []
+    def forecasts(self, params: Params) -> list[np.ndarray]:
+        """Each fold's forecast of its window by ``params``."""
+        out = []
         for index, fold in enumerate(self.folds):
-            train = self.history.values[: fold.cutoff]
-            actual = self.history.values[fold.cutoff : fold.cutoff + fold.horizon]
             self.options.stats.fits += 1
             began = time.perf_counter()
             yhat = self._fold(index).forecast(params, self.strict)
             self.options.stats.seconds += time.perf_counter() - began
             if yhat is None:  # did not converge: the full Prophet path (cmdstan) decides
+                train = self.history.values[: fold.cutoff]
                 through = self.history.start + timedelta(days=fold.cutoff - 1)
                 cmdstan = FitOptions(self.options.fit_dir, "cmdstan", 0, self.options.stats)
                 model = fit_prophet(self.history.start, train, params, cmdstan, intervals=False)
                 yhat = predict_horizon(model, through, fold.horizon)["yhat"].to_numpy()
+            out.append(yhat)
+        return out
+
+    def __call__(self, params: Params) -> ScoredParams:
+        maes, mases = [], []
+        for fold, yhat in zip(self.folds, self.forecasts(params), strict=True):
+            train = self.history.values[: fold.cutoff]
+            actual = self.history.values[fold.cutoff : fold.cutoff + fold.horizon]
             maes.append(float(np.mean(np.abs(actual - yhat))))
             mases.append(mase(actual, yhat, train))
         return ScoredParams(params, float(np.mean(maes)), float(np.mean(mases)))

@@ -49,6 +49,7 @@ class Params:
     changepoint_prior_scale: float = 0.05
     seasonality_prior_scale: float = 10.0
     seasonality_mode: Literal["additive", "multiplicative"] = "additive"
+    holidays_prior_scale: float = 10.0  # used only when the series has holidays
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,6 +60,7 @@ class Params:
             changepoint_prior_scale=float(values["changepoint_prior_scale"]),
             seasonality_prior_scale=float(values["seasonality_prior_scale"]),
             seasonality_mode=values["seasonality_mode"],
+            holidays_prior_scale=float(values.get("holidays_prior_scale", 10.0)),
         )
 
 
@@ -97,8 +99,15 @@ def history_frame(start: date, values: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({"ds": pd.date_range(start, periods=len(values), freq="D"), "y": values})
 
 
-def new_model(params: Params, days: int, samples: int, backend: str = "cmdstan") -> Any:
-    """An unfitted Prophet for one series (seasonalities by history length, backend attached)."""
+def new_model(
+    params: Params,
+    days: int,
+    samples: int,
+    backend: str = "cmdstan",
+    holidays: pd.DataFrame | None = None,
+) -> Any:
+    """An unfitted Prophet for one series (seasonalities by history length, backend attached;
+    ``holidays`` in Prophet's frame, or None)."""
     from retrain.fast_prophet import FastProphet
 
     _quiet()
@@ -111,6 +120,8 @@ def new_model(params: Params, days: int, samples: int, backend: str = "cmdstan")
         weekly_seasonality=days >= 14,
         daily_seasonality=False,
         uncertainty_samples=samples,
+        holidays=holidays,
+        holidays_prior_scale=params.holidays_prior_scale,
     )
     if backend == "inprocess":
         from retrain.inprocess import attach_backend
@@ -126,13 +137,15 @@ def fit_prophet(
     options: FitOptions,
     init: Mapping[str, Any] | None = None,
     intervals: bool = True,
+    holidays: pd.DataFrame | None = None,
 ) -> Any:
     """A fitted Prophet model; ``init`` (last fitted values) is used where its shapes match.
 
     ``intervals=False`` skips uncertainty sampling (validation folds only need ``yhat``).
+    NaN values are missing days (Prophet leaves them out of the fit).
     """
     samples = options.uncertainty_samples if intervals else 0
-    model = new_model(params, len(values), samples, options.backend)
+    model = new_model(params, len(values), samples, options.backend, holidays)
     kwargs: dict[str, Any] = {}
     if options.backend == "cmdstan":
         kwargs["output_dir"] = str(options.fit_dir)

@@ -95,15 +95,19 @@ def warm_state(study: optuna.Study) -> WarmState:
         "stan_init": attrs.get(_OLD_INIT),
     }
     params = saved.get("params")
-    return WarmState(
-        params=Params.from_dict(params) if params else None,
-        stan_init=saved.get("stan_init"),
-    )
+    try:
+        prophet = Params.from_dict(params) if params else None
+    except (KeyError, TypeError, ValueError):  # the champion is not a Prophet model
+        prophet = None
+    return WarmState(params=prophet, stan_init=saved.get("stan_init"), choice=saved.get("choice"))
 
 
 def save_warm_state(
-    study: optuna.Study, params: dict[str, Any] | None, init: dict[str, Any] | None
+    study: optuna.Study,
+    params: dict[str, Any] | None,
+    init: dict[str, Any] | None,
+    choice: dict[str, Any] | None = None,
 ) -> None:
     """One storage write (each is an fsync on a journal file)."""
-    if params is not None or init is not None:
-        study.set_user_attr(_WARM, {"params": params, "stan_init": init})
+    if params is not None or init is not None or choice is not None:
+        study.set_user_attr(_WARM, {"params": params, "stan_init": init, "choice": choice})

@@ -14,6 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from retrain.calendar import CalendarConfig
 from retrain.data import load_history
 from retrain.kernel import SeriesFit, WarmState, retrain_one
 from retrain.prophet_fit import FitOptions, FitStats
@@ -65,6 +66,14 @@ def spec_from_settings(settings: Any) -> TaskSpec:
             cold_trials=settings.retrain_cold_trials,
             warm_trials=settings.retrain_warm_trials,
             keep_margin=settings.retrain_keep_margin,
+            selection=settings.retrain_selection_rule,
+            reselect_every=settings.retrain_reselect_every,
+            drift_ratio=settings.retrain_drift_ratio,
+            calendar=CalendarConfig(
+                country=settings.retrain_holiday_country,
+                subdivision=settings.retrain_holiday_subdivision,
+                closure_min_level=settings.retrain_closure_min_level,
+            ),
         ),
         backend=settings.fit_backend,
         uncertainty_samples=settings.retrain_uncertainty_samples,
@@ -117,7 +126,7 @@ def run_job(
         )
         fit = retrain_one(history, spec.tune, options, study, warm, last_good)
     if fit.method in ("tuned", "defaults"):
-        save_warm_state(study, fit.params, fit.stan_init)
+        save_warm_state(study, fit.params, fit.stan_init, fit.choice)
     recording = time.perf_counter()
     run_id, version = _tracker(spec.tracking_uri, spec.experiment).record_series(
         wave_run_id,

@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     retrain_max_attempts: int = Field(default=3, ge=1)
     retrain_retry_backoff_seconds: float = Field(default=2.0, ge=0)
     retrain_task_timeout_seconds: float = Field(default=600.0, gt=0, le=86_400)
+    retrain_selection_rule: Literal["one_se", "margin"] = "one_se"
+    retrain_reselect_every: int = Field(default=8, ge=1)
+    retrain_drift_ratio: float = Field(default=1.5, gt=1)
+    retrain_holiday_country: str | None = None
+    retrain_holiday_subdivision: str | None = None
+    retrain_closure_min_level: float = Field(default=5.0, ge=0)
     fit_backend: Literal["cmdstan", "inprocess"] = "inprocess"
     optuna_storage: SecretStr | None = None
     optuna_journal_shards: int = Field(default=8, ge=1)
