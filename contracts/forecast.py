@@ -45,6 +45,11 @@ class Forecast(BaseModel):
     validation_mae: float | None = Field(default=None, ge=0)
     validation_mase: float | None = Field(default=None, ge=0)
     fallback_reason: str | None = None
+    # Lineage (optional, added compatibly): the model family that made the forecast
+    # ("combo" for a mean of families), and the runner-up on the same validation folds.
+    family: str | None = None
+    runner_up_family: str | None = None
+    runner_up_validation_mae: float | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _points_follow_the_data(self) -> "Forecast":

@@ -260,6 +260,9 @@ class Coordinator:
             validation_mae=fit.validation_mae,
             validation_mase=fit.validation_mase,
             fallback_reason=fit.fallback_reason,
+            family=fit.family,
+            runner_up_family=fit.runner_up,
+            runner_up_validation_mae=fit.runner_up_mae,
         )
         failed = self._publisher.publish([forecast])
         if failed:

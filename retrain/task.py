@@ -66,6 +66,7 @@ def spec_from_settings(settings: Any) -> TaskSpec:
             cold_trials=settings.retrain_cold_trials,
             warm_trials=settings.retrain_warm_trials,
             keep_margin=settings.retrain_keep_margin,
+            warm_folds=settings.retrain_warm_folds,
             selection=settings.retrain_selection_rule,
             reselect_every=settings.retrain_reselect_every,
             drift_ratio=settings.retrain_drift_ratio,

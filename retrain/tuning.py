@@ -55,6 +55,7 @@ class TuneConfig:
     horizon: int = 28
     folds: int = 4  # at most; a younger series uses what its history allows
     min_folds: int = 2
+    warm_folds: int = 2  # the newest folds a warm wave re-scores on
     cold_trials: int = 20
     warm_trials: int = 2
     keep_margin: float = 0.02
@@ -263,7 +264,10 @@ def tune(
             f"validation folds of {config.horizon} days after {config.min_train_days} training "
             "days."
         )
-    scores = _Scores(history, data, closures, folds, options)
+    # A warm wave re-scores on the newest folds only (the 7 new days are in them): half the
+    # fits of a full re-score; a re-selection uses every fold.
+    warm_folds = folds[-max(config.warm_folds, config.min_folds) :]
+    scores = _Scores(history, data, closures, warm_folds if previous else folds, options)
     allowed = _allowed(config, closures, history)
     holidays = data.holidays is not None
     past = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
@@ -282,6 +286,7 @@ def tune(
         drifted = not champion_error <= previous.score * config.drift_ratio
         if previous.waves + 1 >= config.reselect_every or drifted:
             warm, reselected, structures = False, True, {}
+            scores = _Scores(history, data, closures, folds, options)
 
     def structure(family: str) -> Candidate:
         if family not in structures:

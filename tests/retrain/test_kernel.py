@@ -1,5 +1,6 @@
 """One series through the kernel, on real Prophet and a real Optuna journal file."""
 
+import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -7,7 +8,8 @@ import jsonschema
 import numpy as np
 import pytest
 
-from contracts import Forecast, load_schema
+from contracts import Forecast, load_schema, parse_forecast
+from retrain.families import FAMILIES
 from retrain.kernel import WarmState, retrain_one
 from retrain.prophet_fit import FitOptions, FitStats
 from retrain.series import History
@@ -105,8 +107,18 @@ def test_a_fit_makes_a_valid_forecast_message(tmp_path: Path) -> None:
         horizon=len(fit.points),
         points=fit.points,  # type: ignore[arg-type]
         validation_mase=fit.validation_mase,
+        family=fit.family,
+        runner_up_family=fit.runner_up,
+        runner_up_validation_mae=fit.runner_up_mae,
     )
-    jsonschema.validate(forecast.model_dump(mode="json"), load_schema("forecast", 1))
+    assert forecast.family in (*FAMILIES, "combo") and forecast.runner_up_family is not None
+    message = forecast.model_dump(mode="json")
+    jsonschema.validate(message, load_schema("forecast", 1))
+    # A message from before the lineage fields still validates and parses.
+    for name in ("family", "runner_up_family", "runner_up_validation_mae"):
+        del message[name]
+    jsonschema.validate(message, load_schema("forecast", 1))
+    assert parse_forecast(json.dumps(message)).family is None
     assert all(p["yhat_lower"] <= p["yhat"] <= p["yhat_upper"] for p in fit.points)
     assert any(p["yhat_lower"] < p["yhat_upper"] for p in fit.points)
 
