@@ -1,0 +1,227 @@
+"""Fault injection on real parts: the service runs as its own process (``shelfcast run``) on a
+real broker, Spark, Ray and MLflow store; a fault strikes mid-stream; then every invariant of
+:mod:`tests.faults.invariants` must hold and the service must still run."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shelfcast.embedded import free_port, start_broker, stop_process, wait_for_port
+from shelfcast.kafka import ensure_topics
+from shelfcast.settings import Settings
+from tests.faults.invariants import settled
+from tests.shelfcast.test_service import FAST, history
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+
+
+class Service:
+    """``shelfcast run`` in its own process group, on the given settings."""
+
+    def __init__(self, settings: Settings, **env: str) -> None:
+        self.settings = settings
+        self.env = {
+            **os.environ,
+            **{f"SHELFCAST_{k.upper()}": str(v) for k, v in FAST.items()},
+            "SHELFCAST_RAY_ADDRESS": settings.ray_address,
+            "SHELFCAST_RAY_NAMESPACE": settings.ray_namespace,
+            "SHELFCAST_TOPIC_POS_SALES": settings.topic_pos_sales,
+            "SHELFCAST_TOPIC_DLQ": settings.topic_dlq,
+            "SHELFCAST_TOPIC_FORECASTS": settings.topic_forecasts,
+            "SHELFCAST_INGEST_TRIGGER_SECONDS": "0.5",
+            **env,
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        with (self.settings.data_dir / "service.log").open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "shelfcast.cli",
+                    "run",
+                    "--data-dir",
+                    str(self.settings.data_dir),
+                    "--bootstrap",
+                    self.settings.bootstrap_servers,
+                ],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(90)
+        finally:
+            if self.proc.poll() is None:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+    def log(self) -> str:
+        return (self.settings.data_dir / "service.log").read_text(errors="replace")[-4000:]
+
+
+@pytest.fixture
+def service_on(ray_address: str) -> Iterator[Callable[..., Service]]:
+    """Make services; each is stopped and its coordinator actor killed at the end."""
+    made: list[Service] = []
+
+    def make(settings: Settings, **env: str) -> Service:
+        svc = Service(settings.model_copy(update={"ray_address": ray_address}), **env)
+        made.append(svc)
+        return svc
+
+    yield make
+    import ray
+
+    from retrain.cluster import COORDINATOR
+
+    for svc in made:
+        svc.stop()
+        try:
+            ray.kill(ray.get_actor(COORDINATOR, namespace=svc.settings.ray_namespace))
+        except ValueError:
+            pass
+
+
+def _events(series: int, days: int, tag: str) -> list[dict[str, Any]]:
+    return [e for n in range(series) for e in history("F", f"I{n}", days=days, tag=tag)]
+
+
+def test_service_killed_at_random_points_over_several_rounds(
+    make_settings: Callable[..., Settings],
+    service_on: Callable[..., Service],
+    produce: Callable[..., int],
+) -> None:
+    rng = random.Random(7)
+    settings = make_settings(**FAST)
+    svc = service_on(settings)
+    events = _events(5, 60, "k")
+    chunks = [events[k::4] for k in range(4)]
+    produced: list[dict[str, Any]] = []
+    for round_ in range(3):
+        svc.start()
+        produce(settings, chunks[round_] + produced[:20])  # new events, and POS resends
+        produced += chunks[round_]
+        time.sleep(rng.uniform(4.0, 12.0))  # mid-batch, mid-wave or idle: wherever it lands
+        svc.kill9()
+    svc.start()
+    produce(settings, chunks[3])
+    produced += chunks[3]
+    settled(settings, produced, 300, svc.alive)
+    assert svc.alive(), svc.log()
+
+
+def test_broker_stopped_and_restarted_mid_stream(
+    make_settings: Callable[..., Settings],
+    service_on: Callable[..., Service],
+    produce: Callable[..., int],
+    tmp_path: Path,
+) -> None:
+    broker_settings = make_settings(data_dir=tmp_path / "broker").model_copy(
+        update={"bootstrap_servers": f"127.0.0.1:{free_port()}"}
+    )
+    broker = start_broker(broker_settings)
+    try:
+        settings = broker_settings.model_copy(update={"data_dir": tmp_path / "svc", **FAST})
+        ensure_topics(settings)
+        svc = service_on(settings)
+        svc.start()
+        events = _events(4, 60, "b")
+        produce(settings, events[: len(events) // 2])
+        time.sleep(8)
+        stop_process(broker.pid)  # SIGTERM: Kafka's controlled shutdown
+        time.sleep(10)  # the service keeps running without its broker
+        assert svc.alive(), svc.log()
+        broker = start_broker(broker_settings)
+        host, port = settings.bootstrap_servers.split(":")
+        assert wait_for_port(host, int(port), 30)
+        produce(settings, events[len(events) // 2 :])
+        settled(settings, events, 300, svc.alive)
+        svc.stop()  # while its broker is still there to flush to
+    finally:
+        stop_process(broker.pid)
+
+
+def _mlflow_server(store: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("mlflow")),
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--backend-store-uri",
+                f"sqlite:///{store / 'mlflow.db'}",
+                "--artifacts-destination",
+                str(store / "artifacts"),
+                "--workers",
+                "1",
+            ],
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+@pytest.mark.xfail(
+    reason="open: with MLflow down the coordinator and tasks wait in MLflow's HTTP retries; "
+    "ingest stalls behind the hand-off and the failed series are not retried once it is back",
+    strict=False,
+)
+def test_mlflow_unavailable_for_30_seconds(
+    make_settings: Callable[..., Settings],
+    service_on: Callable[..., Service],
+    produce: Callable[..., int],
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    store = tmp_path / "mlflow"
+    store.mkdir()
+    server = _mlflow_server(store, port, tmp_path / "mlflow.log")
+    try:
+        assert wait_for_port("127.0.0.1", port, 90), (tmp_path / "mlflow.log").read_text()
+        uri = f"http://127.0.0.1:{port}"
+        settings = make_settings(**FAST, mlflow_tracking_uri=uri)
+        svc = service_on(settings, SHELFCAST_MLFLOW_TRACKING_URI=uri)
+        svc.start()
+        events = _events(4, 60, "m")
+        produce(settings, events[: len(events) // 2])
+        time.sleep(6)
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(30)
+        produce(settings, events[len(events) // 2 :])
+        time.sleep(30)
+        assert svc.alive(), svc.log()
+        server = _mlflow_server(store, port, tmp_path / "mlflow.log")
+        assert wait_for_port("127.0.0.1", port, 90)
+        settled(settings, events, 400, svc.alive)
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(30)
