@@ -9,7 +9,7 @@ series a second whatever the cluster's size. Kafka stays on the coordinator, onc
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,8 @@ __all__ = ["TaskResult", "TaskSpec", "run_job", "spec_from_settings"]
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """What every task needs, as plain picklable data (no secrets but the store URLs)."""
+    """What every task needs, as plain picklable data (no secrets but the store URLs, which
+    stay out of its repr)."""
 
     daily_sales_uri: str
     history_days: int
@@ -36,8 +37,10 @@ class TaskSpec:
     uncertainty_samples: int
     journal_dir: Path
     journal_shards: int
-    optuna_url: str | None
-    tracking_uri: str
+    # Both URLs may carry credentials: kept out of the repr (a task's spec shows in Ray's
+    # errors and logs).
+    optuna_url: str | None = field(repr=False)
+    tracking_uri: str = field(repr=False)
     experiment: str
 
 

@@ -52,3 +52,17 @@ def test_warm_state_saved_as_two_attributes_is_still_read(tmp_path: Path) -> Non
     state = warm_state(study)
 
     assert state.params == Params(0.3) and state.stan_init == INIT
+
+
+def test_a_task_spec_shows_no_store_url_in_its_repr(tmp_path: Path) -> None:
+    from retrain.task import spec_from_settings
+    from shelfcast.settings import load_settings
+
+    settings = load_settings(
+        data_dir=tmp_path,
+        optuna_storage="postgresql://optuna:s3cr/et@db:5432/optuna",
+        mlflow_tracking_uri="https://user:t0k/en@mlflow.example:5000",
+    )
+    spec = spec_from_settings(settings)
+    assert "s3cr/et" not in repr(spec) and "t0k/en" not in repr(spec)
+    assert spec.optuna_url is not None and "s3cr/et" in spec.optuna_url
