@@ -2,9 +2,11 @@
 
 import logging
 import os
+import threading
 from typing import Any
 
 from retrain.errors import RetrainError
+from retrain.mailbox import Mailbox
 
 __all__ = [
     "COORDINATOR",
@@ -16,6 +18,8 @@ __all__ = [
 ]
 
 COORDINATOR = "shelfcast-coordinator"
+
+log = logging.getLogger("shelfcast.cluster")
 
 
 def loopback_ray_env() -> None:
@@ -54,12 +58,18 @@ def connect(settings: Any) -> None:
         ) from exc
 
 
-def coordinator(settings: Any) -> Any:
-    """The coordinator actor, created detached on first use; later calls reconnect to it."""
+def coordinator(settings: Any, owner: bool = False, timeout: float = 60.0) -> Any:
+    """The coordinator actor, created detached on first use; later calls reconnect to it.
+
+    Its configuration belongs to the service (``owner``): the service's settings replace what
+    it holds. Any other driver must hold the same retrain settings, or is refused: it would
+    otherwise point the service's retrains at its own tables and stores.
+    """
     connect(settings)
     import ray
 
     from retrain.coordinator import Coordinator
+    from retrain.identity import differences, retrain_identity
 
     actor = (
         ray.remote(Coordinator)
@@ -73,8 +83,27 @@ def coordinator(settings: Any) -> Any:
         )
         .remote(settings)
     )
-    ray.get(actor.ping.remote(), timeout=60)  # type: ignore[attr-defined]
-    ray.get(actor.configure.remote(settings), timeout=60)  # type: ignore[attr-defined]
+    try:
+        ray.get(actor.ping.remote(), timeout=timeout)  # type: ignore[attr-defined]
+        if owner:
+            ray.get(actor.configure.remote(settings), timeout=timeout)  # type: ignore[attr-defined]
+            return actor
+        identity = actor.identity.remote()  # type: ignore[attr-defined]
+        theirs: dict[str, str] = ray.get(identity, timeout=timeout)
+    except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as exc:
+        raise RetrainError(
+            f"The retrain coordinator in Ray namespace {settings.ray_namespace!r} did not answer "
+            f"within {timeout:g} s: {exc}. Check the Ray cluster at SHELFCAST_RAY_ADDRESS "
+            "('ray status'), or kill the actor to have it created afresh."
+        ) from exc
+    differ = differences(theirs, retrain_identity(settings))
+    if differ:
+        raise RetrainError(
+            f"The retrain coordinator in Ray namespace {settings.ray_namespace!r} runs with "
+            f"other settings than this command: {'; '.join(differ)}. Run it with the service's "
+            "settings (its --data-dir and SHELFCAST_* values), or set SHELFCAST_RAY_NAMESPACE "
+            "to use a coordinator of its own."
+        )
     return actor
 
 
@@ -93,20 +122,34 @@ def daily_version(settings: Any) -> int:
 
 
 class CoordinatorClient:
-    """The streaming side's handle on the coordinator: submit without waiting, read news.
+    """The streaming side's handle on the coordinator.
 
-    Finds the actor lazily and again after it was lost (a restarted Ray head).
+    ``submit``, ``peek_updates`` and ``ack_updates`` never wait for Ray (they run inside the
+    micro-batch): they go through a :class:`Mailbox` that a courier thread of this client
+    carries to and from the actor, looking it up again after it was lost, so a Ray outage
+    only delays the news. ``actor`` and ``status`` wait, at most ``timeout`` seconds each
+    step: for start-up, the ticker and ``shelfcast status``.
     """
 
-    def __init__(self, settings: Any, timeout: float = 10.0) -> None:
+    def __init__(
+        self, settings: Any, timeout: float = 10.0, owner: bool = False, interval: float = 0.5
+    ) -> None:
         self.settings = settings
         self.timeout = timeout
+        self.owner = owner
+        self.interval = interval
         self._actor: Any = None
+        self._box = Mailbox()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._courier: threading.Thread | None = None
 
     def actor(self) -> Any:
-        if self._actor is None:
-            self._actor = coordinator(self.settings)
-        return self._actor
+        actor = self._actor
+        if actor is None:
+            actor = self._actor = coordinator(self.settings, self.owner, self.timeout)
+        return actor
 
     def _call(self, method: str, *args: Any) -> Any:
         import ray
@@ -115,19 +158,100 @@ class CoordinatorClient:
             return ray.get(getattr(self.actor(), method).remote(*args), timeout=self.timeout)
         except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as exc:
             self._actor = None
-            raise RetrainError(f"The retrain coordinator did not answer {method}: {exc}") from exc
+            raise RetrainError(
+                f"The retrain coordinator did not answer {method} within {self.timeout:g} s: "
+                f"{exc}. Check the Ray cluster at SHELFCAST_RAY_ADDRESS ('ray status')."
+            ) from exc
 
-    def submit(self, due: list[tuple[str, str, float]], version: int) -> None:
-        # Fire and forget: the micro-batch never waits on Ray; coalescing makes a resend safe.
-        self.actor().submit.remote(due, version)
+    def submit(self, due: list[tuple[str, str, float, int]], version: int) -> None:
+        """Hand ``(store, item, priority, stored events)`` over; sent when Ray answers."""
+        with self._lock:
+            self._box.submit(due, version)
+        self._nudge()
 
     def peek_updates(self) -> list[dict[str, Any]]:
-        updates: list[dict[str, Any]] = self._call("peek_updates")
-        return updates
+        """The news the courier has brought and the driver has not acknowledged."""
+        self._nudge()
+        with self._lock:
+            return self._box.news()
 
     def ack_updates(self, seq: int) -> None:
-        self.actor().ack_updates.remote(seq)
+        with self._lock:
+            self._box.ack(seq)
+        self._nudge()
+
+    @property
+    def pending(self) -> int:
+        """Series handed over and not yet delivered to the coordinator."""
+        with self._lock:
+            return self._box.pending
 
     def status(self) -> dict[str, Any]:
         status: dict[str, Any] = self._call("status")
         return status
+
+    def close(self) -> None:
+        """Stop the courier (what it has not delivered is offered again after the busy
+        timeout, like anything a stopped service handed over)."""
+        self._stop.set()
+        self._wake.set()
+        if self._courier is not None:
+            self._courier.join(self.timeout * 4)
+
+    # the courier thread ---------------------------------------------------------------------
+
+    def _nudge(self) -> None:
+        if self._courier is None and not self._stop.is_set():
+            self._courier = threading.Thread(
+                target=self._carry, name="shelfcast-courier", daemon=True
+            )
+            self._courier.start()
+        self._wake.set()
+
+    def _carry(self) -> None:
+        delay, failing = self.interval, False
+        while not self._stop.is_set():
+            try:
+                self._exchange()
+            except Exception as exc:
+                self._actor = None
+                with self._lock:
+                    self._box.replaced()
+                    pending = self._box.pending
+                if not failing:
+                    log.warning(
+                        "the retrain coordinator does not answer (%s); %d series wait for it, "
+                        "ingest goes on",
+                        exc,
+                        pending,
+                    )
+                failing, delay = True, min(max(delay * 2, 1.0), 30.0)
+            else:
+                if failing:
+                    log.info("the retrain coordinator answers again")
+                failing, delay = False, self.interval
+            self._wake.wait(delay)
+            self._wake.clear()
+
+    def _exchange(self) -> None:
+        import ray
+
+        actor = self.actor()
+        with self._lock:
+            ack = self._box.take_ack()
+            taken = self._box.take_submissions()
+            after, room = self._box.after, self._box.room
+        try:
+            if ack is not None:
+                ray.get(actor.ack_updates.remote(ack), timeout=self.timeout)
+            if taken is not None:
+                ray.get(actor.submit.remote(*taken), timeout=self.timeout)
+        except Exception:
+            if taken is not None:
+                with self._lock:
+                    self._box.restore(taken)  # coalescing makes a resend harmless
+            raise
+        if room:
+            news = ray.get(actor.peek_updates.remote(room, after), timeout=self.timeout)
+            with self._lock:
+                self._box.receive(news)

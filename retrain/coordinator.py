@@ -21,7 +21,9 @@ import ray
 
 from contracts.forecast import Forecast
 from retrain.errors import RetrainError
+from retrain.identity import retrain_identity
 from retrain.policy import RetryPolicy, policy_from_settings
+from retrain.publish import Delivery
 from retrain.queue import Job, Request, RetrainQueue
 from retrain.task import TaskResult, TaskSpec, run_job, spec_from_settings
 
@@ -30,6 +32,7 @@ __all__ = ["Coordinator"]
 log = logging.getLogger("shelfcast.coordinator")
 
 _train = ray.remote(num_cpus=1, max_retries=0)(run_job)
+_SLOW_DELIVERY_SECONDS = 10
 
 
 class Coordinator:
@@ -59,15 +62,20 @@ class Coordinator:
 
     async def submit(
         self,
-        requests: list[tuple[str, str, float]],
+        requests: list[tuple[Any, ...]],
         version: int,
         cold: bool = False,
         wave_id: str | None = None,
     ) -> dict[str, Any]:
-        """Queue ``(store_id, item_id, priority)`` at ``version``; returns at once."""
+        """Queue ``(store_id, item_id, priority[, data])`` at ``version``; returns at once.
+
+        ``data`` is the series' stored events: a poisoned series is skipped until it grows."""
         self._ensure_pump()
         wave_id = wave_id or uuid.uuid4().hex[:12]
-        reqs = [Request(store, item, float(priority)) for store, item, priority in requests]
+        reqs = [
+            Request(r[0], r[1], float(r[2]), None if len(r) < 4 or r[3] is None else int(r[3]))
+            for r in requests
+        ]
         wave = self.queue.submit(reqs, version, wave_id, time.time(), cold=cold)
         self._wave_methods.setdefault(wave_id, Counter())
         self._poke()
@@ -82,8 +90,8 @@ class Coordinator:
     async def drain_updates(self) -> list[dict[str, Any]]:
         return self.queue.drain_updates()
 
-    async def peek_updates(self, limit: int = 10_000) -> list[dict[str, Any]]:
-        return self.queue.peek_updates(limit)
+    async def peek_updates(self, limit: int = 10_000, after: int = 0) -> list[dict[str, Any]]:
+        return self.queue.peek_updates(limit, after)
 
     async def ack_updates(self, seq: int) -> None:
         self.queue.ack_updates(seq)
@@ -98,7 +106,10 @@ class Coordinator:
             "mean_retrain_seconds": sum(minute) / len(minute) if minute else None,
             "published": self.published,
             "cpu_seconds": time.process_time(),  # this actor's process, for its load
-            "poisoned": {k: {"version": v, "error": e} for k, (v, e) in self.queue.poison.items()},
+            "poisoned": {
+                k: {"version": p.version, "data": p.data, "error": p.error}
+                for k, p in self.queue.poison.items()
+            },
             "latest": list(self._latest),
         }
 
@@ -107,6 +118,10 @@ class Coordinator:
 
     async def running_pids(self) -> dict[str, int]:
         return {k: p for k, p in self._pids.items() if k in self.queue.running}
+
+    async def identity(self) -> dict[str, str]:
+        """The retrain settings in use, for a driver to compare with its own."""
+        return retrain_identity(self.settings)
 
     async def configure(self, settings: Any) -> None:
         """Take a (re)connecting driver's settings; the queue and its state stay."""
@@ -176,12 +191,12 @@ class Coordinator:
             if wave_run is None:
                 wave_run = await loop.run_in_executor(self._io, self._wave_run, job.wave_id)
             result = await self._train(job, me, wave_run)
-            message = await loop.run_in_executor(self._io, self._publish, result)
         except Exception as exc:
             error = _short(exc)
             outcome = self.queue.fail(job.key, error, time.time())
             log.warning("retrain of %s failed (%s): %s", job.key, outcome, error)
         else:
+            message = await self._deliver(result)
             fit = result.fit
             self._recent.append((time.time(), result.seconds))
             self._wave_methods.setdefault(job.wave_id, Counter())[
@@ -205,6 +220,53 @@ class Coordinator:
             self._pids.pop(job.key, None)
             await self._close_finished_waves()
             self._poke()
+
+    async def _deliver(self, result: TaskResult) -> dict[str, Any]:
+        """Publish the task's forecast and return it once Kafka confirmed it.
+
+        A Kafka outage retries the publish, never the task: each run of the task registers
+        another model version, and its failures would poison a series that trained well.
+        """
+        loop = asyncio.get_running_loop()
+        forecast = _forecast(result)
+        delay = max(self.policy.backoff_seconds, 0.5)
+        while True:
+            try:
+                delivery = await loop.run_in_executor(self._io, self._send, forecast)
+                waited = 0
+                while not await loop.run_in_executor(self._io, delivery.wait, 1.0):
+                    waited += 1
+                    if waited == _SLOW_DELIVERY_SECONDS:
+                        self.queue.report(
+                            forecast.key,
+                            f"forecast not confirmed by Kafka for {waited} s; still waiting. "
+                            "Check that Kafka at SHELFCAST_BOOTSTRAP_SERVERS is up.",
+                        )
+                    await asyncio.sleep(0.1)  # other series' work shares the I/O thread
+                error = delivery.error
+            except Exception as exc:
+                error = _short(exc)
+            if error is None:
+                break
+            self.queue.report(
+                forecast.key, f"forecast not delivered ({error}); sending again in {delay:g} s"
+            )
+            log.warning("forecast for %s not delivered: %s", forecast.key, error)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 60.0)
+        self.published += 1
+        self._latest.appendleft(
+            {
+                "series": forecast.key,
+                "model_version": forecast.model_version,
+                "method": forecast.method,
+                "warm": forecast.warm,
+                "validation_mase": forecast.validation_mase,
+                "seconds": round(result.seconds, 3),
+                "at": forecast.generated_at.isoformat(),
+            }
+        )
+        return forecast.model_dump(mode="json")
 
     async def _train(self, job: Job, me: Any, wave_run: str) -> TaskResult:
         """Run the task; one that outlives the policy's timeout is stopped and fails."""
@@ -241,45 +303,10 @@ class Coordinator:
                 producer_config(self.settings), self.settings.topic_forecasts
             )
 
-    def _publish(self, result: TaskResult) -> dict[str, Any]:
-        """Publish the task's forecast; return the message once Kafka confirmed it."""
+    def _send(self, forecast: Forecast) -> Delivery:
         self._ensure_sinks()
-        job, fit, version = result.job, result.fit, result.model_version
-        forecast = Forecast(
-            store_id=job.store_id,
-            item_id=job.item_id,
-            generated_at=datetime.now(UTC),
-            model_version=version,
-            mlflow_run_id=result.run_id,
-            method=fit.method,  # type: ignore[arg-type]
-            warm=fit.warm,
-            data_through=fit.data_through,
-            data_version=job.version,
-            horizon=len(fit.points),
-            points=fit.points,  # type: ignore[arg-type]
-            validation_mae=fit.validation_mae,
-            validation_mase=fit.validation_mase,
-            fallback_reason=fit.fallback_reason,
-            family=fit.family,
-            runner_up_family=fit.runner_up,
-            runner_up_validation_mae=fit.runner_up_mae,
-        )
-        failed = self._publisher.publish([forecast])
-        if failed:
-            raise RuntimeError(f"forecast not delivered: {failed[forecast.key]}")
-        self.published += 1
-        self._latest.appendleft(
-            {
-                "series": forecast.key,
-                "model_version": version,
-                "method": fit.method,
-                "warm": fit.warm,
-                "validation_mase": fit.validation_mase,
-                "seconds": round(result.seconds, 3),
-                "at": forecast.generated_at.isoformat(),
-            }
-        )
-        return forecast.model_dump(mode="json")
+        delivery: Delivery = self._publisher.send(forecast)
+        return delivery
 
     def _wave_run(self, wave_id: str) -> str:
         self._ensure_sinks()
@@ -307,6 +334,30 @@ class Coordinator:
             await asyncio.get_running_loop().run_in_executor(
                 self._io, self._tracker.finish_wave, run_id, totals
             )
+
+
+def _forecast(result: TaskResult) -> Forecast:
+    """The message for a finished task (built once: a resend is the same message)."""
+    job, fit = result.job, result.fit
+    return Forecast(
+        store_id=job.store_id,
+        item_id=job.item_id,
+        generated_at=datetime.now(UTC),
+        model_version=result.model_version,
+        mlflow_run_id=result.run_id,
+        method=fit.method,  # type: ignore[arg-type]
+        warm=fit.warm,
+        data_through=fit.data_through,
+        data_version=job.version,
+        horizon=len(fit.points),
+        points=fit.points,  # type: ignore[arg-type]
+        validation_mae=fit.validation_mae,
+        validation_mase=fit.validation_mase,
+        fallback_reason=fit.fallback_reason,
+        family=fit.family,
+        runner_up_family=fit.runner_up,
+        runner_up_validation_mae=fit.runner_up_mae,
+    )
 
 
 def _short(exc: BaseException) -> str:

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from contracts.errors import ContractError
 from retrain.errors import RetrainError
@@ -114,6 +115,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from shelfcast.wave import all_series, parse_series, run_wave
 
     settings = _settings(args)
+    series: list[tuple[Any, ...]]
     if args.all:
         series = all_series(settings)
     else:

@@ -50,7 +50,7 @@ class _Status:
 def run_service(settings: Settings, stop: threading.Event) -> None:
     """Run until ``stop`` is set; raises the package errors with what to do."""
     connect(settings)
-    client = CoordinatorClient(settings)
+    client = CoordinatorClient(settings, owner=True)  # the service's settings configure it
     client.actor()  # fail early, with a clear message, when Ray is not there
     metrics = Metrics()
     if settings.metrics_port:
@@ -99,4 +99,5 @@ def run_service(settings: Settings, stop: threading.Event) -> None:
     finally:
         stop.set()
         thread.join(timeout=30)
+        client.close()
         status.update(stopped_at=datetime.now(UTC).isoformat())

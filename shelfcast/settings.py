@@ -102,6 +102,13 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: SecretStr | None = None
     mlflow_experiment: str = "shelfcast"
 
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, path: Path) -> Path:
+        # Resolved here, once: a relative path meant another folder in every process that
+        # resolved it later (the Ray coordinator, a command run from elsewhere).
+        return path.expanduser().resolve()
+
     @field_validator("delta_vacuum_retention_hours")
     @classmethod
     def _retention_a_retrain_can_read(cls, hours: float) -> float:

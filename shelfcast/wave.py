@@ -23,22 +23,28 @@ def parse_series(values: list[str]) -> list[tuple[str, str]]:
     return out
 
 
-def all_series(settings: Settings) -> list[tuple[str, str, float]]:
-    """Every series in ``series_state``, with its new events as priority."""
+def all_series(settings: Settings) -> list[tuple[str, str, float, int]]:
+    """Every series in ``series_state``: new events as priority, and its stored events (a
+    poisoned series is skipped unless they grew)."""
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
     uri = str(settings.delta_dir / "series_state")
     try:
         rows = DeltaTable(uri).to_pyarrow_table(
-            columns=["store_id", "item_id", "events_since_retrain"]
+            columns=["store_id", "item_id", "events_since_retrain", "total_events"]
         )
     except TableNotFoundError as exc:
         raise ShelfcastError(
             f"No series_state table at {uri}: run 'shelfcast ingest' first, or check --data-dir."
         ) from exc
     return [
-        (r["store_id"], r["item_id"], float(r["events_since_retrain"] or 0))
+        (
+            r["store_id"],
+            r["item_id"],
+            float(r["events_since_retrain"] or 0),
+            int(r["total_events"] or 0),
+        )
         for r in rows.to_pylist()
     ]
 
@@ -61,9 +67,7 @@ def follow_wave(actor: Any, wave_id: str, total: int, poll: float = 0.5) -> dict
             time.sleep(poll)
 
 
-def run_wave(
-    settings: Settings, series: list[tuple[str, str, float]], cold: bool
-) -> dict[str, Any]:
+def run_wave(settings: Settings, series: list[tuple[Any, ...]], cold: bool) -> dict[str, Any]:
     """Submit ``series`` at the latest ``daily_sales`` version and wait for the wave."""
     import ray
 
@@ -75,7 +79,7 @@ def run_wave(
     submitted: dict[str, Any] = ray.get(actor.submit.remote(series, version, cold))
     summary = follow_wave(actor, submitted["wave_id"], submitted["total"])
     status: dict[str, Any] = ray.get(actor.status.remote())
-    keys = {f"{store}|{item}" for store, item, _ in series}
+    keys = {f"{s[0]}|{s[1]}" for s in series}
     summary["seconds"] = time.monotonic() - began
     summary["version"] = version
     summary["errors"] = {k: v["error"] for k, v in status["poisoned"].items() if k in keys}

@@ -37,7 +37,9 @@ _SERIES_VERSION = ["store_id", "item_id", "model_version"]
 class RetrainClient(Protocol):
     """The coordinator, as the streaming side sees it."""
 
-    def submit(self, due: list[tuple[str, str, float]], version: int) -> None: ...
+    def submit(self, due: list[tuple[str, str, float, int]], version: int) -> None:
+        """``(store, item, priority, stored events)``: poison holds while the events stay."""
+
     def peek_updates(self) -> list[dict[str, Any]]: ...
     def ack_updates(self, seq: int) -> None: ...
 
@@ -115,7 +117,13 @@ class Handoff:
         due = due_series(state.values(), thresholds, now)
         if due:
             try:
-                self.client.submit([(d.store_id, d.item_id, d.priority) for d in due], version)
+                self.client.submit(
+                    [
+                        (d.store_id, d.item_id, d.priority, state[d.key]["total_events"] or 0)
+                        for d in due
+                    ],
+                    version,
+                )
             except Exception as exc:
                 log.warning("cannot hand %d series to Ray (%s); retrying next batch", len(due), exc)
                 due = []

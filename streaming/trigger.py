@@ -1,8 +1,9 @@
 """The trigger policy: which series are due for a retrain, from ``series_state`` and thresholds.
 
 Pure: rows and thresholds in, the due series out. A series is due when it has enough new data
-(``min_new_events`` and ``min_new_days``) or its live error drifted (``drift_ratio``), and its
-cooldown has passed, and it is not already queued or running; forced series skip every test.
+(``min_new_events`` and ``min_new_days``), or any new data while its live error drifted
+(``drift_ratio``), and its cooldown has passed, and it is not already queued or running
+(within ``busy_timeout_seconds``); forced series skip every test.
 The most-changed series go first; at most ``max_series_per_wave`` per micro-batch.
 """
 
@@ -91,7 +92,9 @@ def _reason(row: Mapping[str, Any], t: Thresholds, now: datetime) -> str | None:
     if events > 0 and events >= t.min_new_events and days >= t.min_new_days:
         return f"{events} new events over {days} days"
     drift = row.get("drift_ratio")
-    if t.drift_ratio is not None and drift is not None and drift >= t.drift_ratio:
+    # Drift counts only with new data since the last submission: the ratio stays until a
+    # retrain succeeds, and a series that kept failing was resubmitted every cooldown.
+    if t.drift_ratio is not None and drift is not None and drift >= t.drift_ratio and events > 0:
         return f"live error {drift:.2f}x its validation error"
     return None
 

@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -311,3 +312,170 @@ def test_a_hung_task_is_stopped_at_the_timeout_and_retried(
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def test_a_kafka_outage_retries_the_publish_not_the_task(
+    retrain_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    import ray
+    from mlflow import MlflowClient
+
+    from shelfcast.embedded import free_port, start_broker, stop_process
+    from shelfcast.kafka import ensure_topics
+    from shelfcast.settings import load_settings
+
+    # The forecasts go to a broker that is not there yet: it starts 40 s after the task
+    # finished, longer than the backoff and than one publish's own wait.
+    address = f"127.0.0.1:{free_port()}"
+    settings = retrain_settings().model_copy(update={"bootstrap_servers": address})
+    version = write_daily(settings, {("S1", "I1"): demand(120)}, START)
+    actor = coordinator(settings)
+    wave = ray.get(actor.submit.remote([("S1", "I1", 0.0)], version))
+    wait_for(lambda: any(u["status"] == "running" for u in ray.get(actor.peek_updates.remote())))
+    time.sleep(40)
+    broker = start_broker(load_settings(data_dir=tmp_path / "late", bootstrap_servers=address))
+    try:
+        ensure_topics(settings)
+        wait_for(
+            lambda: ray.get(actor.wave.remote(wave["wave_id"]))["finished_at"] is not None, 120
+        )
+        assert ray.get(actor.wave.remote(wave["wave_id"]))["done"] == 1
+        (message,) = read_topic(settings, settings.topic_forecasts, expect=1)
+        assert parse_forecast(message.value()).model_version == 1
+        client = MlflowClient(settings.tracking_uri, registry_uri=settings.tracking_uri)
+        versions = client.search_model_versions(f"name='{model_name('S1', 'I1')}'")
+        assert [int(v.version) for v in versions] == [1]
+        updates = ray.get(actor.drain_updates.remote())
+        assert [u["status"] for u in updates if u["status"] != "running"] == ["queued", "done"]
+        assert any("not confirmed by Kafka" in (u.get("error") or "") for u in updates)
+    finally:
+        stop_process(broker.pid)
+
+
+def test_poison_holds_while_the_series_own_data_stays_whatever_other_batches_commit(
+    retrain_settings: Callable[..., Settings],
+) -> None:
+    import ray
+
+    settings = retrain_settings()
+    version = write_daily(settings, {("S1", "I1"): demand(100)}, START)
+    actor = coordinator(settings)
+    first = ray.get(actor.submit.remote([("S9", "missing", 0.0, 12)], version))
+    wait_for(lambda: ray.get(actor.wave.remote(first["wave_id"]))["finished_at"] is not None)
+    assert ray.get(actor.status.remote())["poisoned"]["S9|missing"]["data"] == 12
+
+    # Another series' micro-batch: a newer daily_sales version, S9|missing unchanged.
+    newer = write_daily(settings, {("S1", "I1"): demand(3)}, date(2023, 4, 11), batch_id=1)
+    again = ray.get(actor.submit.remote([("S9", "missing", 0.0, 12)], newer))
+    assert again["skipped"] == 1 and again["total"] == 0
+    grown = ray.get(actor.submit.remote([("S9", "missing", 0.0, 13)], newer))
+    assert grown["skipped"] == 0 and grown["total"] == 1
+
+
+def test_a_retrain_run_from_another_folder_is_refused_and_changes_nothing(
+    retrain_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = retrain_settings()
+    write_daily(settings, {("S1", "I1"): demand(100)}, START)
+    coordinator(settings)  # the service's coordinator, on the service's tables
+    # The same command in another folder: the default data dir is that folder's .shelfcast.
+    elsewhere = tmp_path / "elsewhere"
+    write_daily(
+        settings.model_copy(update={"data_dir": elsewhere / ".shelfcast"}),
+        {("S2", "I2"): demand(100)},
+        START,
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SHELFCAST_")},
+        **{f"SHELFCAST_{k.upper()}": str(v) for k, v in FAST.items()},
+        "SHELFCAST_RAY_ADDRESS": settings.ray_address,
+        "SHELFCAST_RAY_NAMESPACE": settings.ray_namespace,
+        "SHELFCAST_TOPIC_FORECASTS": settings.topic_forecasts,
+        "SHELFCAST_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "shelfcast.cli", "retrain", "--series", "S2|I2"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"coordinator: {settings.data_dir}, yours: {elsewhere / '.shelfcast'}" in done.stderr
+    assert "SHELFCAST_RAY_NAMESPACE" in done.stderr
+    # The service's retrains still read the service's tables.
+    assert run_wave(settings, [("S1", "I1", 0.0)], cold=False)["done"] == 1
+
+
+class Hung:
+    """A coordinator that takes every call and never answers (a wedged actor or head)."""
+
+    def ping(self) -> None:
+        time.sleep(3600)
+
+    def identity(self) -> None:
+        time.sleep(3600)
+
+    def configure(self, settings: Any) -> None:
+        time.sleep(3600)
+
+    def submit(self, *args: Any) -> None:
+        time.sleep(3600)
+
+    def peek_updates(self, *args: Any) -> None:
+        time.sleep(3600)
+
+    def ack_updates(self, *args: Any) -> None:
+        time.sleep(3600)
+
+
+def test_a_coordinator_that_does_not_answer_never_holds_up_the_hand_off(
+    retrain_settings: Callable[..., Settings],
+) -> None:
+    import ray
+
+    from retrain.cluster import COORDINATOR, CoordinatorClient
+
+    settings = retrain_settings()
+    version = write_daily(settings, {("S1", "I1"): demand(100)}, START)
+    hung = (
+        ray.remote(Hung)
+        .options(
+            name=COORDINATOR,
+            namespace=settings.ray_namespace,
+            lifetime="detached",
+            num_cpus=0,
+            max_concurrency=32,
+        )
+        .remote()
+    )
+    client = CoordinatorClient(settings, timeout=2)
+    try:
+        # What the hand-off does in every micro-batch, with its lock held.
+        for batch in range(3):
+            began = time.monotonic()
+            assert client.peek_updates() == []
+            client.submit([("S1", "I1", 1.0, 100)], version)
+            client.ack_updates(0)
+            assert time.monotonic() - began < 0.5, f"batch {batch} waited for Ray"
+            time.sleep(1)
+
+        # The outage ends (the wedged actor is gone): what was handed over arrives, and the
+        # news comes back through the same non-blocking calls.
+        ray.kill(hung)
+
+        def done() -> list[dict[str, Any]]:
+            return [u for u in client.peek_updates() if u["status"] == "done"]
+
+        wait_for(lambda: bool(done()), 120)
+        (update,) = done()
+        assert update["item_id"] == "I1" and update["version"] == version
+        client.ack_updates(max(u["seq"] for u in client.peek_updates()))
+        actor = ray.get_actor(COORDINATOR, namespace=settings.ray_namespace)
+        wait_for(lambda: ray.get(actor.peek_updates.remote()) == [], 10)
+        assert client.peek_updates() == []
+    finally:
+        client.close()

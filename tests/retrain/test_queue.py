@@ -48,7 +48,7 @@ def test_failures_back_off_then_poison_until_data_changes() -> None:
     assert q.take(29, 1) == []
     q.take(30, 1)
     assert q.fail("S1|a", "boom again", now=30) == "poison"
-    assert q.poison["S1|a"] == (7, "boom again")
+    assert (q.poison["S1|a"].version, q.poison["S1|a"].error) == (7, "boom again")
     assert q.waves["w"].failed == 1 and q.waves["w"].finished_at == 30
     skipped = q.submit([req("a")], version=7, wave_id="w2", now=31)
     assert skipped.skipped == 1 and not q.queued
@@ -64,3 +64,28 @@ def test_updates_tell_the_driver_each_state_change() -> None:
     states = [(u["status"], u.get("model_version")) for u in q.drain_updates()]
     assert states == [("queued", None), ("running", None), ("done", "3")]
     assert q.drain_updates() == []
+
+
+def test_poison_holds_until_the_series_own_data_grows_whatever_the_table_version() -> None:
+    q = RetrainQueue(max_attempts=1)
+    q.submit([Request("S1", "a", 0, data=40)], version=7, wave_id="w", now=0)
+    q.take(0, 1)
+    assert q.fail("S1|a", "boom", now=0) == "poison"
+    q.drain_updates()
+    # Other series' batches bump daily_sales; S1|a's own data did not change.
+    for version in (8, 9, 50):
+        wave = q.submit([Request("S1", "a", 0, data=40)], version, f"v{version}", now=1)
+        assert wave.skipped == 1 and not q.queued
+    # Each skip is told, so that a driver that marked the series queued sees it is not.
+    assert {u["status"] for u in q.drain_updates()} == {"poison"}
+    q.submit([Request("S1", "a", 0, data=41)], version=51, wave_id="new", now=2)
+    assert "S1|a" not in q.poison and q.take(2, 1)[0].data == 41
+
+
+def test_a_submission_without_data_falls_back_to_the_table_version() -> None:
+    q = RetrainQueue(max_attempts=1)
+    q.submit([Request("S1", "a", 0, data=40)], version=7, wave_id="w", now=0)
+    q.take(0, 1)
+    q.fail("S1|a", "boom", now=0)
+    assert q.submit([req("a")], version=7, wave_id="same", now=1).skipped == 1
+    assert q.submit([req("a")], version=8, wave_id="by-hand", now=1).skipped == 0

@@ -43,13 +43,22 @@ def test_cooldown_busy_drift_and_force() -> None:
         row("cool", 9, 1, last_submitted_at=recent),
         row("busy", 9, 1, status="queued", last_submitted_at=recent),
         row("stuck", 9, 1, status="running", last_submitted_at=NOW - timedelta(hours=1)),
-        row("drift", 0, 0, drift_ratio=3.0),
+        row("drift", 1, 0, drift_ratio=3.0),
         row("quiet"),
     ]
     t = Thresholds(cooldown_seconds=60, drift_ratio=2.5, force=("S|quiet",))
     assert set(keys(rows, t)) == {"S|stuck", "S|drift", "S|quiet"}
     assert keys(rows, t)[0] == "S|quiet"  # forced goes first
     assert "S|drift" not in keys(rows, t.model_copy(update={"drift_ratio": None}))
+
+
+def test_drift_without_new_data_is_not_retried_every_cooldown() -> None:
+    # Its retrain failed (the ratio stays until one succeeds) and nothing new arrived.
+    rows = [row("failed", 0, 0, drift_ratio=3.0, status="failed")]
+    rows[0]["last_submitted_at"] = NOW - timedelta(hours=5)
+    assert keys(rows, Thresholds(drift_ratio=2.0)) == []
+    rows[0]["events_since_retrain"] = 1
+    assert keys(rows, Thresholds(drift_ratio=2.0)) == ["S|failed"]
 
 
 def test_a_busy_series_with_no_submission_time_is_offered_again() -> None:
