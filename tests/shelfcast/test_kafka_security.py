@@ -119,3 +119,28 @@ def test_the_password_is_in_no_repr_file_or_command_line(secure: Settings) -> No
     for pid_file in (secure.run_dir).glob("*.pid"):
         cmdline = Path(f"/proc/{pid_file.read_text().strip()}/cmdline").read_bytes()
         assert PASSWORD.encode() not in cmdline
+
+
+def test_each_client_gets_the_security_settings_under_its_own_names(tmp_path: Path) -> None:
+    from shelfcast.kafka import java_client_options
+
+    settings = load_settings(
+        data_dir=tmp_path,
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_mechanism="SCRAM-SHA-512",
+        kafka_sasl_username="pos",
+        kafka_sasl_password=PASSWORD,
+        kafka_ssl_ca_location=tmp_path / "ca.pem",
+    )
+    librdkafka = client_config(settings)
+    assert librdkafka["sasl.password"] == PASSWORD
+    assert librdkafka["ssl.ca.location"] == str(tmp_path / "ca.pem")
+    java = java_client_options(settings)
+    assert java["security.protocol"] == "SASL_SSL" and java["sasl.mechanism"] == "SCRAM-SHA-512"
+    assert java["ssl.truststore.type"] == "PEM"
+    assert java["ssl.truststore.location"] == str(tmp_path / "ca.pem")
+    jaas = java["sasl.jaas.config"]
+    assert jaas.startswith("org.apache.kafka.common.security.scram.ScramLoginModule required ")
+    # The password's quote and backslash are escaped inside the JAAS string.
+    assert 'password="p\\"a\\\\ss w0rd/=' in jaas and jaas.endswith('";')
+    assert not any(k.startswith(("sasl.password", "ssl.ca")) for k in java)
