@@ -307,6 +307,7 @@ def test_a_hung_task_is_stopped_at_the_timeout_and_retried(
         assert [u["status"] for u in updates] == ["queued", "running", "queued", "running", "done"]
         assert "ran over 30 s" in updates[2]["error"]
         assert len(read_topic(settings, settings.topic_forecasts, expect=1)) == 1
+        wait_for(lambda: not Path(f"/proc/{pid}").exists(), 30)  # killed: its CPU is free
     finally:
         try:
             os.kill(pid, signal.SIGKILL)
