@@ -163,7 +163,7 @@ class CoordinatorClient:
                 f"{exc}. Check the Ray cluster at SHELFCAST_RAY_ADDRESS ('ray status')."
             ) from exc
 
-    def submit(self, due: list[tuple[str, str, float, int]], version: int) -> None:
+    def submit(self, due: list[tuple[str, str, float, int | None]], version: int) -> None:
         """Hand ``(store, item, priority, stored events)`` over; sent when Ray answers."""
         with self._lock:
             self._box.submit(due, version)

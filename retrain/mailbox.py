@@ -11,7 +11,8 @@ from typing import Any
 
 __all__ = ["Mailbox"]
 
-Submission = tuple[str, str, float, int]
+# (store, item, priority, stored events or None: an operator's force, which lifts poison)
+Submission = tuple[str, str, float, int | None]
 
 
 class Mailbox:
@@ -30,11 +31,13 @@ class Mailbox:
     # service side ---------------------------------------------------------------------------
 
     def submit(self, due: list[Submission], version: int) -> None:
-        """Queue for sending; a series already waiting keeps its highest priority and data."""
+        """Queue for sending; a series already waiting keeps its highest priority and data
+        (a force, None, stays one)."""
         for store, item, priority, data in due:
             old = self._out.get((store, item))
             if old is not None:
-                priority, data = max(priority, old[2]), max(data, old[3])
+                priority = max(priority, old[2])
+                data = None if data is None or old[3] is None else max(data, old[3])
             self._out[(store, item)] = (store, item, priority, data)
         self._version = max(self._version, version)
 

@@ -23,28 +23,25 @@ def parse_series(values: list[str]) -> list[tuple[str, str]]:
     return out
 
 
-def all_series(settings: Settings) -> list[tuple[str, str, float, int]]:
-    """Every series in ``series_state``: new events as priority, and its stored events (a
-    poisoned series is skipped unless they grew)."""
+def all_series(settings: Settings) -> list[tuple[str, str, float]]:
+    """Every series in ``series_state``, with its new events as priority.
+
+    No stored-event count: a wave asked for by hand lifts poison like a force does, when
+    ``daily_sales`` changed since the series failed."""
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
     uri = str(settings.delta_dir / "series_state")
     try:
         rows = DeltaTable(uri).to_pyarrow_table(
-            columns=["store_id", "item_id", "events_since_retrain", "total_events"]
+            columns=["store_id", "item_id", "events_since_retrain"]
         )
     except TableNotFoundError as exc:
         raise ShelfcastError(
             f"No series_state table at {uri}: run 'shelfcast ingest' first, or check --data-dir."
         ) from exc
     return [
-        (
-            r["store_id"],
-            r["item_id"],
-            float(r["events_since_retrain"] or 0),
-            int(r["total_events"] or 0),
-        )
+        (r["store_id"], r["item_id"], float(r["events_since_retrain"] or 0))
         for r in rows.to_pylist()
     ]
 

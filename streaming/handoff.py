@@ -37,8 +37,9 @@ _SERIES_VERSION = ["store_id", "item_id", "model_version"]
 class RetrainClient(Protocol):
     """The coordinator, as the streaming side sees it."""
 
-    def submit(self, due: list[tuple[str, str, float, int]], version: int) -> None:
-        """``(store, item, priority, stored events)``: poison holds while the events stay."""
+    def submit(self, due: list[tuple[str, str, float, int | None]], version: int) -> None:
+        """``(store, item, priority, stored events)``: poison holds while the events stay
+        (None: an operator's force, which lifts it)."""
 
     def peek_updates(self) -> list[dict[str, Any]]: ...
     def ack_updates(self, seq: int) -> None: ...
@@ -116,10 +117,16 @@ class Handoff:
         unreadable = self.thresholds.failures - unreadable
         due = due_series(state.values(), thresholds, now)
         if due:
+            forced = set(thresholds.force)
             try:
                 self.client.submit(
                     [
-                        (d.store_id, d.item_id, d.priority, state[d.key]["total_events"] or 0)
+                        (
+                            d.store_id,
+                            d.item_id,
+                            d.priority,
+                            None if d.key in forced else state[d.key]["total_events"] or 0,
+                        )
                         for d in due
                     ],
                     version,

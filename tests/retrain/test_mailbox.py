@@ -50,3 +50,11 @@ def test_the_inbox_is_bounded() -> None:
     box = Mailbox(limit=3)
     box.receive(news(1, 2))
     assert box.room == 1
+
+
+def test_a_force_stays_a_force_when_coalesced() -> None:
+    box = Mailbox()
+    box.submit([("S", "a", 1.0, 40)], 1)
+    box.submit([("S", "a", float("inf"), None)], 2)
+    box.submit([("S", "a", 1.0, 41)], 3)
+    assert box.take_submissions() == ([("S", "a", float("inf"), None)], 3)

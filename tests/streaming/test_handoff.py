@@ -29,10 +29,12 @@ class Coordinator:
     def __init__(self) -> None:
         self.updates: list[dict[str, Any]] = []
         self.submitted: list[str] = []
+        self.data: dict[str, int | None] = {}
         self.seq = 0
 
-    def submit(self, due: list[tuple[str, str, float, int]], version: int) -> None:
+    def submit(self, due: list[tuple[str, str, float, int | None]], version: int) -> None:
         self.submitted.extend(f"{d[0]}|{d[1]}" for d in due)
+        self.data.update({f"{d[0]}|{d[1]}": d[3] for d in due})
 
     def note(self, store_id: str, item_id: str, status: str, at: datetime) -> None:
         self.seq += 1
@@ -239,3 +241,17 @@ def test_a_series_queued_by_hand_is_offered_again_after_the_busy_timeout(tmp_pat
     state = TableStore(tmp_path / "delta").series_state()
     assert state["S1|I1"]["status"] == "queued"
     assert state["S1|I1"]["last_submitted_at"] > two_hours_ago  # handed over again now
+
+
+def test_each_series_goes_with_its_stored_events_and_a_forced_one_without(
+    tmp_path: Path,
+) -> None:
+    # The coordinator keeps a poisoned series out while its stored events stay the same; an
+    # operator's force says none, which lifts the poison.
+    coordinator = Coordinator()
+    store = tables(tmp_path)
+    ThresholdStore(tmp_path).set({"force": "S1|I2"})
+    Handoff(store, ThresholdStore(tmp_path), coordinator, lambda: "app").after_batch(
+        batch(7, store)
+    )
+    assert coordinator.data == {"S1|I1": 1, "S1|I2": None}
