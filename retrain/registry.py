@@ -169,6 +169,9 @@ class Tracker:
             "method": fit.method,
             "warm": fit.warm,
             "data_through": fit.data_through.isoformat(),
+            # Whatever served (fallbacks too): the family, and the runner-up on the folds.
+            "family": fit.family,
+            "runner_up_family": fit.runner_up,
             **(fit.params or {}),
             **extra_params,
         }
@@ -182,6 +185,8 @@ class Tracker:
             metrics["validation_mae"] = fit.validation_mae
         if fit.validation_mase is not None:
             metrics["validation_mase"] = fit.validation_mase
+        if fit.runner_up_mae is not None:
+            metrics["runner_up_validation_mae"] = fit.runner_up_mae
         now = int(time.time() * 1000)
         self.client.log_batch(
             run_id,

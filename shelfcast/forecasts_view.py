@@ -12,7 +12,7 @@ from contracts import ContractError, Forecast, parse_forecast
 from shelfcast.errors import ShelfcastError
 from shelfcast.settings import Settings
 
-__all__ = ["format_forecast", "plot_series", "read_forecasts"]
+__all__ = ["format_forecast", "plot_series", "plot_title", "read_forecasts"]
 
 
 def read_forecasts(settings: Settings, follow: bool, idle: float = 2.0) -> Iterator[Forecast]:
@@ -58,8 +58,19 @@ def format_forecast(f: Forecast, days: int = 7) -> str:
     mase = f"{f.validation_mase:.3f}" if f.validation_mase is not None else "-"
     return (
         f"{f.generated_at:%Y-%m-%d %H:%M:%S}  {f.key:<16} v{f.model_version:<4} "
-        f"{f.method:<14} {'warm' if f.warm else 'cold'}  through {f.data_through}  "
+        f"{f.method:<14} {f.family or '-':<7} {'warm' if f.warm else 'cold'}  "
+        f"through {f.data_through}  "
         f"MASE {mase}  next {min(days, len(f.points))} days: {head}"
+    )
+
+
+def plot_title(f: Forecast) -> str:
+    """The chart's title: the series, its model version, family and method, and its data."""
+    family = {None: "family not recorded", "combo": "combo (a mean of families)"}.get(
+        f.family, f.family
+    )
+    return (
+        f"{f.key}: model v{f.model_version}, {family} ({f.method}), data through {f.data_through}"
     )
 
 
@@ -109,10 +120,7 @@ def plot_series(settings: Settings, key: str, out: Path, history_days: int = 120
         alpha=0.2,
         label="interval",
     )
-    ax.set_title(
-        f"{key}: model v{latest.model_version} ({latest.method}), "
-        f"data through {latest.data_through}"
-    )
+    ax.set_title(plot_title(latest))
     ax.legend(loc="upper left")
     fig.autofmt_xdate()
     out.parent.mkdir(parents=True, exist_ok=True)

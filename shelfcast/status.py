@@ -7,7 +7,7 @@ from typing import Any
 
 from shelfcast.settings import Settings
 
-__all__ = ["committed_offsets", "gather_status", "render_status"]
+__all__ = ["committed_offsets", "gather_status", "render_status", "series_counts"]
 
 
 def committed_offsets(checkpoint: Path) -> dict[int, int]:
@@ -59,20 +59,28 @@ def _lag(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _series(settings: Settings) -> dict[str, Any]:
+def series_counts(settings: Settings) -> tuple[dict[str, int], dict[str, int]]:
+    """Series by state, and by the model family of their served forecast."""
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
     try:
-        rows = (
-            DeltaTable(str(settings.delta_dir / "series_state"))
-            .to_pyarrow_table(columns=["status"])
-            .column("status")
-            .to_pylist()
-        )
+        dt = DeltaTable(str(settings.delta_dir / "series_state"))
     except TableNotFoundError:
-        return {}
-    return dict(Counter(s or "new" for s in rows))
+        return {}, {}
+    # A table from before the family column (the service adds it when it starts) reads
+    # without it.
+    columns: list[str] = [
+        c for c in ("status", "family") if c in {f.name for f in dt.schema().fields}
+    ]
+    table = dt.to_pyarrow_table(columns=columns)
+    states = Counter(s or "new" for s in table.column("status").to_pylist())
+    families = (
+        Counter(f for f in table.column("family").to_pylist() if f)
+        if "family" in columns
+        else Counter()
+    )
+    return dict(states), dict(families)
 
 
 def _coordinator(settings: Settings) -> dict[str, Any]:
@@ -90,10 +98,12 @@ def gather_status(settings: Settings) -> dict[str, Any]:
 
     path = status_file(settings)
     service = json.loads(path.read_text()) if path.is_file() else {}
+    series, families = series_counts(settings)
     return {
         "service": service,
         "lag": _lag(settings),
-        "series": _series(settings),
+        "series": series,
+        "families": families,
         "coordinator": _coordinator(settings),
     }
 
@@ -122,6 +132,10 @@ def render_status(status: dict[str, Any]) -> str:
         "series: "
         + (", ".join(f"{k} {v}" for k, v in sorted(status["series"].items())) or "none yet")
     )
+    families = status.get("families") or {}
+    if families:
+        ranked = sorted(families.items(), key=lambda kv: (-kv[1], kv[0]))
+        out.append("forecasts by family: " + ", ".join(f"{k} {v}" for k, v in ranked))
     c = status["coordinator"]
     if "error" in c:
         out.append(c["error"])

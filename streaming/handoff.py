@@ -197,6 +197,7 @@ class Handoff:
             if u["status"] == "done":
                 row["last_retrain_at"] = datetime.fromtimestamp(u["at"], UTC)
                 row["model_version"] = u.get("model_version")
+                row["family"] = (u.get("forecast") or {}).get("family")
                 served = self.served.get(key)
                 if served is not None:
                     row["validation_mase"] = served.validation_mase

@@ -67,6 +67,9 @@ SERIES_STATE = pa.schema(
         ("last_submitted_at", _TS),
         ("validation_mase", pa.float64()),
         ("drift_ratio", pa.float64()),
+        # The model family of the served forecast (added later: ``TableStore.ensure`` adds
+        # it to an older table, whose rows read it as null).
+        ("family", pa.string()),
     ]
 )
 

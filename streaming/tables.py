@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Field, Transaction, write_deltalake
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from streaming.errors import TableError
@@ -73,11 +73,22 @@ class TableStore:
                     configuration={"delta.logRetentionDuration": retention},
                     storage_options=self.storage_options,
                 )
+                self._add_new_columns(name, schema)
             except DeltaError as exc:
                 raise TableError(
                     f"Could not create Delta table {self.uri(name)}: {exc}. "
                     "Check that the data directory is writable."
                 ) from exc
+
+    def _add_new_columns(self, name: str, schema: pa.Schema) -> None:
+        """Columns added to a table's schema since it was created (nullable, at the end):
+        older rows read them as null, and Delta's protocol stays 1/2."""
+        dt = DeltaTable(self.uri(name), storage_options=self.storage_options)
+        have = {f.name for f in dt.schema().fields}
+        missing = [Field.from_arrow(f) for f in schema if f.name not in have]
+        if missing:
+            log.info("adding %s to %s", ", ".join(f.name for f in missing), self.uri(name))
+            dt.alter.add_columns(missing)
 
     def table(self, name: str, version: int | None = None) -> DeltaTable:
         """The table at ``version``, or its latest version.

@@ -61,6 +61,31 @@ def test_the_last_good_model_is_the_series_own(tmp_path: Path) -> None:
         assert tracker.champion_json(store2, item2) == f'{{"series": "{store2}|{item2}"}}'
 
 
+@pytest.mark.integration
+def test_the_run_records_the_family_and_its_runner_up(tmp_path: Path) -> None:
+    (tmp_path / "mlflow").mkdir()
+    tracker = Tracker(
+        f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}",
+        "shelfcast",
+        artifact_location=str(tmp_path / "mlflow" / "artifacts"),
+    )
+    fit = SeriesFit(
+        method="tuned",
+        data_through=date(2024, 1, 1),
+        points=[],
+        model_json="{}",
+        validation_mae=4.0,
+        family="combo",
+        runner_up="arima",
+        runner_up_mae=4.5,
+    )
+    run_id, _ = tracker.record_series(None, "S1", "I1", fit, {})
+    run = tracker.client.get_run(run_id)
+    assert run.data.params["family"] == "combo"
+    assert run.data.params["runner_up_family"] == "arima"
+    assert run.data.metrics["runner_up_validation_mae"] == 4.5
+
+
 AWKWARD = ["p/ss", "p@ss", "p:ss/@x", "p?ss#1", "s3cr/t@@", "a%2Fb", "pa ss", "/", "ü/@"]
 
 

@@ -82,6 +82,7 @@ class Coordinator:
                     "points": points,
                     "data_through": DAY.isoformat(),
                     "method": "tuned",
+                    "family": "combo",
                     "validation_mase": 0.8,
                     "generated_at": NOW.isoformat(),
                 },
@@ -149,6 +150,7 @@ def test_news_is_acknowledged_only_once_stored_across_a_replayed_batch(tmp_path:
     assert forecast_rows(tmp_path) == [("S1", "I1", 1)] * 7 + [("S1", "I2", 1)] * 7
     state = TableStore(tmp_path / "delta").series_state()
     assert state["S1|I2"]["model_version"] == "1" and state["S1|I2"]["last_retrain_at"]
+    assert state["S1|I2"]["family"] == "combo"
 
 
 def forecast(store_id: str, version: int, generated_at: datetime) -> pa.Table:

@@ -90,3 +90,35 @@ def test_a_vacuum_shorter_than_a_retrain_may_read_is_refused(tmp_path: Path) -> 
     store.maintain(1)
     assert store.read("series_state", version=handed).num_rows == 1
     assert load_settings(data_dir=tmp_path, delta_vacuum_retention_hours=1)
+
+
+def test_a_table_from_before_the_family_column_gains_it_and_stays_readable(
+    tmp_path: Path,
+) -> None:
+    from deltalake import DeltaTable, write_deltalake
+
+    from shelfcast.settings import load_settings
+    from shelfcast.status import render_status, series_counts
+
+    old = pa.schema([f for f in SERIES_STATE if f.name != "family"])
+    store = TableStore(tmp_path / "delta")
+    DeltaTable.create(store.uri("series_state"), old, name="series_state")
+    rows = update_series_state(SERIES_STATE.empty_table(), events(("S1", "I1")), 0, NOW)
+    write_deltalake(store.uri("series_state"), rows.select(old.names), mode="append")
+    settings = load_settings(data_dir=tmp_path)
+    assert series_counts(settings) == ({"new": 1}, {})  # status reads the old table
+
+    store.ensure()
+    table = store.table("series_state")
+    assert table.schema().to_arrow().names == SERIES_STATE.names
+    assert table.protocol().min_writer_version == 2  # no table features
+    assert store.series_state()["S1|I1"]["family"] is None
+
+    done = {**store.series_state()["S1|I1"], "status": "done", "family": "combo"}
+    assert store.upsert_series_once(pa.Table.from_pylist([done], schema=SERIES_STATE), "h", 0)
+    series, families = series_counts(settings)
+    assert series == {"done": 1} and families == {"combo": 1}
+    unreachable = {"error": "not reachable"}
+    status = {"service": {}, "lag": unreachable, "coordinator": unreachable}
+    text = render_status({**status, "series": series, "families": families})
+    assert "forecasts by family: combo 1" in text
