@@ -1,11 +1,12 @@
-"""Session fixtures: one real broker (Apache Kafka), one real Spark, one real Ray head per session."""
+"""Session fixtures: one real broker (Apache Kafka), one real Spark, one real Ray head per session
+(and, for the tests that ask, one PostgreSQL with an MLflow server on it)."""
 
 import json
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -16,6 +17,9 @@ from retrain.cluster import loopback_ray_env
 from shelfcast.embedded import free_port, start_broker, start_ray, stop_process
 from shelfcast.kafka import ensure_topics, producer_config
 from shelfcast.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from tests.postgres import MlflowServer, PostgresCluster
 
 loopback_ray_env()
 
@@ -45,6 +49,31 @@ def ray_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     ray.shutdown()
     stop_process(proc.pid, timeout=3.0)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator["PostgresCluster"]:
+    """A private PostgreSQL cluster (Debian's) on a free loopback port, with the two databases
+    docker-compose.yml gives Shelfcast (``optuna``, ``mlflow``), each with its own user and
+    password; stopped by pid at the end."""
+    from tests.postgres import postgres_cluster
+
+    with postgres_cluster() as cluster:
+        cluster.create_database("optuna")
+        cluster.create_database("mlflow")
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(
+    postgres: "PostgresCluster", tmp_path_factory: pytest.TempPathFactory
+) -> Iterator["MlflowServer"]:
+    """``mlflow server`` on the session's PostgreSQL, artifacts in a local folder, as
+    docker-compose.yml runs it; stopped by pid at the end."""
+    from tests.postgres import mlflow_server as start
+
+    with start(postgres.databases["mlflow"], tmp_path_factory.mktemp("mlflow-server")) as server:
+        yield server
 
 
 @pytest.fixture
