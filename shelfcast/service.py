@@ -9,6 +9,7 @@ import json
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
@@ -57,6 +58,9 @@ def run_service(settings: Settings, stop: threading.Event) -> None:
         metrics.serve(settings.metrics_port)
         log.info("metrics on http://127.0.0.1:%d/metrics", settings.metrics_port)
     status = _Status(settings)
+    console = _start_console(settings)
+    batches: deque[dict[str, Any]] = deque(maxlen=20)  # the console's "last micro-batches"
+    handoffs: deque[dict[str, Any]] = deque(maxlen=20)  # and its recent waves
     last_batch = [time.monotonic()]
     holder: dict[str, Handoff] = {}
 
@@ -74,11 +78,18 @@ def run_service(settings: Settings, stop: threading.Event) -> None:
             last_batch[0] = time.monotonic()
             metrics.on_batch(report)
             handoff.after_batch(report)
-            status.update(last_batch={**asdict(report), "changed_series": report.series})
+            entry = {**asdict(report), "changed_series": report.series}
+            batches.append({**entry, "at": datetime.now(UTC).isoformat()})
+            status.update(last_batch=entry, recent_batches=list(batches))
+
+        def on_handoff(report: dict[str, Any]) -> None:
+            if report.get("submitted") or report.get("published"):
+                handoffs.append(dict(report))
+            status.update(last_handoff=dict(report), recent_handoffs=list(handoffs))
 
         pipeline.after_commit.append(on_batch)
         handoff.listeners.append(metrics.on_handoff)
-        handoff.listeners.append(lambda r: status.update(last_handoff=dict(r)))
+        handoff.listeners.append(on_handoff)
 
     def ticker() -> None:
         while not stop.wait(settings.handoff_idle_seconds / 2):
@@ -99,5 +110,24 @@ def run_service(settings: Settings, stop: threading.Event) -> None:
     finally:
         stop.set()
         thread.join(timeout=30)
+        if console is not None:
+            console.stop()
         client.close()
         status.update(stopped_at=datetime.now(UTC).isoformat())
+
+
+def _start_console(settings: Settings) -> Any:
+    """The web console on its own thread, or None when it is off or its port is taken (the
+    service runs on without it)."""
+    from shelfcast.console import ConsoleServer
+    from shelfcast.errors import ShelfcastError
+
+    if not settings.console_port:
+        return None
+    console = ConsoleServer(settings)
+    try:
+        log.info("console on %s", console.start())
+    except ShelfcastError as exc:
+        log.warning("%s", exc)
+        return None
+    return console

@@ -66,6 +66,9 @@ class Settings(BaseSettings):
 
     # Service
     metrics_port: int = Field(default=9464, ge=0, le=65535)  # 0: off
+    console_port: int | None = Field(default=8470, ge=0, le=65535)  # 0 or empty: off
+    console_host: str = "127.0.0.1"
+    console_token: SecretStr | None = None
     handoff_idle_seconds: float = Field(default=5.0, gt=0)
 
     # Embedded stack
@@ -77,6 +80,8 @@ class Settings(BaseSettings):
     ray_address: str = "127.0.0.1:16379"
     ray_namespace: str = "shelfcast"
     ray_num_cpus: int | None = Field(default=None, ge=1)
+    ray_coordinator_resource: str = "shelfcast_coordinator"  # empty: any node
+    ray_coordinator_shards: int = Field(default=1, ge=1, le=64)
 
     # Retrain
     retrain_horizon_days: int = Field(default=28, ge=1, le=366)

@@ -1,0 +1,10 @@
+"""The web console: pipeline health, the retrain queue, series and their forecasts, thresholds.
+
+Served by the service (``shelfcast run``) on ``SHELFCAST_CONSOLE_HOST``:``SHELFCAST_CONSOLE_PORT``,
+with its JSON API under ``/api``.
+"""
+
+from shelfcast.console.app import create_app
+from shelfcast.console.server import ConsoleServer, console_url
+
+__all__ = ["ConsoleServer", "console_url", "create_app"]
