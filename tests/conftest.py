@@ -56,11 +56,11 @@ def postgres() -> Iterator["PostgresCluster"]:
     """A private PostgreSQL cluster (Debian's) on a free loopback port, with the two databases
     docker-compose.yml gives Shelfcast (``optuna``, ``mlflow``), each with its own user and
     password; stopped by pid at the end."""
-    from tests.postgres import postgres_cluster
+    from tests.postgres import DATABASES, postgres_cluster
 
     with postgres_cluster() as cluster:
-        cluster.create_database("optuna")
-        cluster.create_database("mlflow")
+        for name in DATABASES:
+            cluster.create_database(name)
         yield cluster
 
 

@@ -32,8 +32,12 @@ from urllib.parse import quote
 from pydantic import SecretStr
 
 __all__ = [
+    "DATABASES",
     "MLFLOW_SERVER_FLAGS",
     "MLFLOW_STORE_ENV",
+    "OPTUNA_SECRET",
+    "TRACKING_ENV",
+    "URL_SCHEME",
     "Database",
     "MlflowServer",
     "PostgresCluster",
@@ -43,7 +47,14 @@ __all__ = [
     "postgres_major",
 ]
 
-# What docker-compose.yml's ``mlflow`` service runs (tests/test_compose.py checks it does).
+# What docker-compose.yml configures (tests/test_compose.py checks that it does): the
+# databases (each owned by a user of the same name), the URL scheme, how Shelfcast is given
+# the stores (the tracking server's URL in the environment, the Optuna URL as a secret file),
+# and the MLflow server's store variable and flags.
+DATABASES = ("optuna", "mlflow")
+URL_SCHEME = "postgresql"
+TRACKING_ENV = "SHELFCAST_MLFLOW_TRACKING_URI"
+OPTUNA_SECRET = "shelfcast_optuna_storage"
 MLFLOW_STORE_ENV = "MLFLOW_BACKEND_STORE_URI"
 # ``--workers`` is mlflow's own flag: mlflow appends ``-w <workers>`` (4 by default) after
 # ``--gunicorn-opts``, so a ``--workers`` inside those options is overridden.
@@ -110,7 +121,8 @@ class Database:
     def url(self) -> SecretStr:
         """``postgresql://user:password@host:port/name``, the password URL-encoded."""
         secret = quote(self.password.get_secret_value(), safe="")
-        return SecretStr(f"postgresql://{self.user}:{secret}@{self.host}:{self.port}/{self.name}")
+        where = f"{self.host}:{self.port}/{self.name}"
+        return SecretStr(f"{URL_SCHEME}://{self.user}:{secret}@{where}")
 
 
 @dataclass
