@@ -6,10 +6,10 @@ import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from contracts import ContractError, Forecast, parse_forecast
 from shelfcast.errors import ShelfcastError
+from shelfcast.forecast_chart import ChartData, chart_title, forecast_figure
 from shelfcast.settings import Settings
 
 __all__ = ["format_forecast", "plot_series", "plot_title", "read_forecasts"]
@@ -66,25 +66,19 @@ def format_forecast(f: Forecast, days: int = 7) -> str:
 
 def plot_title(f: Forecast) -> str:
     """The chart's title: the series, its model version, family and method, and its data."""
-    family = {None: "family not recorded", "combo": "combo (a mean of families)"}.get(
-        f.family, f.family
-    )
-    return (
-        f"{f.key}: model v{f.model_version}, {family} ({f.method}), data through {f.data_through}"
-    )
+    return chart_title(f.key, f.model_version, f.method, f.family, f.data_through)
 
 
 def plot_series(settings: Settings, key: str, out: Path, history_days: int = 120) -> Path:
-    """PNG of the series' recent actuals, its latest forecast and the interval."""
-    import matplotlib
+    """The console's chart of the series (recent actuals, its latest forecast and the
+    interval) as ``out``: ``.html`` (interactive, plotly.js inside, works offline) or an image
+    (``.png``, ``.svg``, ``.pdf``: kaleido renders it with the machine's Chromium)."""
+    from shelfcast.console.data import TableReader, parse_key
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    from deltalake import DeltaTable
-
-    store_id, _, item_id = key.partition("|")
+    try:
+        store_id, item_id = parse_key(key)
+    except ValueError as exc:
+        raise ShelfcastError(str(exc)) from exc
     latest = None
     for forecast in read_forecasts(settings, follow=False):
         if forecast.key == key and (
@@ -93,37 +87,29 @@ def plot_series(settings: Settings, key: str, out: Path, history_days: int = 120
             latest = forecast
     if latest is None:
         raise ShelfcastError(f"No forecast for {key} on {settings.topic_forecasts!r} yet.")
-    rows = DeltaTable(str(settings.delta_dir / "daily_sales")).to_pyarrow_table(
-        columns=["item_id", "day", "units"], filters=[("store_id", "=", store_id)]
-    )
-    rows = rows.filter(pc.equal(rows.column("item_id").cast(pa.string()), item_id))
     start = latest.data_through - timedelta(days=history_days)
-    history = sorted(
-        (d, u)
-        for d, u in zip(
-            rows.column("day").to_pylist(), rows.column("units").to_pylist(), strict=True
+    daily = TableReader(settings.delta_dir).series(store_id, item_id, "daily_sales")
+    figure = forecast_figure(
+        ChartData(
+            key=key,
+            model_version=latest.model_version,
+            method=latest.method,
+            family=latest.family,
+            data_through=latest.data_through,
+            points=[(p.date, p.yhat, p.yhat_lower, p.yhat_upper) for p in latest.points],
+            history=sorted((r["day"], r["units"]) for r in daily if r["day"] > start),
         )
-        if d > start
     )
-    fig, ax = plt.subplots(figsize=(10, 4))
-    if history:
-        ax.plot(
-            [d for d, _ in history], [u for _, u in history], color="black", lw=1, label="actual"
-        )
-    days: Any = [p.date for p in latest.points]
-    ax.plot(days, [p.yhat for p in latest.points], color="tab:blue", label="forecast")
-    ax.fill_between(
-        days,
-        [p.yhat_lower for p in latest.points],
-        [p.yhat_upper for p in latest.points],
-        color="tab:blue",
-        alpha=0.2,
-        label="interval",
-    )
-    ax.set_title(plot_title(latest))
-    ax.legend(loc="upper left")
-    fig.autofmt_xdate()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    if out.suffix.lower() in (".html", ".htm"):
+        figure.write_html(out, include_plotlyjs=True, full_html=True)
+        return out
+    try:
+        figure.write_image(out, width=1000, height=420)
+    except Exception as exc:  # kaleido's errors have no common root
+        raise ShelfcastError(
+            f"Could not render {out.name} ({exc}). An image needs Chromium "
+            "('apt-get install chromium', as scripts/setup does); or write the chart as "
+            "HTML: --out forecast.html."
+        ) from exc
     return out
