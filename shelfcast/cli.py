@@ -29,9 +29,8 @@ def _stop_on_signals() -> threading.Event:
     stop = threading.Event()
 
     def handle(signum: int, _frame: object) -> None:
-        log.info(
-            "received %s: finishing the batch in flight, then stopping", signal.Signals(signum).name
-        )
+        # Said at once, before any stopping work; each command bounds its own stop.
+        print(f"stopping... ({signal.Signals(signum).name})", file=sys.stderr, flush=True)
         stop.set()
 
     signal.signal(signal.SIGINT, handle)
@@ -170,7 +169,18 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     from shelfcast.status import gather_status, render_status
 
-    status = gather_status(_settings(args))
+    settings = _settings(args)
+    if args.watch:
+        from retrain.cluster import connect
+        from shelfcast.watch import watch_status
+
+        try:
+            connect(settings)  # here, before our handlers: Ray's init installs its own
+        except RetrainError:
+            pass  # the view says the coordinator is not reachable
+        watch_status(settings, _stop_on_signals())
+        return 0
+    status = gather_status(settings)
     print(json.dumps(status, indent=2, default=str) if args.json else render_status(status))
     return 0
 
@@ -324,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--all", action="store_true", help="every series in series_state")
     ret.add_argument("--cold", action="store_true", help="start each study over")
     parsers["status"].add_argument("--json", action="store_true")
+    parsers["status"].add_argument(
+        "--watch", action="store_true", help="refresh in place until Ctrl-C"
+    )
     prune = parsers["prune-models"]
     prune.add_argument("--keep", type=int, default=30, help="newest versions kept per series")
     prune.add_argument("--dry-run", action="store_true", help="count, delete nothing")

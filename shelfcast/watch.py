@@ -1,0 +1,37 @@
+"""``shelfcast status --watch``: the status, refreshed in place until Ctrl-C."""
+
+import threading
+import time
+
+from rich.console import RenderableType
+
+from shelfcast.live import Poller, View, console_address, observe, render, show_live
+from shelfcast.settings import Settings
+from shelfcast.status import gather_status
+
+__all__ = ["watch_status"]
+
+
+def watch_status(settings: Settings, stop: threading.Event, every: float = 2.0) -> None:
+    """Show the status every ``every`` seconds until ``stop`` is set."""
+    links = {}
+    console = console_address(settings)
+    if console:
+        links["console"] = console
+    view = View("shelfcast status", time.monotonic(), links=links)
+    poller = Poller(lambda: gather_status(settings), every).start()
+
+    def frame() -> RenderableType:
+        return render(view, time.monotonic())
+
+    seen = 0
+    try:
+        with show_live(frame) as tick:
+            while not stop.wait(0.25):
+                if poller.rounds != seen and poller.latest is not None:
+                    seen = poller.rounds
+                    observe(view, poller.latest, time.monotonic())
+                    view.note = poller.failure
+                tick()
+    finally:
+        poller.stop()
