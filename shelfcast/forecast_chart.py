@@ -44,6 +44,7 @@ def forecast_figure(data: ChartData) -> Any:
         go.Scatter(
             x=days + days[::-1],
             y=[p[3] for p in data.points] + [p[2] for p in data.points][::-1],
+            mode="lines",
             fill="toself",
             fillcolor="rgba(31, 119, 180, 0.2)",
             line={"width": 0},

@@ -90,6 +90,7 @@ def make_settings(bootstrap: str, tmp_path: Path) -> Callable[..., Settings]:
             "topic_forecasts": f"fc-{tag}",
             "ingest_trigger_seconds": 0.5,
             "ray_namespace": f"test-{tag}",
+            "console_port": 0,  # a test that opens the console gives it a free port
         }
         values.update(overrides)
         settings = load_settings(**values)

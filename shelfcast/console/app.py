@@ -33,6 +33,7 @@ from shelfcast.forecast_chart import forecast_figure
 from shelfcast.settings import Settings
 from streaming.errors import StreamingError
 from streaming.thresholds import ThresholdStore
+from streaming.trigger import Thresholds
 
 __all__ = ["create_app"]
 
@@ -133,6 +134,7 @@ def create_app(settings: Settings, status: Callable[[], dict[str, Any]] | None =
             "batches": list(reversed(batches)),
             "events_per_second": events_per_second(batches),
             "quarantine": _jsonable(quarantine_summary(quarantined)),
+            "topic": settings.topic_pos_sales,
         }
 
     def series_list(q: str, limit: int, offset: int) -> dict[str, Any]:
@@ -175,6 +177,7 @@ def create_app(settings: Settings, status: Callable[[], dict[str, Any]] | None =
     def threshold_view() -> dict[str, Any]:
         return {
             "values": thresholds.load().model_dump(mode="json"),
+            "descriptions": {k: f.description for k, f in Thresholds.model_fields.items()},
             "history": list(reversed(thresholds.history(limit=100))),
         }
 
