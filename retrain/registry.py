@@ -223,20 +223,30 @@ class Tracker:
             )
         except MlflowException:
             return None
-        text = str(self._mlflow.artifacts.load_text(f"{version.source}/{_MODEL_FILE}"))
+        with tempfile.TemporaryDirectory(prefix="shelfcast-model-") as tmp:
+            local = self._mlflow.artifacts.download_artifacts(
+                artifact_uri=f"{version.source}/{_MODEL_FILE}", dst_path=tmp, tracking_uri=self.uri
+            )
+            text = Path(local).read_text(encoding="utf-8")
         return None if '"kind": "seasonal_naive"' in text else text
 
-    @staticmethod
-    def _log_model(artifact_uri: str, model_json: str) -> None:
+    def _log_model(self, artifact_uri: str, model_json: str) -> None:
         """The model file, straight to the run's artifact store (``log_text`` would first
         look the run up again)."""
-        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-
         with tempfile.TemporaryDirectory(prefix="shelfcast-model-") as tmp:
             path = Path(tmp) / _MODEL_FILE
             path.write_text(model_json, encoding="utf-8")
-            repository: Any = get_artifact_repository(artifact_uri)
-            repository.log_artifact(str(path), "model")
+            self.artifacts(artifact_uri).log_artifact(str(path), "model")
+
+    def artifacts(self, artifact_uri: str) -> Any:
+        """The artifact repository at ``artifact_uri``, reached through this tracking URI.
+
+        A tracking server's served artifacts (``mlflow-artifacts:/...``) are resolved against
+        a tracking URI: without it MLflow takes the process-wide one (``MLFLOW_TRACKING_URI``,
+        else ``./mlruns``/SQLite), and every upload to the server failed."""
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        return get_artifact_repository(artifact_uri, tracking_uri=self.uri)
 
     def _ensure_registered(self, name: str) -> None:
         from mlflow.exceptions import MlflowException

@@ -50,8 +50,6 @@ def prune_models(
     progress: Callable[[str], None] | None = None,
 ) -> Pruned:
     """Delete the stale versions of every Shelfcast model; ``progress`` hears each model."""
-    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-
     if keep < 1:
         raise RetrainError(f"--keep must be at least 1 (got {keep}): the newest version serves.")
     client = tracker.client
@@ -75,8 +73,7 @@ def prune_models(
                 client.delete_model_version(name, version.version)
                 run_artifacts, _, _ = str(version.source).rpartition("/model")
                 if run_artifacts:
-                    repository: Any = get_artifact_repository(run_artifacts)
-                    repository.delete_artifacts("model")
+                    tracker.artifacts(run_artifacts).delete_artifacts("model")
             if progress is not None:
                 progress(name)
     except Exception as exc:
