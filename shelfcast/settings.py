@@ -114,6 +114,11 @@ class Settings(BaseSettings):
         # resolved it later (the Ray coordinator, a command run from elsewhere).
         return path.expanduser().resolve()
 
+    @field_validator("console_port", mode="before")
+    @classmethod
+    def _empty_is_off(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("delta_vacuum_retention_hours")
     @classmethod
     def _retention_a_retrain_can_read(cls, hours: float) -> float:

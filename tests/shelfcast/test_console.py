@@ -201,3 +201,13 @@ def test_check_write_and_loopback() -> None:
     with pytest.raises(ConsoleAccessError):
         check_write("127.0.0.1", token, "Basic t")
     assert "secret-value" not in repr(load_settings(console_token="secret-value"))
+
+
+def test_the_console_port_off_and_its_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shelfcast.console import console_url
+
+    monkeypatch.setenv("SHELFCAST_CONSOLE_PORT", "")
+    assert console_url(load_settings()) is None
+    assert console_url(load_settings(console_port=0)) is None
+    assert console_url(load_settings(console_port=8470)) == "http://127.0.0.1:8470/"
+    assert console_url(load_settings(console_port=8470, console_host="::1")) == "http://[::1]:8470/"
