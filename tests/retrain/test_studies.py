@@ -66,3 +66,23 @@ def test_a_task_spec_shows_no_store_url_in_its_repr(tmp_path: Path) -> None:
     spec = spec_from_settings(settings)
     assert "s3cr/et" not in repr(spec) and "t0k/en" not in repr(spec)
     assert spec.optuna_url is not None and "s3cr/et" in spec.optuna_url
+
+
+def test_a_failed_task_error_keeps_no_store_credentials(tmp_path: Path) -> None:
+    from retrain.coordinator import Coordinator
+    from shelfcast.settings import load_settings
+
+    settings = load_settings(
+        data_dir=tmp_path,
+        optuna_storage="postgresql://optuna:s3cr/et@db:5432/optuna",
+        mlflow_tracking_uri="https://user:t0k/en@mlflow.example:5000",
+    )
+    coordinator = Coordinator(settings)
+    # What a nested driver error looks like: the URL whole, and the password on its own.
+    error = (
+        "OperationalError: could not connect to postgresql://optuna:s3cr/et@db:5432/optuna "
+        "(password 's3cr/et' refused); MlflowException: https://user:t0k/en@mlflow.example:5000"
+    )
+    text = coordinator._redacted(error)
+    assert "s3cr/et" not in text and "t0k/en" not in text
+    assert "db:5432/optuna" in text and "mlflow.example:5000" in text
