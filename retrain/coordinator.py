@@ -192,7 +192,7 @@ class Coordinator:
                 wave_run = await loop.run_in_executor(self._io, self._wave_run, job.wave_id)
             result = await self._train(job, me, wave_run)
         except Exception as exc:
-            error = _short(exc)
+            error = self._redacted(_short(exc))
             outcome = self.queue.fail(job.key, error, time.time())
             log.warning("retrain of %s failed (%s): %s", job.key, outcome, error)
         else:
@@ -245,7 +245,7 @@ class Coordinator:
                     await asyncio.sleep(0.1)  # other series' work shares the I/O thread
                 error = delivery.error
             except Exception as exc:
-                error = _short(exc)
+                error = self._redacted(_short(exc))
             if error is None:
                 break
             self.queue.report(
@@ -267,6 +267,16 @@ class Coordinator:
             }
         )
         return forecast.model_dump(mode="json")
+
+    def _redacted(self, text: str) -> str:
+        """An error's text without the stores' credentials: it is logged, and kept as the
+        series' ``last_error`` in ``series_state``."""
+        from retrain.registry import redact
+
+        for uri in (self.spec.optuna_url, self.spec.tracking_uri):
+            if uri:
+                text = redact(text, uri)
+        return text
 
     async def _train(self, job: Job, me: Any, wave_run: str) -> TaskResult:
         """Run the task; one that outlives the policy's timeout is stopped and fails."""
