@@ -347,8 +347,10 @@ def build_parser() -> argparse.ArgumentParser:
     thr.add_argument("values", nargs="*", metavar="KEY=VALUE")
     fc = parsers["forecasts"]
     fc.add_argument("--follow", action="store_true", help="keep waiting for new forecasts")
-    fc.add_argument("--plot", metavar="STORE|ITEM", help="write a PNG of this series")
-    fc.add_argument("--out", type=Path, default=None, help="PNG path for --plot")
+    fc.add_argument("--plot", metavar="STORE|ITEM", help="write the console's chart of this series")
+    fc.add_argument(
+        "--out", type=Path, default=None, help="F.png (needs Chromium) or F.html for --plot"
+    )
     demo = parsers["demo"]
     demo.add_argument("--stores", type=int, default=2)
     demo.add_argument("--items", type=int, default=5)
