@@ -7,6 +7,7 @@ Handlers are plain functions: FastAPI runs them on its thread pool, off the even
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +133,7 @@ def create_app(settings: Settings, status: Callable[[], dict[str, Any]] | None =
         return {
             "status": current,
             "batches": list(reversed(batches)),
-            "events_per_second": events_per_second(batches),
+            "events_per_second": events_per_second(batches, datetime.now(UTC)),
             "quarantine": _jsonable(quarantine_summary(quarantined)),
             "topic": settings.topic_pos_sales,
         }

@@ -187,16 +187,13 @@ def quarantine_summary(rows: list[dict[str, Any]], recent: int = 20) -> dict[str
     }
 
 
-def events_per_second(batches: list[dict[str, Any]]) -> float | None:
-    """Stored events per second over the recent micro-batches (``at`` ISO times, oldest first)."""
-    if len(batches) < 2:
-        return None
-    first = datetime.fromisoformat(batches[0]["at"])
-    last = datetime.fromisoformat(batches[-1]["at"])
-    seconds = (last - first).total_seconds()
-    if seconds <= 0:
-        return None
-    return sum(int(b.get("stored", 0)) for b in batches[1:]) / seconds
+def events_per_second(batches: list[dict[str, Any]], now: datetime, window: float = 60.0) -> float:
+    """Events stored per second over the last ``window`` seconds (batch ``at``: ISO times)."""
+    since = now - timedelta(seconds=window)
+    stored = sum(
+        int(b.get("stored", 0)) for b in batches if datetime.fromisoformat(b["at"]) > since
+    )
+    return stored / window
 
 
 def waves_view(waves: list[dict[str, Any]]) -> list[dict[str, Any]]:

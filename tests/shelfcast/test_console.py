@@ -12,6 +12,7 @@ from pydantic import SecretStr
 
 from shelfcast.console import create_app
 from shelfcast.console.access import ConsoleAccessError, check_write, is_loopback
+from shelfcast.console.data import events_per_second
 from shelfcast.settings import Settings, load_settings
 from streaming.schemas import FORECASTS, QUARANTINE, SERIES_STATE
 from streaming.tables import TableStore
@@ -97,7 +98,12 @@ def test_status_is_the_shared_payload_and_pages_render(console: Any) -> None:
     client = console()
     assert client.get("/api/status").json() == STATUS
     health = client.get("/api/health").json()
-    assert health["events_per_second"] == pytest.approx(40 / 2)
+    assert health["events_per_second"] == 0.0  # those batches are long past
+    recent = [
+        {"at": (datetime.now(UTC) - timedelta(seconds=s)).isoformat(), "stored": n}
+        for s, n in [(90, 1000), (30, 60), (10, 60)]
+    ]
+    assert events_per_second(recent, datetime.now(UTC)) == pytest.approx(2.0)
     assert health["quarantine"]["total"] == 3
     assert health["quarantine"]["reasons"][0] == {"reason": "not JSON", "count": 2}
     for path in ["/", "/queue", "/series", "/series/S1%7CA", "/thresholds"]:
