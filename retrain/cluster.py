@@ -1,5 +1,6 @@
 """The Ray edge: join the long-lived cluster and find (or create) the coordinator by name."""
 
+import contextlib
 import logging
 import os
 import threading
@@ -190,13 +191,14 @@ class CoordinatorClient:
         status: dict[str, Any] = self._call("status")
         return status
 
-    def close(self) -> None:
-        """Stop the courier (what it has not delivered is offered again after the busy
-        timeout, like anything a stopped service handed over)."""
+    def close(self, timeout: float = 3.0) -> None:
+        """Stop the courier after one last delivery of what waits (acknowledgements,
+        submissions), within ``timeout`` s: what does not go in time is offered again after
+        the busy timeout, like anything a stopped service handed over."""
         self._stop.set()
         self._wake.set()
         if self._courier is not None:
-            self._courier.join(self.timeout * 4)
+            self._courier.join(timeout)
 
     # the courier thread ---------------------------------------------------------------------
 
@@ -232,6 +234,9 @@ class CoordinatorClient:
                 failing, delay = False, self.interval
             self._wake.wait(delay)
             self._wake.clear()
+        if not failing:
+            with contextlib.suppress(Exception):
+                self._exchange()  # the last delivery, on close
 
     def _exchange(self) -> None:
         import ray

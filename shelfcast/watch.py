@@ -1,5 +1,6 @@
 """``shelfcast status --watch``: the status, refreshed in place until Ctrl-C."""
 
+import gc
 import threading
 import time
 
@@ -35,3 +36,4 @@ def watch_status(settings: Settings, stop: threading.Event, every: float = 2.0) 
                 tick()
     finally:
         poller.stop()
+        gc.freeze()  # no full garbage collection at exit over what lives until then (~1-2 s)

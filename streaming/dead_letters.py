@@ -136,9 +136,11 @@ class DeadLetterTopic:
             lambda _exc: refused.append(row),
         )
 
-    def close(self) -> None:
+    def close(self, timeout: float = 10.0) -> None:
+        """Let queued letters go (at most ``timeout`` s). ``publish`` waits for its own, so
+        anything still queued belongs to a batch that did not commit and is sent again."""
         if self._producer is not None:
-            self._producer.flush(10)
+            self._producer.flush(timeout)
             self._producer = None
 
 

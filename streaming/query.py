@@ -1,5 +1,6 @@
 """Start the ingest query and run it until asked to stop; a stop lets the batch in flight finish."""
 
+import contextlib
 import gc
 import logging
 import threading
@@ -22,7 +23,15 @@ from streaming.spark import spark_session
 from streaming.tables import TableStore
 from streaming.validate import Limits
 
-__all__ = ["build_pipeline", "explain_failure", "run_ingest", "start_query", "stop_gracefully"]
+__all__ = [
+    "DRAIN_SECONDS",
+    "STOP_SECONDS",
+    "build_pipeline",
+    "explain_failure",
+    "run_ingest",
+    "start_query",
+    "stop_gracefully",
+]
 
 log = logging.getLogger("shelfcast.ingest")
 
@@ -60,12 +69,44 @@ def start_query(
     )
 
 
-def stop_gracefully(query: StreamingQuery, timeout: float = 120.0) -> None:
-    """Wait for the micro-batch in flight to finish, then stop the query."""
+# How ``run_ingest`` stops: the micro-batch in flight gets DRAIN_SECONDS to finish (one takes
+# ~0.1-1 s), Spark's stop STOP_SECONDS more. A batch that cannot finish in time (its broker
+# is down, a Delta write hangs) is cut short and replayed from the checkpoint at the next
+# start, exactly once, as after a crash; the process exits either way.
+DRAIN_SECONDS = 3.0
+STOP_SECONDS = 3.0
+
+
+def stop_gracefully(
+    query: StreamingQuery, timeout: float = 120.0, stop_timeout: float | None = None
+) -> bool:
+    """Let the micro-batch in flight finish (at most ``timeout`` s), then stop the query,
+    waiting for Spark's stop at most ``stop_timeout`` s (None: until it returns). True when
+    the query stopped; False when its stop goes on in the background."""
     deadline = time.monotonic() + timeout
-    while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
-        time.sleep(0.05)
-    query.stop()
+    with contextlib.suppress(Exception):  # the JVM may be gone: stop() says so below
+        while (
+            query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+    done = threading.Event()
+
+    def stop() -> None:
+        try:
+            query.stop()
+        except Exception as exc:
+            text = str(exc).strip()
+            log.warning(
+                "stopping the ingest query failed: %s", text.splitlines()[0] if text else exc
+            )
+        finally:
+            done.set()
+
+    if stop_timeout is None:
+        stop()
+        return True
+    threading.Thread(target=stop, name="shelfcast-query-stop", daemon=True).start()
+    return done.wait(stop_timeout)
 
 
 def explain_failure(message: str) -> str:
@@ -109,8 +150,12 @@ def run_ingest(
             except StreamingQueryException as exc:
                 raise IngestError(explain_failure(str(exc))) from exc
     finally:
-        if query.isActive:
-            stop_gracefully(query)
+        if query.isActive and not stop_gracefully(query, DRAIN_SECONDS, STOP_SECONDS):
+            log.warning(
+                "the ingest query did not stop within %.0f s; its batch in flight is replayed "
+                "from the checkpoint at the next start",
+                DRAIN_SECONDS + STOP_SECONDS,
+            )
         if isinstance(pipeline.dead_letters, DeadLetterTopic):
-            pipeline.dead_letters.close()
+            pipeline.dead_letters.close(timeout=1.0)
         log.info("ingest stopped")
