@@ -6,7 +6,8 @@ In one process, with a private PostgreSQL (Debian's, PostgreSQL's durable defaul
 - MLflow: series recorded per second (``Tracker.record_series``: a run with its params and
   metrics, the model file, a model version, the ``champion`` alias: six calls), on the
   embedded SQLite store (the baseline) and on the tracking server, by 1 and ``--writers``
-  processes at once (each like a Ray worker, with its own client).
+  processes at once (each like a Ray worker, with its own client); then with the model files
+  written by the client to storage directly rather than through the server.
 - Optuna: a warm series' storage work (load the study, read its trials, add ``--trials`` new
   ones, save the warm state) per second, on journal files (the baseline) and on PostgreSQL,
   by 1 and ``--writers`` processes; studies seeded first with 20 trials each, as after a
@@ -180,6 +181,9 @@ def bench_mlflow(
     with contextlib.redirect_stdout(io.StringIO()):
         Tracker(sqlite, "bench", artifact_location=artifacts)
         Tracker(server_url, "bench")
+        # Model files written by the client straight to storage (here a local folder; an
+        # object store in a cluster): the server then only records metadata.
+        Tracker(server_url, "bench-direct", artifact_location=(root / "direct").as_uri())
     rates = {}
     for n in (1, writers):
         items = [f"{k}-w{n}" for k in keys]
@@ -187,6 +191,9 @@ def bench_mlflow(
         cluster = _parallel(_mlflow_worker, n, items, server_url, None, "bench", servers=servers)
         _show(f"{n} writer(s), series recorded: SQLite", base, cluster)
         rates[n] = (base, cluster)
+    items = [f"{k}-direct" for k in keys]
+    direct = _parallel(_mlflow_worker, 1, items, server_url, None, "bench-direct", servers=servers)
+    _show("1 writer, model files not through the server: SQLite", rates[1][0], direct)
     return rates
 
 
