@@ -4,21 +4,26 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from typing import Any
 
 from retrain.errors import RetrainError
 from retrain.mailbox import Mailbox
+from retrain.shards import COORDINATOR, coordinator_name, shard_of
 
 __all__ = [
     "COORDINATOR",
     "CoordinatorClient",
     "connect",
     "coordinator",
+    "coordinators",
     "daily_version",
     "loopback_ray_env",
 ]
 
-COORDINATOR = "shelfcast-coordinator"
+# A coordinator's share of the resource its node advertises (room for 100 of them: shards,
+# namespaces).
+_RESOURCE_SHARE = 0.01
 
 log = logging.getLogger("shelfcast.cluster")
 
@@ -45,12 +50,16 @@ def connect(settings: Any) -> None:
 
     if ray.is_initialized():
         return
+    # A head on a loopback address (127.0.0.2, ...: nodes of one machine with addresses of
+    # their own) is this machine's node: join as that node, not as 127.0.0.1.
+    own = {"_node_ip_address": host} if host.startswith("127.") else {}
     try:
         ray.init(
             address=settings.ray_address,
             namespace=settings.ray_namespace,
             log_to_driver=False,
             logging_level=logging.WARNING,
+            **own,
         )
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise RetrainError(
@@ -59,12 +68,41 @@ def connect(settings: Any) -> None:
         ) from exc
 
 
-def coordinator(settings: Any, owner: bool = False, timeout: float = 60.0) -> Any:
-    """The coordinator actor, created detached on first use; later calls reconnect to it.
+def _placement(settings: Any, name: str) -> dict[str, Any]:
+    """Where a new coordinator goes: on a node that advertises ``ray_coordinator_resource``
+    (the head, by default), or anywhere when it is empty."""
+    import ray
+
+    resource = settings.ray_coordinator_resource
+    if not resource:
+        return {}
+    try:
+        ray.get_actor(name, namespace=settings.ray_namespace)
+        return {}  # it exists: placed already
+    except ValueError:
+        pass
+    if not ray.cluster_resources().get(resource):  # type: ignore[no-untyped-call]
+        raise RetrainError(
+            f"No node of the Ray cluster at {settings.ray_address} advertises the resource "
+            f"{resource!r} that places the retrain coordinator. Start the Ray head with "
+            f"--resources='{{\"{resource}\": 1}}' ('shelfcast up' and docker-compose.yml do), "
+            "or set SHELFCAST_RAY_COORDINATOR_RESOURCE to a resource another node advertises, "
+            "or to '' to let Ray place it on any node."
+        )
+    return {"resources": {resource: _RESOURCE_SHARE}}
+
+
+def coordinator(
+    settings: Any, owner: bool = False, timeout: float = 60.0, shard: int = 0, task: Any = None
+) -> Any:
+    """The coordinator actor (of ``shard``), created detached on first use; later calls
+    reconnect to it. If it dies (its node is lost), Ray starts it again on a node that has the
+    placement resource, and it rebuilds its queue from ``series_state``.
 
     Its configuration belongs to the service (``owner``): the service's settings replace what
     it holds. Any other driver must hold the same retrain settings, or is refused: it would
-    otherwise point the service's retrains at its own tables and stores.
+    otherwise point the service's retrains at its own tables and stores. ``task`` replaces
+    the retrain task of a coordinator created here (benchmarks).
     """
     connect(settings)
     import ray
@@ -72,17 +110,20 @@ def coordinator(settings: Any, owner: bool = False, timeout: float = 60.0) -> An
     from retrain.coordinator import Coordinator
     from retrain.identity import differences, retrain_identity
 
+    name = coordinator_name(shard)
     actor = (
         ray.remote(Coordinator)
         .options(
-            name=COORDINATOR,
+            name=name,
             namespace=settings.ray_namespace,
             lifetime="detached",
             get_if_exists=True,
             num_cpus=0,
             max_concurrency=1000,
+            max_restarts=-1,
+            **_placement(settings, name),
         )
-        .remote(settings)
+        .remote(settings, shard, task)
     )
     try:
         ray.get(actor.ping.remote(), timeout=timeout)  # type: ignore[attr-defined]
@@ -108,6 +149,14 @@ def coordinator(settings: Any, owner: bool = False, timeout: float = 60.0) -> An
     return actor
 
 
+def coordinators(settings: Any, owner: bool = False, timeout: float = 60.0) -> list[Any]:
+    """Every shard's coordinator, in shard order (one unless ``ray_coordinator_shards``)."""
+    return [
+        coordinator(settings, owner, timeout, shard)
+        for shard in range(settings.ray_coordinator_shards)
+    ]
+
+
 def daily_version(settings: Any) -> int:
     """The latest version of ``daily_sales`` (what a wave started by hand reads)."""
     from deltalake import DeltaTable
@@ -123,22 +172,122 @@ def daily_version(settings: Any) -> int:
 
 
 class CoordinatorClient:
-    """The streaming side's handle on the coordinator.
+    """The streaming side's handle on the coordinator (every shard of it).
 
     ``submit``, ``peek_updates`` and ``ack_updates`` never wait for Ray (they run inside the
-    micro-batch): they go through a :class:`Mailbox` that a courier thread of this client
-    carries to and from the actor, looking it up again after it was lost, so a Ray outage
-    only delays the news. ``actor`` and ``status`` wait, at most ``timeout`` seconds each
-    step: for start-up, the ticker and ``shelfcast status``.
+    micro-batch): they go through a :class:`Mailbox` per shard that a courier thread carries
+    to and from the actor, looking it up again after it was lost, so a Ray outage only delays
+    the news. ``actor`` and ``status`` wait, at most ``timeout`` seconds each step: for
+    start-up, the ticker and ``shelfcast status``.
+
+    With several shards, each series goes to its own shard's coordinator, and the news of
+    all of them is numbered here in the order it arrived: acknowledging number N acknowledges,
+    on each shard, what was read up to N.
     """
 
     def __init__(
         self, settings: Any, timeout: float = 10.0, owner: bool = False, interval: float = 0.5
     ) -> None:
         self.settings = settings
+        shards = max(1, int(getattr(settings, "ray_coordinator_shards", 1)))
+        self.links = [_Link(settings, timeout, owner, interval, s) for s in range(shards)]
+        self._lock = threading.Lock()
+        self._local: dict[tuple[int, int], int] = {}  # (shard, its seq) -> our number
+        self._next = 0
+
+    def actor(self) -> Any:
+        """Shard 0's actor, once every shard's answers (fails early when Ray is not there)."""
+        actors = [link.actor() for link in self.links]
+        return actors[0]
+
+    def submit(self, due: list[tuple[str, str, float, int | None]], version: int) -> None:
+        """Hand ``(store, item, priority, stored events)`` over; sent when Ray answers."""
+        if len(self.links) == 1:
+            self.links[0].submit(due, version)
+            return
+        parts: list[list[tuple[str, str, float, int | None]]] = [[] for _ in self.links]
+        for d in due:
+            parts[shard_of(f"{d[0]}|{d[1]}", len(self.links))].append(d)
+        for link, part in zip(self.links, parts, strict=True):
+            if part:
+                link.submit(part, version)
+
+    def peek_updates(self) -> list[dict[str, Any]]:
+        """The news the couriers have brought and the driver has not acknowledged."""
+        if len(self.links) == 1:
+            return self.links[0].peek_updates()
+        with self._lock:
+            out, keep = [], {}
+            for shard, link in enumerate(self.links):
+                for u in link.peek_updates():
+                    ours = self._local.get((shard, u["seq"]))
+                    if ours is None:
+                        self._next += 1
+                        ours = self._next
+                    keep[(shard, u["seq"])] = ours
+                    out.append({**u, "seq": ours, "shard": shard})
+            self._local = keep
+        out.sort(key=lambda u: int(u["seq"]))
+        return out
+
+    def ack_updates(self, seq: int) -> None:
+        if len(self.links) == 1:
+            self.links[0].ack_updates(seq)
+            return
+        with self._lock:
+            upto: dict[int, int] = {}
+            for (shard, theirs), ours in self._local.items():
+                if ours <= seq:
+                    upto[shard] = max(upto.get(shard, 0), theirs)
+        for shard, theirs in upto.items():
+            self.links[shard].ack_updates(theirs)
+
+    @property
+    def pending(self) -> int:
+        """Series handed over and not yet delivered to a coordinator."""
+        return sum(link.pending for link in self.links)
+
+    def status(self) -> dict[str, Any]:
+        """One shard's status, or the shards' summed (each shard's under ``shards``)."""
+        each = [link.status() for link in self.links]
+        return each[0] if len(each) == 1 else merge_status(each)
+
+    def close(self, timeout: float = 3.0) -> None:
+        """Stop every courier after its last delivery, within ``timeout`` s in all."""
+        deadline = time.monotonic() + timeout
+        for link in self.links:
+            link.close(max(0.0, deadline - time.monotonic()))
+
+
+def merge_status(each: list[dict[str, Any]]) -> dict[str, Any]:
+    """The status of several shards as one (counts summed, latest forecasts merged)."""
+    out: dict[str, Any] = {"shards": each}
+    for name in ("queued", "running", "rerun", "poison", "capacity", "published"):
+        out[name] = sum(int(s.get(name) or 0) for s in each)
+    out["retrains_last_minute"] = sum(int(s["retrains_last_minute"]) for s in each)
+    out["cpu_seconds"] = sum(float(s["cpu_seconds"]) for s in each)
+    timed = [(s["retrains_last_minute"], s["mean_retrain_seconds"]) for s in each]
+    total = sum(n for n, m in timed if m is not None)
+    out["mean_retrain_seconds"] = (
+        sum(n * m for n, m in timed if m is not None) / total if total else None
+    )
+    out["poisoned"] = {k: v for s in each for k, v in s["poisoned"].items()}
+    latest = [entry for s in each for entry in s["latest"]]
+    out["latest"] = sorted(latest, key=lambda e: str(e["at"]), reverse=True)[:20]
+    return out
+
+
+class _Link:
+    """One shard's coordinator: its mailbox and the courier thread that carries it."""
+
+    def __init__(
+        self, settings: Any, timeout: float, owner: bool, interval: float, shard: int
+    ) -> None:
+        self.settings = settings
         self.timeout = timeout
         self.owner = owner
         self.interval = interval
+        self.shard = shard
         self._actor: Any = None
         self._box = Mailbox()
         self._lock = threading.Lock()
@@ -149,7 +298,7 @@ class CoordinatorClient:
     def actor(self) -> Any:
         actor = self._actor
         if actor is None:
-            actor = self._actor = coordinator(self.settings, self.owner, self.timeout)
+            actor = self._actor = coordinator(self.settings, self.owner, self.timeout, self.shard)
         return actor
 
     def _call(self, method: str, *args: Any) -> Any:
@@ -205,7 +354,7 @@ class CoordinatorClient:
     def _nudge(self) -> None:
         if self._courier is None and not self._stop.is_set():
             self._courier = threading.Thread(
-                target=self._carry, name="shelfcast-courier", daemon=True
+                target=self._carry, name=f"shelfcast-courier-{self.shard}", daemon=True
             )
             self._courier.start()
         self._wake.set()

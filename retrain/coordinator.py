@@ -23,8 +23,10 @@ from contracts.forecast import Forecast
 from retrain.errors import RetrainError
 from retrain.identity import retrain_identity
 from retrain.policy import RetryPolicy, policy_from_settings
+from retrain.prewarm import prewarm
 from retrain.publish import Delivery
 from retrain.queue import Job, Request, RetrainQueue
+from retrain.recovery import busy_series
 from retrain.task import TaskResult, TaskSpec, run_job, spec_from_settings
 
 __all__ = ["Coordinator"]
@@ -38,11 +40,20 @@ _SLOW_DELIVERY_SECONDS = 10
 class Coordinator:
     """Use through :mod:`retrain.cluster`; every public method is a Ray actor call."""
 
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: Any, shard: int = 0, task: Any = None) -> None:
+        """``shard`` of ``settings.ray_coordinator_shards``; ``task`` replaces the retrain
+        task (a function like :func:`retrain.task.run_job`: benchmarks run one that does
+        no work)."""
         self.settings = settings
+        self.shard = shard
         self.spec: TaskSpec = spec_from_settings(settings)
         self.policy: RetryPolicy = policy_from_settings(settings)
-        self.queue = RetrainQueue(self.policy.max_attempts, self.policy.backoff_seconds)
+        # Numbered from the clock: news of a coordinator that replaces a lost one (Ray
+        # restarts it) is numbered above its predecessor's.
+        self.queue = RetrainQueue(
+            self.policy.max_attempts, self.policy.backoff_seconds, int(time.time() * 1e6)
+        )
+        self._task = _train if task is None else ray.remote(num_cpus=1, max_retries=0)(task)
         # One thread for the wave runs and the producer: they see one caller, in order.
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shelfcast-sink")
         self._tracker: Any = None
@@ -57,6 +68,8 @@ class Coordinator:
         self._latest: deque[dict[str, Any]] = deque(maxlen=20)
         self._pids: dict[str, int] = {}
         self.published = 0
+        self._rebuilt = False
+        self._spec_ref: Any = None
 
     # calls ----------------------------------------------------------------------------------
 
@@ -81,16 +94,23 @@ class Coordinator:
         self._poke()
         return wave.summary()
 
-    async def wave(self, wave_id: str) -> dict[str, Any] | None:
+    async def wave(self, wave_id: str, since: int | None = None) -> dict[str, Any] | None:
+        """The wave's summary (None: not known here, e.g. this coordinator replaced the one
+        it was submitted to); with ``since``, also the keys finished after the first
+        ``since`` of them."""
         found = self.queue.waves.get(wave_id)
         if found is None:
             return None
-        return {**found.summary(), "methods": dict(self._wave_methods.get(wave_id, {}))}
+        out = {**found.summary(), "methods": dict(self._wave_methods.get(wave_id, {}))}
+        if since is not None:
+            out["finished_keys"] = found.finished[since:]
+        return out
 
     async def drain_updates(self) -> list[dict[str, Any]]:
         return self.queue.drain_updates()
 
     async def peek_updates(self, limit: int = 10_000, after: int = 0) -> list[dict[str, Any]]:
+        self._ensure_pump()  # a restarted coordinator's rebuilt queue starts at the first call
         return self.queue.peek_updates(limit, after)
 
     async def ack_updates(self, seq: int) -> None:
@@ -106,6 +126,8 @@ class Coordinator:
             "mean_retrain_seconds": sum(minute) / len(minute) if minute else None,
             "published": self.published,
             "cpu_seconds": time.process_time(),  # this actor's process, for its load
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "shard": self.shard,
             "poisoned": {
                 k: {"version": p.version, "data": p.data, "error": p.error}
                 for k, p in self.queue.poison.items()
@@ -129,6 +151,7 @@ class Coordinator:
             return
         self.settings = settings
         self.spec = spec_from_settings(settings)
+        self._spec_ref = None
         self.policy = policy_from_settings(settings)
         self.queue.max_attempts = self.policy.max_attempts
         self.queue.backoff_seconds = self.policy.backoff_seconds
@@ -158,30 +181,62 @@ class Coordinator:
 
     def _cpus(self) -> int:
         count, checked = self._capacity
-        if time.monotonic() - checked > 10 or count == 0:
-            count = max(1, int(ray.cluster_resources().get("CPU", 1)))  # type: ignore[no-untyped-call]
+        if time.monotonic() - checked > 2 or count == 0:
+            cpus = int(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
+            # Each shard runs its share of the cluster's CPUs (its series spread evenly).
+            shards = max(1, int(getattr(self.settings, "ray_coordinator_shards", 1)))
+            count = max(1, round(cpus / shards))
             self._capacity = (count, time.monotonic())
         return count
 
     async def _run(self) -> None:
         assert self._wake is not None
+        # Meanwhile the workers start and import what a retrain needs (retrain/prewarm.py).
+        self._warming = prewarm(self._cpus())
         # Before any task starts: a task's fallback reads MLflow too, and several processes
         # creating a fresh SQLite store at once race on its schema.
         try:
             await asyncio.get_running_loop().run_in_executor(self._io, self._ensure_sinks)
         except Exception as exc:
             log.warning("MLflow or Kafka not ready (%s); results will retry them", exc)
+        await self._rebuild()
         while True:
             self._wake.clear()
             now = time.time()
             for job in self.queue.take(now, self._cpus() - len(self.queue.running)):
                 self._tasks[job.key] = asyncio.get_running_loop().create_task(self._execute(job))
-            due = self.queue.next_due(now)
+            # Every slot busy: a finished task wakes the pump (no spinning on a full queue).
+            full = len(self.queue.running) >= self._cpus()
+            due = None if full else self.queue.next_due(now)
             timeout = 5.0 if due is None else min(5.0, max(due, 0.01))
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except TimeoutError:
                 pass
+
+    async def _rebuild(self) -> None:
+        """Submit again what ``series_state`` shows as queued or running: a new coordinator
+        (the first, or one Ray restarted after its node died) may have lost them."""
+        if self._rebuilt:
+            return
+        self._rebuilt = True
+        shards = max(1, int(getattr(self.settings, "ray_coordinator_shards", 1)))
+        loop = asyncio.get_running_loop()
+        found, version = await loop.run_in_executor(
+            self._io, busy_series, self.settings.delta_dir, self.shard, shards
+        )
+        held = self.queue.queued.keys() | self.queue.running.keys()
+        requests = [r for r in found if r.key not in held]  # submitted meanwhile: held
+        if requests:
+            wave_id = f"rebuilt-{uuid.uuid4().hex[:8]}"
+            wave = self.queue.submit(requests, version, wave_id, time.time())
+            self._wave_methods.setdefault(wave.wave_id, Counter())
+            log.warning(
+                "series_state shows %d series queued or running that this coordinator did "
+                "not hold; submitted again at daily_sales v%d",
+                len(requests),
+                version,
+            )
 
     async def _execute(self, job: Job) -> None:
         me = ray.get_runtime_context().current_actor
@@ -214,6 +269,7 @@ class Coordinator:
                 warm=fit.warm,
                 forecast=message,
                 mase_scale=fit.mase_scale,
+                node=result.node_id,
             )
         finally:
             self._tasks.pop(job.key, None)
@@ -280,7 +336,9 @@ class Coordinator:
 
     async def _train(self, job: Job, me: Any, wave_run: str) -> TaskResult:
         """Run the task; one that outlives the policy's timeout is stopped and fails."""
-        ref = _train.remote(job, self.spec, me, wave_run)
+        if self._spec_ref is None:
+            self._spec_ref = ray.put(self.spec)  # serialised once, not with every task
+        ref = self._task.remote(job, self._spec_ref, me, wave_run)
         limit = self.policy.task_timeout_seconds
         try:
             result: TaskResult = await asyncio.wait_for(asyncio.wrap_future(ref.future()), limit)

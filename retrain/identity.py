@@ -25,6 +25,8 @@ def retrain_identity(settings: Any) -> dict[str, str]:
         "data_dir": settings.data_dir,
         "bootstrap_servers": settings.bootstrap_servers,
         "topic_forecasts": settings.topic_forecasts,
+        # Which coordinator holds a series: every driver must split the queue the same way.
+        "coordinator_shards": getattr(settings, "ray_coordinator_shards", 1),
         "spec": asdict(spec_from_settings(settings)),
         "policy": asdict(policy_from_settings(settings)),
     }

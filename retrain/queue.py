@@ -9,6 +9,7 @@ No Ray here: the coordinator actor owns one instance and drives it with the cloc
   held; it is the test only for submissions that do not say (``shelfcast retrain --series``).
 """
 
+import heapq
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -82,6 +83,7 @@ class Wave:
     skipped: int = 0
     moved: int = 0
     finished_at: float | None = None
+    finished: list[str] = field(default_factory=list)  # keys done or failed, in that order
 
     @property
     def total(self) -> int:
@@ -104,17 +106,28 @@ class Wave:
 class RetrainQueue:
     """Queued, running, poisoned series and the waves they belong to."""
 
-    def __init__(self, max_attempts: int = 3, backoff_seconds: float = 2.0) -> None:
+    def __init__(
+        self, max_attempts: int = 3, backoff_seconds: float = 2.0, seq_base: int = 0
+    ) -> None:
         self.max_attempts = max_attempts
         self.backoff_seconds = backoff_seconds
         self.queued: dict[str, Job] = {}
+        # Queued jobs by (priority, arrival), with stale entries skipped when popped: a take
+        # costs log(n) per job, not a sort of the whole queue (which, once per finished
+        # series, made a wave of n series cost n^2 log n).
+        self._heap: list[tuple[float, int, int, Job]] = []
+        self._pushes = 0
+        self._backoff: set[str] = set()  # queued keys with a retry delay
         self.running: dict[str, Job] = {}
         self.rerun: dict[str, Job] = {}
         self.poison: dict[str, Poison] = {}
         self.waves: dict[str, Wave] = {}
         self.updates: list[dict[str, Any]] = []
         self._seq = 0
-        self._update_seq = 0
+        # News is numbered from ``seq_base``: a queue that replaces a lost one (given a base
+        # above anything the old one numbered, e.g. the clock in microseconds) never reuses a
+        # number a driver may still acknowledge.
+        self._update_seq = seq_base
 
     # submission -----------------------------------------------------------------------------
 
@@ -149,7 +162,7 @@ class RetrainQueue:
                 self.rerun[key] = job
             else:
                 job = self._merge(self.queued.get(key), job)
-                self.queued[key] = job
+                self._enqueue(job)
                 self._note(key, QUEUED, version=job.version)
             self._move(key, wave)
         self._maybe_finish(wave, now)
@@ -172,6 +185,18 @@ class RetrainQueue:
             data=new.data if old.data is None else max(old.data, new.data or 0),
         )
 
+    def _enqueue(self, job: Job) -> None:
+        self.queued[job.key] = job
+        self._pushes += 1
+        heapq.heappush(self._heap, (-job.priority, job.seq, self._pushes, job))
+        if job.not_before > 0:
+            self._backoff.add(job.key)
+        else:
+            self._backoff.discard(job.key)
+        if len(self._heap) > 2 * len(self.queued) + 64:  # mostly stale: rebuild
+            self._heap = [e for e in self._heap if self.queued.get(e[3].key) is e[3]]
+            heapq.heapify(self._heap)
+
     def _move(self, key: str, wave: Wave) -> None:
         for other in self.waves.values():
             if other is not wave and key in other.pending:
@@ -183,22 +208,32 @@ class RetrainQueue:
 
     def take(self, now: float, slots: int) -> list[Job]:
         """Up to ``slots`` jobs to start now; they become running."""
-        if slots <= 0:
-            return []
-        ready = [job for job in self.queued.values() if job.not_before <= now]
-        ready.sort(key=lambda job: (-job.priority, job.seq))
-        out = ready[:slots]
-        for job in out:
+        out: list[Job] = []
+        later = []
+        while slots > len(out) and self._heap:
+            entry = heapq.heappop(self._heap)
+            job = entry[3]
+            if self.queued.get(job.key) is not job:
+                continue  # replaced or taken since it was pushed
+            if job.not_before > now:
+                later.append(entry)
+                continue
+            out.append(job)
             del self.queued[job.key]
+            self._backoff.discard(job.key)
             self.running[job.key] = job
             self._note(job.key, RUNNING, version=job.version, attempts=job.attempts)
+        for entry in later:
+            heapq.heappush(self._heap, entry)
         return out
 
     def next_due(self, now: float) -> float | None:
         """Seconds until the earliest backed-off job may start (0 if one may now)."""
         if not self.queued:
             return None
-        return max(0.0, min(job.not_before for job in self.queued.values()) - now)
+        if len(self.queued) > len(self._backoff):
+            return 0.0  # a job without a retry delay waits
+        return max(0.0, min(self.queued[k].not_before for k in self._backoff) - now)
 
     # outcomes -------------------------------------------------------------------------------
 
@@ -221,7 +256,7 @@ class RetrainQueue:
             self._count(job, now, ok=False)
             return POISON
         delay = self.backoff_seconds * 2 ** (attempts - 1)
-        self.queued[key] = replace(job, attempts=attempts, not_before=now + delay)
+        self._enqueue(replace(job, attempts=attempts, not_before=now + delay))
         self._note(key, QUEUED, version=job.version, error=error, attempts=attempts)
         return QUEUED
 
@@ -234,7 +269,7 @@ class RetrainQueue:
     def _requeue_rerun(self, key: str) -> None:
         job = self.rerun.pop(key, None)
         if job is not None:
-            self.queued[key] = job
+            self._enqueue(job)
             self._note(key, QUEUED, version=job.version)
 
     def _count(self, job: Job, now: float, ok: bool) -> None:
@@ -243,6 +278,7 @@ class RetrainQueue:
                 wave.wave_id == job.wave_id or job.key not in self.rerun
             ):
                 wave.pending.discard(job.key)
+                wave.finished.append(job.key)
                 if ok:
                     wave.done += 1
                 else:

@@ -56,6 +56,7 @@ class TaskResult:
     run_id: str
     model_version: int
     record_seconds: float
+    node_id: str = ""  # the Ray node the task ran on
 
 
 def spec_from_settings(settings: Any) -> TaskSpec:
@@ -140,6 +141,8 @@ def run_job(
         {"data_version": job.version, "cold": job.cold, "attempt": job.attempts + 1},
     )
     finished = time.perf_counter()
+    import ray
+
     return TaskResult(
         job,
         fit,
@@ -149,4 +152,5 @@ def run_job(
         run_id=run_id,
         model_version=version,
         record_seconds=finished - recording,
+        node_id=ray.get_runtime_context().get_node_id() if ray.is_initialized() else "",
     )

@@ -4,6 +4,7 @@ Each process has a pid file under ``<data_dir>/run``; ``shelfcast down`` stops e
 """
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -23,6 +24,7 @@ from shelfcast.settings import Settings
 __all__ = [
     "ManagedProcess",
     "free_port",
+    "ray_node_command",
     "running",
     "start_broker",
     "start_ray",
@@ -229,8 +231,32 @@ def start_ray(settings: Settings, timeout: float = 60.0) -> ManagedProcess:
         return claimed
     host, port = claimed
     loopback_ray_env()
-    ray_bin = Path(sys.executable).with_name("ray")
     cpus = settings.ray_num_cpus or os.cpu_count() or 1
+    # The coordinator is placed on the node that advertises its resource: this head.
+    resources = (
+        {settings.ray_coordinator_resource: 1.0} if settings.ray_coordinator_resource else {}
+    )
+    command = ray_node_command(host, f"--port={port}", cpus, resources, head=True)
+    return _launch(settings, "ray", "Ray head", command, claimed, timeout, env=RAY_NODE_ENV)
+
+
+# One task per CPU: a multi-threaded BLAS in each would only fight over the same cores.
+RAY_NODE_ENV = {
+    name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+}
+
+
+def ray_node_command(
+    host: str,
+    join: str,
+    cpus: int,
+    resources: dict[str, float],
+    head: bool = False,
+    extra: tuple[str, ...] = (),
+) -> list[str]:
+    """``ray start`` for a node on ``host`` whose every port is pinned to a free one:
+    the head (``join`` is ``--port=N``) or a worker (``join`` is ``--address=HOST:PORT``)."""
+    ray_bin = Path(sys.executable).with_name("ray")
     # Worker ports 0 = any free port: Ray's default range would collide with its own GCS port.
     ports = {
         f"--{name}": str(free_port())
@@ -243,29 +269,26 @@ def start_ray(settings: Settings, timeout: float = 60.0) -> ManagedProcess:
             "metrics-export-port",
         )
     }
-    command = [
+    head_only = ["--head", "--include-dashboard=false", "--disable-usage-stats"] if head else []
+    return [
         str(ray_bin),
         "start",
-        "--head",
+        *head_only,
         "--block",
-        "--port",
-        str(port),
+        join,
         "--node-ip-address",
         host,
         "--num-cpus",
         str(cpus),
-        "--include-dashboard=false",
+        *([f"--resources={json.dumps(resources)}"] if resources else []),
         "--include-log-monitor=false",
-        "--disable-usage-stats",
         "--min-worker-port",
         "0",
         "--max-worker-port",
         "0",
         *[item for pair in ports.items() for item in pair],
+        *extra,
     ]
-    # One task per CPU: a multi-threaded BLAS in each would only fight over the same cores.
-    threads = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    return _launch(settings, "ray", "Ray head", command, claimed, timeout, env=threads)
 
 
 def stop_process(pid: int, timeout: float = 10.0) -> None:

@@ -157,3 +157,20 @@ def test_compose_runs_the_versions_and_jars_the_embedded_stack_runs(
     assert "./scripts/fetch-jars" in dockerfile
     assert "./scripts/fetch-jars" in (ROOT / "scripts" / "setup").read_text()
     assert "SHELFCAST_JARS_DIR=/opt/shelfcast/jars" in dockerfile
+
+
+def test_the_ray_head_advertises_where_the_coordinator_goes(compose: dict[str, Any]) -> None:
+    """The coordinator asks for the resource its setting names; only the head offers it."""
+    import json
+
+    resource = Settings.model_fields["ray_coordinator_resource"].default
+
+    def advertised(name: str) -> dict[str, float]:
+        command = compose["services"][name]["command"]
+        if "--resources" not in command:
+            return {}
+        found: dict[str, float] = json.loads(command[command.index("--resources") + 1])
+        return found
+
+    assert advertised("ray-head").get(resource, 0) > 0
+    assert resource not in advertised("ray-worker")
