@@ -174,3 +174,41 @@ def test_the_ray_head_advertises_where_the_coordinator_goes(compose: dict[str, A
 
     assert advertised("ray-head").get(resource, 0) > 0
     assert resource not in advertised("ray-worker")
+
+
+def test_the_cluster_stores_are_configured_as_the_tests_run_them(compose: dict[str, Any]) -> None:
+    """tests/retrain/test_cluster_stores.py runs the stores on real processes: the same
+    PostgreSQL major, databases and users, URL scheme, variable and secret names, and MLflow
+    server flags as here."""
+    from tests.postgres import (
+        DATABASES,
+        MLFLOW_SERVER_FLAGS,
+        MLFLOW_STORE_ENV,
+        OPTUNA_SECRET,
+        TRACKING_ENV,
+        URL_SCHEME,
+        postgres_major,
+    )
+
+    services = compose["services"]
+    major = postgres_major()
+    for name in DATABASES:
+        db = services[f"{name}-db"]
+        repo, _, tag = db["image"].partition(":")
+        assert repo == "postgres" and int(tag.split(".")[0]) == major, (db["image"], major)
+        assert db["environment"]["POSTGRES_USER"] == db["environment"]["POSTGRES_DB"] == name
+    mlflow = " ".join(services["mlflow"]["command"])
+    assert f'{MLFLOW_STORE_ENV}="{URL_SCHEME}://mlflow:' in mlflow
+    assert "@mlflow-db:5432/mlflow" in mlflow and "exec mlflow server" in mlflow
+    assert all(flag in mlflow for flag in MLFLOW_SERVER_FLAGS), mlflow
+    env = services["shelfcast"]["environment"]
+    assert env[TRACKING_ENV].startswith("http://mlflow:")
+    for name in ("shelfcast", "ray-head", "ray-worker"):
+        targets = {s["target"] for s in services[name]["secrets"]}
+        assert OPTUNA_SECRET in targets, name
+        assert services[name]["environment"]["SHELFCAST_SECRETS_DIR"] == "/run/secrets"
+    # The README's recipe writes that secret with the same scheme, user and database.
+    readme = (ROOT / "README.md").read_text()
+    written = re.search(rf"printf '([^']*)' > secrets/{OPTUNA_SECRET}", readme)
+    assert written, "README: no recipe for the Optuna secret"
+    assert re.fullmatch(rf"{URL_SCHEME}://optuna:[^@]+@optuna-db:5432/optuna", written.group(1))
