@@ -17,12 +17,13 @@ days per origin and averaged over origins; 80 % interval coverage on the same da
 core-seconds (process CPU time) per series and origin. Baselines are clipped at zero;
 Shelfcast is scored as published.
 
-    python -m bench.accuracy [--kaggle-series 30] [--rossmann-series 40] [--origins 2]
-                             [--jobs 2] [--rule one_se|margin] [--data-dir DIR]
+    python -m bench.accuracy [--kaggle-series 30] [--rossmann-series 20] [--origins 2]
+                             [--jobs 2] [--rule one_se|margin] [--data-dir DIR] [--save DIR]
 """
 
 import argparse
 import multiprocessing
+import pickle
 import sys
 import tempfile
 import time
@@ -272,25 +273,36 @@ def print_table(dataset: str, results: list[dict[str, Any]], origin_days: list[d
     print(f"best untuned: {best}; warm vs cold: {warm_vs_cold:+.2%}")
     families: Counter[str] = Counter()
     cost: dict[str, list[float]] = defaultdict(list)
+    inside: Counter[str] = Counter()
+    counted: Counter[str] = Counter()
     for r in results:
         for o in r["origins"].values():
             family = o["warm_family"] or "?"
             families[family] += 1
-            cost[family].append(o["methods"]["Shelfcast warm"].seconds)
+            m: Outcome = o["methods"]["Shelfcast warm"]
+            cost[family].append(m.seconds)
+            days = o["actual"] > 0
+            a = o["actual"][days]
+            inside[family] += int(((m.lower[days] <= a) & (a <= m.upper[days])).sum())
+            counted[family] += int(days.sum())
     print(
-        "warm champions (count, mean core-s of the warm wave's kernel): "
-        + ", ".join(f"{f} {n} {np.mean(cost[f]):.2f}s" for f, n in families.most_common())
+        "warm champions (series-origins, mean core-s of the warm kernel, 80 % coverage): "
+        + ", ".join(
+            f"{f} {n} {np.mean(cost[f]):.2f}s {inside[f] / max(counted[f], 1):.0%}"
+            for f, n in families.most_common()
+        )
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kaggle-series", type=int, default=30)
-    parser.add_argument("--rossmann-series", type=int, default=40)
+    parser.add_argument("--rossmann-series", type=int, default=20)
     parser.add_argument("--origins", type=int, default=2)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--rule", choices=["one_se", "margin"], default="one_se")
     parser.add_argument("--data-dir", type=Path, default=DATA)
+    parser.add_argument("--save", type=Path, help="pickle every forecast here (to re-score)")
     args = parser.parse_args()
     if args.origins < 2:
         raise SystemExit("ACCURACY.md: at least two origins")
@@ -337,6 +349,10 @@ def main() -> None:
             start = next(s.start for s in chosen if s.key == r["key"])
             r["origins"] = {start + timedelta(days=o): v for o, v in r["origins"].items()}
         print_table(chosen[0].dataset, results, origin_days)
+        if args.save is not None:
+            args.save.mkdir(parents=True, exist_ok=True)
+            with (args.save / f"{chosen[0].dataset}.pickle").open("wb") as out:
+                pickle.dump({"results": results, "origin_days": origin_days}, out)
 
 
 if __name__ == "__main__":

@@ -5,14 +5,22 @@ On the shared Kaggle store-item data, the last 28 days are the test period, neve
 (b) incremental: the same series tuned cold 7 days earlier, then the 7 new days arrive and
     only the series they touch are re-tuned warm. Both run as waves on one real Ray head
     (plain tasks, one per series), with MLflow tracking and forecasts to Kafka, as in service.
+(c) fresh: ``shelfcast retrain --all`` in its own process, as a user runs it on a cluster
+    just started (``shelfcast up``): a cold wave, then a warm one after 7 new days. Its wall
+    time against its tasks' own core time: the target is wall <= 1.5 x (task core-s / CPUs)
+    + start-up, the start-up (command start to the first task running) measured here.
 Also scored on the test period: Prophet's defaults and seasonal naive, fitted in process.
 
-    python -m bench.retrain [--series 40] [--data PATH]
+    python -m bench.retrain [--series 40] [--data PATH] [--parts primed,fresh]
 """
 
 import argparse
+import os
+import re
+import subprocess
 import sys
 import tempfile
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.stack import embedded_stack, write_daily_frame
+from bench.stack import embedded_stack, write_daily_frame, write_series_state
 from retrain.prophet_fit import DEFAULT_PARAMS, FitOptions, fit_prophet, predict_horizon
 from retrain.series import History, mase, seasonal_naive
 from shelfcast.forecasts_view import read_forecasts
@@ -84,6 +92,90 @@ def wave(settings: Settings, keys: list[tuple[str, str, float]], cold: bool) -> 
     }
 
 
+def cli_wave(settings: Settings, cold: bool) -> dict[str, Any]:
+    """``shelfcast retrain --all`` in a process of its own; where its wall time went."""
+    import ray
+
+    from retrain.cluster import coordinator
+
+    env = {
+        **os.environ,
+        "SHELFCAST_DATA_DIR": str(settings.data_dir),
+        "SHELFCAST_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "SHELFCAST_RAY_ADDRESS": settings.ray_address,
+    }
+    command = [str(Path(sys.executable).parent / "shelfcast"), "retrain", "--all"]
+    launched = time.time()
+    done = subprocess.run(
+        [*command, *(["--cold"] if cold else [])],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    wall = time.time() - launched
+    found = re.search(r"(\d+) series in ([\d.]+) s", done.stdout)
+    if done.returncode != 0 or found is None:
+        raise SystemExit(f"shelfcast retrain failed:\n{done.stdout}\n{done.stderr[-3000:]}")
+    actor = coordinator(settings)
+    updates = [
+        u
+        for u in ray.get(actor.drain_updates.remote())
+        if u["status"] == "done" and u["at"] >= launched
+    ]
+    cpus = int(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
+    tasks = sum(u["seconds"] for u in updates)
+    # A task's start: its finish (the news, after the forecast is confirmed) less its time.
+    first_start = min(u["at"] - u["seconds"] for u in updates) - launched
+    first_done = min(u["at"] for u in updates) - launched
+    last_done = max(u["at"] for u in updates) - launched
+    return {
+        "series": len(updates),
+        "wall": wall,
+        "wave": float(found.group(2)),
+        "task_core_s": tasks,
+        "cpus": cpus,
+        "startup": first_start,
+        "first_done": first_done,
+        "last_done": last_done,
+        "bound": 1.5 * tasks / cpus + first_start,
+        "per_core_minute": len(updates) / (wall * cpus / 60),
+    }
+
+
+def fresh_waves(frame: pd.DataFrame, keys: list[tuple[str, str, float]], tmp: Path) -> None:
+    """(c): a cold then a warm ``shelfcast retrain --all`` on a cluster just started."""
+    cut = frame["date"].max() - timedelta(days=TEST_DAYS)
+    earlier = cut - timedelta(days=7)
+    with embedded_stack(tmp / "c") as c:
+        write_daily_frame(c, frame[frame["date"] <= earlier], 0)
+        write_series_state(c, [(s, i) for s, i, _ in keys], 0)
+        cold = cli_wave(c, cold=True)
+        write_daily_frame(c, frame[(frame["date"] > earlier) & (frame["date"] <= cut)], 1)
+        warm = cli_wave(c, cold=False)
+    print(f"\n(c) fresh 'shelfcast retrain --all'{'cold':>12}{'warm':>12}")
+    for label, key, fmt in [
+        ("series", "series", "{:.0f}"),
+        ("command wall seconds", "wall", "{:.1f}"),
+        ("  of it the wave (submit..end)", "wave", "{:.1f}"),
+        ("start-up: launch..first task", "startup", "{:.1f}"),
+        ("first series done at", "first_done", "{:.1f}"),
+        ("last series done at", "last_done", "{:.1f}"),
+        ("tasks' own core-seconds", "task_core_s", "{:.1f}"),
+        ("bound 1.5 x core-s/CPUs + start", "bound", "{:.1f}"),
+        ("series per core-minute", "per_core_minute", "{:.1f}"),
+    ]:
+        print(f"{label:36}{fmt.format(cold[key]):>8}{fmt.format(warm[key]):>12}")
+    for name, w in (("cold", cold), ("warm", warm)):
+        after = w["wall"] - w["startup"]
+        ideal = w["task_core_s"] / w["cpus"]
+        verdict = "within" if w["wall"] <= w["bound"] else "OVER"
+        print(
+            f"{name}: after start-up {after:.1f} s = {after / ideal:.2f} x (task core-s / "
+            f"{w['cpus']} CPUs = {ideal:.1f} s); wall {verdict} the bound"
+        )
+
+
 def test_mase(
     latest: dict[str, Any], truth: dict[str, np.ndarray], train: dict[str, np.ndarray]
 ) -> float:
@@ -118,7 +210,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=40)
     parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--parts", default="primed,fresh", help="primed, fresh, or both")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
 
     frame = choose(pd.read_csv(args.data, parse_dates=["date"]), args.series)
     last = frame["date"].max()
@@ -133,6 +227,11 @@ def main() -> None:
         f"{len(keys)} series, test {cut.date() + timedelta(days=1)}..{last.date()}", file=sys.stderr
     )
 
+    if "fresh" in parts:
+        with tempfile.TemporaryDirectory() as tmp:
+            fresh_waves(frame, keys, Path(tmp))
+    if "primed" not in parts:
+        return
     with tempfile.TemporaryDirectory() as tmp, embedded_stack(Path(tmp) / "a") as a:
         # MASE's scale from the days the models see, as for the baselines.
         train = {key: values[-a.retrain_history_days :] for key, values in train.items()}

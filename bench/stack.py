@@ -2,6 +2,7 @@
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +13,11 @@ from retrain.cluster import loopback_ray_env
 from shelfcast.embedded import free_port, start_broker, start_ray, stop_process
 from shelfcast.kafka import ensure_topics
 from shelfcast.settings import Settings, load_settings
+from streaming.aggregate import update_series_state
 from streaming.schemas import DAILY_SALES
 from streaming.tables import TableStore
 
-__all__ = ["embedded_stack", "write_daily_frame"]
+__all__ = ["embedded_stack", "write_daily_frame", "write_series_state"]
 
 
 @contextmanager
@@ -63,3 +65,22 @@ def write_daily_frame(settings: Settings, frame: pd.DataFrame, batch_id: int) ->
     )
     store.add_daily_once(table, "bench", batch_id)
     return int(store.table("daily_sales").version())
+
+
+def write_series_state(settings: Settings, keys: list[tuple[str, str]], batch_id: int) -> None:
+    """One ``series_state`` row per series, as the ingest leaves them (for ``--all``)."""
+    store = TableStore(settings.delta_dir)
+    store.ensure()
+    now = datetime.now(UTC)
+    n = len(keys)
+    events = pa.table(
+        {
+            "store_id": [s for s, _ in keys],
+            "item_id": [i for _, i in keys],
+            "sale_date": pa.array([date.today()] * n, pa.date32()),
+            "sold_at": pa.array([now] * n, pa.timestamp("us", tz="UTC")),
+            "kafka_timestamp": pa.array([now] * n, pa.timestamp("us", tz="UTC")),
+        }
+    )
+    rows = update_series_state(store.series_rows(keys), events, batch_id, now)
+    store.upsert_series_once(rows, "bench", batch_id)
