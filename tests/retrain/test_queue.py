@@ -89,3 +89,34 @@ def test_a_submission_without_data_falls_back_to_the_table_version() -> None:
     q.fail("S1|a", "boom", now=0)
     assert q.submit([req("a")], version=7, wave_id="same", now=1).skipped == 1
     assert q.submit([req("a")], version=8, wave_id="by-hand", now=1).skipped == 0
+
+
+def test_take_matches_a_full_sort_through_coalescing_retries_and_backoff() -> None:
+    """The heap hands out what sorting every ready job by (priority, arrival) would."""
+    import random
+
+    rng = random.Random(3)
+    q = RetrainQueue(max_attempts=4, backoff_seconds=1)
+    now = 0.0
+    for step in range(400):
+        now += 0.25
+        action = rng.random()
+        if action < 0.5:
+            items = [req(f"i{rng.randrange(60)}", float(rng.randrange(5))) for _ in range(3)]
+            q.submit(items, version=step, wave_id=f"w{step}", now=now)
+        elif action < 0.8:
+            ready = [j for j in q.queued.values() if j.not_before <= now]
+            expected = sorted(ready, key=lambda j: (-j.priority, j.seq))[:2]
+            assert q.take(now, 2) == expected
+        elif q.running:
+            key = rng.choice(sorted(q.running))
+            if rng.random() < 0.5:
+                q.succeed(key, now)
+            else:
+                q.fail(key, "boom", now)
+        due = q.next_due(now)
+        if q.queued:
+            soonest = min(j.not_before for j in q.queued.values())
+            assert due == max(0.0, soonest - now)
+        else:
+            assert due is None
