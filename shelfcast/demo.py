@@ -150,7 +150,6 @@ class _Demo:
                 raise failures[0]
 
         self.step("kafka + ray", both)
-        self.step("topics", lambda: ensure_topics(self.settings))
 
     # the status poller's work ------------------------------------------------------------------
 
@@ -287,11 +286,14 @@ def run_demo(
         try:
             demo.start_stack()
             if not stop.is_set():
+                # The service starts first (Spark takes longest); the topics and this
+                # process's own Ray driver come up meanwhile.
+                demo.service = _spawn(_cli(settings, "run"), settings.run_dir / "service.log")
+                demo.children.append(demo.service)
+                demo.step("topics", lambda: ensure_topics(settings))
                 demo.step("ray driver", lambda: connect(settings))
                 signal.signal(signal.SIGTERM, ours)  # Ray's init put in its own
             if not stop.is_set():
-                demo.service = _spawn(_cli(settings, "run"), settings.run_dir / "service.log")
-                demo.children.append(demo.service)
                 poller = Poller(demo.gather, every=1.0).start()
                 feeder = threading.Thread(
                     target=demo.simulate,

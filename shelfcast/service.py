@@ -50,6 +50,11 @@ class _Status:
 
 def run_service(settings: Settings, stop: threading.Event) -> None:
     """Run until ``stop`` is set; raises the package errors with what to do."""
+    # Spark's JVM starts (~10-40 s) while Ray is joined, the coordinator found and the
+    # console started; the ingest then finds the session ready.
+    threading.Thread(
+        target=_start_spark, args=(settings,), name="shelfcast-spark", daemon=True
+    ).start()
     connect(settings)
     client = CoordinatorClient(settings, owner=True)  # the service's settings configure it
     client.actor()  # fail early, with a clear message, when Ray is not there
@@ -118,6 +123,16 @@ def run_service(settings: Settings, stop: threading.Event) -> None:
         _store_last_news(holder.get("handoff"), settings)
         client.close(timeout=3.0)
         status.update(stopped_at=datetime.now(UTC).isoformat())
+
+
+def _start_spark(settings: Settings) -> None:
+    from shelfcast.ingest_config import spark_config
+    from streaming.spark import spark_session
+
+    try:
+        spark_session(spark_config(settings))
+    except Exception as exc:  # the ingest starts it again, and reports what fails
+        log.debug("early Spark start failed: %s", exc)
 
 
 def _store_last_news(handoff: Handoff | None, settings: Settings) -> None:

@@ -80,13 +80,17 @@ STOP_SECONDS = 3.0
 def stop_gracefully(
     query: StreamingQuery, timeout: float = 120.0, stop_timeout: float | None = None
 ) -> bool:
-    """Let the micro-batch in flight finish (at most ``timeout`` s), then stop the query,
-    waiting for Spark's stop at most ``stop_timeout`` s (None: until it returns). True when
-    the query stopped; False when its stop goes on in the background."""
+    """Let the micro-batch in flight finish (at most ``timeout`` s; not the ones after it),
+    then stop the query, waiting for Spark's stop at most ``stop_timeout`` s (None: until it
+    returns). True when the query stopped; False when its stop goes on in the background."""
     deadline = time.monotonic() + timeout
     with contextlib.suppress(Exception):  # the JVM may be gone: stop() says so below
+        in_flight = _last_batch(query)  # the batch running now completes as the next one
         while (
-            query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline
+            query.isActive
+            and query.status.get("isTriggerActive")
+            and _last_batch(query) == in_flight
+            and time.monotonic() < deadline
         ):
             time.sleep(0.05)
     done = threading.Event()
@@ -107,6 +111,12 @@ def stop_gracefully(
         return True
     threading.Thread(target=stop, name="shelfcast-query-stop", daemon=True).start()
     return done.wait(stop_timeout)
+
+
+def _last_batch(query: StreamingQuery) -> int | None:
+    """The id of the last batch the query completed (None before the first)."""
+    progress = query.lastProgress
+    return None if not progress else int(progress["batchId"])
 
 
 def explain_failure(message: str) -> str:
