@@ -171,14 +171,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     if args.watch:
-        from retrain.cluster import connect
         from shelfcast.watch import watch_status
 
-        try:
-            connect(settings)  # here, before our handlers: Ray's init installs its own
-        except RetrainError:
-            pass  # the view says the coordinator is not reachable
-        watch_status(settings, _stop_on_signals())
+        watch_status(settings, _stop_on_signals())  # joins Ray off the main thread
         return 0
     status = gather_status(settings)
     print(json.dumps(status, indent=2, default=str) if args.json else render_status(status))

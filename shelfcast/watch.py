@@ -1,6 +1,7 @@
 """``shelfcast status --watch``: the status, refreshed in place until Ctrl-C."""
 
 import gc
+import logging
 import threading
 import time
 
@@ -20,6 +21,9 @@ def watch_status(settings: Settings, stop: threading.Event, every: float = 2.0) 
     if console:
         links["console"] = console
     view = View("shelfcast status", time.monotonic(), links=links)
+    # The poller joins Ray on its own thread (a cluster that is away must not hold the view
+    # or Ctrl-C): Ray's note that it installs no SIGTERM handler there is expected.
+    logging.getLogger("ray").setLevel(logging.ERROR)
     poller = Poller(lambda: gather_status(settings), every).start()
 
     def frame() -> RenderableType:
