@@ -5,6 +5,8 @@ import stat
 import subprocess
 from pathlib import Path
 
+import yaml
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -16,6 +18,8 @@ def test_secret_files_are_readable_by_their_owner_only(tmp_path: Path) -> None:
     subprocess.run(["bash", "-c", f"umask 022\n{steps}"], cwd=tmp_path, check=True, timeout=30)
     folder = tmp_path / "secrets"
     files = sorted(folder.iterdir())
-    assert len(files) == 4
+    compose = yaml.safe_load((README.parent / "docker-compose.yml").read_text())
+    needed = {Path(s["file"]).name for s in compose["secrets"].values()}
+    assert {f.name for f in files} == needed  # every secret file the compose file reads
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     assert {f.name: stat.S_IMODE(f.stat().st_mode) for f in files} == {f.name: 0o600 for f in files}
