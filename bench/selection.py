@@ -59,10 +59,13 @@ def main() -> None:
     parser.add_argument("--rossmann-series", type=int, default=10)
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
-    sets = [
-        load(DATA / "kaggle_store_item_demand/train.csv.gz", "kaggle", args.kaggle_series, None),
-        load(DATA / "rossmann_dev/train.csv.gz", "rossmann", args.rossmann_series, "DE"),
-    ]
+    sets = []
+    if args.kaggle_series > 0:
+        path = DATA / "kaggle_store_item_demand/train.csv.gz"
+        sets.append(load(path, "kaggle", args.kaggle_series, None))
+    if args.rossmann_series > 0:
+        path = DATA / "rossmann_dev/train.csv.gz"
+        sets.append(load(path, "rossmann", args.rossmann_series, "DE"))
     for chosen in sets:
         jobs = []
         for s in chosen:
