@@ -19,6 +19,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from rich.console import RenderableType
+
 from shelfcast.embedded import running, start_broker, start_ray, stop_all, stop_process
 from shelfcast.kafka import ensure_topics
 from shelfcast.live import (
@@ -109,7 +111,7 @@ class _Demo:
 
     # the frame, read by the view's own refresh thread ---------------------------------------
 
-    def frame(self) -> Any:
+    def frame(self) -> RenderableType:
         now = time.monotonic()
         if self.stop.is_set() and self.view.stopping is None:
             self.view.stopping = now  # shown at once, whatever the main thread is doing
