@@ -14,7 +14,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from retrain.cluster import CoordinatorClient, connect
+from retrain.cluster import CoordinatorClient, connect, coordinators
 from shelfcast.metrics import Metrics
 from shelfcast.settings import Settings
 from streaming.handoff import Handoff
@@ -25,6 +25,9 @@ from streaming.thresholds import ThresholdStore
 __all__ = ["run_service", "status_file"]
 
 log = logging.getLogger("shelfcast.service")
+
+# How long start-up waits for the coordinator to answer (created, configured, pinged).
+_START_TIMEOUT_SECONDS = 60.0
 
 
 def status_file(settings: Settings) -> Any:
@@ -57,7 +60,10 @@ def run_service(settings: Settings, stop: threading.Event) -> None:
     ).start()
     connect(settings)
     client = CoordinatorClient(settings, owner=True)  # the service's settings configure it
-    client.actor()  # fail early, with a clear message, when Ray is not there
+    # Fail early, with a clear message, when Ray is not there; but a coordinator created now
+    # starts a worker process first, which takes far over the client's 10 s on a busy machine.
+    coordinators(settings, owner=True, timeout=_START_TIMEOUT_SECONDS)
+    client.actor()
     metrics = Metrics()
     if settings.metrics_port:
         metrics.serve(settings.metrics_port)
