@@ -38,6 +38,7 @@ class Service:
             "SHELFCAST_TOPIC_DLQ": settings.topic_dlq,
             "SHELFCAST_TOPIC_FORECASTS": settings.topic_forecasts,
             "SHELFCAST_INGEST_TRIGGER_SECONDS": "0.5",
+            "SHELFCAST_CONSOLE_PORT": "0",  # several services at once: no port to share
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None
@@ -110,6 +111,23 @@ def service_on(ray_address: str) -> Iterator[Callable[..., Service]]:
             pass
 
 
+def stored(settings: Settings, timeout: float, alive: Callable[[], bool]) -> None:
+    """Wait until the service has stored its first events."""
+    from deltalake import DeltaTable
+
+    table = str(settings.delta_dir / "pos_sales")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert alive(), "the service is not running"
+        if (
+            DeltaTable.is_deltatable(table)
+            and DeltaTable(table).to_pyarrow_table(columns=["event_id"]).num_rows
+        ):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"no events stored within {timeout:g} s")
+
+
 def _events(series: int, days: int, tag: str) -> list[dict[str, Any]]:
     return [e for n in range(series) for e in history("F", f"I{n}", days=days, tag=tag)]
 
@@ -155,7 +173,9 @@ def test_broker_stopped_and_restarted_mid_stream(
         svc.start()
         events = _events(4, 60, "b")
         produce(settings, events[: len(events) // 2])
-        time.sleep(8)
+        # Mid-stream: once the service stores events (a broker gone while it starts is a
+        # start-up error, reported as such).
+        stored(settings, 120, svc.alive)
         stop_process(broker.pid)  # SIGTERM: Kafka's controlled shutdown
         time.sleep(10)  # the service keeps running without its broker
         assert svc.alive(), svc.log()

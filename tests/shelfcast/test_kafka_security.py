@@ -117,7 +117,7 @@ def test_the_password_is_in_no_repr_file_or_command_line(secure: Settings) -> No
         if path.is_file() and path.suffix in (".properties", ".log", ".pid", ".json", ""):
             assert PASSWORD.encode() not in path.read_bytes(), path
     for pid_file in (secure.run_dir).glob("*.pid"):
-        cmdline = Path(f"/proc/{pid_file.read_text().strip()}/cmdline").read_bytes()
+        cmdline = Path(f"/proc/{pid_file.read_text().split()[0]}/cmdline").read_bytes()
         assert PASSWORD.encode() not in cmdline
 
 
