@@ -105,6 +105,9 @@ def test_ports_and_volumes_are_wired(compose: dict[str, Any]) -> None:
     assert "--backend-store-uri" not in mlflow and "MLFLOW_BACKEND_STORE_URI=" in mlflow
     env = services["shelfcast"]["environment"]
     assert env["SHELFCAST_METRICS_PORT"] == "9464"
+    # The console: on the host's loopback, read-only in its container without a token.
+    assert 8470 in published["shelfcast"] and env["SHELFCAST_CONSOLE_PORT"] == "8470"
+    assert "SHELFCAST_CONSOLE_TOKEN" not in env
     assert env["SHELFCAST_BOOTSTRAP_SERVERS"] == "kafka:9092"
     declared = set(compose["volumes"])
     used = set()
