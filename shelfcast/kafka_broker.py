@@ -157,8 +157,8 @@ def format_command(java: str, classpath: str, node: KafkaNode) -> list[str]:
         "format",
         "--standalone",
         "--ignore-formatted",
-        "-t",
-        cluster_id,
+        # Joined: an id that starts with "-" (1 in 64) would be read as an option.
+        f"--cluster-id={cluster_id}",
         "-c",
         str(node.properties),
     ]

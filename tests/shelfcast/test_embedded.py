@@ -95,3 +95,14 @@ def test_down_never_signals_a_process_that_reused_a_pid(tmp_path: Path) -> None:
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def test_the_cluster_id_is_never_read_as_an_option(tmp_path: Path) -> None:
+    # A random id starts with "-" one time in 64; kafka-storage then saw "--cluster-id" bare.
+    from shelfcast.kafka_broker import KafkaNode, format_command
+
+    node = KafkaNode(tmp_path, "127.0.0.1", 9092)
+    for _ in range(200):
+        args = format_command("java", "cp", node)
+        (given,) = [a for a in args if a.startswith("--cluster-id")]
+        assert given.startswith("--cluster-id=") and len(given) > len("--cluster-id=")
