@@ -3,6 +3,7 @@
 import contextlib
 import gc
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -54,12 +55,37 @@ def build_pipeline(settings: Settings) -> IngestPipeline:
     )
 
 
+def clear_unwritten_first_offsets(checkpoint: "os.PathLike[str] | str") -> list[str]:
+    """Remove the temporary files a kill left while the first batch's offsets were written.
+
+    Spark writes a batch's offsets to a hidden temporary file and renames it. A process
+    killed before the first rename leaves only that file, and Spark then refuses to start
+    ("offsets should be empty on batch 0"). With no batch logged, nothing is lost. Returns
+    the names removed.
+    """
+    from pathlib import Path
+
+    offsets = Path(checkpoint) / "offsets"
+    if not offsets.is_dir():
+        return []
+    names = [f.name for f in offsets.iterdir()]
+    if any(not n.startswith(".") for n in names):  # a batch was logged: Spark resumes it
+        return []
+    removed = [n for n in names if n.endswith((".tmp", ".tmp.crc"))]
+    for name in removed:
+        (offsets / name).unlink()
+    if removed:
+        log.warning("removed %d unfinished first-batch offset files: %s", len(removed), removed)
+    return removed
+
+
 def start_query(
     spark: SparkSession, settings: Settings, pipeline: IngestPipeline
 ) -> StreamingQuery:
     """Start the streaming query: Kafka -> foreachBatch(pipeline)."""
     frame, fmt = kafka_stream(spark, source_config(settings))
     log.info("ingest source: %s, topic %s", fmt, settings.topic_pos_sales)
+    clear_unwritten_first_offsets(pipeline.checkpoint)
     return (
         frame.writeStream.queryName("shelfcast_ingest")
         .foreachBatch(pipeline)

@@ -261,3 +261,25 @@ def test_records_deleted_before_they_were_read_are_never_skipped_silently(
     finally:
         if query.isActive:
             stop_gracefully(query)
+
+
+def test_a_kill_while_the_first_offsets_were_written_leaves_nothing_that_blocks_a_start(
+    tmp_path: Path,
+) -> None:
+    from streaming.query import clear_unwritten_first_offsets
+
+    # What a kill -9 left in CI: the first batch's offsets half-written, never renamed.
+    offsets = tmp_path / "offsets"
+    offsets.mkdir()
+    (offsets / ".0.81857ac6.tmp").write_bytes(b"")
+    (offsets / "..0.81857ac6.tmp.crc").write_bytes(b"")
+    assert sorted(clear_unwritten_first_offsets(tmp_path)) == [
+        "..0.81857ac6.tmp.crc",
+        ".0.81857ac6.tmp",
+    ]
+    assert not list(offsets.iterdir())
+    # A logged batch: Spark resumes from it, nothing is touched.
+    (offsets / "0").write_text("v1")
+    (offsets / ".1.abc.tmp").write_bytes(b"")
+    assert clear_unwritten_first_offsets(tmp_path) == []
+    assert len(list(offsets.iterdir())) == 2
