@@ -63,13 +63,15 @@ SHELFCAST = ["Shelfcast cold", "Shelfcast warm"]
 
 @dataclass(frozen=True)
 class Series:
-    """One series: daily values from ``start``, absent days as zero."""
+    """One series: daily values from ``start``, absent days as zero, and its store's total
+    (every series of the store in the file) on the same days."""
 
     dataset: str
     key: str
     start: date
     values: np.ndarray
     country: str | None
+    pool: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -90,11 +92,15 @@ def load(path: Path, dataset: str, n: int, country: str | None) -> list[Series]:
         frame["key"].unique(), key=lambda k: [int(p) if p.isdigit() else p for p in k.split("|")]
     )
     step = max(1, len(keys) // n)
+    stores = frame.groupby(["store", "date"])["sales"].sum()
     out = []
     for key in keys[::step][:n]:
         rows = frame[frame["key"] == key].set_index("date")["sales"].sort_index()
         daily = rows.asfreq("D").fillna(0.0)
-        out.append(Series(dataset, key, daily.index[0].date(), daily.to_numpy(float), country))
+        store = frame.loc[frame["key"] == key, "store"].iloc[0]
+        pool = stores.loc[store].reindex(daily.index).fillna(0.0).to_numpy(float)
+        start = daily.index[0].date()
+        out.append(Series(dataset, key, start, daily.to_numpy(float), country, pool))
     return out
 
 
@@ -157,7 +163,8 @@ def _shelfcast(fit: SeriesFit) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _history(series: Series, origin: int) -> History:
     first = max(0, origin + 1 - HISTORY_DAYS)
-    return History(series.start + timedelta(days=first), series.values[first : origin + 1])
+    pool = None if series.pool is None else series.pool[first : origin + 1]
+    return History(series.start + timedelta(days=first), series.values[first : origin + 1], pool)
 
 
 def _kernel(

@@ -60,7 +60,8 @@ def load_history(
     version: int | None,
     history_days: int,
 ) -> History:
-    """The series' last ``history_days`` days as read at ``version`` (None: the latest)."""
+    """The series' last ``history_days`` days as read at ``version`` (None: the latest), with
+    its store's daily total over the same days (the rows are read for the store anyway)."""
     try:
         rows = _store_rows(str(daily_sales), store_id, version)
     except TableNotFoundError as exc:
@@ -73,6 +74,7 @@ def load_history(
             f"Cannot read daily_sales version {version} for {store_id}|{item_id}: {exc}. "
             "An old version may have been vacuumed; submit the series again at the latest one."
         ) from exc
+    store = rows
     rows = rows.filter(pc.equal(rows.column("item_id").cast(pa.string()), item_id))
     if rows.num_rows == 0:
         raise RetrainError(
@@ -82,4 +84,4 @@ def load_history(
     last: date = pc.max(rows.column("day")).as_py()
     first = last - timedelta(days=history_days - 1)
     rows = rows.filter(pc.greater_equal(rows.column("day"), first))
-    return history_from_daily(rows, through=last)
+    return history_from_daily(rows, through=last, pool=store)

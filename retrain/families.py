@@ -8,6 +8,13 @@ milliseconds. statsforecast provides every family but Prophet; nothing is re-imp
 
 Every family sees the series with closed days imputed (:func:`retrain.calendar.fill_closed`)
 except Prophet, which fits closed days as missing and takes the public holidays.
+
+``topdown`` forecasts the series' store and splits it down: the store's total (all its
+items, far less noisy than one item) on the same weekdays a year earlier, scaled by its
+growth since (the last ``growth_days`` against the same days a year before), times the
+series' share of the store (over the last ``share_days``, overall or per weekday). Its
+params are searched like Prophet's; it costs microseconds. A store with one series is its
+own pool: the family is then a year-ago naive with growth.
 """
 
 import json
@@ -26,6 +33,9 @@ __all__ = [
     "AUTO_FAMILIES",
     "FAMILIES",
     "INTERMITTENT",
+    "TOPDOWN_CHOICES",
+    "TOPDOWN_DEFAULT",
+    "TOPDOWN_MIN_DAYS",
     "Candidate",
     "SeriesData",
     "forecast",
@@ -34,7 +44,18 @@ __all__ = [
 
 SEASON = 7
 # The families a study searches; "combo" (a mean of others) is built in retrain.tuning.
-FAMILIES = ("prophet", "arima", "ets", "theta", "mstl", "naive", "croston", "adida", "imapa")
+FAMILIES = (
+    "prophet",
+    "arima",
+    "ets",
+    "theta",
+    "mstl",
+    "naive",
+    "croston",
+    "adida",
+    "imapa",
+    "topdown",
+)
 # Families whose structure is chosen by a statsforecast Auto model.
 AUTO_FAMILIES = ("arima", "ets", "theta")
 # Families given the yearly cycle (yearly_profile) when the past holds enough of it.
@@ -44,6 +65,16 @@ YEARLY_ORDER = 10
 YEARLY_RIDGE = 0.01
 # For slow movers only (many zero days): on busy series they are never competitive.
 INTERMITTENT = ("croston", "adida", "imapa")
+YEAR = 364  # a year of whole weeks: the same weekday a year earlier
+# topdown's params and their choices; the first of each is its default.
+TOPDOWN_CHOICES: dict[str, tuple[Any, ...]] = {
+    "growth_days": (91, 28),
+    "share_days": (364, 91),
+    "weekday_share": (False, True),
+}
+TOPDOWN_DEFAULT = {name: choices[0] for name, choices in TOPDOWN_CHOICES.items()}
+# The fewest days of history (before the oldest fold) topdown needs.
+TOPDOWN_MIN_DAYS = YEAR + max(TOPDOWN_CHOICES["growth_days"])
 
 
 @dataclass(frozen=True)
@@ -76,6 +107,7 @@ class SeriesData:
     # statsforecast families fit the last year only: they model the weekly cycle, not the
     # yearly one, and their fits cost about linearly in length.
     fit_days: int = 364
+    pool: np.ndarray | None = None  # the store's daily total, days it was shut imputed
 
     @property
     def gap_free(self) -> bool:
@@ -172,6 +204,8 @@ def forecast(
         through = data.start + timedelta(days=cutoff - 1)
         out: np.ndarray = predict_horizon(model, through, horizon)["yhat"].to_numpy(float)
         return out
+    if candidate.family == "topdown":
+        return topdown(data, cutoff, horizon, {**TOPDOWN_DEFAULT, **candidate.params})
     past = data.filled[:cutoff]
     yearly = np.zeros(cutoff + horizon)
     if candidate.family in YEARLY_ADJUSTED and cutoff >= MIN_YEARLY_DAYS:
@@ -186,6 +220,37 @@ def forecast(
     if not np.all(np.isfinite(mean)):
         raise RetrainError(f"{candidate.family} forecast is not finite.")
     return mean
+
+
+def topdown(data: SeriesData, cutoff: int, horizon: int, params: dict[str, Any]) -> np.ndarray:
+    """The store's total a year earlier x its growth since x the series' share of it."""
+    if data.pool is None:
+        raise RetrainError("topdown needs the store's daily total, which this read lacks.")
+    growth_days, share_days = int(params["growth_days"]), int(params["share_days"])
+    needed = max(YEAR + growth_days, share_days)
+    if horizon > YEAR or cutoff < needed:
+        raise RetrainError(f"topdown needs {needed} days before a forecast, not {cutoff}.")
+    pool, own = data.pool[:cutoff], data.filled[:cutoff]
+    before = float(pool[cutoff - YEAR - growth_days : cutoff - YEAR].sum())
+    if before <= 0:
+        raise RetrainError("The store sold nothing a year before: no growth to measure.")
+    growth = float(pool[-growth_days:].sum()) / before
+    store = growth * pool[cutoff - YEAR : cutoff - YEAR + horizon]
+    if params["weekday_share"]:
+        # Per weekday: day k of the horizon has the weekday of index cutoff + k.
+        weekday = (np.arange(cutoff - share_days, cutoff + horizon)) % 7
+        past, ahead = weekday[:share_days], weekday[share_days:]
+        share = np.zeros(7)
+        for day in range(7):
+            total = float(pool[-share_days:][past == day].sum())
+            share[day] = float(own[-share_days:][past == day].sum()) / total if total > 0 else 0.0
+        out: np.ndarray = store * share[ahead]
+        return out
+    total = float(pool[-share_days:].sum())
+    if total <= 0:
+        raise RetrainError("The store sold nothing lately: no share to split it by.")
+    result: np.ndarray = store * (float(own[-share_days:].sum()) / total)
+    return result
 
 
 def yearly_profile(start: date, y: np.ndarray, horizon: int) -> np.ndarray:

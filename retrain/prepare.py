@@ -27,4 +27,8 @@ def prepare(
         else None
     )
     filled = fill_closed(history.values, closures.closed)
-    return SeriesData(history.start, values, filled, frame, fit_days), closures
+    pool = None
+    if history.pool is not None:
+        # A day the whole store sold nothing it was shut: imputed like a series' closure.
+        pool = fill_closed(history.pool, history.pool <= 0)
+    return SeriesData(history.start, values, filled, frame, fit_days, pool), closures

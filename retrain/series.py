@@ -9,6 +9,7 @@ from datetime import date, timedelta
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from retrain.errors import RetrainError
 
@@ -25,10 +26,15 @@ __all__ = [
 
 @dataclass(frozen=True)
 class History:
-    """One series' daily net units, one value per calendar day, missing days as zero."""
+    """One series' daily net units, one value per calendar day, missing days as zero.
+
+    ``pool``, when known, is the total of the series' store (all its items) on the same days:
+    the top-down family forecasts the store and splits it down by the series' share.
+    """
 
     start: date
     values: np.ndarray
+    pool: np.ndarray | None = None
 
     @property
     def end(self) -> date:
@@ -38,19 +44,30 @@ class History:
         return [self.start + timedelta(days=k) for k in range(len(self.values))]
 
 
-def history_from_daily(rows: pa.Table, through: date | None = None) -> History:
-    """``daily_sales`` rows of one series (columns ``day``, ``units``) as a gap-free history."""
+def history_from_daily(
+    rows: pa.Table, through: date | None = None, pool: pa.Table | None = None
+) -> History:
+    """``daily_sales`` rows of one series (columns ``day``, ``units``) as a gap-free history;
+    ``pool`` (rows of every series of its store) adds the store's daily total."""
     if rows.num_rows == 0:
         raise RetrainError("The series has no daily sales yet; nothing to fit.")
     days = rows.column("day").to_pylist()
-    units = rows.column("units").to_pylist()
     start = min(days)
     end = through or max(days)
+    values = _daily(rows, start, end)
+    return History(start, values, None if pool is None else _daily(pool, start, end))
+
+
+def _daily(rows: pa.Table, start: date, end: date) -> np.ndarray:
+    """The ``units`` of ``rows`` summed per day from ``start`` through ``end``."""
     values = np.zeros((end - start).days + 1)
-    for day, value in zip(days, units, strict=True):
-        if start <= day <= end:
-            values[(day - start).days] += value
-    return History(start, values)
+    offsets = pc.days_between(pa.scalar(start, pa.date32()), rows.column("day")).to_numpy(
+        zero_copy_only=False
+    )
+    inside = (offsets >= 0) & (offsets < len(values))
+    units = rows.column("units").to_numpy(zero_copy_only=False).astype(float)
+    np.add.at(values, offsets[inside], units[inside])
+    return values
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,9 @@ from retrain.families import (
     AUTO_FAMILIES,
     FAMILIES,
     INTERMITTENT,
+    TOPDOWN_CHOICES,
+    TOPDOWN_DEFAULT,
+    TOPDOWN_MIN_DAYS,
     Candidate,
     SeriesData,
     forecast,
@@ -233,16 +236,28 @@ def suggest(
             ),
         )
         return Candidate("prophet", params.as_dict())
+    if family == "topdown":
+        return Candidate(
+            "topdown",
+            {
+                name: trial.suggest_categorical(name, list(choices))
+                for name, choices in TOPDOWN_CHOICES.items()
+            },
+        )
     return structures.get(family, Candidate(family))
 
 
-def _allowed(config: TuneConfig, closures: Closures, history: History) -> tuple[str, ...]:
+def _allowed(
+    config: TuneConfig, closures: Closures, history: History, data: SeriesData, first_cutoff: int
+) -> tuple[str, ...]:
     zero_share = float(np.mean(history.values <= 0))
     return tuple(
         f
         for f in config.families
         # Intermittent models only for slow movers with many zero days.
-        if f not in INTERMITTENT or (not closures.busy and zero_share >= 0.3)
+        if (f not in INTERMITTENT or (not closures.busy and zero_share >= 0.3))
+        # Top-down needs the store's total and a year and a quarter before the oldest fold.
+        and (f != "topdown" or (data.pool is not None and first_cutoff >= TOPDOWN_MIN_DAYS))
     )
 
 
@@ -268,7 +283,7 @@ def tune(
     # fits of a full re-score; a re-selection uses every fold.
     warm_folds = folds[-max(config.warm_folds, config.min_folds) :]
     scores = _Scores(history, data, closures, warm_folds if previous else folds, options)
-    allowed = _allowed(config, closures, history)
+    allowed = _allowed(config, closures, history, data, folds[0].cutoff)
     holidays = data.holidays is not None
     past = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     past = past[-config.history_trials :]
@@ -317,6 +332,8 @@ def tune(
                 first.update(DEFAULT_PARAMS.as_dict())
                 if not holidays:
                     first.pop("holidays_prior_scale")
+            elif family == "topdown":
+                first.update(TOPDOWN_DEFAULT)
             scratch.enqueue_trial(first, skip_if_exists=False)
         n_trials = max(config.cold_trials, len(allowed))
     scratch.optimize(objective, n_trials=n_trials, catch=(Exception,))

@@ -47,3 +47,10 @@ def test_history_at_each_version_across_commits_and_compaction(tmp_path: Path) -
             theirs = reference(uri, store_id, item_id, version)
             assert ours.start == theirs.start
             np.testing.assert_array_equal(ours.values, theirs.values)
+            # The pool is the store's total (both its items) over the series' days.
+            store = [reference(uri, store_id, i, version) for i in ("A", "B")]
+            assert ours.pool is not None
+            for other in store:
+                assert other.end == ours.end  # every item has a row on the last day here
+            total = sum(other.values[-len(ours.values) :] for other in store)
+            np.testing.assert_array_equal(ours.pool, total)
