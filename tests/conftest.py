@@ -100,6 +100,42 @@ def make_settings(bootstrap: str, tmp_path: Path) -> Callable[..., Settings]:
     return make
 
 
+# Retraining small enough for tests: a few trials, short horizon and history, quick retries.
+RETRAIN_FAST = {
+    "retrain_cold_trials": 4,
+    "retrain_warm_trials": 1,
+    "retrain_horizon_days": 14,
+    "retrain_history_days": 365,
+    "retrain_uncertainty_samples": 20,
+    "retrain_retry_backoff_seconds": 0.2,
+    "retrain_max_attempts": 2,
+}
+
+
+@pytest.fixture
+def retrain_settings(
+    make_settings: Callable[..., Settings], ray_address: str
+) -> Iterator[Callable[..., Settings]]:
+    """Settings on the session's Ray head with :data:`RETRAIN_FAST`; every coordinator (and
+    shard) they create is killed after."""
+    made: list[Settings] = []
+
+    def make(**overrides: Any) -> Settings:
+        settings = make_settings(ray_address=ray_address, **{**RETRAIN_FAST, **overrides})
+        made.append(settings)
+        return settings
+
+    yield make
+    import ray
+
+    from retrain.cluster import COORDINATOR
+
+    for settings in made:
+        for name in ray.util.list_named_actors(all_namespaces=True):
+            if name["namespace"] == settings.ray_namespace and name["name"].startswith(COORDINATOR):
+                ray.kill(ray.get_actor(name["name"], namespace=settings.ray_namespace))
+
+
 @pytest.fixture
 def produce() -> Callable[..., int]:
     """Send raw (key, value) pairs or event dicts to a topic; waits for delivery."""

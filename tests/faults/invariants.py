@@ -13,7 +13,7 @@ from contracts import parse_forecast
 from shelfcast.settings import Settings
 from tests.conftest import read_topic
 
-__all__ = ["assert_invariants", "settled"]
+__all__ = ["assert_invariants", "settled", "stored"]
 
 
 def _table(settings: Settings, name: str, columns: list[str] | None = None) -> list[dict[str, Any]]:
@@ -103,3 +103,18 @@ def assert_invariants(
     assert alive(), "the service is not running"
     left = problems(settings, produced)
     assert not left, "; ".join(left)
+
+
+def stored(settings: Settings, timeout: float, alive: Callable[[], bool]) -> None:
+    """Wait until the service has stored its first events."""
+    table = str(settings.delta_dir / "pos_sales")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert alive(), "the service is not running"
+        if (
+            DeltaTable.is_deltatable(table)
+            and DeltaTable(table).to_pyarrow_table(columns=["event_id"]).num_rows
+        ):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"no events stored within {timeout:g} s")

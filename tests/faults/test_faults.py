@@ -14,118 +14,20 @@ from typing import Any
 
 import pytest
 
-from retrain.cluster import connect
 from shelfcast.embedded import free_port, start_broker, stop_process, wait_for_port
 from shelfcast.kafka import ensure_topics
 from shelfcast.settings import Settings
-from tests.faults.invariants import settled
+from tests.faults.invariants import settled, stored
+from tests.service_process import ServiceProcess, services
 from tests.shelfcast.test_service import FAST, history
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 
-class Service:
-    """``shelfcast run`` in its own process group, on the given settings."""
-
-    def __init__(self, settings: Settings, **env: str) -> None:
-        self.settings = settings
-        self.env = {
-            **os.environ,
-            **{f"SHELFCAST_{k.upper()}": str(v) for k, v in FAST.items()},
-            "SHELFCAST_RAY_ADDRESS": settings.ray_address,
-            "SHELFCAST_RAY_NAMESPACE": settings.ray_namespace,
-            "SHELFCAST_TOPIC_POS_SALES": settings.topic_pos_sales,
-            "SHELFCAST_TOPIC_DLQ": settings.topic_dlq,
-            "SHELFCAST_TOPIC_FORECASTS": settings.topic_forecasts,
-            "SHELFCAST_INGEST_TRIGGER_SECONDS": "0.5",
-            "SHELFCAST_CONSOLE_PORT": "0",  # several services at once: no port to share
-            **env,
-        }
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        with (self.settings.data_dir / "service.log").open("ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "shelfcast.cli",
-                    "run",
-                    "--data-dir",
-                    str(self.settings.data_dir),
-                    "--bootstrap",
-                    self.settings.bootstrap_servers,
-                ],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(30)
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(90)
-        finally:
-            if self.proc.poll() is None:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-
-    def log(self) -> str:
-        return (self.settings.data_dir / "service.log").read_text(errors="replace")[-4000:]
-
-
 @pytest.fixture
-def service_on(ray_address: str) -> Iterator[Callable[..., Service]]:
+def service_on(ray_address: str) -> Iterator[Callable[..., ServiceProcess]]:
     """Make services; each is stopped and its coordinator actor killed at the end."""
-    made: list[Service] = []
-
-    def make(settings: Settings, **env: str) -> Service:
-        svc = Service(settings.model_copy(update={"ray_address": ray_address}), **env)
-        # This process joins the session's head by its address: Ray's auto-init would look
-        # for "a" local cluster, and hang or pick another when several run on the machine.
-        connect(svc.settings)
-        made.append(svc)
-        return svc
-
-    yield make
-    import ray
-
-    from retrain.cluster import COORDINATOR
-
-    for svc in made:
-        svc.stop()
-        try:
-            ray.kill(ray.get_actor(COORDINATOR, namespace=svc.settings.ray_namespace))
-        except ValueError:
-            pass
-
-
-def stored(settings: Settings, timeout: float, alive: Callable[[], bool]) -> None:
-    """Wait until the service has stored its first events."""
-    from deltalake import DeltaTable
-
-    table = str(settings.delta_dir / "pos_sales")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert alive(), "the service is not running"
-        if (
-            DeltaTable.is_deltatable(table)
-            and DeltaTable(table).to_pyarrow_table(columns=["event_id"]).num_rows
-        ):
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"no events stored within {timeout:g} s")
+    yield from services(ray_address, ServiceProcess.stop)
 
 
 def _events(series: int, days: int, tag: str) -> list[dict[str, Any]]:
@@ -134,7 +36,7 @@ def _events(series: int, days: int, tag: str) -> list[dict[str, Any]]:
 
 def test_service_killed_at_random_points_over_several_rounds(
     make_settings: Callable[..., Settings],
-    service_on: Callable[..., Service],
+    service_on: Callable[..., ServiceProcess],
     produce: Callable[..., int],
 ) -> None:
     rng = random.Random(7)
@@ -158,7 +60,7 @@ def test_service_killed_at_random_points_over_several_rounds(
 
 def test_broker_stopped_and_restarted_mid_stream(
     make_settings: Callable[..., Settings],
-    service_on: Callable[..., Service],
+    service_on: Callable[..., ServiceProcess],
     produce: Callable[..., int],
     tmp_path: Path,
 ) -> None:
@@ -215,7 +117,7 @@ def _mlflow_server(store: Path, port: int, log: Path) -> subprocess.Popen[bytes]
 
 def test_mlflow_unavailable_for_30_seconds(
     make_settings: Callable[..., Settings],
-    service_on: Callable[..., Service],
+    service_on: Callable[..., ServiceProcess],
     produce: Callable[..., int],
     tmp_path: Path,
 ) -> None:
@@ -248,7 +150,7 @@ def test_mlflow_unavailable_for_30_seconds(
 
 def test_a_record_at_the_brokers_message_limit_mid_stream(
     make_settings: Callable[..., Settings],
-    service_on: Callable[..., Service],
+    service_on: Callable[..., ServiceProcess],
     produce: Callable[..., int],
 ) -> None:
     from deltalake import DeltaTable
@@ -268,7 +170,7 @@ def test_a_record_at_the_brokers_message_limit_mid_stream(
 
 def test_a_ray_worker_killed_and_another_hung_mid_wave(
     make_settings: Callable[..., Settings],
-    service_on: Callable[..., Service],
+    service_on: Callable[..., ServiceProcess],
     produce: Callable[..., int],
 ) -> None:
     import ray

@@ -12,7 +12,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -30,15 +29,6 @@ from tests.postgres import OPTUNA_SECRET, TRACKING_ENV, MlflowServer, PostgresCl
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 START = date(2023, 1, 1)
-FAST = {
-    "retrain_cold_trials": 4,
-    "retrain_warm_trials": 1,
-    "retrain_horizon_days": 14,
-    "retrain_history_days": 365,
-    "retrain_uncertainty_samples": 20,
-    "retrain_retry_backoff_seconds": 0.2,
-    "retrain_max_attempts": 2,
-}
 INIT = {"k": 0.1, "m": 0.5, "sigma_obs": 0.2, "delta": [0.0] * 3, "beta": [0.0] * 4}
 
 
@@ -91,25 +81,10 @@ def test_studies_in_postgresql_open_save_warm_state_and_start_over(
 
 @pytest.fixture
 def cluster_settings(
-    make_settings: Callable[..., Settings], ray_address: str, cluster_env: None
-) -> Iterator[Callable[..., Settings]]:
+    retrain_settings: Callable[..., Settings], cluster_env: None
+) -> Callable[..., Settings]:
     """Settings on the session's Ray head and the cluster stores; coordinators killed after."""
-    made: list[Settings] = []
-
-    def make(**overrides: Any) -> Settings:
-        settings = make_settings(ray_address=ray_address, **{**FAST, **overrides})
-        made.append(settings)
-        return settings
-
-    yield make
-    import ray
-
-    from retrain.cluster import COORDINATOR
-
-    for settings in made:
-        for name in ray.util.list_named_actors(all_namespaces=True):
-            if name["namespace"] == settings.ray_namespace and name["name"].startswith(COORDINATOR):
-                ray.kill(ray.get_actor(name["name"], namespace=settings.ray_namespace))
+    return retrain_settings
 
 
 def test_two_waves_on_postgresql_and_the_tracking_server_warm_start_and_keep_the_champion(

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -19,44 +19,12 @@ from retrain.cluster import coordinator
 from retrain.registry import CHAMPION, model_name
 from shelfcast.settings import Settings
 from shelfcast.wave import run_wave
-from tests.conftest import demand, read_topic, write_daily
+from tests.conftest import RETRAIN_FAST, demand, read_topic, write_daily
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 START = date(2023, 1, 1)
-FAST = {
-    "retrain_cold_trials": 4,
-    "retrain_warm_trials": 1,
-    "retrain_horizon_days": 14,
-    "retrain_history_days": 365,
-    "retrain_uncertainty_samples": 20,
-    "retrain_retry_backoff_seconds": 0.2,
-    "retrain_max_attempts": 2,
-}
-
-
-@pytest.fixture
-def retrain_settings(
-    make_settings: Callable[..., Settings], ray_address: str
-) -> Iterator[Callable[..., Settings]]:
-    """Settings on the session's Ray head; the coordinators they create are killed after."""
-    made: list[Settings] = []
-
-    def make(**overrides: Any) -> Settings:
-        settings = make_settings(ray_address=ray_address, **{**FAST, **overrides})
-        made.append(settings)
-        return settings
-
-    yield make
-    import ray
-
-    from retrain.cluster import COORDINATOR
-
-    for settings in made:
-        try:
-            ray.kill(ray.get_actor(COORDINATOR, namespace=settings.ray_namespace))
-        except ValueError:
-            pass
+FAST = RETRAIN_FAST
 
 
 def wait_for(check: Callable[[], bool], timeout: float = 60.0) -> None:

@@ -16,11 +16,9 @@ from shelfcast.wave import run_wave
 from streaming.schemas import SERIES_STATE
 from streaming.tables import TableStore
 from tests.conftest import demand, read_topic, write_daily
-from tests.retrain.test_coordinator import START, retrain_settings, wait_for
+from tests.retrain.test_coordinator import START, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
-
-__all__ = ["retrain_settings"]  # the fixture, shared with test_coordinator
 
 
 def mark_busy(settings: Settings, rows: list[tuple[str, str, str]]) -> None:

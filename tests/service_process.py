@@ -1,0 +1,135 @@
+"""``shelfcast run`` as a process of its own, as an operator starts it: for the tests that
+stop, signal or kill the service (shutdown and fault injection)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+
+from retrain.cluster import COORDINATOR, connect
+from shelfcast.settings import Settings
+from tests.shelfcast.test_service import FAST
+
+__all__ = ["ServiceProcess", "services"]
+
+
+class ServiceProcess:
+    """The service in its own process group on ``settings``; ``env`` adds or overrides
+    ``SHELFCAST_*`` variables. Its output goes to ``service.log`` in its data dir."""
+
+    def __init__(self, settings: Settings, **env: str) -> None:
+        self.settings = settings
+        self.log_path = settings.data_dir / "service.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.env = {
+            **os.environ,
+            **{f"SHELFCAST_{k.upper()}": str(v) for k, v in FAST.items()},
+            "SHELFCAST_RAY_ADDRESS": settings.ray_address,
+            "SHELFCAST_RAY_NAMESPACE": settings.ray_namespace,
+            "SHELFCAST_TOPIC_POS_SALES": settings.topic_pos_sales,
+            "SHELFCAST_TOPIC_DLQ": settings.topic_dlq,
+            "SHELFCAST_TOPIC_FORECASTS": settings.topic_forecasts,
+            "SHELFCAST_INGEST_TRIGGER_SECONDS": "0.5",
+            "SHELFCAST_CONSOLE_PORT": "0",  # several services at once: no port to share
+            **env,
+        }
+
+    def start(self) -> None:
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "shelfcast.cli",
+                    "run",
+                    "--data-dir",
+                    str(self.settings.data_dir),
+                    "--bootstrap",
+                    self.settings.bootstrap_servers,
+                ],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def batches(self) -> int:
+        """The last micro-batch this process committed (its status file); -1 before one."""
+        path = self.settings.run_dir / "service-status.json"
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return -1
+        batch = data.get("last_batch")
+        return -1 if batch is None or data.get("stopped_at") else int(batch["batch_id"])
+
+    def signal_and_time(self, sig: signal.Signals) -> tuple[float, float]:
+        """Send ``sig``: (seconds until "stopping" is in the output, seconds until the exit)."""
+        assert self.proc is not None
+        seen = self.log_path.stat().st_size
+        started = time.monotonic()
+        self.proc.send_signal(sig)
+        said = float("inf")
+        while self.proc.poll() is None and time.monotonic() - started < 60:
+            if said == float("inf") and b"stopping" in self.log_path.read_bytes()[seen:]:
+                said = time.monotonic() - started
+            time.sleep(0.02)
+        exited = time.monotonic() - started
+        if said == float("inf") and b"stopping" in self.log_path.read_bytes()[seen:]:
+            said = exited
+        return said, exited
+
+    def kill9(self) -> None:
+        """SIGKILL the whole process group (the service and its Spark JVM)."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(30)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within 90 s."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(90)
+        finally:
+            if self.proc.poll() is None:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+
+def services(
+    ray_address: str, end: Callable[[ServiceProcess], None]
+) -> Iterator[Callable[..., ServiceProcess]]:
+    """A fixture body: make services on the session's Ray head; at the end ``end`` each (stop
+    or kill it) and kill its coordinator actor."""
+    import ray
+
+    made: list[ServiceProcess] = []
+
+    def make(settings: Settings, **env: str) -> ServiceProcess:
+        svc = ServiceProcess(settings.model_copy(update={"ray_address": ray_address}), **env)
+        # This process joins the session's head by its address: Ray's auto-init would look
+        # for "a" local cluster, and hang or pick another when several run on the machine.
+        connect(svc.settings)
+        made.append(svc)
+        return svc
+
+    yield make
+    for svc in made:
+        end(svc)
+        connect(svc.settings)  # this session's Ray head, not whichever started last
+        try:
+            ray.kill(ray.get_actor(COORDINATOR, namespace=svc.settings.ray_namespace))
+        except ValueError:
+            pass
