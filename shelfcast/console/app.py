@@ -20,6 +20,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from shelfcast.console.access import ConsoleAccessError, check_write, is_loopback
 from shelfcast.console.data import (
+    SERIES_COLUMNS,
     TableReader,
     chart_data,
     events_per_second,
@@ -39,19 +40,6 @@ from streaming.trigger import Thresholds
 __all__ = ["create_app"]
 
 _HERE = Path(__file__).parent
-_SERIES_COLUMNS = [
-    "store_id",
-    "item_id",
-    "status",
-    "family",
-    "model_version",
-    "last_retrain_at",
-    "validation_mase",
-    "drift_ratio",
-    "total_events",
-    "last_sale_day",
-    "last_error",
-]
 
 
 class ThresholdChange(BaseModel):
@@ -139,7 +127,7 @@ def create_app(settings: Settings, status: Callable[[], dict[str, Any]] | None =
         }
 
     def series_list(q: str, limit: int, offset: int) -> dict[str, Any]:
-        rows = reader.rows("series_state", _SERIES_COLUMNS)
+        rows = reader.rows("series_state", SERIES_COLUMNS)
         return _jsonable(series_table(rows, q, limit, offset))
 
     def series_detail(key: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any
 from shelfcast.forecast_chart import ChartData
 
 __all__ = [
+    "SERIES_COLUMNS",
     "TableReader",
     "chart_data",
     "events_per_second",
@@ -70,7 +71,8 @@ class TableReader:
         return self.rows(name, store_id=store_id, item_id=item_id)
 
 
-_SERIES_COLUMNS = (
+# The series table's columns (what the console reads of ``series_state``).
+SERIES_COLUMNS = (
     "store_id",
     "item_id",
     "status",
@@ -102,7 +104,7 @@ def series_table(
             {
                 "key": key,
                 "state": state,
-                **{k: row.get(k) for k in _SERIES_COLUMNS[3:]},
+                **{k: row.get(k) for k in SERIES_COLUMNS[3:]},
             }
         )
     shown.sort(key=lambda r: str(r["key"]))
