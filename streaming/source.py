@@ -53,6 +53,9 @@ def kafka_stream(spark: SparkSession, config: SourceConfig) -> tuple[DataFrame, 
                     "SHELFCAST_INGEST_SOURCE=kafka but Spark's Kafka connector is not loaded. "
                     "Run ./scripts/setup (it fetches the jars), or use 'auto' or 'python'."
                 ) from exc
+    from streaming.kafka_source import KafkaDataSource
+
+    spark.dataSource.register(KafkaDataSource)
     options = {f"kafka.{key}": value for key, value in config.librdkafka_options.items()}
     frame = spark.readStream.format("shelfcast_kafka").options(**options, **_common(config)).load()
     return frame.select(*_COLUMNS), "shelfcast_kafka"
