@@ -156,9 +156,12 @@ def cmd_prune_models(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from retrain.cluster import connect
-    from shelfcast.service import run_service
+    from shelfcast.service import run_service, start_spark, wait_for_stack
 
     settings = _settings(args)
+    start_spark(settings)  # its JVM starts while the stack comes up and Ray is joined
+    if args.wait_for_stack:
+        wait_for_stack(settings, args.wait_for_stack)
     connect(settings)  # before our handlers: Ray installs its own SIGTERM handler on init
     run_service(settings, _stop_on_signals())
     return 0
@@ -345,6 +348,14 @@ def build_parser() -> argparse.ArgumentParser:
     fc.add_argument("--plot", metavar="STORE|ITEM", help="write the console's chart of this series")
     fc.add_argument(
         "--out", type=Path, default=None, help="F.png (needs Chromium) or F.html for --plot"
+    )
+    parsers["run"].add_argument(
+        "--wait-for-stack",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait up to SECONDS for the broker and Ray to listen (a stack starting beside "
+        "the service, as in 'shelfcast demo'); Spark starts meanwhile",
     )
     demo = parsers["demo"]
     demo.add_argument("--stores", type=int, default=2)

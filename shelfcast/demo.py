@@ -1,9 +1,13 @@
 """``shelfcast demo``: the embedded stack, the service and a POS simulator, with a live view.
 
 The view appears at once and shows the start-up, the history replay and then the pipeline.
-Ctrl-C stops everything the demo started (and only that), by pid, within seconds: the
-service drains its batch in flight (bounded), then the simulator and the stack go down
-together.
+Everything starts side by side, the longest first: the service (Spark's JVM) with the
+broker and the Ray head; the history goes on the topic as soon as the topics exist, before
+the service's query reads its first micro-batch, which then holds all of it. On 2 cores
+every process of the start-up competes for the same CPU, so the demo's JVMs start lighter
+(see DEMO_JVM_OPTIONS). Ctrl-C stops everything the demo started (and only that), by pid,
+within seconds: the service drains its batch in flight (bounded), then the simulator and
+the stack go down together.
 """
 
 import gc
@@ -35,13 +39,28 @@ from shelfcast.live import (
     show_live,
 )
 from shelfcast.settings import Settings
-from shelfcast.status import gather_status
+from shelfcast.status import gather_status, ingest_lag
 
 __all__ = ["run_demo"]
 
 # The service drains its batch in flight within this (it bounds its own stop to ~5 s), or
 # is killed: its batch is then replayed from the checkpoint at the next start.
 SERVICE_STOP_SECONDS = 6.0
+# The service, started beside the stack, waits this long for the broker and Ray to listen
+# (the stack's own start gives up after 60 s).
+STACK_WAIT_SECONDS = 90
+
+# The JVMs the demo starts (its broker, the service's Spark driver) compile with the client
+# JIT only: a demo at 40 events/s never needs C2's peak speed, and C2's compiler threads
+# took ~5 CPU-s of Spark's start and ~2 of the broker's, on 2 cores that every process of the
+# start-up shares. The service run by itself ('shelfcast run', 'up') keeps the JVM default.
+DEMO_JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
+
+
+def _jvm_env() -> dict[str, str]:
+    """``JAVA_TOOL_OPTIONS`` with the demo's JVM options after any already set."""
+    given = os.environ.get("JAVA_TOOL_OPTIONS", "")
+    return {"JAVA_TOOL_OPTIONS": f"{given} {DEMO_JVM_OPTIONS}".strip()}
 
 
 def _cli(settings: Settings, *args: str) -> list[str]:
@@ -57,7 +76,9 @@ def _cli(settings: Settings, *args: str) -> list[str]:
     ]
 
 
-def _spawn(command: list[str], log: Path) -> subprocess.Popen[bytes]:
+def _spawn(
+    command: list[str], log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         return subprocess.Popen(
@@ -66,7 +87,7 @@ def _spawn(command: list[str], log: Path) -> subprocess.Popen[bytes]:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
 
 
@@ -138,7 +159,7 @@ class _Demo:
 
         parts = []
         if self.settings.embedded_broker:
-            parts.append(lambda: start_broker(self.settings))
+            parts.append(lambda: start_broker(self.settings, env=_jvm_env()))
         if self.settings.embedded_ray:
             parts.append(lambda: start_ray(self.settings))
 
@@ -165,7 +186,7 @@ class _Demo:
         now = time.monotonic()
         observe(self.view, status, now)
         counts = events_read(status)
-        if counts is not None and self.base_sent is None:
+        if counts is not None and self.base_sent is None and self.replay_started is None:
             self.base_sent = counts[0]
         if self.view.first_forecast is None:
             for f in (status.get("coordinator") or {}).get("latest") or []:
@@ -198,9 +219,15 @@ class _Demo:
     # the simulator ----------------------------------------------------------------------------
 
     def simulate(self, stores: int, items: int, rate: float) -> None:
-        deadline = time.monotonic() + 10
-        while self.base_sent is None and time.monotonic() < deadline and not self.stop.is_set():
-            time.sleep(0.1)  # the first status gives the topic's offsets before the replay
+        """The history at full speed, then the steady rate. Started once the topics exist:
+        the history is on the topic before the service's query (which waits for Spark and
+        the coordinator) reads its first micro-batch, so that batch holds all of it."""
+        try:  # the topic's offsets before the replay, for its progress
+            counts = events_read({"lag": ingest_lag(self.settings)})
+        except Exception:  # the progress then counts what was on the topic before
+            counts = None
+        if counts is not None and self.base_sent is None:
+            self.base_sent = counts[0]
         history = (
             "--days",
             str(self.days),
@@ -286,17 +313,18 @@ def run_demo(
     poller: Poller | None = None
     with show_live(demo.frame, console) as tick:
         try:
+            # The service starts first, beside the stack: Spark's JVM, its longest step,
+            # starts while the broker and Ray do (the service waits for them to listen).
+            demo.service = _spawn(
+                _cli(settings, "run", "--wait-for-stack", str(STACK_WAIT_SECONDS)),
+                settings.run_dir / "service.log",
+                env=_jvm_env(),
+            )
+            demo.children.append(demo.service)
             demo.start_stack()
             if not stop.is_set():
-                # The service starts first (Spark takes longest); the topics and this
-                # process's own Ray driver come up meanwhile.
-                demo.service = _spawn(_cli(settings, "run"), settings.run_dir / "service.log")
-                demo.children.append(demo.service)
                 demo.step("topics", lambda: ensure_topics(settings))
-                demo.step("ray driver", lambda: connect(settings))
-                signal.signal(signal.SIGTERM, ours)  # Ray's init put in its own
-            if not stop.is_set():
-                poller = Poller(demo.gather, every=1.0).start()
+                # The history goes on the topic while this process joins Ray.
                 feeder = threading.Thread(
                     target=demo.simulate,
                     args=(stores, items, rate),
@@ -304,6 +332,10 @@ def run_demo(
                     daemon=True,
                 )
                 feeder.start()
+                demo.step("ray driver", lambda: connect(settings))
+                signal.signal(signal.SIGTERM, ours)  # Ray's init put in its own
+            if not stop.is_set():
+                poller = Poller(demo.gather, every=1.0).start()
             seen = 0
             while not stop.wait(0.25):
                 tick()

@@ -168,11 +168,13 @@ def _claim(
     return host, port
 
 
-def start_broker(settings: Settings, timeout: float = 60.0) -> ManagedProcess:
+def start_broker(
+    settings: Settings, timeout: float = 60.0, env: dict[str, str] | None = None
+) -> ManagedProcess:
     """Start the embedded Apache Kafka (KRaft) on the bootstrap address; return once it serves.
 
     The storage under ``<data dir>/kafka`` is formatted the first time only, so topics and
-    offsets survive ``down`` and ``up``.
+    offsets survive ``down`` and ``up``. ``env`` is added to the environment of both JVMs.
     """
     claimed = _claim(
         settings,
@@ -200,6 +202,7 @@ def start_broker(settings: Settings, timeout: float = 60.0) -> ManagedProcess:
             text=True,
             check=False,
             stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
         )
         if done.returncode != 0:
             raise EmbeddedStackError(
@@ -208,7 +211,13 @@ def start_broker(settings: Settings, timeout: float = 60.0) -> ManagedProcess:
                 "left over from another Kafka, then run 'shelfcast up' again."
             )
     proc = _launch(
-        settings, "broker", "Kafka broker", server_command(java, classpath, node), claimed, timeout
+        settings,
+        "broker",
+        "Kafka broker",
+        server_command(java, classpath, node),
+        claimed,
+        timeout,
+        env=env,
     )
     if node.scram:
         ensure_scram_user(settings, f"127.0.0.1:{ports['internal']}")

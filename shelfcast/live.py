@@ -184,6 +184,8 @@ def _pipeline(view: View, status: dict[str, Any]) -> RenderableType:
     c = status.get("coordinator") or {}
     if "error" in c:
         table.add_row("retrain", Text(c["error"], style="red"))
+    elif "absent" in c:
+        table.add_row("retrain", Text(c["absent"], style="dim"))
     elif c:
         table.add_row(
             "retrain",

@@ -22,7 +22,7 @@ from streaming.pipeline import BatchReport, IngestPipeline
 from streaming.query import run_ingest
 from streaming.thresholds import ThresholdStore
 
-__all__ = ["run_service", "status_file"]
+__all__ = ["run_service", "start_spark", "status_file", "wait_for_stack"]
 
 log = logging.getLogger("shelfcast.service")
 
@@ -55,9 +55,7 @@ def run_service(settings: Settings, stop: threading.Event) -> None:
     """Run until ``stop`` is set; raises the package errors with what to do."""
     # Spark's JVM starts (~10-40 s) while Ray is joined, the coordinator found and the
     # console started; the ingest then finds the session ready.
-    threading.Thread(
-        target=_start_spark, args=(settings,), name="shelfcast-spark", daemon=True
-    ).start()
+    start_spark(settings)
     connect(settings)
     client = CoordinatorClient(settings, owner=True)  # the service's settings configure it
     # Fail early, with a clear message, when Ray is not there; but a coordinator created now
@@ -129,6 +127,39 @@ def run_service(settings: Settings, stop: threading.Event) -> None:
         _store_last_news(holder.get("handoff"), settings)
         client.close(timeout=3.0)
         status.update(stopped_at=datetime.now(UTC).isoformat())
+
+
+_spark_starting: list[threading.Thread] = []
+
+
+def start_spark(settings: Settings) -> None:
+    """Start Spark's session on a thread of its own, once per process; returns at once.
+
+    The JVM's start is the longest step of the service's start: it runs beside whatever
+    comes next (the stack coming up, Ray joined), and the ingest takes the session when it
+    is ready (``getOrCreate`` returns the same one)."""
+    if not _spark_starting:
+        thread = threading.Thread(
+            target=_start_spark, args=(settings,), name="shelfcast-spark", daemon=True
+        )
+        _spark_starting.append(thread)
+        thread.start()
+
+
+def wait_for_stack(settings: Settings, timeout: float) -> None:
+    """Wait up to ``timeout`` s for the broker and the Ray head to listen: a service started
+    beside its stack (``shelfcast demo``) starts Spark meanwhile. Returns either way; what
+    does not answer then fails with its own message."""
+    from shelfcast.embedded import wait_for_port
+
+    deadline = time.monotonic() + timeout
+    for address in (settings.ray_address, settings.bootstrap_servers.split(",")[0]):
+        host, _, port = address.rpartition(":")
+        if port.isdigit() and not wait_for_port(
+            host or "127.0.0.1", int(port), max(0.0, deadline - time.monotonic())
+        ):
+            log.warning("nothing listens on %s after %.0f s", address, timeout)
+            return
 
 
 def _start_spark(settings: Settings) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from shelfcast.settings import Settings
 
-__all__ = ["committed_offsets", "gather_status", "render_status", "series_counts"]
+__all__ = ["committed_offsets", "gather_status", "ingest_lag", "render_status", "series_counts"]
 
 
 def committed_offsets(checkpoint: Path) -> dict[int, int]:
@@ -27,7 +27,8 @@ def committed_offsets(checkpoint: Path) -> dict[int, int]:
     return {int(p): int(n) for p, n in offsets.items()}
 
 
-def _lag(settings: Settings) -> dict[str, Any]:
+def ingest_lag(settings: Settings) -> dict[str, Any]:
+    """Per partition of the POS topic: its end, what the query read, and the lag."""
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
     from shelfcast.kafka import client_config
@@ -84,13 +85,26 @@ def series_counts(settings: Settings) -> tuple[dict[str, int], dict[str, int]]:
 
 
 def _coordinator(settings: Settings) -> dict[str, Any]:
-    from retrain.cluster import CoordinatorClient, connect
+    """The running coordinators' status, read by name: a status neither creates one nor
+    imports the retrain stack to (the demo's view and ``status --watch`` ask every second;
+    the first ask took ~1.2 CPU-s of imports while the demo started)."""
+    from retrain.cluster import connect, merge_status
+    from retrain.shards import coordinator_name
 
     try:
         connect(settings)
-        return CoordinatorClient(settings, timeout=5).status()
+        import ray
+
+        actors = [
+            ray.get_actor(coordinator_name(shard), namespace=settings.ray_namespace)
+            for shard in range(settings.ray_coordinator_shards)
+        ]
+        each: list[dict[str, Any]] = ray.get([a.status.remote() for a in actors], timeout=5)
+    except ValueError:  # no actor of that name (yet)
+        return {"absent": "no retrain coordinator yet: the service starts it"}
     except Exception as exc:  # status must show what it can
         return {"error": f"Ray coordinator not reachable: {exc}"}
+    return each[0] if len(each) == 1 else merge_status(each)
 
 
 def gather_status(settings: Settings) -> dict[str, Any]:
@@ -101,7 +115,7 @@ def gather_status(settings: Settings) -> dict[str, Any]:
     series, families = series_counts(settings)
     return {
         "service": service,
-        "lag": _lag(settings),
+        "lag": ingest_lag(settings),
         "series": series,
         "families": families,
         "coordinator": _coordinator(settings),
@@ -139,6 +153,8 @@ def render_status(status: dict[str, Any]) -> str:
     c = status["coordinator"]
     if "error" in c:
         out.append(c["error"])
+    elif "absent" in c:
+        out.append(c["absent"])
     else:
         out.append(
             f"queue: {c['queued']} queued, {c['running']} running on {c['capacity']} CPUs, "
