@@ -19,6 +19,7 @@ __all__ = [
     "coordinators",
     "daily_version",
     "loopback_ray_env",
+    "running_status",
 ]
 
 # A coordinator's share of the resource its node advertises (room for 100 of them: shards,
@@ -157,6 +158,21 @@ def coordinators(settings: Any, owner: bool = False, timeout: float = 60.0) -> l
     ]
 
 
+def running_status(settings: Any, timeout: float = 5.0) -> dict[str, Any] | None:
+    """The running coordinators' status, read by name (as :meth:`CoordinatorClient.status`
+    gives it) without creating any; None while a shard has none yet."""
+    import ray
+
+    try:
+        actors = [
+            ray.get_actor(coordinator_name(shard), namespace=settings.ray_namespace)
+            for shard in range(settings.ray_coordinator_shards)
+        ]
+    except ValueError:  # no actor of that name (yet)
+        return None
+    return _combined(ray.get([a.status.remote() for a in actors], timeout=timeout))
+
+
 def daily_version(settings: Any) -> int:
     """The latest version of ``daily_sales`` (what a wave started by hand reads)."""
     from deltalake import DeltaTable
@@ -249,14 +265,18 @@ class CoordinatorClient:
 
     def status(self) -> dict[str, Any]:
         """One shard's status, or the shards' summed (each shard's under ``shards``)."""
-        each = [link.status() for link in self.links]
-        return each[0] if len(each) == 1 else merge_status(each)
+        return _combined([link.status() for link in self.links])
 
     def close(self, timeout: float = 3.0) -> None:
         """Stop every courier after its last delivery, within ``timeout`` s in all."""
         deadline = time.monotonic() + timeout
         for link in self.links:
             link.close(max(0.0, deadline - time.monotonic()))
+
+
+def _combined(each: list[dict[str, Any]]) -> dict[str, Any]:
+    """One shard's status as it is, several merged."""
+    return each[0] if len(each) == 1 else merge_status(each)
 
 
 def merge_status(each: list[dict[str, Any]]) -> dict[str, Any]:

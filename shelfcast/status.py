@@ -88,23 +88,16 @@ def _coordinator(settings: Settings) -> dict[str, Any]:
     """The running coordinators' status, read by name: a status neither creates one nor
     imports the retrain stack to (the demo's view and ``status --watch`` ask every second;
     the first ask took ~1.2 CPU-s of imports while the demo started)."""
-    from retrain.cluster import connect, merge_status
-    from retrain.shards import coordinator_name
+    from retrain.cluster import connect, running_status
 
     try:
         connect(settings)
-        import ray
-
-        actors = [
-            ray.get_actor(coordinator_name(shard), namespace=settings.ray_namespace)
-            for shard in range(settings.ray_coordinator_shards)
-        ]
-        each: list[dict[str, Any]] = ray.get([a.status.remote() for a in actors], timeout=5)
-    except ValueError:  # no actor of that name (yet)
-        return {"absent": "no retrain coordinator yet: the service starts it"}
+        found = running_status(settings, timeout=5)
     except Exception as exc:  # status must show what it can
         return {"error": f"Ray coordinator not reachable: {exc}"}
-    return each[0] if len(each) == 1 else merge_status(each)
+    if found is None:
+        return {"absent": "no retrain coordinator yet: the service starts it"}
+    return found
 
 
 def gather_status(settings: Settings) -> dict[str, Any]:
