@@ -8,7 +8,8 @@ the last 28 days for testing), each method forecasts the 28 days after the origi
 - untuned baselines, one line each: Prophet's defaults (absent days as zeros, as the service
   stores them), Prophet on open days with the country's public holidays, statsforecast's
   AutoARIMA, MSTL (weekly and yearly), AutoETS, AutoTheta and SeasonalNaive (season 7);
-- Shelfcast cold: :func:`retrain.kernel.retrain_one`, the Ray tasks' own kernel, on a new study;
+- Shelfcast cold: :func:`retrain.kernel.fallback.retrain_one`, the Ray tasks' own kernel, on a
+  new study;
 - Shelfcast warm: the same series selected cold 7 days before the origin, then a warm wave
   at the origin re-using that study and state.
 
@@ -38,12 +39,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from retrain.calendar import holiday_names
-from retrain.kernel import SeriesFit, WarmState, retrain_one
-from retrain.prophet_fit import DEFAULT_PARAMS, FitOptions, FitStats, fit_prophet, predict_horizon
-from retrain.series import History
-from retrain.studies import StudyRef, open_study
-from retrain.tuning import TuneConfig
+from retrain.kernel.calendar import holiday_names
+from retrain.kernel.fallback import SeriesFit, WarmState, retrain_one
+from retrain.kernel.series import History
+from retrain.kernel.tuning import TuneConfig
+from retrain.prophet.fit import DEFAULT_PARAMS, FitOptions, FitStats, fit_prophet, predict_horizon
+from retrain.stores.studies import StudyRef, open_study
 
 DATA = Path(__file__).resolve().parents[2] / "shared/data"
 HORIZON = 28

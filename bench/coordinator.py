@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.stack import embedded_stack
-from retrain.kernel import SeriesFit
-from retrain.queue import Job
-from retrain.task import TaskResult, TaskSpec
+from retrain.cluster.queue import Job
+from retrain.cluster.task import TaskResult, TaskSpec
+from retrain.kernel.fallback import SeriesFit
 from shelfcast.kafka import ensure_topics
 from shelfcast.settings import Settings
 
@@ -58,7 +58,7 @@ def run_wave(actors: list[Any], series: list[tuple[str, str, float]]) -> list[di
     """Submit ``series`` split over the shards as one wave; its summaries once finished."""
     import ray
 
-    from retrain.shards import split
+    from retrain.cluster.shards import split
 
     wave_id = uuid.uuid4().hex[:12]
     parts = split(series, len(actors))
@@ -110,9 +110,9 @@ def ceiling(settings: Settings, n: int, in_flight: int) -> dict[str, float]:
     """The driver runs the idle tasks itself and produces each forecast: no queue, no actor."""
     import ray
 
-    from retrain.coordinator import _forecast
-    from retrain.publish import ForecastPublisher
-    from retrain.task import spec_from_settings
+    from retrain.cluster.coordinator import _forecast
+    from retrain.cluster.task import spec_from_settings
+    from retrain.stores.publish import ForecastPublisher
     from shelfcast.kafka import producer_config
 
     run = fresh(settings, 1)
@@ -141,7 +141,7 @@ def sharded(settings: Settings, n: int, shards: int) -> dict[str, float]:
     """One wave of ``n`` idle series through ``shards`` coordinators."""
     import ray
 
-    from retrain.cluster import coordinator
+    from retrain.cluster.client import coordinator
 
     run = fresh(settings, shards)
     actors = [coordinator(run, shard=s, task=idle_job) for s in range(shards)]

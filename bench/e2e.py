@@ -118,9 +118,9 @@ def main() -> None:
     ):
         import ray
 
-        from retrain.cluster import coordinator, daily_version
+        from retrain.cluster.client import coordinator, daily_version
+        from shelfcast.retrain_command import follow_wave
         from shelfcast.service import run_service
-        from shelfcast.wave import follow_wave
 
         ThresholdStore(settings.data_dir).set({"cooldown_seconds": "0"}, who="bench")
         stop = threading.Event()

@@ -4,9 +4,9 @@ Three ways to fit each of N Kaggle store-item series (the last 730 days, Prophet
 priors with weekly and yearly seasonality, in each seasonality mode), in this process, one
 thread:
   cmdstan       Prophet.fit with its default backend (a cmdstan process per fit)
-  in-process    Prophet.fit with retrain.inprocess.InProcessBackend
+  in-process    Prophet.fit with retrain.prophet.inprocess.InProcessBackend
   trial refit   a tuning trial: the fold prepared once, only the optimiser re-run
-                (retrain.folds), as the incremental waves use it
+                (retrain.prophet.folds), as the incremental waves use it
 
     OPENBLAS_NUM_THREADS=1 python -m bench.fit [--series 20]
 """
@@ -25,15 +25,15 @@ from pathlib import Path
 import pandas as pd
 
 from bench.retrain import DATA, choose
-from retrain.fast_prophet import Mode
-from retrain.folds import FoldScorer
-from retrain.prophet_fit import (
+from retrain.kernel.series import History, rolling_folds
+from retrain.prophet.fast_prophet import Mode
+from retrain.prophet.fit import (
     FitOptions,
     FitStats,
     Params,
     fit_prophet,
 )
-from retrain.series import History, rolling_folds
+from retrain.prophet.folds import FoldScorer
 
 
 def main() -> None:

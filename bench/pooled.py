@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from bench.accuracy import DATA, HORIZON, _history, _prophet, load, naive_reference
-from retrain.families import TOPDOWN_DEFAULT, Candidate, forecast
-from retrain.prepare import prepare
-from retrain.prophet_fit import FitOptions, FitStats
-from retrain.tuning import TuneConfig
+from retrain.kernel.families import TOPDOWN_DEFAULT, Candidate, forecast
+from retrain.kernel.prepare import prepare
+from retrain.kernel.tuning import TuneConfig
+from retrain.prophet.fit import FitOptions, FitStats
 
 
 def main() -> None:

@@ -14,8 +14,8 @@ import time
 from datetime import date
 from pathlib import Path
 
-from retrain.kernel import SeriesFit
-from retrain.registry import CHAMPION, Tracker
+from retrain.kernel.fallback import SeriesFit
+from retrain.stores.registry import CHAMPION, Tracker
 
 WINDOW = 50
 

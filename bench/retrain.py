@@ -31,11 +31,11 @@ import numpy as np
 import pandas as pd
 
 from bench.stack import embedded_stack, write_daily_frame, write_series_state
-from retrain.prophet_fit import DEFAULT_PARAMS, FitOptions, fit_prophet, predict_horizon
-from retrain.series import History, mase, seasonal_naive
+from retrain.kernel.series import History, mase, seasonal_naive
+from retrain.prophet.fit import DEFAULT_PARAMS, FitOptions, fit_prophet, predict_horizon
 from shelfcast.forecasts_view import read_forecasts
+from shelfcast.retrain_command import run_wave
 from shelfcast.settings import Settings
-from shelfcast.wave import run_wave
 
 DATA = Path(__file__).resolve().parents[2] / "shared/data/kaggle_store_item_demand/train.csv.gz"
 TEST_DAYS = 28
@@ -67,7 +67,7 @@ def forecasts(settings: Settings, expect: int) -> dict[str, Any]:
 def wave(settings: Settings, keys: list[tuple[str, str, float]], cold: bool) -> dict[str, Any]:
     import ray
 
-    from retrain.cluster import coordinator
+    from retrain.cluster.client import coordinator
 
     actor = coordinator(settings)
     ray.get(actor.drain_updates.remote())
@@ -101,7 +101,7 @@ def cli_wave(settings: Settings, cold: bool) -> dict[str, Any]:
     """``shelfcast retrain --all`` in a process of its own; where its wall time went."""
     import ray
 
-    from retrain.cluster import coordinator
+    from retrain.cluster.client import coordinator
 
     env = {
         **os.environ,

@@ -21,9 +21,9 @@ import numpy as np
 import optuna
 
 from bench.accuracy import DATA, HORIZON, Series, _history, load, naive_reference
-from retrain.kernel import WarmState, retrain_one
-from retrain.prophet_fit import FitOptions, FitStats
-from retrain.tuning import TuneConfig
+from retrain.kernel.fallback import WarmState, retrain_one
+from retrain.kernel.tuning import TuneConfig
+from retrain.prophet.fit import FitOptions, FitStats
 
 RULES = ("one_se", "margin")
 

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from retrain.cluster import loopback_ray_env
+from retrain.cluster.client import loopback_ray_env
 from shelfcast.embedded import free_port, start_broker, start_ray, stop_process
 from shelfcast.kafka import ensure_topics
 from shelfcast.settings import Settings, load_settings

@@ -35,7 +35,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from retrain.cluster import loopback_ray_env
+from retrain.cluster.client import loopback_ray_env
 from tests.postgres import mlflow_server, postgres_cluster
 
 MODEL_JSON = "{}" * 60_000  # about a real model file's size (~120 KB)
@@ -44,8 +44,8 @@ MODEL_JSON = "{}" * 60_000  # about a real model file's size (~120 KB)
 def _mlflow_worker(
     uri: str, artifacts: str | None, experiment: str, keys: list[str], ready: Any
 ) -> tuple[float, float, float]:
-    from retrain.kernel import SeriesFit
-    from retrain.registry import Tracker
+    from retrain.kernel.fallback import SeriesFit
+    from retrain.stores.registry import Tracker
 
     fit = SeriesFit(
         method="warm",
@@ -83,7 +83,7 @@ def _trial(number: int) -> Any:
 
 
 def _optuna_seed(journal: str, url: str | None, names: list[str]) -> None:
-    from retrain.studies import StudyRef, open_study, save_warm_state
+    from retrain.stores.studies import StudyRef, open_study, save_warm_state
 
     ref = StudyRef(Path(journal), 8, url)
     for name in names:
@@ -95,7 +95,7 @@ def _optuna_seed(journal: str, url: str | None, names: list[str]) -> None:
 def _optuna_worker(
     journal: str, url: str | None, trials: int, names: list[str], ready: Any
 ) -> tuple[float, float, float]:
-    from retrain.studies import StudyRef, open_study, save_warm_state, warm_state
+    from retrain.stores.studies import StudyRef, open_study, save_warm_state, warm_state
 
     ref = StudyRef(Path(journal), 8, url)
     open_study(ref, names[0], cold=False).get_trials(deepcopy=False)  # connections, imports
@@ -171,7 +171,7 @@ def bench_mlflow(
     series: int, writers: int, server_url: str, servers: tuple[int, ...], root: Path
 ) -> dict[int, tuple[Rate, Rate]]:
     """Per writer count: (SQLite, the server on PostgreSQL)."""
-    from retrain.registry import Tracker
+    from retrain.stores.registry import Tracker
 
     keys = [f"I{n:04d}" for n in range(series)]
     root.mkdir(parents=True, exist_ok=True)

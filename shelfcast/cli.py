@@ -111,7 +111,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-    from shelfcast.wave import all_series, parse_series, run_wave
+    from shelfcast.retrain_command import all_series, parse_series, run_wave
 
     settings = _settings(args)
     series: list[tuple[Any, ...]]
@@ -137,8 +137,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 def cmd_prune_models(args: argparse.Namespace) -> int:
     from tqdm import tqdm  # type: ignore[import-untyped]
 
-    from retrain.registry import Tracker
-    from retrain.retention import prune_models
+    from retrain.stores.registry import Tracker
+    from retrain.stores.retention import prune_models
 
     settings = _settings(args)
     if settings.mlflow_tracking_uri is None and not settings.mlflow_db.is_file():
@@ -155,7 +155,7 @@ def cmd_prune_models(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from retrain.cluster import connect
+    from retrain.cluster.client import connect
     from shelfcast.service import run_service, start_spark, wait_for_stack
 
     settings = _settings(args)
@@ -367,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from retrain.cluster import loopback_ray_env
+    from retrain.cluster.client import loopback_ray_env
 
     loopback_ray_env()
     logging.basicConfig(

@@ -303,7 +303,7 @@ def run_demo(
     """Run until SIGINT/SIGTERM (``on_signals`` installs the handlers)."""
     from rich.console import Console
 
-    from retrain.cluster import connect
+    from retrain.cluster.client import connect
 
     stop = on_signals()
     ours = signal.getsignal(signal.SIGTERM)

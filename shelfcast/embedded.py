@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from retrain.cluster import loopback_ray_env
+from retrain.cluster.client import loopback_ray_env
 from shelfcast.errors import EmbeddedStackError
 from shelfcast.jars import broker_classpath, java_binary
 from shelfcast.kafka import ensure_scram_user

@@ -14,7 +14,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from retrain.cluster import CoordinatorClient, connect, coordinators
+from retrain.cluster.client import CoordinatorClient, connect, coordinators
 from shelfcast.metrics import Metrics
 from shelfcast.settings import Settings
 from streaming.handoff import Handoff

@@ -88,7 +88,7 @@ def _coordinator(settings: Settings) -> dict[str, Any]:
     """The running coordinators' status, read by name: a status neither creates one nor
     imports the retrain stack to (the demo's view and ``status --watch`` ask every second;
     the first ask took ~1.2 CPU-s of imports while the demo started)."""
-    from retrain.cluster import connect, running_status
+    from retrain.cluster.client import connect, running_status
 
     try:
         connect(settings)

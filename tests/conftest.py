@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 from confluent_kafka import Producer
 
-from retrain.cluster import loopback_ray_env
+from retrain.cluster.client import loopback_ray_env
 from shelfcast.embedded import free_port, start_broker, start_ray, stop_process
 from shelfcast.kafka import ensure_topics, producer_config
 from shelfcast.settings import Settings, load_settings
@@ -128,7 +128,7 @@ def retrain_settings(
     yield make
     import ray
 
-    from retrain.cluster import COORDINATOR
+    from retrain.cluster.client import COORDINATOR
 
     for settings in made:
         for name in ray.util.list_named_actors(all_namespaces=True):

@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 
-from retrain.cluster import COORDINATOR, connect
+from retrain.cluster.client import COORDINATOR, connect
 from shelfcast.settings import Settings
 from tests.shelfcast.test_service import FAST
 

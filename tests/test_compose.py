@@ -180,7 +180,7 @@ def test_the_ray_head_advertises_where_the_coordinator_goes(compose: dict[str, A
 
 
 def test_the_cluster_stores_are_configured_as_the_tests_run_them(compose: dict[str, Any]) -> None:
-    """tests/retrain/test_cluster_stores.py runs the stores on real processes: the same
+    """tests/retrain/stores/test_cluster_stores.py runs the stores on real processes: the same
     PostgreSQL major, databases and users, URL scheme, variable and secret names, and MLflow
     server flags as here."""
     from tests.postgres import (

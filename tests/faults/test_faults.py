@@ -175,7 +175,7 @@ def test_a_ray_worker_killed_and_another_hung_mid_wave(
 ) -> None:
     import ray
 
-    from retrain.cluster import COORDINATOR
+    from retrain.cluster.client import COORDINATOR
 
     settings = make_settings(**FAST)
     # A cold selection over the model families lasts seconds: long enough to be struck

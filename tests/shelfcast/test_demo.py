@@ -116,7 +116,7 @@ def test_ctrl_c_stops_the_demo_and_all_it_started_within_10_s(
                 os.kill(pid, signal.SIGKILL)
         import ray
 
-        from retrain.cluster import COORDINATOR, connect
+        from retrain.cluster.client import COORDINATOR, connect
 
         connect(settings)
         try:

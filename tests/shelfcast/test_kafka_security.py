@@ -13,7 +13,7 @@ from confluent_kafka import Consumer, KafkaException
 from deltalake import DeltaTable
 
 from contracts.forecast import Forecast
-from retrain.publish import ForecastPublisher
+from retrain.stores.publish import ForecastPublisher
 from shelfcast.embedded import free_port, start_broker, stop_process
 from shelfcast.ingest_config import source_config
 from shelfcast.kafka import client_config, ensure_topics, producer_config

@@ -83,7 +83,7 @@ def service(
     yield start
     import ray
 
-    from retrain.cluster import COORDINATOR
+    from retrain.cluster.client import COORDINATOR
 
     for stop, thread, settings in running:
         stop.set()
@@ -138,7 +138,7 @@ def test_service_killed_mid_wave_loses_and_duplicates_nothing_and_finishes_the_w
 ) -> None:
     import ray
 
-    from retrain.cluster import COORDINATOR, coordinator
+    from retrain.cluster.client import COORDINATOR, coordinator
 
     settings = make_settings(ray_address=ray_address, **{**FAST, "retrain_cold_trials": 6})
     env = {

@@ -1,0 +1,431 @@
+"""The Ray edge: join the long-lived cluster and find (or create) the coordinator by name."""
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+from retrain.cluster.mailbox import Mailbox
+from retrain.cluster.shards import COORDINATOR, coordinator_name, shard_of
+from retrain.errors import RetrainError
+
+__all__ = [
+    "COORDINATOR",
+    "CoordinatorClient",
+    "connect",
+    "coordinator",
+    "coordinators",
+    "daily_version",
+    "loopback_ray_env",
+    "running_status",
+]
+
+# A coordinator's share of the resource its node advertises (room for 100 of them: shards,
+# namespaces).
+_RESOURCE_SHARE = 0.01
+
+log = logging.getLogger("shelfcast.cluster")
+
+
+def loopback_ray_env() -> None:
+    """Keep a loopback Ray address on loopback; call before ``import ray``.
+
+    Ray rewrites 127.0.0.1 to the machine's outward IP unless this (oddly named) switch is off,
+    and the embedded head listens on loopback only. Ray's and MLflow's usage reports are off
+    unless the environment turns them on: the processes started from here (the Ray head, its
+    workers) inherit it.
+    """
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+def connect(settings: Any) -> None:
+    """Join the cluster at ``settings.ray_address`` in our namespace (once per process)."""
+    host = settings.ray_address.rpartition(":")[0]
+    if host in ("127.0.0.1", "localhost", "::1"):
+        loopback_ray_env()
+    import ray
+
+    if ray.is_initialized():
+        return
+    # A head on a loopback address (127.0.0.2, ...: nodes of one machine with addresses of
+    # their own) is this machine's node: join as that node, not as 127.0.0.1.
+    own = {"_node_ip_address": host} if host.startswith("127.") else {}
+    try:
+        ray.init(
+            address=settings.ray_address,
+            namespace=settings.ray_namespace,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+            **own,
+        )
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise RetrainError(
+            f"Cannot join the Ray cluster at {settings.ray_address}: {exc}. Start the embedded "
+            "one with 'shelfcast up', or set SHELFCAST_RAY_ADDRESS to your cluster's head."
+        ) from exc
+
+
+def _placement(settings: Any, name: str) -> dict[str, Any]:
+    """Where a new coordinator goes: on a node that advertises ``ray_coordinator_resource``
+    (the head, by default), or anywhere when it is empty."""
+    import ray
+
+    resource = settings.ray_coordinator_resource
+    if not resource:
+        return {}
+    try:
+        ray.get_actor(name, namespace=settings.ray_namespace)
+        return {}  # it exists: placed already
+    except ValueError:
+        pass
+    if not ray.cluster_resources().get(resource):  # type: ignore[no-untyped-call]
+        raise RetrainError(
+            f"No node of the Ray cluster at {settings.ray_address} advertises the resource "
+            f"{resource!r} that places the retrain coordinator. Start the Ray head with "
+            f"--resources='{{\"{resource}\": 1}}' ('shelfcast up' and docker-compose.yml do), "
+            "or set SHELFCAST_RAY_COORDINATOR_RESOURCE to a resource another node advertises, "
+            "or to '' to let Ray place it on any node."
+        )
+    return {"resources": {resource: _RESOURCE_SHARE}}
+
+
+def coordinator(
+    settings: Any, owner: bool = False, timeout: float = 60.0, shard: int = 0, task: Any = None
+) -> Any:
+    """The coordinator actor (of ``shard``), created detached on first use; later calls
+    reconnect to it. If it dies (its node is lost), Ray starts it again on a node that has the
+    placement resource, and it rebuilds its queue from ``series_state``.
+
+    Its configuration belongs to the service (``owner``): the service's settings replace what
+    it holds. Any other driver must hold the same retrain settings, or is refused: it would
+    otherwise point the service's retrains at its own tables and stores. ``task`` replaces
+    the retrain task of a coordinator created here (benchmarks).
+    """
+    connect(settings)
+    import ray
+
+    from retrain.cluster.coordinator import Coordinator
+    from retrain.cluster.identity import differences, retrain_identity
+
+    name = coordinator_name(shard)
+    actor = (
+        ray.remote(Coordinator)
+        .options(
+            name=name,
+            namespace=settings.ray_namespace,
+            lifetime="detached",
+            get_if_exists=True,
+            num_cpus=0,
+            max_concurrency=1000,
+            max_restarts=-1,
+            **_placement(settings, name),
+        )
+        .remote(settings, shard, task)
+    )
+    try:
+        ray.get(actor.ping.remote(), timeout=timeout)  # type: ignore[attr-defined]
+        if owner:
+            ray.get(actor.configure.remote(settings), timeout=timeout)  # type: ignore[attr-defined]
+            return actor
+        identity = actor.identity.remote()  # type: ignore[attr-defined]
+        theirs: dict[str, str] = ray.get(identity, timeout=timeout)
+    except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as exc:
+        raise RetrainError(
+            f"The retrain coordinator in Ray namespace {settings.ray_namespace!r} did not answer "
+            f"within {timeout:g} s: {exc}. Check the Ray cluster at SHELFCAST_RAY_ADDRESS "
+            "('ray status'), or kill the actor to have it created afresh."
+        ) from exc
+    differ = differences(theirs, retrain_identity(settings))
+    if differ:
+        raise RetrainError(
+            f"The retrain coordinator in Ray namespace {settings.ray_namespace!r} runs with "
+            f"other settings than this command: {'; '.join(differ)}. Run it with the service's "
+            "settings (its --data-dir and SHELFCAST_* values), or set SHELFCAST_RAY_NAMESPACE "
+            "to use a coordinator of its own."
+        )
+    return actor
+
+
+def coordinators(settings: Any, owner: bool = False, timeout: float = 60.0) -> list[Any]:
+    """Every shard's coordinator, in shard order (one unless ``ray_coordinator_shards``)."""
+    return [
+        coordinator(settings, owner, timeout, shard)
+        for shard in range(settings.ray_coordinator_shards)
+    ]
+
+
+def running_status(settings: Any, timeout: float = 5.0) -> dict[str, Any] | None:
+    """The running coordinators' status, read by name (as :meth:`CoordinatorClient.status`
+    gives it) without creating any; None while a shard has none yet."""
+    import ray
+
+    try:
+        actors = [
+            ray.get_actor(coordinator_name(shard), namespace=settings.ray_namespace)
+            for shard in range(settings.ray_coordinator_shards)
+        ]
+    except ValueError:  # no actor of that name (yet)
+        return None
+    return _combined(ray.get([a.status.remote() for a in actors], timeout=timeout))
+
+
+def daily_version(settings: Any) -> int:
+    """The latest version of ``daily_sales`` (what a wave started by hand reads)."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    uri = str(settings.delta_dir / "daily_sales")
+    try:
+        return int(DeltaTable(uri).version())
+    except TableNotFoundError as exc:
+        raise RetrainError(
+            f"No daily_sales table at {uri}: run 'shelfcast ingest' first, or check --data-dir."
+        ) from exc
+
+
+class CoordinatorClient:
+    """The streaming side's handle on the coordinator (every shard of it).
+
+    ``submit``, ``peek_updates`` and ``ack_updates`` never wait for Ray (they run inside the
+    micro-batch): they go through a :class:`Mailbox` per shard that a courier thread carries
+    to and from the actor, looking it up again after it was lost, so a Ray outage only delays
+    the news. ``actor`` and ``status`` wait, at most ``timeout`` seconds each step: for
+    start-up, the ticker and ``shelfcast status``.
+
+    With several shards, each series goes to its own shard's coordinator, and the news of
+    all of them is numbered here in the order it arrived: acknowledging number N acknowledges,
+    on each shard, what was read up to N.
+    """
+
+    def __init__(
+        self, settings: Any, timeout: float = 10.0, owner: bool = False, interval: float = 0.5
+    ) -> None:
+        self.settings = settings
+        shards = max(1, int(getattr(settings, "ray_coordinator_shards", 1)))
+        self.links = [_Link(settings, timeout, owner, interval, s) for s in range(shards)]
+        self._lock = threading.Lock()
+        self._local: dict[tuple[int, int], int] = {}  # (shard, its seq) -> our number
+        self._next = 0
+
+    def actor(self) -> Any:
+        """Shard 0's actor, once every shard's answers (fails early when Ray is not there)."""
+        actors = [link.actor() for link in self.links]
+        return actors[0]
+
+    def submit(self, due: list[tuple[str, str, float, int | None]], version: int) -> None:
+        """Hand ``(store, item, priority, stored events)`` over; sent when Ray answers."""
+        if len(self.links) == 1:
+            self.links[0].submit(due, version)
+            return
+        parts: list[list[tuple[str, str, float, int | None]]] = [[] for _ in self.links]
+        for d in due:
+            parts[shard_of(f"{d[0]}|{d[1]}", len(self.links))].append(d)
+        for link, part in zip(self.links, parts, strict=True):
+            if part:
+                link.submit(part, version)
+
+    def peek_updates(self) -> list[dict[str, Any]]:
+        """The news the couriers have brought and the driver has not acknowledged."""
+        if len(self.links) == 1:
+            return self.links[0].peek_updates()
+        with self._lock:
+            out, keep = [], {}
+            for shard, link in enumerate(self.links):
+                for u in link.peek_updates():
+                    ours = self._local.get((shard, u["seq"]))
+                    if ours is None:
+                        self._next += 1
+                        ours = self._next
+                    keep[(shard, u["seq"])] = ours
+                    out.append({**u, "seq": ours, "shard": shard})
+            self._local = keep
+        out.sort(key=lambda u: int(u["seq"]))
+        return out
+
+    def ack_updates(self, seq: int) -> None:
+        if len(self.links) == 1:
+            self.links[0].ack_updates(seq)
+            return
+        with self._lock:
+            upto: dict[int, int] = {}
+            for (shard, theirs), ours in self._local.items():
+                if ours <= seq:
+                    upto[shard] = max(upto.get(shard, 0), theirs)
+        for shard, theirs in upto.items():
+            self.links[shard].ack_updates(theirs)
+
+    @property
+    def pending(self) -> int:
+        """Series handed over and not yet delivered to a coordinator."""
+        return sum(link.pending for link in self.links)
+
+    def status(self) -> dict[str, Any]:
+        """One shard's status, or the shards' summed (each shard's under ``shards``)."""
+        return _combined([link.status() for link in self.links])
+
+    def close(self, timeout: float = 3.0) -> None:
+        """Stop every courier after its last delivery, within ``timeout`` s in all."""
+        deadline = time.monotonic() + timeout
+        for link in self.links:
+            link.close(max(0.0, deadline - time.monotonic()))
+
+
+def _combined(each: list[dict[str, Any]]) -> dict[str, Any]:
+    """One shard's status as it is, several merged."""
+    return each[0] if len(each) == 1 else merge_status(each)
+
+
+def merge_status(each: list[dict[str, Any]]) -> dict[str, Any]:
+    """The status of several shards as one (counts summed, latest forecasts merged)."""
+    out: dict[str, Any] = {"shards": each}
+    for name in ("queued", "running", "rerun", "poison", "capacity", "published"):
+        out[name] = sum(int(s.get(name) or 0) for s in each)
+    out["retrains_last_minute"] = sum(int(s["retrains_last_minute"]) for s in each)
+    out["cpu_seconds"] = sum(float(s["cpu_seconds"]) for s in each)
+    timed = [(s["retrains_last_minute"], s["mean_retrain_seconds"]) for s in each]
+    total = sum(n for n, m in timed if m is not None)
+    out["mean_retrain_seconds"] = (
+        sum(n * m for n, m in timed if m is not None) / total if total else None
+    )
+    out["poisoned"] = {k: v for s in each for k, v in s["poisoned"].items()}
+    latest = [entry for s in each for entry in s["latest"]]
+    out["latest"] = sorted(latest, key=lambda e: str(e["at"]), reverse=True)[:20]
+    return out
+
+
+class _Link:
+    """One shard's coordinator: its mailbox and the courier thread that carries it."""
+
+    def __init__(
+        self, settings: Any, timeout: float, owner: bool, interval: float, shard: int
+    ) -> None:
+        self.settings = settings
+        self.timeout = timeout
+        self.owner = owner
+        self.interval = interval
+        self.shard = shard
+        self._actor: Any = None
+        self._box = Mailbox()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._courier: threading.Thread | None = None
+
+    def actor(self) -> Any:
+        actor = self._actor
+        if actor is None:
+            actor = self._actor = coordinator(self.settings, self.owner, self.timeout, self.shard)
+        return actor
+
+    def _call(self, method: str, *args: Any) -> Any:
+        import ray
+
+        try:
+            return ray.get(getattr(self.actor(), method).remote(*args), timeout=self.timeout)
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as exc:
+            self._actor = None
+            raise RetrainError(
+                f"The retrain coordinator did not answer {method} within {self.timeout:g} s: "
+                f"{exc}. Check the Ray cluster at SHELFCAST_RAY_ADDRESS ('ray status')."
+            ) from exc
+
+    def submit(self, due: list[tuple[str, str, float, int | None]], version: int) -> None:
+        """Hand ``(store, item, priority, stored events)`` over; sent when Ray answers."""
+        with self._lock:
+            self._box.submit(due, version)
+        self._nudge()
+
+    def peek_updates(self) -> list[dict[str, Any]]:
+        """The news the courier has brought and the driver has not acknowledged."""
+        self._nudge()
+        with self._lock:
+            return self._box.news()
+
+    def ack_updates(self, seq: int) -> None:
+        with self._lock:
+            self._box.ack(seq)
+        self._nudge()
+
+    @property
+    def pending(self) -> int:
+        """Series handed over and not yet delivered to the coordinator."""
+        with self._lock:
+            return self._box.pending
+
+    def status(self) -> dict[str, Any]:
+        status: dict[str, Any] = self._call("status")
+        return status
+
+    def close(self, timeout: float = 3.0) -> None:
+        """Stop the courier after one last delivery of what waits (acknowledgements,
+        submissions), within ``timeout`` s: what does not go in time is offered again after
+        the busy timeout, like anything a stopped service handed over."""
+        self._stop.set()
+        self._wake.set()
+        if self._courier is not None:
+            self._courier.join(timeout)
+
+    # the courier thread ---------------------------------------------------------------------
+
+    def _nudge(self) -> None:
+        if self._courier is None and not self._stop.is_set():
+            self._courier = threading.Thread(
+                target=self._carry, name=f"shelfcast-courier-{self.shard}", daemon=True
+            )
+            self._courier.start()
+        self._wake.set()
+
+    def _carry(self) -> None:
+        delay, failing = self.interval, False
+        while not self._stop.is_set():
+            try:
+                self._exchange()
+            except Exception as exc:
+                self._actor = None
+                with self._lock:
+                    self._box.replaced()
+                    pending = self._box.pending
+                if not failing:
+                    log.warning(
+                        "the retrain coordinator does not answer (%s); %d series wait for it, "
+                        "ingest goes on",
+                        exc,
+                        pending,
+                    )
+                failing, delay = True, min(max(delay * 2, 1.0), 30.0)
+            else:
+                if failing:
+                    log.info("the retrain coordinator answers again")
+                failing, delay = False, self.interval
+            self._wake.wait(delay)
+            self._wake.clear()
+        if not failing:
+            with contextlib.suppress(Exception):
+                self._exchange()  # the last delivery, on close
+
+    def _exchange(self) -> None:
+        import ray
+
+        actor = self.actor()
+        with self._lock:
+            ack = self._box.take_ack()
+            taken = self._box.take_submissions()
+            after, room = self._box.after, self._box.room
+        try:
+            if ack is not None:
+                ray.get(actor.ack_updates.remote(ack), timeout=self.timeout)
+            if taken is not None:
+                ray.get(actor.submit.remote(*taken), timeout=self.timeout)
+        except Exception:
+            if taken is not None:
+                with self._lock:
+                    self._box.restore(taken)  # coalescing makes a resend harmless
+            raise
+        if room:
+            news = ray.get(actor.peek_updates.remote(room, after), timeout=self.timeout)
+            with self._lock:
+                self._box.receive(news)

@@ -1,0 +1,434 @@
+"""The coordinator: a named, detached Ray actor that owns the retrain queue.
+
+It outlives the drivers that submit to it (the streaming service, ``shelfcast retrain``), so
+a restarted driver reconnects by name and finds the queue as it was. ``submit`` only records
+work and returns; a pump inside the actor starts one Ray task per series, at most one per CPU
+of the cluster. Each task records its series in MLflow (under the wave's run, which the
+coordinator opens and closes); the coordinator publishes the forecast. A series is done once
+Kafka confirmed delivery.
+"""
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+import ray
+
+from contracts.forecast import Forecast
+from retrain.cluster.identity import retrain_identity
+from retrain.cluster.policy import RetryPolicy, policy_from_settings
+from retrain.cluster.prewarm import prewarm
+from retrain.cluster.queue import Job, Request, RetrainQueue
+from retrain.cluster.recovery import busy_series
+from retrain.cluster.task import TaskResult, TaskSpec, run_job, spec_from_settings
+from retrain.errors import RetrainError
+from retrain.stores.publish import Delivery
+
+__all__ = ["Coordinator"]
+
+log = logging.getLogger("shelfcast.coordinator")
+
+_train = ray.remote(num_cpus=1, max_retries=0)(run_job)
+_SLOW_DELIVERY_SECONDS = 10
+
+
+class Coordinator:
+    """Use through :mod:`retrain.cluster.client`; every public method is a Ray actor call."""
+
+    def __init__(self, settings: Any, shard: int = 0, task: Any = None) -> None:
+        """``shard`` of ``settings.ray_coordinator_shards``; ``task`` replaces the retrain
+        task (a function like :func:`retrain.cluster.task.run_job`: benchmarks run one that does
+        no work)."""
+        self.settings = settings
+        self.shard = shard
+        self.spec: TaskSpec = spec_from_settings(settings)
+        self.policy: RetryPolicy = policy_from_settings(settings)
+        # Numbered from the clock: news of a coordinator that replaces a lost one (Ray
+        # restarts it) is numbered above its predecessor's.
+        self.queue = RetrainQueue(
+            self.policy.max_attempts, self.policy.backoff_seconds, int(time.time() * 1e6)
+        )
+        self._task = _train if task is None else ray.remote(num_cpus=1, max_retries=0)(task)
+        # One thread for the wave runs and the producer: they see one caller, in order.
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shelfcast-sink")
+        self._tracker: Any = None
+        self._publisher: Any = None
+        self._wake: asyncio.Event | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._capacity = (0, 0.0)
+        self._wave_runs: dict[str, str] = {}
+        self._wave_methods: dict[str, Counter[str]] = {}
+        self._recent: deque[tuple[float, float]] = deque(maxlen=10_000)
+        self._latest: deque[dict[str, Any]] = deque(maxlen=20)
+        self._pids: dict[str, int] = {}
+        self.published = 0
+        self._rebuilt = False
+        self._spec_ref: Any = None
+
+    # calls ----------------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        requests: list[tuple[Any, ...]],
+        version: int,
+        cold: bool = False,
+        wave_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Queue ``(store_id, item_id, priority[, data])`` at ``version``; returns at once.
+
+        ``data`` is the series' stored events: a poisoned series is skipped until it grows."""
+        self._ensure_pump()
+        wave_id = wave_id or uuid.uuid4().hex[:12]
+        reqs = [
+            Request(r[0], r[1], float(r[2]), None if len(r) < 4 or r[3] is None else int(r[3]))
+            for r in requests
+        ]
+        wave = self.queue.submit(reqs, version, wave_id, time.time(), cold=cold)
+        self._wave_methods.setdefault(wave_id, Counter())
+        self._poke()
+        return wave.summary()
+
+    async def wave(self, wave_id: str, since: int | None = None) -> dict[str, Any] | None:
+        """The wave's summary (None: not known here, e.g. this coordinator replaced the one
+        it was submitted to); with ``since``, also the keys finished after the first
+        ``since`` of them."""
+        found = self.queue.waves.get(wave_id)
+        if found is None:
+            return None
+        out = {**found.summary(), "methods": dict(self._wave_methods.get(wave_id, {}))}
+        if since is not None:
+            out["finished_keys"] = found.finished[since:]
+        return out
+
+    async def drain_updates(self) -> list[dict[str, Any]]:
+        return self.queue.drain_updates()
+
+    async def peek_updates(self, limit: int = 10_000, after: int = 0) -> list[dict[str, Any]]:
+        self._ensure_pump()  # a restarted coordinator's rebuilt queue starts at the first call
+        return self.queue.peek_updates(limit, after)
+
+    async def ack_updates(self, seq: int) -> None:
+        self.queue.ack_updates(seq)
+
+    async def status(self) -> dict[str, Any]:
+        now = time.time()
+        minute = [s for t, s in self._recent if t >= now - 60]
+        return {
+            **self.queue.depth(),
+            "capacity": self._cpus(),
+            "retrains_last_minute": len(minute),
+            "mean_retrain_seconds": sum(minute) / len(minute) if minute else None,
+            "published": self.published,
+            "cpu_seconds": time.process_time(),  # this actor's process, for its load
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "shard": self.shard,
+            "poisoned": {
+                k: {"version": p.version, "data": p.data, "error": p.error}
+                for k, p in self.queue.poison.items()
+            },
+            "latest": list(self._latest),
+        }
+
+    async def started(self, key: str, pid: int) -> None:
+        self._pids[key] = pid
+
+    async def running_pids(self) -> dict[str, int]:
+        return {k: p for k, p in self._pids.items() if k in self.queue.running}
+
+    async def identity(self) -> dict[str, str]:
+        """The retrain settings in use, for a driver to compare with its own."""
+        return retrain_identity(self.settings)
+
+    async def configure(self, settings: Any) -> None:
+        """Take a (re)connecting driver's settings; the queue and its state stay."""
+        if settings == self.settings:
+            return
+        self.settings = settings
+        self.spec = spec_from_settings(settings)
+        self._spec_ref = None
+        self.policy = policy_from_settings(settings)
+        self.queue.max_attempts = self.policy.max_attempts
+        self.queue.backoff_seconds = self.policy.backoff_seconds
+        # Rebuilt on the I/O thread at the next result, with the new addresses.
+        self._io.submit(self._reset_sinks)
+
+    def _reset_sinks(self) -> None:
+        if self._publisher is not None:
+            self._publisher.close()
+        self._tracker = self._publisher = None
+
+    async def ping(self) -> str:
+        self._ensure_pump()
+        return "ok"
+
+    # pump -----------------------------------------------------------------------------------
+
+    def _ensure_pump(self) -> None:
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        if self._pump is None or self._pump.done():
+            self._pump = asyncio.get_running_loop().create_task(self._run())
+
+    def _poke(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    def _cpus(self) -> int:
+        count, checked = self._capacity
+        if time.monotonic() - checked > 2 or count == 0:
+            cpus = int(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
+            # Each shard runs its share of the cluster's CPUs (its series spread evenly).
+            shards = max(1, int(getattr(self.settings, "ray_coordinator_shards", 1)))
+            count = max(1, round(cpus / shards))
+            self._capacity = (count, time.monotonic())
+        return count
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        # Meanwhile the workers start and import what a retrain needs (retrain/cluster/prewarm.py).
+        self._warming = prewarm(self._cpus())
+        # Before any task starts: a task's fallback reads MLflow too, and several processes
+        # creating a fresh SQLite store at once race on its schema.
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._io, self._ensure_sinks)
+        except Exception as exc:
+            log.warning("MLflow or Kafka not ready (%s); results will retry them", exc)
+        await self._rebuild()
+        while True:
+            self._wake.clear()
+            now = time.time()
+            for job in self.queue.take(now, self._cpus() - len(self.queue.running)):
+                self._tasks[job.key] = asyncio.get_running_loop().create_task(self._execute(job))
+            # Every slot busy: a finished task wakes the pump (no spinning on a full queue).
+            full = len(self.queue.running) >= self._cpus()
+            due = None if full else self.queue.next_due(now)
+            timeout = 5.0 if due is None else min(5.0, max(due, 0.01))
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    async def _rebuild(self) -> None:
+        """Submit again what ``series_state`` shows as queued or running: a new coordinator
+        (the first, or one Ray restarted after its node died) may have lost them."""
+        if self._rebuilt:
+            return
+        self._rebuilt = True
+        shards = max(1, int(getattr(self.settings, "ray_coordinator_shards", 1)))
+        loop = asyncio.get_running_loop()
+        found, version = await loop.run_in_executor(
+            self._io, busy_series, self.settings.delta_dir, self.shard, shards
+        )
+        held = self.queue.queued.keys() | self.queue.running.keys()
+        requests = [r for r in found if r.key not in held]  # submitted meanwhile: held
+        if requests:
+            wave_id = f"rebuilt-{uuid.uuid4().hex[:8]}"
+            wave = self.queue.submit(requests, version, wave_id, time.time())
+            self._wave_methods.setdefault(wave.wave_id, Counter())
+            log.warning(
+                "series_state shows %d series queued or running that this coordinator did "
+                "not hold; submitted again at daily_sales v%d",
+                len(requests),
+                version,
+            )
+
+    async def _execute(self, job: Job) -> None:
+        me = ray.get_runtime_context().current_actor
+        loop = asyncio.get_running_loop()
+        try:
+            wave_run = self._wave_runs.get(job.wave_id)
+            if wave_run is None:
+                wave_run = await loop.run_in_executor(self._io, self._wave_run, job.wave_id)
+            result = await self._train(job, me, wave_run)
+        except Exception as exc:
+            error = self._redacted(_short(exc))
+            outcome = self.queue.fail(job.key, error, time.time())
+            log.warning("retrain of %s failed (%s): %s", job.key, outcome, error)
+        else:
+            message = await self._deliver(result)
+            fit = result.fit
+            self._recent.append((time.time(), result.seconds))
+            self._wave_methods.setdefault(job.wave_id, Counter())[
+                "warm" if fit.warm else fit.method
+            ] += 1
+            self.queue.succeed(
+                job.key,
+                time.time(),
+                method=fit.method,
+                model_version=str(result.model_version),
+                error=fit.fallback_reason,
+                seconds=result.seconds,
+                fit_seconds=fit.fit_seconds,
+                record_seconds=result.record_seconds,
+                warm=fit.warm,
+                forecast=message,
+                mase_scale=fit.mase_scale,
+                node=result.node_id,
+            )
+        finally:
+            self._tasks.pop(job.key, None)
+            self._pids.pop(job.key, None)
+            await self._close_finished_waves()
+            self._poke()
+
+    async def _deliver(self, result: TaskResult) -> dict[str, Any]:
+        """Publish the task's forecast and return it once Kafka confirmed it.
+
+        A Kafka outage retries the publish, never the task: each run of the task registers
+        another model version, and its failures would poison a series that trained well.
+        """
+        loop = asyncio.get_running_loop()
+        forecast = _forecast(result)
+        delay = max(self.policy.backoff_seconds, 0.5)
+        while True:
+            try:
+                delivery = await loop.run_in_executor(self._io, self._send, forecast)
+                waited = 0
+                while not await loop.run_in_executor(self._io, delivery.wait, 1.0):
+                    waited += 1
+                    if waited == _SLOW_DELIVERY_SECONDS:
+                        self.queue.report(
+                            forecast.key,
+                            f"forecast not confirmed by Kafka for {waited} s; still waiting. "
+                            "Check that Kafka at SHELFCAST_BOOTSTRAP_SERVERS is up.",
+                        )
+                    await asyncio.sleep(0.1)  # other series' work shares the I/O thread
+                error = delivery.error
+            except Exception as exc:
+                error = self._redacted(_short(exc))
+            if error is None:
+                break
+            self.queue.report(
+                forecast.key, f"forecast not delivered ({error}); sending again in {delay:g} s"
+            )
+            log.warning("forecast for %s not delivered: %s", forecast.key, error)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 60.0)
+        self.published += 1
+        self._latest.appendleft(
+            {
+                "series": forecast.key,
+                "model_version": forecast.model_version,
+                "method": forecast.method,
+                "warm": forecast.warm,
+                "validation_mase": forecast.validation_mase,
+                "seconds": round(result.seconds, 3),
+                "at": forecast.generated_at.isoformat(),
+            }
+        )
+        return forecast.model_dump(mode="json")
+
+    def _redacted(self, text: str) -> str:
+        """An error's text without the stores' credentials: it is logged, and kept as the
+        series' ``last_error`` in ``series_state``."""
+        from retrain.stores.registry import redact
+
+        for uri in (self.spec.optuna_url, self.spec.tracking_uri):
+            if uri:
+                text = redact(text, uri)
+        return text
+
+    async def _train(self, job: Job, me: Any, wave_run: str) -> TaskResult:
+        """Run the task; one that outlives the policy's timeout is stopped and fails."""
+        if self._spec_ref is None:
+            self._spec_ref = ray.put(self.spec)  # serialised once, not with every task
+        ref = self._task.remote(job, self._spec_ref, me, wave_run)
+        limit = self.policy.task_timeout_seconds
+        try:
+            result: TaskResult = await asyncio.wait_for(asyncio.wrap_future(ref.future()), limit)
+        except TimeoutError:
+            # force: a hung task never reaches a cancellation point; its worker is killed.
+            ray.cancel(ref, force=True)
+            raise RetrainError(
+                f"The retrain of {job.key} ran over {limit:g} s and was stopped; it is retried. "
+                "If its series is just slow, raise SHELFCAST_RETRAIN_TASK_TIMEOUT_SECONDS."
+            ) from None
+        return result
+
+    # sinks (run on the single I/O thread) ---------------------------------------------------
+
+    def _ensure_sinks(self) -> None:
+        """MLflow (its store created and migrated here, once) and the forecast producer."""
+        from retrain.stores.publish import ForecastPublisher
+        from retrain.stores.registry import Tracker
+        from shelfcast.kafka import producer_config
+
+        if self._tracker is None:
+            self.settings.artifact_dir.mkdir(parents=True, exist_ok=True)
+            self._tracker = Tracker(
+                self.spec.tracking_uri,
+                self.spec.experiment,
+                None if self.settings.mlflow_tracking_uri else self.settings.artifact_dir.as_uri(),
+            )
+        if self._publisher is None:
+            self._publisher = ForecastPublisher(
+                producer_config(self.settings), self.settings.topic_forecasts
+            )
+
+    def _send(self, forecast: Forecast) -> Delivery:
+        self._ensure_sinks()
+        delivery: Delivery = self._publisher.send(forecast)
+        return delivery
+
+    def _wave_run(self, wave_id: str) -> str:
+        self._ensure_sinks()
+        if wave_id not in self._wave_runs:
+            self._wave_runs[wave_id] = self._tracker.start_wave(wave_id, {})
+        return self._wave_runs[wave_id]
+
+    async def _close_finished_waves(self) -> None:
+        for wave_id in [w for w in self._wave_methods if w not in self.queue.waves]:
+            del self._wave_methods[wave_id]
+        for wave_id, run_id in list(self._wave_runs.items()):
+            wave = self.queue.waves.get(wave_id)
+            if wave is None or wave.finished_at is None:
+                continue
+            methods = self._wave_methods.get(wave_id, Counter())
+            totals = {
+                "series": wave.total,
+                "done": wave.done,
+                "failed": wave.failed,
+                "skipped": wave.skipped,
+                "seconds": wave.finished_at - wave.started_at,
+                **{f"n_{name}": count for name, count in methods.items()},
+            }
+            del self._wave_runs[wave_id]
+            await asyncio.get_running_loop().run_in_executor(
+                self._io, self._tracker.finish_wave, run_id, totals
+            )
+
+
+def _forecast(result: TaskResult) -> Forecast:
+    """The message for a finished task (built once: a resend is the same message)."""
+    job, fit = result.job, result.fit
+    return Forecast(
+        store_id=job.store_id,
+        item_id=job.item_id,
+        generated_at=datetime.now(UTC),
+        model_version=result.model_version,
+        mlflow_run_id=result.run_id,
+        method=fit.method,  # type: ignore[arg-type]
+        warm=fit.warm,
+        data_through=fit.data_through,
+        data_version=job.version,
+        horizon=len(fit.points),
+        points=fit.points,  # type: ignore[arg-type]
+        validation_mae=fit.validation_mae,
+        validation_mase=fit.validation_mase,
+        fallback_reason=fit.fallback_reason,
+        family=fit.family,
+        runner_up_family=fit.runner_up,
+        runner_up_validation_mae=fit.runner_up_mae,
+    )
+
+
+def _short(exc: BaseException) -> str:
+    cause = getattr(exc, "cause", None) or exc
+    text = f"{type(cause).__name__}: {cause}"
+    return text if len(text) < 2000 else text[:2000] + "..."

@@ -1,0 +1,88 @@
+"""The Optuna storage edge on a real journal file: what opening and saving write."""
+
+from pathlib import Path
+
+from retrain.prophet.fit import Params
+from retrain.stores.studies import StudyRef, open_study, save_warm_state, warm_state
+
+INIT = {"k": 0.1, "m": 0.5, "sigma_obs": 0.2, "delta": [0.0] * 3, "beta": [0.0] * 4}
+
+
+def journal_size(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.glob("studies-*.log"))
+
+
+def test_reopening_a_study_writes_nothing(tmp_path: Path) -> None:
+    ref = StudyRef(tmp_path, 1)
+    study = open_study(ref, "s", cold=True)
+    study.enqueue_trial(Params().as_dict())
+    before = journal_size(tmp_path)
+
+    again = open_study(ref, "s", cold=False)
+
+    assert journal_size(tmp_path) == before
+    assert again._study_id == study._study_id
+
+
+def test_a_missing_study_is_created_warm_or_cold(tmp_path: Path) -> None:
+    ref = StudyRef(tmp_path, 1)
+    assert open_study(ref, "new", cold=False).trials == []
+    assert warm_state(open_study(ref, "new", cold=False)).params is None
+
+
+def test_warm_state_is_one_write_and_round_trips(tmp_path: Path) -> None:
+    ref = StudyRef(tmp_path, 1)
+    study = open_study(ref, "s", cold=True)
+    params = Params(0.2, 3.0, "multiplicative")
+    before = journal_size(tmp_path)
+    save_warm_state(study, params.as_dict(), INIT)
+    lines = (tmp_path / "studies-000.log").read_text().splitlines()
+
+    assert journal_size(tmp_path) > before
+    assert sum("shelfcast" in line for line in lines) == 1
+    state = warm_state(open_study(ref, "s", cold=False))
+    assert state.params == params and state.stan_init == INIT
+
+
+def test_warm_state_saved_as_two_attributes_is_still_read(tmp_path: Path) -> None:
+    study = open_study(StudyRef(tmp_path, 1), "s", cold=True)
+    study.set_user_attr("shelfcast_params", Params(0.3).as_dict())
+    study.set_user_attr("shelfcast_stan_init", INIT)
+
+    state = warm_state(study)
+
+    assert state.params == Params(0.3) and state.stan_init == INIT
+
+
+def test_a_task_spec_shows_no_store_url_in_its_repr(tmp_path: Path) -> None:
+    from retrain.cluster.task import spec_from_settings
+    from shelfcast.settings import load_settings
+
+    settings = load_settings(
+        data_dir=tmp_path,
+        optuna_storage="postgresql://optuna:s3cr/et@db:5432/optuna",
+        mlflow_tracking_uri="https://user:t0k/en@mlflow.example:5000",
+    )
+    spec = spec_from_settings(settings)
+    assert "s3cr/et" not in repr(spec) and "t0k/en" not in repr(spec)
+    assert spec.optuna_url is not None and "s3cr/et" in spec.optuna_url
+
+
+def test_a_failed_task_error_keeps_no_store_credentials(tmp_path: Path) -> None:
+    from retrain.cluster.coordinator import Coordinator
+    from shelfcast.settings import load_settings
+
+    settings = load_settings(
+        data_dir=tmp_path,
+        optuna_storage="postgresql://optuna:s3cr/et@db:5432/optuna",
+        mlflow_tracking_uri="https://user:t0k/en@mlflow.example:5000",
+    )
+    coordinator = Coordinator(settings)
+    # What a nested driver error looks like: the URL whole, and the password on its own.
+    error = (
+        "OperationalError: could not connect to postgresql://optuna:s3cr/et@db:5432/optuna "
+        "(password 's3cr/et' refused); MlflowException: https://user:t0k/en@mlflow.example:5000"
+    )
+    text = coordinator._redacted(error)
+    assert "s3cr/et" not in text and "t0k/en" not in text
+    assert "db:5432/optuna" in text and "mlflow.example:5000" in text
