@@ -28,6 +28,7 @@ from retrain.cluster.queue import Job
 from retrain.cluster.task import TaskResult, TaskSpec
 from retrain.kernel.fallback import SeriesFit
 from shelfcast.kafka import ensure_topics
+from shelfcast.retrain_config import retrain_config, task_spec
 from shelfcast.settings import Settings
 
 THROUGH = date(2024, 6, 30)
@@ -111,13 +112,12 @@ def ceiling(settings: Settings, n: int, in_flight: int) -> dict[str, float]:
     import ray
 
     from retrain.cluster.coordinator import _forecast
-    from retrain.cluster.task import spec_from_settings
     from retrain.stores.publish import ForecastPublisher
     from shelfcast.kafka import producer_config
 
     run = fresh(settings, 1)
     task = ray.remote(num_cpus=1, max_retries=0)(idle_job)
-    spec = spec_from_settings(run)
+    spec = task_spec(run)
     publisher = ForecastPublisher(producer_config(run), run.topic_forecasts)
     jobs = [Job(s, i, 0, "bench") for s, i, _ in keys(n)]
     cpu, began = time.process_time(), time.perf_counter()
@@ -144,7 +144,8 @@ def sharded(settings: Settings, n: int, shards: int) -> dict[str, float]:
     from retrain.cluster.client import coordinator
 
     run = fresh(settings, shards)
-    actors = [coordinator(run, shard=s, task=idle_job) for s in range(shards)]
+    config = retrain_config(run)
+    actors = [coordinator(config, shard=s, task=idle_job) for s in range(shards)]
     # Each coordinator's first wave opens MLflow and the producer (seconds, once): not timed.
     warm = 50 * shards
     run_wave(actors, keys(warm, "W"))

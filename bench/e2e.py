@@ -29,6 +29,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench.stack import embedded_stack
 from shelfcast.kafka import client_config, producer_config
+from shelfcast.retrain_config import retrain_config
 from shelfcast.settings import Settings
 from streaming.thresholds import ThresholdStore
 
@@ -159,10 +160,11 @@ def main() -> None:
         arrived = watcher.wait_new(keys, before, timeout=1800)
         wave = [arrived[k] - sent for k in keys]
 
-        actor = coordinator(settings)
+        config = retrain_config(settings)
+        actor = coordinator(config)
         began = time.time()
         submitted = ray.get(
-            actor.submit.remote([(*k.split("|"), 0.0) for k in keys], daily_version(settings))
+            actor.submit.remote([(*k.split("|"), 0.0) for k in keys], daily_version(config))
         )
         follow_wave(actor, submitted["wave_id"], submitted["total"])
         baseline = time.time() - began

@@ -35,6 +35,7 @@ from retrain.kernel.series import History, mase, seasonal_naive
 from retrain.prophet.fit import DEFAULT_PARAMS, FitOptions, fit_prophet, predict_horizon
 from shelfcast.forecasts_view import read_forecasts
 from shelfcast.retrain_command import run_wave
+from shelfcast.retrain_config import retrain_config
 from shelfcast.settings import Settings
 
 DATA = Path(__file__).resolve().parents[2] / "shared/data/kaggle_store_item_demand/train.csv.gz"
@@ -69,7 +70,7 @@ def wave(settings: Settings, keys: list[tuple[str, str, float]], cold: bool) -> 
 
     from retrain.cluster.client import coordinator
 
-    actor = coordinator(settings)
+    actor = coordinator(retrain_config(settings))
     ray.get(actor.drain_updates.remote())
     coordinator_cpu = ray.get(actor.status.remote())["cpu_seconds"]
     summary = run_wave(settings, keys, cold=cold)
@@ -122,7 +123,7 @@ def cli_wave(settings: Settings, cold: bool) -> dict[str, Any]:
     found = re.search(r"(\d+) series in ([\d.]+) s", done.stdout)
     if done.returncode != 0 or found is None:
         raise SystemExit(f"shelfcast retrain failed:\n{done.stdout}\n{done.stderr[-3000:]}")
-    actor = coordinator(settings)
+    actor = coordinator(retrain_config(settings))
     updates = [
         u
         for u in ray.get(actor.drain_updates.remote())

@@ -156,13 +156,15 @@ def cmd_prune_models(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from retrain.cluster.client import connect
+    from shelfcast.retrain_config import ray_config
     from shelfcast.service import run_service, start_spark, wait_for_stack
 
     settings = _settings(args)
     start_spark(settings)  # its JVM starts while the stack comes up and Ray is joined
     if args.wait_for_stack:
         wait_for_stack(settings, args.wait_for_stack)
-    connect(settings)  # before our handlers: Ray installs its own SIGTERM handler on init
+    # Before our handlers: Ray installs its own SIGTERM handler on init.
+    connect(ray_config(settings))
     run_service(settings, _stop_on_signals())
     return 0
 

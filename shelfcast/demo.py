@@ -304,6 +304,7 @@ def run_demo(
     from rich.console import Console
 
     from retrain.cluster.client import connect
+    from shelfcast.retrain_config import ray_config
 
     stop = on_signals()
     ours = signal.getsignal(signal.SIGTERM)
@@ -332,7 +333,7 @@ def run_demo(
                     daemon=True,
                 )
                 feeder.start()
-                demo.step("ray driver", lambda: connect(settings))
+                demo.step("ray driver", lambda: connect(ray_config(settings)))
                 signal.signal(signal.SIGTERM, ours)  # Ray's init put in its own
             if not stop.is_set():
                 poller = Poller(demo.gather, every=1.0).start()

@@ -6,8 +6,10 @@ import uuid
 from collections import Counter
 from typing import Any
 
+from retrain.config import RetrainConfig
 from retrain.errors import RetrainError
 from shelfcast.errors import ShelfcastError
+from shelfcast.retrain_config import retrain_config
 from shelfcast.settings import Settings
 
 __all__ = ["all_series", "follow_wave", "parse_series", "run_wave"]
@@ -114,8 +116,9 @@ def run_wave(settings: Settings, series: list[tuple[Any, ...]], cold: bool) -> d
     from retrain.cluster.client import coordinators, daily_version
     from retrain.cluster.shards import split
 
-    version = daily_version(settings)
-    actors = coordinators(settings)
+    config = retrain_config(settings)
+    version = daily_version(config)
+    actors = coordinators(config)
     began = time.monotonic()
     wave_id = uuid.uuid4().hex[:12]
     shards = [
@@ -137,7 +140,7 @@ def run_wave(settings: Settings, series: list[tuple[Any, ...]], cold: bool) -> d
         while True:
             for shard in shards:
                 if shard.series and not _finished(shard.last):
-                    _poll(settings, shard, version, cold, wave_id, bar)
+                    _poll(config, shard, version, cold, wave_id, bar)
             summary = _combine([s.summary() for s in shards if s.series])
             finished = summary["done"] + summary["failed"] + summary["moved"]
             bar.update(finished - shown)
@@ -183,14 +186,14 @@ def _submit(
     shard.last = _ask(shard.actor.submit.remote(series, version, cold, wave_id), "submit")
 
 
-def _reconnect(settings: Settings, shard: int, timeout: float) -> Any:
+def _reconnect(config: RetrainConfig, shard: int, timeout: float) -> Any:
     """The shard's coordinator once it answers again (Ray restarting it, or created anew)."""
     from retrain.cluster.client import coordinator
 
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return coordinator(settings, timeout=min(10.0, timeout), shard=shard)
+            return coordinator(config, timeout=min(10.0, timeout), shard=shard)
         except RetrainError:
             if time.monotonic() > deadline:
                 raise
@@ -198,7 +201,7 @@ def _reconnect(settings: Settings, shard: int, timeout: float) -> Any:
 
 
 def _poll(
-    settings: Settings,
+    config: RetrainConfig,
     shard: _Shard,
     version: int,
     cold: bool,
@@ -227,7 +230,7 @@ def _poll(
         shard.last = None
     left = [s for key, s in shard.series.items() if key not in shard.finished]
     try:
-        shard.actor = _reconnect(settings, shard.shard, timeout)
+        shard.actor = _reconnect(config, shard.shard, timeout)
         shard.since = 0
         if left:
             _submit(shard, left, version, cold, wave_id)

@@ -16,6 +16,7 @@ from typing import Any
 
 from retrain.cluster.client import CoordinatorClient, connect, coordinators
 from shelfcast.metrics import Metrics
+from shelfcast.retrain_config import retrain_config
 from shelfcast.settings import Settings
 from streaming.handoff import Handoff
 from streaming.pipeline import BatchReport, IngestPipeline
@@ -56,11 +57,12 @@ def run_service(settings: Settings, stop: threading.Event) -> None:
     # Spark's JVM starts (~10-40 s) while Ray is joined, the coordinator found and the
     # console started; the ingest then finds the session ready.
     start_spark(settings)
-    connect(settings)
-    client = CoordinatorClient(settings, owner=True)  # the service's settings configure it
+    retrain = retrain_config(settings)
+    connect(retrain.ray)
+    client = CoordinatorClient(retrain, owner=True)  # the service's settings configure it
     # Fail early, with a clear message, when Ray is not there; but a coordinator created now
     # starts a worker process first, which takes far over the client's 10 s on a busy machine.
-    coordinators(settings, owner=True, timeout=_START_TIMEOUT_SECONDS)
+    coordinators(retrain, owner=True, timeout=_START_TIMEOUT_SECONDS)
     client.actor()
     metrics = Metrics()
     if settings.metrics_port:

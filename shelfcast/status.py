@@ -89,10 +89,12 @@ def _coordinator(settings: Settings) -> dict[str, Any]:
     imports the retrain stack to (the demo's view and ``status --watch`` ask every second;
     the first ask took ~1.2 CPU-s of imports while the demo started)."""
     from retrain.cluster.client import connect, running_status
+    from shelfcast.retrain_config import ray_config
 
     try:
-        connect(settings)
-        found = running_status(settings, timeout=5)
+        cluster = ray_config(settings)
+        connect(cluster)
+        found = running_status(cluster, timeout=5)
     except Exception as exc:  # status must show what it can
         return {"error": f"Ray coordinator not reachable: {exc}"}
     if found is None:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from retrain.cluster.client import COORDINATOR, connect
+from shelfcast.retrain_config import ray_config
 from shelfcast.settings import Settings
 from tests.shelfcast.test_service import FAST
 
@@ -121,14 +122,14 @@ def services(
         svc = ServiceProcess(settings.model_copy(update={"ray_address": ray_address}), **env)
         # This process joins the session's head by its address: Ray's auto-init would look
         # for "a" local cluster, and hang or pick another when several run on the machine.
-        connect(svc.settings)
+        connect(ray_config(svc.settings))
         made.append(svc)
         return svc
 
     yield make
     for svc in made:
         end(svc)
-        connect(svc.settings)  # this session's Ray head, not whichever started last
+        connect(ray_config(svc.settings))  # this session's Ray head, not whichever started last
         try:
             ray.kill(ray.get_actor(COORDINATOR, namespace=svc.settings.ray_namespace))
         except ValueError:

@@ -9,6 +9,7 @@ from typing import Any
 
 from retrain.cluster.mailbox import Mailbox
 from retrain.cluster.shards import COORDINATOR, coordinator_name, shard_of
+from retrain.config import RayConfig, RetrainConfig
 from retrain.errors import RetrainError
 
 __all__ = [
@@ -42,9 +43,9 @@ def loopback_ray_env() -> None:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
-def connect(settings: Any) -> None:
-    """Join the cluster at ``settings.ray_address`` in our namespace (once per process)."""
-    host = settings.ray_address.rpartition(":")[0]
+def connect(ray_config: RayConfig) -> None:
+    """Join the cluster at ``ray_config.address`` in its namespace (once per process)."""
+    host = ray_config.address.rpartition(":")[0]
     if host in ("127.0.0.1", "localhost", "::1"):
         loopback_ray_env()
     import ray
@@ -53,38 +54,38 @@ def connect(settings: Any) -> None:
         return
     # A head on a loopback address (127.0.0.2, ...: nodes of one machine with addresses of
     # their own) is this machine's node: join as that node, not as 127.0.0.1.
-    own = {"_node_ip_address": host} if host.startswith("127.") else {}
+    own: dict[str, Any] = {"_node_ip_address": host} if host.startswith("127.") else {}
     try:
         ray.init(
-            address=settings.ray_address,
-            namespace=settings.ray_namespace,
+            address=ray_config.address,
+            namespace=ray_config.namespace,
             log_to_driver=False,
             logging_level=logging.WARNING,
             **own,
         )
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise RetrainError(
-            f"Cannot join the Ray cluster at {settings.ray_address}: {exc}. Start the embedded "
+            f"Cannot join the Ray cluster at {ray_config.address}: {exc}. Start the embedded "
             "one with 'shelfcast up', or set SHELFCAST_RAY_ADDRESS to your cluster's head."
         ) from exc
 
 
-def _placement(settings: Any, name: str) -> dict[str, Any]:
-    """Where a new coordinator goes: on a node that advertises ``ray_coordinator_resource``
+def _placement(ray_config: RayConfig, name: str) -> dict[str, Any]:
+    """Where a new coordinator goes: on a node that advertises ``coordinator_resource``
     (the head, by default), or anywhere when it is empty."""
     import ray
 
-    resource = settings.ray_coordinator_resource
+    resource = ray_config.coordinator_resource
     if not resource:
         return {}
     try:
-        ray.get_actor(name, namespace=settings.ray_namespace)
+        ray.get_actor(name, namespace=ray_config.namespace)
         return {}  # it exists: placed already
     except ValueError:
         pass
     if not ray.cluster_resources().get(resource):  # type: ignore[no-untyped-call]
         raise RetrainError(
-            f"No node of the Ray cluster at {settings.ray_address} advertises the resource "
+            f"No node of the Ray cluster at {ray_config.address} advertises the resource "
             f"{resource!r} that places the retrain coordinator. Start the Ray head with "
             f"--resources='{{\"{resource}\": 1}}' ('shelfcast up' and docker-compose.yml do), "
             "or set SHELFCAST_RAY_COORDINATOR_RESOURCE to a resource another node advertises, "
@@ -94,18 +95,22 @@ def _placement(settings: Any, name: str) -> dict[str, Any]:
 
 
 def coordinator(
-    settings: Any, owner: bool = False, timeout: float = 60.0, shard: int = 0, task: Any = None
+    config: RetrainConfig,
+    owner: bool = False,
+    timeout: float = 60.0,
+    shard: int = 0,
+    task: Any = None,
 ) -> Any:
     """The coordinator actor (of ``shard``), created detached on first use; later calls
     reconnect to it. If it dies (its node is lost), Ray starts it again on a node that has the
     placement resource, and it rebuilds its queue from ``series_state``.
 
-    Its configuration belongs to the service (``owner``): the service's settings replace what
-    it holds. Any other driver must hold the same retrain settings, or is refused: it would
+    Its configuration belongs to the service (``owner``): the service's replaces what it
+    holds. Any other driver must hold the same retrain settings, or is refused: it would
     otherwise point the service's retrains at its own tables and stores. ``task`` replaces
     the retrain task of a coordinator created here (benchmarks).
     """
-    connect(settings)
+    connect(config.ray)
     import ray
 
     from retrain.cluster.coordinator import Coordinator
@@ -116,33 +121,34 @@ def coordinator(
         ray.remote(Coordinator)
         .options(
             name=name,
-            namespace=settings.ray_namespace,
+            namespace=config.ray.namespace,
             lifetime="detached",
             get_if_exists=True,
             num_cpus=0,
             max_concurrency=1000,
             max_restarts=-1,
-            **_placement(settings, name),
+            **_placement(config.ray, name),
         )
-        .remote(settings, shard, task)
+        .remote(config.coordinator, shard, config.shards, task)
     )
     try:
         ray.get(actor.ping.remote(), timeout=timeout)  # type: ignore[attr-defined]
         if owner:
-            ray.get(actor.configure.remote(settings), timeout=timeout)  # type: ignore[attr-defined]
+            configure = actor.configure.remote(config.coordinator)  # type: ignore[attr-defined]
+            ray.get(configure, timeout=timeout)
             return actor
         identity = actor.identity.remote()  # type: ignore[attr-defined]
         theirs: dict[str, str] = ray.get(identity, timeout=timeout)
     except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as exc:
         raise RetrainError(
-            f"The retrain coordinator in Ray namespace {settings.ray_namespace!r} did not answer "
+            f"The retrain coordinator in Ray namespace {config.ray.namespace!r} did not answer "
             f"within {timeout:g} s: {exc}. Check the Ray cluster at SHELFCAST_RAY_ADDRESS "
             "('ray status'), or kill the actor to have it created afresh."
         ) from exc
-    differ = differences(theirs, retrain_identity(settings))
+    differ = differences(theirs, retrain_identity(config.coordinator, config.shards))
     if differ:
         raise RetrainError(
-            f"The retrain coordinator in Ray namespace {settings.ray_namespace!r} runs with "
+            f"The retrain coordinator in Ray namespace {config.ray.namespace!r} runs with "
             f"other settings than this command: {'; '.join(differ)}. Run it with the service's "
             "settings (its --data-dir and SHELFCAST_* values), or set SHELFCAST_RAY_NAMESPACE "
             "to use a coordinator of its own."
@@ -150,35 +156,32 @@ def coordinator(
     return actor
 
 
-def coordinators(settings: Any, owner: bool = False, timeout: float = 60.0) -> list[Any]:
-    """Every shard's coordinator, in shard order (one unless ``ray_coordinator_shards``)."""
-    return [
-        coordinator(settings, owner, timeout, shard)
-        for shard in range(settings.ray_coordinator_shards)
-    ]
+def coordinators(config: RetrainConfig, owner: bool = False, timeout: float = 60.0) -> list[Any]:
+    """Every shard's coordinator, in shard order (one unless ``coordinator_shards``)."""
+    return [coordinator(config, owner, timeout, shard) for shard in range(config.shards)]
 
 
-def running_status(settings: Any, timeout: float = 5.0) -> dict[str, Any] | None:
+def running_status(ray_config: RayConfig, timeout: float = 5.0) -> dict[str, Any] | None:
     """The running coordinators' status, read by name (as :meth:`CoordinatorClient.status`
     gives it) without creating any; None while a shard has none yet."""
     import ray
 
     try:
         actors = [
-            ray.get_actor(coordinator_name(shard), namespace=settings.ray_namespace)
-            for shard in range(settings.ray_coordinator_shards)
+            ray.get_actor(coordinator_name(shard), namespace=ray_config.namespace)
+            for shard in range(max(1, ray_config.coordinator_shards))
         ]
     except ValueError:  # no actor of that name (yet)
         return None
     return _combined(ray.get([a.status.remote() for a in actors], timeout=timeout))
 
 
-def daily_version(settings: Any) -> int:
+def daily_version(config: RetrainConfig) -> int:
     """The latest version of ``daily_sales`` (what a wave started by hand reads)."""
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
-    uri = str(settings.delta_dir / "daily_sales")
+    uri = str(config.coordinator.delta_dir / "daily_sales")
     try:
         return int(DeltaTable(uri).version())
     except TableNotFoundError as exc:
@@ -202,11 +205,14 @@ class CoordinatorClient:
     """
 
     def __init__(
-        self, settings: Any, timeout: float = 10.0, owner: bool = False, interval: float = 0.5
+        self,
+        config: RetrainConfig,
+        timeout: float = 10.0,
+        owner: bool = False,
+        interval: float = 0.5,
     ) -> None:
-        self.settings = settings
-        shards = max(1, int(getattr(settings, "ray_coordinator_shards", 1)))
-        self.links = [_Link(settings, timeout, owner, interval, s) for s in range(shards)]
+        self.config = config
+        self.links = [_Link(config, timeout, owner, interval, s) for s in range(config.shards)]
         self._lock = threading.Lock()
         self._local: dict[tuple[int, int], int] = {}  # (shard, its seq) -> our number
         self._next = 0
@@ -301,9 +307,9 @@ class _Link:
     """One shard's coordinator: its mailbox and the courier thread that carries it."""
 
     def __init__(
-        self, settings: Any, timeout: float, owner: bool, interval: float, shard: int
+        self, config: RetrainConfig, timeout: float, owner: bool, interval: float, shard: int
     ) -> None:
-        self.settings = settings
+        self.config = config
         self.timeout = timeout
         self.owner = owner
         self.interval = interval
@@ -318,7 +324,7 @@ class _Link:
     def actor(self) -> Any:
         actor = self._actor
         if actor is None:
-            actor = self._actor = coordinator(self.settings, self.owner, self.timeout, self.shard)
+            actor = self._actor = coordinator(self.config, self.owner, self.timeout, self.shard)
         return actor
 
     def _call(self, method: str, *args: Any) -> Any:

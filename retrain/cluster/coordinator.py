@@ -21,11 +21,11 @@ import ray
 
 from contracts.forecast import Forecast
 from retrain.cluster.identity import retrain_identity
-from retrain.cluster.policy import RetryPolicy, policy_from_settings
 from retrain.cluster.prewarm import prewarm
 from retrain.cluster.queue import Job, Request, RetrainQueue
 from retrain.cluster.recovery import busy_series
-from retrain.cluster.task import TaskResult, TaskSpec, run_job, spec_from_settings
+from retrain.cluster.task import TaskResult, run_job
+from retrain.config import CoordinatorConfig
 from retrain.errors import RetrainError
 from retrain.stores.publish import Delivery
 
@@ -40,18 +40,19 @@ _SLOW_DELIVERY_SECONDS = 10
 class Coordinator:
     """Use through :mod:`retrain.cluster.client`; every public method is a Ray actor call."""
 
-    def __init__(self, settings: Any, shard: int = 0, task: Any = None) -> None:
-        """``shard`` of ``settings.ray_coordinator_shards``; ``task`` replaces the retrain
-        task (a function like :func:`retrain.cluster.task.run_job`: benchmarks run one that does
-        no work)."""
-        self.settings = settings
+    def __init__(
+        self, config: CoordinatorConfig, shard: int = 0, shards: int = 1, task: Any = None
+    ) -> None:
+        """``shard`` of ``shards``; ``task`` replaces the retrain task (a function like
+        :func:`retrain.cluster.task.run_job`: benchmarks run one that does no work)."""
+        self.config = config
         self.shard = shard
-        self.spec: TaskSpec = spec_from_settings(settings)
-        self.policy: RetryPolicy = policy_from_settings(settings)
+        self.shards = max(1, shards)
+        policy = config.policy
         # Numbered from the clock: news of a coordinator that replaces a lost one (Ray
         # restarts it) is numbered above its predecessor's.
         self.queue = RetrainQueue(
-            self.policy.max_attempts, self.policy.backoff_seconds, int(time.time() * 1e6)
+            policy.max_attempts, policy.backoff_seconds, int(time.time() * 1e6)
         )
         self._task = _train if task is None else ray.remote(num_cpus=1, max_retries=0)(task)
         # One thread for the wave runs and the producer: they see one caller, in order.
@@ -143,18 +144,16 @@ class Coordinator:
 
     async def identity(self) -> dict[str, str]:
         """The retrain settings in use, for a driver to compare with its own."""
-        return retrain_identity(self.settings)
+        return retrain_identity(self.config, self.shards)
 
-    async def configure(self, settings: Any) -> None:
-        """Take a (re)connecting driver's settings; the queue and its state stay."""
-        if settings == self.settings:
+    async def configure(self, config: CoordinatorConfig) -> None:
+        """Take a (re)connecting driver's configuration; the queue and its state stay."""
+        if config == self.config:
             return
-        self.settings = settings
-        self.spec = spec_from_settings(settings)
+        self.config = config
         self._spec_ref = None
-        self.policy = policy_from_settings(settings)
-        self.queue.max_attempts = self.policy.max_attempts
-        self.queue.backoff_seconds = self.policy.backoff_seconds
+        self.queue.max_attempts = config.policy.max_attempts
+        self.queue.backoff_seconds = config.policy.backoff_seconds
         # Rebuilt on the I/O thread at the next result, with the new addresses.
         self._io.submit(self._reset_sinks)
 
@@ -184,8 +183,7 @@ class Coordinator:
         if time.monotonic() - checked > 2 or count == 0:
             cpus = int(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
             # Each shard runs its share of the cluster's CPUs (its series spread evenly).
-            shards = max(1, int(getattr(self.settings, "ray_coordinator_shards", 1)))
-            count = max(1, round(cpus / shards))
+            count = max(1, round(cpus / self.shards))
             self._capacity = (count, time.monotonic())
         return count
 
@@ -220,10 +218,9 @@ class Coordinator:
         if self._rebuilt:
             return
         self._rebuilt = True
-        shards = max(1, int(getattr(self.settings, "ray_coordinator_shards", 1)))
         loop = asyncio.get_running_loop()
         found, version = await loop.run_in_executor(
-            self._io, busy_series, self.settings.delta_dir, self.shard, shards
+            self._io, busy_series, self.config.delta_dir, self.shard, self.shards
         )
         held = self.queue.queued.keys() | self.queue.running.keys()
         requests = [r for r in found if r.key not in held]  # submitted meanwhile: held
@@ -285,7 +282,7 @@ class Coordinator:
         """
         loop = asyncio.get_running_loop()
         forecast = _forecast(result)
-        delay = max(self.policy.backoff_seconds, 0.5)
+        delay = max(self.config.policy.backoff_seconds, 0.5)
         while True:
             try:
                 delivery = await loop.run_in_executor(self._io, self._send, forecast)
@@ -329,7 +326,7 @@ class Coordinator:
         series' ``last_error`` in ``series_state``."""
         from retrain.stores.registry import redact
 
-        for uri in (self.spec.optuna_url, self.spec.tracking_uri):
+        for uri in (self.config.task.optuna_url, self.config.task.tracking_uri):
             if uri:
                 text = redact(text, uri)
         return text
@@ -337,9 +334,9 @@ class Coordinator:
     async def _train(self, job: Job, me: Any, wave_run: str) -> TaskResult:
         """Run the task; one that outlives the policy's timeout is stopped and fails."""
         if self._spec_ref is None:
-            self._spec_ref = ray.put(self.spec)  # serialised once, not with every task
+            self._spec_ref = ray.put(self.config.task)  # serialised once, not with every task
         ref = self._task.remote(job, self._spec_ref, me, wave_run)
-        limit = self.policy.task_timeout_seconds
+        limit = self.config.policy.task_timeout_seconds
         try:
             result: TaskResult = await asyncio.wait_for(asyncio.wrap_future(ref.future()), limit)
         except TimeoutError:
@@ -357,19 +354,19 @@ class Coordinator:
         """MLflow (its store created and migrated here, once) and the forecast producer."""
         from retrain.stores.publish import ForecastPublisher
         from retrain.stores.registry import Tracker
-        from shelfcast.kafka import producer_config
 
+        config = self.config
         if self._tracker is None:
-            self.settings.artifact_dir.mkdir(parents=True, exist_ok=True)
+            artifacts = config.artifact_dir
+            if artifacts is not None:
+                artifacts.mkdir(parents=True, exist_ok=True)
             self._tracker = Tracker(
-                self.spec.tracking_uri,
-                self.spec.experiment,
-                None if self.settings.mlflow_tracking_uri else self.settings.artifact_dir.as_uri(),
+                config.task.tracking_uri,
+                config.task.experiment,
+                None if artifacts is None else artifacts.as_uri(),
             )
         if self._publisher is None:
-            self._publisher = ForecastPublisher(
-                producer_config(self.settings), self.settings.topic_forecasts
-            )
+            self._publisher = ForecastPublisher(dict(config.publish.producer), config.publish.topic)
 
     def _send(self, forecast: Forecast) -> Delivery:
         self._ensure_sinks()

@@ -10,8 +10,7 @@ import hashlib
 from dataclasses import asdict
 from typing import Any
 
-from retrain.cluster.policy import policy_from_settings
-from retrain.cluster.task import spec_from_settings
+from retrain.config import CoordinatorConfig
 
 __all__ = ["differences", "retrain_identity"]
 
@@ -19,16 +18,16 @@ __all__ = ["differences", "retrain_identity"]
 _SECRET = frozenset({"spec.optuna_url", "spec.tracking_uri"})
 
 
-def retrain_identity(settings: Any) -> dict[str, str]:
-    """Every retrain setting the coordinator uses, flattened to ``name -> text``."""
+def retrain_identity(config: CoordinatorConfig, shards: int) -> dict[str, str]:
+    """Every retrain setting a coordinator of ``shards`` uses, flattened to ``name -> text``."""
     values = {
-        "data_dir": settings.data_dir,
-        "bootstrap_servers": settings.bootstrap_servers,
-        "topic_forecasts": settings.topic_forecasts,
+        "data_dir": config.data_dir,
+        "bootstrap_servers": config.publish.bootstrap_servers,
+        "topic_forecasts": config.publish.topic,
         # Which coordinator holds a series: every driver must split the queue the same way.
-        "coordinator_shards": getattr(settings, "ray_coordinator_shards", 1),
-        "spec": asdict(spec_from_settings(settings)),
-        "policy": asdict(policy_from_settings(settings)),
+        "coordinator_shards": shards,
+        "spec": asdict(config.task),
+        "policy": asdict(config.policy),
     }
     out: dict[str, str] = {}
     _flatten("", values, out)

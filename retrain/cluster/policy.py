@@ -1,9 +1,8 @@
-"""How the coordinator retries a series: typed, built once from the application's settings."""
+"""How the coordinator retries a series."""
 
 from dataclasses import dataclass
-from typing import Any
 
-__all__ = ["RetryPolicy", "policy_from_settings"]
+__all__ = ["RetryPolicy"]
 
 
 @dataclass(frozen=True)
@@ -13,12 +12,3 @@ class RetryPolicy:
     max_attempts: int = 3
     backoff_seconds: float = 2.0
     task_timeout_seconds: float = 600.0
-
-
-def policy_from_settings(settings: Any) -> RetryPolicy:
-    """From :class:`shelfcast.settings.Settings` (duck-typed: ``retrain`` never imports it)."""
-    return RetryPolicy(
-        max_attempts=settings.retrain_max_attempts,
-        backoff_seconds=settings.retrain_retry_backoff_seconds,
-        task_timeout_seconds=settings.retrain_task_timeout_seconds,
-    )

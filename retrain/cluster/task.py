@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from retrain.cluster.queue import Job
-from retrain.kernel.calendar import CalendarConfig
 from retrain.kernel.fallback import SeriesFit, WarmState, retrain_one
 from retrain.kernel.tuning import TuneConfig
 from retrain.prophet.fit import FitOptions, FitStats
 from retrain.stores.history import load_history
 from retrain.stores.studies import StudyRef, open_study, save_warm_state, study_name, warm_state
 
-__all__ = ["TaskResult", "TaskSpec", "run_job", "spec_from_settings"]
+__all__ = ["TaskResult", "TaskSpec", "run_job"]
 
 
 @dataclass(frozen=True)
@@ -57,39 +56,6 @@ class TaskResult:
     model_version: int
     record_seconds: float
     node_id: str = ""  # the Ray node the task ran on
-
-
-def spec_from_settings(settings: Any) -> TaskSpec:
-    """Build the task spec from :class:`shelfcast.settings.Settings`."""
-    return TaskSpec(
-        daily_sales_uri=str((settings.delta_dir / "daily_sales").resolve()),
-        history_days=settings.retrain_history_days,
-        tune=TuneConfig(
-            horizon=settings.retrain_horizon_days,
-            folds=settings.retrain_folds,
-            cold_trials=settings.retrain_cold_trials,
-            warm_trials=settings.retrain_warm_trials,
-            keep_margin=settings.retrain_keep_margin,
-            warm_folds=settings.retrain_warm_folds,
-            selection=settings.retrain_selection_rule,
-            reselect_every=settings.retrain_reselect_every,
-            drift_ratio=settings.retrain_drift_ratio,
-            calendar=CalendarConfig(
-                country=settings.retrain_holiday_country,
-                subdivision=settings.retrain_holiday_subdivision,
-                closure_min_level=settings.retrain_closure_min_level,
-            ),
-        ),
-        backend=settings.fit_backend,
-        uncertainty_samples=settings.retrain_uncertainty_samples,
-        journal_dir=settings.optuna_dir,
-        journal_shards=settings.optuna_journal_shards,
-        optuna_url=(
-            settings.optuna_storage.get_secret_value() if settings.optuna_storage else None
-        ),
-        tracking_uri=settings.tracking_uri,
-        experiment=settings.mlflow_experiment,
-    )
 
 
 @cache

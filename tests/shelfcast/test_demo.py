@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from shelfcast.retrain_config import ray_config
 from shelfcast.settings import Settings
 from tests.shelfcast.test_service import FAST, wait_for
 
@@ -118,7 +119,7 @@ def test_ctrl_c_stops_the_demo_and_all_it_started_within_10_s(
 
         from retrain.cluster.client import COORDINATOR, connect
 
-        connect(settings)
+        connect(ray_config(settings))
         try:
             ray.kill(ray.get_actor(COORDINATOR, namespace=settings.ray_namespace))
         except ValueError:

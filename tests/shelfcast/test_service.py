@@ -14,6 +14,7 @@ import pytest
 from deltalake import DeltaTable
 
 from contracts import parse_forecast
+from shelfcast.retrain_config import retrain_config
 from shelfcast.settings import Settings
 from streaming.thresholds import ThresholdStore
 from tests.conftest import read_topic, sale
@@ -175,7 +176,7 @@ def test_service_killed_mid_wave_loses_and_duplicates_nothing_and_finishes_the_w
     proc = start()
     try:
         produce(settings, events[: len(events) // 2])
-        actor = coordinator(settings)
+        actor = coordinator(retrain_config(settings))
         wait_for(lambda: ray.get(actor.status.remote())["running"] > 0, 180, "a running retrain")
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(30)

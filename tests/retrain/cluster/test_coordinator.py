@@ -18,6 +18,7 @@ from contracts import load_schema, parse_forecast
 from retrain.cluster.client import coordinator
 from retrain.stores.registry import CHAMPION, model_name
 from shelfcast.retrain_command import run_wave
+from shelfcast.retrain_config import retrain_config
 from shelfcast.settings import Settings
 from tests.conftest import RETRAIN_FAST, demand, read_topic, write_daily
 
@@ -101,7 +102,7 @@ def test_resubmitting_a_running_series_trains_it_once_more_on_the_newest_version
 
     settings = retrain_settings(retrain_cold_trials=10)
     version = write_daily(settings, {("S1", "I1"): demand(220)}, START)
-    actor = coordinator(settings)
+    actor = coordinator(retrain_config(settings))
     ray.get(actor.submit.remote([("S1", "I1", 0.0)], version))
     wait_for(lambda: ray.get(actor.status.remote())["running"] == 1)
     newer = write_daily(settings, {("S1", "I1"): demand(3)}, date(2023, 8, 9), batch_id=1)
@@ -130,7 +131,7 @@ def test_a_series_that_keeps_failing_is_poisoned_until_its_data_changes(
     assert "no rows in daily_sales" in summary["errors"]["S9|missing"]
 
     # A new handle by name (as a restarted driver gets) sees the same queue state.
-    actor = coordinator(settings)
+    actor = coordinator(retrain_config(settings))
     again = ray.get(actor.submit.remote([("S9", "missing", 0.0)], version))
     assert again["skipped"] == 1 and again["total"] == 0
     status = ray.get(actor.status.remote())
@@ -151,7 +152,7 @@ def test_a_worker_killed_mid_task_is_retried_and_the_wave_completes(
         retrain_cold_trials=30, retrain_max_attempts=3, fit_backend="cmdstan"
     )
     version = write_daily(settings, {("S1", "I1"): demand(220)}, START)
-    actor = coordinator(settings)
+    actor = coordinator(retrain_config(settings))
     wave = ray.get(actor.submit.remote([("S1", "I1", 0.0)], version))
     wait_for(lambda: bool(ray.get(actor.running_pids.remote())))
     pid = ray.get(actor.running_pids.remote())["S1|I1"]
@@ -260,7 +261,7 @@ def test_a_hung_task_is_stopped_at_the_timeout_and_retried(
         retrain_cold_trials=3, retrain_max_attempts=3, retrain_task_timeout_seconds=30
     )
     version = write_daily(settings, {("S1", "I1"): demand(220)}, START)
-    actor = coordinator(settings)
+    actor = coordinator(retrain_config(settings))
     wave = ray.get(actor.submit.remote([("S1", "I1", 0.0)], version))
     wait_for(lambda: bool(ray.get(actor.running_pids.remote())))
     pid = ray.get(actor.running_pids.remote())["S1|I1"]
@@ -297,7 +298,7 @@ def test_a_kafka_outage_retries_the_publish_not_the_task(
     address = f"127.0.0.1:{free_port()}"
     settings = retrain_settings().model_copy(update={"bootstrap_servers": address})
     version = write_daily(settings, {("S1", "I1"): demand(120)}, START)
-    actor = coordinator(settings)
+    actor = coordinator(retrain_config(settings))
     wave = ray.get(actor.submit.remote([("S1", "I1", 0.0)], version))
     wait_for(lambda: any(u["status"] == "running" for u in ray.get(actor.peek_updates.remote())))
     time.sleep(40)
@@ -327,7 +328,7 @@ def test_poison_holds_while_the_series_own_data_stays_whatever_other_batches_com
 
     settings = retrain_settings()
     version = write_daily(settings, {("S1", "I1"): demand(100)}, START)
-    actor = coordinator(settings)
+    actor = coordinator(retrain_config(settings))
     first = ray.get(actor.submit.remote([("S9", "missing", 0.0, 12)], version))
     wait_for(lambda: ray.get(actor.wave.remote(first["wave_id"]))["finished_at"] is not None)
     assert ray.get(actor.status.remote())["poisoned"]["S9|missing"]["data"] == 12
@@ -345,7 +346,7 @@ def test_a_retrain_run_from_another_folder_is_refused_and_changes_nothing(
 ) -> None:
     settings = retrain_settings()
     write_daily(settings, {("S1", "I1"): demand(100)}, START)
-    coordinator(settings)  # the service's coordinator, on the service's tables
+    coordinator(retrain_config(settings))  # the service's coordinator, on the service's tables
     # The same command in another folder: the default data dir is that folder's .shelfcast.
     elsewhere = tmp_path / "elsewhere"
     write_daily(
@@ -420,7 +421,7 @@ def test_a_coordinator_that_does_not_answer_never_holds_up_the_hand_off(
         )
         .remote()
     )
-    client = CoordinatorClient(settings, timeout=2)
+    client = CoordinatorClient(retrain_config(settings), timeout=2)
     try:
         # What the hand-off does in every micro-batch, with its lock held.
         for batch in range(3):

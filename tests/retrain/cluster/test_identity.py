@@ -3,7 +3,13 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from retrain.cluster.identity import differences, retrain_identity
-from shelfcast.settings import load_settings
+from shelfcast.retrain_config import retrain_config
+from shelfcast.settings import Settings, load_settings
+
+
+def identity(settings: Settings) -> dict[str, str]:
+    config = retrain_config(settings)
+    return retrain_identity(config.coordinator, config.shards)
 
 
 def test_differences_name_each_setting_and_never_show_a_secret(tmp_path: Path) -> None:
@@ -13,8 +19,8 @@ def test_differences_name_each_setting_and_never_show_a_secret(tmp_path: Path) -
         mlflow_tracking_uri=SecretStr("postgresql://u:p/w@db/mlflow"),
         retrain_cold_trials=5,
     )
-    assert differences(retrain_identity(service), retrain_identity(service)) == []
-    found = differences(retrain_identity(service), retrain_identity(other))
+    assert differences(identity(service), identity(service)) == []
+    found = differences(identity(service), identity(other))
     assert [d.split(" ")[0] for d in found] == [
         "data_dir",
         "spec.daily_sales_uri",

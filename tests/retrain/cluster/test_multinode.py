@@ -24,6 +24,7 @@ import pytest
 
 from contracts import parse_forecast
 from shelfcast.embedded import RAY_NODE_ENV, free_port, ray_node_command, stop_process
+from shelfcast.retrain_config import retrain_config
 from shelfcast.settings import Settings
 from tests.conftest import demand, read_topic, write_daily
 from tests.retrain.cluster.test_coordinator import FAST, START, wait_for
@@ -192,7 +193,7 @@ def test_a_wave_spreads_over_both_nodes_and_one_killed_mid_wave_leaves_one_forec
 
     victim, survivor = cluster.ensure_workers(2)[:2]
     settings = on_cluster()
-    actor = coordinator(settings)
+    actor = coordinator(retrain_config(settings))
     wave = ray.get(actor.submit.remote([(s, i, 0.0) for s, i in FEW], 1))
     victim_id = cluster.node_id(victim)
     wait_for(lambda: any(u["node"] == victim_id for u in done_news(actor)), 120)
@@ -217,7 +218,7 @@ def test_a_node_added_mid_wave_gets_work_within_ten_seconds(
 
     cluster.ensure_workers(1)
     settings = on_cluster(**SLOW)  # slower series: the wave outlasts the node's start
-    actor = coordinator(settings)
+    actor = coordinator(retrain_config(settings))
     ray.get(actor.submit.remote([(s, i, 0.0) for s, i in SERIES], 1))
     wait_for(lambda: len(done_news(actor)) >= 1, 120)
     added = cluster.add_worker()
@@ -251,7 +252,7 @@ def test_a_coordinator_lost_with_its_node_comes_back_and_the_command_says_so_in_
 
     cluster.ensure_workers(2)
     settings = on_cluster(ray_coordinator_resource="pool")
-    actor = coordinator(settings)
+    actor = coordinator(retrain_config(settings))
     home = ray.get(actor.status.remote())["node_id"]
     (victim,) = [w for w in cluster.alive() if cluster.node_id(w) == home]
     env = {

@@ -6,6 +6,7 @@ import pytest
 
 from retrain.cluster.client import connect
 from retrain.cluster.prewarm import prewarm
+from shelfcast.retrain_config import ray_config
 from shelfcast.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -29,7 +30,7 @@ def test_prewarmed_workers_serve_the_next_tasks_with_the_imports_loaded(
 ) -> None:
     import ray
 
-    connect(make_settings(ray_address=ray_address))
+    connect(ray_config(make_settings(ray_address=ray_address)))
     warmed = set(ray.get(prewarm(2), timeout=120))
     assert len(warmed) == 2  # one worker per CPU
     probe = ray.remote(num_cpus=1)(loaded)

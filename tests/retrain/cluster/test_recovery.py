@@ -12,6 +12,7 @@ import pytest
 from contracts import parse_forecast
 from retrain.cluster.shards import coordinator_name, shard_of
 from shelfcast.retrain_command import run_wave
+from shelfcast.retrain_config import retrain_config
 from shelfcast.settings import Settings
 from streaming.schemas import SERIES_STATE
 from streaming.tables import TableStore
@@ -46,7 +47,8 @@ def test_a_coordinator_started_afresh_or_restarted_by_ray_resubmits_the_busy_ser
     # The driver had handed S1|I1 to a coordinator since lost; S1|I2 was done.
     mark_busy(settings, [("S1", "I1", "queued"), ("S1", "I2", "done")])
 
-    actor = coordinator(settings)  # nothing submitted: its queue comes from series_state
+    # Nothing submitted: its queue comes from series_state.
+    actor = coordinator(retrain_config(settings))
 
     def done() -> list[dict[str, Any]]:
         try:
@@ -82,7 +84,7 @@ def test_two_shards_share_a_wave_and_the_service_side_client_sees_both(
     series = [(f"S{n}", "I1") for n in range(2)]
     assert {shard_of(f"{s}|{i}", 2) for s, i in series} == {0, 1}
     version = write_daily(settings, {k: demand(100, seed=n) for n, k in enumerate(series)}, START)
-    client = CoordinatorClient(settings, timeout=10)
+    client = CoordinatorClient(retrain_config(settings), timeout=10)
     try:
         summary = run_wave(settings, [(s, i, 0.0) for s, i in series], cold=False)
         assert (summary["done"], summary["failed"]) == (2, 0), summary["errors"]

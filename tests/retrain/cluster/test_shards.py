@@ -9,6 +9,7 @@ from retrain.cluster.client import CoordinatorClient, merge_status
 from retrain.cluster.queue import Request, RetrainQueue
 from retrain.cluster.recovery import busy_series
 from retrain.cluster.shards import COORDINATOR, coordinator_name, shard_of, split
+from shelfcast.retrain_config import retrain_config
 from shelfcast.settings import load_settings
 from streaming.schemas import SERIES_STATE
 from streaming.tables import TableStore
@@ -66,7 +67,7 @@ def test_the_sharded_client_numbers_news_in_arrival_order_and_acks_each_shard_it
     tmp_path: Path,
 ) -> None:
     settings = load_settings(data_dir=tmp_path, ray_coordinator_shards=2)
-    client = CoordinatorClient(settings)
+    client = CoordinatorClient(retrain_config(settings))
     a = FakeLink([{"seq": 500, "item_id": "a1"}, {"seq": 501, "item_id": "a2"}])
     b = FakeLink([{"seq": 7, "item_id": "b1"}])
     client.links = [a, b]  # type: ignore[list-item]

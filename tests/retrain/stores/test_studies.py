@@ -55,7 +55,7 @@ def test_warm_state_saved_as_two_attributes_is_still_read(tmp_path: Path) -> Non
 
 
 def test_a_task_spec_shows_no_store_url_in_its_repr(tmp_path: Path) -> None:
-    from retrain.cluster.task import spec_from_settings
+    from shelfcast.retrain_config import task_spec
     from shelfcast.settings import load_settings
 
     settings = load_settings(
@@ -63,13 +63,14 @@ def test_a_task_spec_shows_no_store_url_in_its_repr(tmp_path: Path) -> None:
         optuna_storage="postgresql://optuna:s3cr/et@db:5432/optuna",
         mlflow_tracking_uri="https://user:t0k/en@mlflow.example:5000",
     )
-    spec = spec_from_settings(settings)
+    spec = task_spec(settings)
     assert "s3cr/et" not in repr(spec) and "t0k/en" not in repr(spec)
     assert spec.optuna_url is not None and "s3cr/et" in spec.optuna_url
 
 
 def test_a_failed_task_error_keeps_no_store_credentials(tmp_path: Path) -> None:
     from retrain.cluster.coordinator import Coordinator
+    from shelfcast.retrain_config import retrain_config
     from shelfcast.settings import load_settings
 
     settings = load_settings(
@@ -77,7 +78,7 @@ def test_a_failed_task_error_keeps_no_store_credentials(tmp_path: Path) -> None:
         optuna_storage="postgresql://optuna:s3cr/et@db:5432/optuna",
         mlflow_tracking_uri="https://user:t0k/en@mlflow.example:5000",
     )
-    coordinator = Coordinator(settings)
+    coordinator = Coordinator(retrain_config(settings).coordinator)
     # What a nested driver error looks like: the URL whole, and the password on its own.
     error = (
         "OperationalError: could not connect to postgresql://optuna:s3cr/et@db:5432/optuna "
