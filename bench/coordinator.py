@@ -111,7 +111,7 @@ def ceiling(settings: Settings, n: int, in_flight: int) -> dict[str, float]:
     """The driver runs the idle tasks itself and produces each forecast: no queue, no actor."""
     import ray
 
-    from retrain.cluster.coordinator import _forecast
+    from retrain.cluster.sinks import forecast_message
     from retrain.stores.publish import ForecastPublisher
     from shelfcast.kafka import producer_config
 
@@ -128,7 +128,7 @@ def ceiling(settings: Settings, n: int, in_flight: int) -> dict[str, float]:
             pending.append(task.remote(jobs.pop(), spec))
         ready, pending = ray.wait(pending, num_returns=1)
         for result in ray.get(ready):
-            deliveries.append(publisher.send(_forecast(result)))
+            deliveries.append(publisher.send(forecast_message(result)))
     publisher.close()
     seconds = time.perf_counter() - began
     assert all(d.done and d.error is None for d in deliveries)

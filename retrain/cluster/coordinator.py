@@ -5,7 +5,8 @@ a restarted driver reconnects by name and finds the queue as it was. ``submit`` 
 work and returns; a pump inside the actor starts one Ray task per series, at most one per CPU
 of the cluster. Each task records its series in MLflow (under the wave's run, which the
 coordinator opens and closes); the coordinator publishes the forecast. A series is done once
-Kafka confirmed delivery.
+Kafka confirmed delivery. MLflow's wave runs and the producer are its :mod:`sinks
+<retrain.cluster.sinks>`.
 """
 
 import asyncio
@@ -13,28 +14,24 @@ import logging
 import time
 import uuid
 from collections import Counter, deque
-from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any
 
 import ray
 
-from contracts.forecast import Forecast
 from retrain.cluster.identity import retrain_identity
 from retrain.cluster.prewarm import prewarm
 from retrain.cluster.queue import Job, Request, RetrainQueue
 from retrain.cluster.recovery import busy_series
+from retrain.cluster.sinks import Sinks, error_text, forecast_message
 from retrain.cluster.task import TaskResult, run_job
 from retrain.config import CoordinatorConfig
 from retrain.errors import RetrainError
-from retrain.stores.publish import Delivery
 
 __all__ = ["Coordinator"]
 
 log = logging.getLogger("shelfcast.coordinator")
 
 _train = ray.remote(num_cpus=1, max_retries=0)(run_job)
-_SLOW_DELIVERY_SECONDS = 10
 
 
 class Coordinator:
@@ -55,15 +52,11 @@ class Coordinator:
             policy.max_attempts, policy.backoff_seconds, int(time.time() * 1e6)
         )
         self._task = _train if task is None else ray.remote(num_cpus=1, max_retries=0)(task)
-        # One thread for the wave runs and the producer: they see one caller, in order.
-        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shelfcast-sink")
-        self._tracker: Any = None
-        self._publisher: Any = None
+        self.sinks = Sinks(config)
         self._wake: asyncio.Event | None = None
         self._pump: asyncio.Task[None] | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._capacity = (0, 0.0)
-        self._wave_runs: dict[str, str] = {}
         self._wave_methods: dict[str, Counter[str]] = {}
         self._recent: deque[tuple[float, float]] = deque(maxlen=10_000)
         self._latest: deque[dict[str, Any]] = deque(maxlen=20)
@@ -155,12 +148,7 @@ class Coordinator:
         self.queue.max_attempts = config.policy.max_attempts
         self.queue.backoff_seconds = config.policy.backoff_seconds
         # Rebuilt on the I/O thread at the next result, with the new addresses.
-        self._io.submit(self._reset_sinks)
-
-    def _reset_sinks(self) -> None:
-        if self._publisher is not None:
-            self._publisher.close()
-        self._tracker = self._publisher = None
+        self.sinks.reconfigure(config)
 
     async def ping(self) -> str:
         self._ensure_pump()
@@ -194,7 +182,7 @@ class Coordinator:
         # Before any task starts: a task's fallback reads MLflow too, and several processes
         # creating a fresh SQLite store at once race on its schema.
         try:
-            await asyncio.get_running_loop().run_in_executor(self._io, self._ensure_sinks)
+            await self.sinks.ready()
         except Exception as exc:
             log.warning("MLflow or Kafka not ready (%s); results will retry them", exc)
         await self._rebuild()
@@ -218,9 +206,8 @@ class Coordinator:
         if self._rebuilt:
             return
         self._rebuilt = True
-        loop = asyncio.get_running_loop()
-        found, version = await loop.run_in_executor(
-            self._io, busy_series, self.config.delta_dir, self.shard, self.shards
+        found, version = await self.sinks.run(
+            busy_series, self.config.delta_dir, self.shard, self.shards
         )
         held = self.queue.queued.keys() | self.queue.running.keys()
         requests = [r for r in found if r.key not in held]  # submitted meanwhile: held
@@ -237,14 +224,11 @@ class Coordinator:
 
     async def _execute(self, job: Job) -> None:
         me = ray.get_runtime_context().current_actor
-        loop = asyncio.get_running_loop()
         try:
-            wave_run = self._wave_runs.get(job.wave_id)
-            if wave_run is None:
-                wave_run = await loop.run_in_executor(self._io, self._wave_run, job.wave_id)
+            wave_run = await self.sinks.wave_run(job.wave_id)
             result = await self._train(job, me, wave_run)
         except Exception as exc:
-            error = self._redacted(_short(exc))
+            error = self.sinks.redacted(error_text(exc))
             outcome = self.queue.fail(job.key, error, time.time())
             log.warning("retrain of %s failed (%s): %s", job.key, outcome, error)
         else:
@@ -275,38 +259,9 @@ class Coordinator:
             self._poke()
 
     async def _deliver(self, result: TaskResult) -> dict[str, Any]:
-        """Publish the task's forecast and return it once Kafka confirmed it.
-
-        A Kafka outage retries the publish, never the task: each run of the task registers
-        another model version, and its failures would poison a series that trained well.
-        """
-        loop = asyncio.get_running_loop()
-        forecast = _forecast(result)
-        delay = max(self.config.policy.backoff_seconds, 0.5)
-        while True:
-            try:
-                delivery = await loop.run_in_executor(self._io, self._send, forecast)
-                waited = 0
-                while not await loop.run_in_executor(self._io, delivery.wait, 1.0):
-                    waited += 1
-                    if waited == _SLOW_DELIVERY_SECONDS:
-                        self.queue.report(
-                            forecast.key,
-                            f"forecast not confirmed by Kafka for {waited} s; still waiting. "
-                            "Check that Kafka at SHELFCAST_BOOTSTRAP_SERVERS is up.",
-                        )
-                    await asyncio.sleep(0.1)  # other series' work shares the I/O thread
-                error = delivery.error
-            except Exception as exc:
-                error = self._redacted(_short(exc))
-            if error is None:
-                break
-            self.queue.report(
-                forecast.key, f"forecast not delivered ({error}); sending again in {delay:g} s"
-            )
-            log.warning("forecast for %s not delivered: %s", forecast.key, error)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 60.0)
+        """Publish the task's forecast and return it once Kafka confirmed it."""
+        forecast = forecast_message(result)
+        await self.sinks.deliver(forecast, lambda note: self.queue.report(forecast.key, note))
         self.published += 1
         self._latest.appendleft(
             {
@@ -320,16 +275,6 @@ class Coordinator:
             }
         )
         return forecast.model_dump(mode="json")
-
-    def _redacted(self, text: str) -> str:
-        """An error's text without the stores' credentials: it is logged, and kept as the
-        series' ``last_error`` in ``series_state``."""
-        from retrain.stores.registry import redact
-
-        for uri in (self.config.task.optuna_url, self.config.task.tracking_uri):
-            if uri:
-                text = redact(text, uri)
-        return text
 
     async def _train(self, job: Job, me: Any, wave_run: str) -> TaskResult:
         """Run the task; one that outlives the policy's timeout is stopped and fails."""
@@ -348,41 +293,10 @@ class Coordinator:
             ) from None
         return result
 
-    # sinks (run on the single I/O thread) ---------------------------------------------------
-
-    def _ensure_sinks(self) -> None:
-        """MLflow (its store created and migrated here, once) and the forecast producer."""
-        from retrain.stores.publish import ForecastPublisher
-        from retrain.stores.registry import Tracker
-
-        config = self.config
-        if self._tracker is None:
-            artifacts = config.artifact_dir
-            if artifacts is not None:
-                artifacts.mkdir(parents=True, exist_ok=True)
-            self._tracker = Tracker(
-                config.task.tracking_uri,
-                config.task.experiment,
-                None if artifacts is None else artifacts.as_uri(),
-            )
-        if self._publisher is None:
-            self._publisher = ForecastPublisher(dict(config.publish.producer), config.publish.topic)
-
-    def _send(self, forecast: Forecast) -> Delivery:
-        self._ensure_sinks()
-        delivery: Delivery = self._publisher.send(forecast)
-        return delivery
-
-    def _wave_run(self, wave_id: str) -> str:
-        self._ensure_sinks()
-        if wave_id not in self._wave_runs:
-            self._wave_runs[wave_id] = self._tracker.start_wave(wave_id, {})
-        return self._wave_runs[wave_id]
-
     async def _close_finished_waves(self) -> None:
         for wave_id in [w for w in self._wave_methods if w not in self.queue.waves]:
             del self._wave_methods[wave_id]
-        for wave_id, run_id in list(self._wave_runs.items()):
+        for wave_id in self.sinks.open_waves:
             wave = self.queue.waves.get(wave_id)
             if wave is None or wave.finished_at is None:
                 continue
@@ -395,37 +309,4 @@ class Coordinator:
                 "seconds": wave.finished_at - wave.started_at,
                 **{f"n_{name}": count for name, count in methods.items()},
             }
-            del self._wave_runs[wave_id]
-            await asyncio.get_running_loop().run_in_executor(
-                self._io, self._tracker.finish_wave, run_id, totals
-            )
-
-
-def _forecast(result: TaskResult) -> Forecast:
-    """The message for a finished task (built once: a resend is the same message)."""
-    job, fit = result.job, result.fit
-    return Forecast(
-        store_id=job.store_id,
-        item_id=job.item_id,
-        generated_at=datetime.now(UTC),
-        model_version=result.model_version,
-        mlflow_run_id=result.run_id,
-        method=fit.method,  # type: ignore[arg-type]
-        warm=fit.warm,
-        data_through=fit.data_through,
-        data_version=job.version,
-        horizon=len(fit.points),
-        points=fit.points,  # type: ignore[arg-type]
-        validation_mae=fit.validation_mae,
-        validation_mase=fit.validation_mase,
-        fallback_reason=fit.fallback_reason,
-        family=fit.family,
-        runner_up_family=fit.runner_up,
-        runner_up_validation_mae=fit.runner_up_mae,
-    )
-
-
-def _short(exc: BaseException) -> str:
-    cause = getattr(exc, "cause", None) or exc
-    text = f"{type(cause).__name__}: {cause}"
-    return text if len(text) < 2000 else text[:2000] + "..."
+            await self.sinks.finish_wave(wave_id, totals)

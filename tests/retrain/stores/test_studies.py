@@ -84,6 +84,6 @@ def test_a_failed_task_error_keeps_no_store_credentials(tmp_path: Path) -> None:
         "OperationalError: could not connect to postgresql://optuna:s3cr/et@db:5432/optuna "
         "(password 's3cr/et' refused); MlflowException: https://user:t0k/en@mlflow.example:5000"
     )
-    text = coordinator._redacted(error)
+    text = coordinator.sinks.redacted(error)
     assert "s3cr/et" not in text and "t0k/en" not in text
     assert "db:5432/optuna" in text and "mlflow.example:5000" in text
