@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from contracts.series import SEPARATOR, parse_series_key
 from retrain.kernel.calendar import holiday_names
 from retrain.kernel.fallback import SeriesFit, WarmState, retrain_one
 from retrain.kernel.series import History
@@ -88,9 +89,10 @@ class Outcome:
 
 def load(path: Path, dataset: str, n: int, country: str | None) -> list[Series]:
     frame = pd.read_csv(path, parse_dates=["date"])
-    frame["key"] = frame["store"].astype(str) + "|" + frame["item"].astype(str)
+    frame["key"] = frame["store"].astype(str) + SEPARATOR + frame["item"].astype(str)
     keys = sorted(
-        frame["key"].unique(), key=lambda k: [int(p) if p.isdigit() else p for p in k.split("|")]
+        frame["key"].unique(),
+        key=lambda k: [int(p) if p.isdigit() else p for p in parse_series_key(k)],
     )
     step = max(1, len(keys) // n)
     stores = frame.groupby(["store", "date"])["sales"].sum()

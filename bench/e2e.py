@@ -28,6 +28,7 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench.stack import embedded_stack
+from contracts.series import parse_series_key, series_key
 from shelfcast.kafka import client_config, producer_config
 from shelfcast.retrain_config import retrain_config
 from shelfcast.settings import Settings
@@ -60,7 +61,7 @@ class Watcher:
             for msg in self.consumer.consume(500, 0.05):
                 if msg.error() is None:
                     value = json.loads(msg.value() or b"{}")
-                    key = f"{value['store_id']}|{value['item_id']}"
+                    key = series_key(value["store_id"], value["item_id"])
                     self.versions[key] = max(self.versions.get(key, 0), value["model_version"])
                     self.arrived[key] = time.time()
 
@@ -85,7 +86,7 @@ def send(producer: Producer, settings: Settings, events: list[dict[str, Any]]) -
     for event in events:
         producer.produce(
             settings.topic_pos_sales,
-            key=f"{event['store_id']}|{event['item_id']}",
+            key=series_key(event["store_id"], event["item_id"]),
             value=json.dumps(event),
         )
     producer.flush(30)
@@ -93,7 +94,7 @@ def send(producer: Producer, settings: Settings, events: list[dict[str, Any]]) -
 
 
 def event(series: str, day: date, n: int, quantity: float) -> dict[str, Any]:
-    store, item = series.split("|")
+    store, item = parse_series_key(series)
     return {
         "event_id": f"{series}-{day}-{n}",
         "store_id": store,
@@ -164,7 +165,7 @@ def main() -> None:
         actor = coordinator(config)
         began = time.time()
         submitted = ray.get(
-            actor.submit.remote([(*k.split("|"), 0.0) for k in keys], daily_version(config))
+            actor.submit.remote([(*parse_series_key(k), 0.0) for k in keys], daily_version(config))
         )
         follow_wave(actor, submitted["wave_id"], submitted["total"])
         baseline = time.time() - began

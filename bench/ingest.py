@@ -37,6 +37,7 @@ import pyarrow.compute
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from deltalake import DeltaTable, write_deltalake
 
+from contracts.series import series_key
 from shelfcast.embedded import free_port, start_broker, stop_process
 from shelfcast.kafka import client_config, ensure_topics, producer_config
 from shelfcast.settings import Settings, load_settings
@@ -66,7 +67,7 @@ def produce(bootstrap: str, topic: str, rate: float, seconds: float, prefix: str
                 }
             )
             try:
-                producer.produce(topic, key=f"{store}|{item}", value=value)
+                producer.produce(topic, key=series_key(store, item), value=value)
             except BufferError:
                 producer.poll(0.01)
                 continue

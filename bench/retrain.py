@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from bench.stack import embedded_stack, write_daily_frame, write_series_state
+from contracts.series import series_key
 from retrain.kernel.series import History, mase, seasonal_naive
 from retrain.prophet.fit import DEFAULT_PARAMS, FitOptions, fit_prophet, predict_horizon
 from shelfcast.forecasts_view import read_forecasts
@@ -199,7 +200,7 @@ def baselines(
     defaults, naive = [], []
     with tempfile.TemporaryDirectory() as fit_dir:
         for (store, item), rows in frame.groupby(["store", "item"]):
-            key = f"{store}|{item}"
+            key = series_key(str(store), str(item))
             past = rows[rows["date"] <= cut].tail(history_days)
             history = History(past["date"].iloc[0].date(), past["sales"].to_numpy(float))
             model = fit_prophet(
@@ -229,8 +230,9 @@ def main() -> None:
     keys = [(str(s), str(i), 0.0) for s, i in frame[["store", "item"]].drop_duplicates().values]
     truth, train = {}, {}
     for (store, item), rows in frame.groupby(["store", "item"]):
-        truth[f"{store}|{item}"] = rows[rows["date"] > cut]["sales"].to_numpy(float)
-        train[f"{store}|{item}"] = rows[rows["date"] <= cut]["sales"].to_numpy(float)
+        key = series_key(str(store), str(item))
+        truth[key] = rows[rows["date"] > cut]["sales"].to_numpy(float)
+        train[key] = rows[rows["date"] <= cut]["sales"].to_numpy(float)
     print(
         f"{len(keys)} series, test {cut.date() + timedelta(days=1)}..{last.date()}", file=sys.stderr
     )

@@ -18,6 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from contracts.series import series_key
 from streaming.schemas import SERIES_STATE
 from streaming.tables import TableStore
 from streaming.trigger import Thresholds, due_series
@@ -65,7 +66,7 @@ def measure(n: int, now: datetime) -> tuple[float, float, float]:
 
         def whole() -> dict[str, Any]:
             rows = store.read("series_state").to_pylist()
-            return {f"{r['store_id']}|{r['item_id']}": r for r in rows}
+            return {series_key(r["store_id"], r["item_id"]): r for r in rows}
 
         base = best_ms(whole)
         store.series_state()  # the mirror is filled once, at the first batch

@@ -6,6 +6,7 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from contracts.errors import ContractError
+from contracts.series import series_key
 
 __all__ = ["CONTRACT", "Forecast", "ForecastPoint", "Method", "parse_forecast"]
 
@@ -61,7 +62,7 @@ class Forecast(BaseModel):
 
     @property
     def key(self) -> str:
-        return f"{self.store_id}|{self.item_id}"
+        return series_key(self.store_id, self.item_id)
 
 
 def parse_forecast(value: bytes | str) -> Forecast:

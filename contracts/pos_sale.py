@@ -14,11 +14,12 @@ from pydantic import (
     field_validator,
 )
 
+from contracts.series import series_key
+
 __all__ = [
     "CONTRACT",
     "PosSale",
     "Rejection",
-    "series_key",
     "validate_pos_sale",
 ]
 
@@ -50,11 +51,6 @@ class Rejection:
     """Why a raw record is not a valid event, in words an operator understands."""
 
     reason: str
-
-
-def series_key(store_id: str, item_id: str) -> str:
-    """The Kafka key of a series: ``"<store_id>|<item_id>"``."""
-    return f"{store_id}|{item_id}"
 
 
 def validate_pos_sale(

@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from contracts import ContractError, Forecast, parse_forecast
+from contracts.series import parse_series_key
 from shelfcast.errors import ShelfcastError
 from shelfcast.forecast_chart import ChartData, chart_title, forecast_figure
 from shelfcast.settings import Settings
@@ -73,10 +74,10 @@ def plot_series(settings: Settings, key: str, out: Path, history_days: int = 120
     """The console's chart of the series (recent actuals, its latest forecast and the
     interval) as ``out``: ``.html`` (interactive, plotly.js inside, works offline) or an image
     (``.png``, ``.svg``, ``.pdf``: kaleido renders it with the machine's Chromium)."""
-    from shelfcast.console.data import TableReader, parse_key
+    from shelfcast.console.data import TableReader
 
     try:
-        store_id, item_id = parse_key(key)
+        store_id, item_id = parse_series_key(key)
     except ValueError as exc:
         raise ShelfcastError(str(exc)) from exc
     latest = None

@@ -6,6 +6,8 @@ import uuid
 from collections import Counter
 from typing import Any
 
+from contracts.errors import SeriesKeyError
+from contracts.series import parse_series_key, series_key
 from retrain.config import RetrainConfig
 from retrain.errors import RetrainError
 from shelfcast.errors import ShelfcastError
@@ -19,12 +21,12 @@ def parse_series(values: list[str]) -> list[tuple[str, str]]:
     """``STORE|ITEM`` strings as pairs; a message says what to type when one is malformed."""
     out = []
     for value in values:
-        store, sep, item = value.partition("|")
-        if not sep or not store or not item or "|" in item:
+        try:
+            out.append(parse_series_key(value))
+        except SeriesKeyError:
             raise ShelfcastError(
                 f"--series {value!r}: write it as STORE|ITEM, e.g. --series '1|7'."
-            )
-        out.append((store, item))
+            ) from None
     return out
 
 
@@ -96,7 +98,7 @@ class _Shard:
     def __init__(self, shard: int, actor: Any, series: list[tuple[Any, ...]]) -> None:
         self.shard = shard
         self.actor = actor
-        self.series = {f"{s[0]}|{s[1]}": s for s in series}
+        self.series = {series_key(s[0], s[1]): s for s in series}
         self.finished: set[str] = set()
         self.since = 0
         self.before: list[dict[str, Any]] = []  # the last summaries of lost incarnations
@@ -134,7 +136,7 @@ def run_wave(settings: Settings, series: list[tuple[Any, ...]], cold: bool) -> d
                     f"The retrain coordinator did not take the wave ({exc}). Check the Ray "
                     "cluster at SHELFCAST_RAY_ADDRESS ('ray status') and run the command again."
                 ) from None
-    total = len({f"{s[0]}|{s[1]}" for s in series})
+    total = len({series_key(s[0], s[1]) for s in series})
     shown = 0
     with tqdm(total=total, unit="series", file=sys.stderr, disable=total == 0) as bar:
         while True:
@@ -156,7 +158,7 @@ def run_wave(settings: Settings, series: list[tuple[Any, ...]], cold: bool) -> d
                 poisoned.update(_ask(shard.actor.status.remote(), "status")["poisoned"])
             except _Lost:
                 pass  # the errors are details: the counts are known
-    keys = {f"{s[0]}|{s[1]}" for s in series}
+    keys = {series_key(s[0], s[1]) for s in series}
     summary["seconds"] = time.monotonic() - began
     summary["version"] = version
     summary["errors"] = {k: v["error"] for k, v in poisoned.items() if k in keys}

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
+from contracts.series import parse_series_key, series_key
 from streaming.drift import Served, drift_errors
 from streaming.pipeline import BatchReport
 from streaming.schemas import DRIFT, FORECASTS, SERIES_STATE
@@ -103,7 +104,7 @@ class Handoff:
         state = self.store.series_state()  # rows shared with the store's mirror: see _edit
         last_days = {
             k: state[k]["last_sale_day"]
-            for k in (f"{s}|{i}" for s, i in changed)
+            for k in (series_key(s, i) for s, i in changed)
             if k in state and state[k]["last_sale_day"]
         }
         drifted, drift_stored = self._record_drift(changed, last_days, app, batch_id, now)
@@ -181,7 +182,7 @@ class Handoff:
     ) -> set[str]:
         touched = set()
         for u in updates:
-            key = f"{u['store_id']}|{u['item_id']}"
+            key = series_key(u["store_id"], u["item_id"])
             if key not in state:
                 continue
             row = _edit(state, key)
@@ -218,7 +219,7 @@ class Handoff:
             message = u.get("forecast")
             if u["status"] != "done" or not message:
                 continue
-            key = f"{u['store_id']}|{u['item_id']}"
+            key = series_key(u["store_id"], u["item_id"])
             version = int(message["model_version"])
             known = served.get(key) or self.served.get(key)
             if known is not None and known.model_version >= version:
@@ -263,7 +264,7 @@ class Handoff:
         """Store the live errors of new complete days; (days per series, whether stored).
 
         Scored on copies of the served entries, which replace them once the rows are stored."""
-        keys = [f"{s}|{i}" for s, i in changed if f"{s}|{i}" in self.served]
+        keys = [k for k in (series_key(s, i) for s, i in changed) if k in self.served]
         if not keys:
             return {}, True
         days = sorted({d for k in keys for d in self.served[k].points})
@@ -272,14 +273,14 @@ class Handoff:
             "daily_sales", ["store_id", "item_id", "day", "units"], [("day", "in", days)]
         )
         for r in daily.to_pylist():
-            found_for = actuals.get(f"{r['store_id']}|{r['item_id']}")
+            found_for = actuals.get(series_key(r["store_id"], r["item_id"]))
             if found_for is not None:
                 found_for[r["day"]] = r["units"]
         rows, counts, scored = [], {}, {}
         for key in keys:
             served = replace(self.served[key], errors=list(self.served[key].errors))
             found = drift_errors(served, actuals[key], last_days.get(key, date.min))
-            store_id, _, item_id = key.partition("|")
+            store_id, item_id = parse_series_key(key)
             for day, actual, yhat, error in found:
                 rows.append(
                     {
@@ -321,7 +322,7 @@ class Handoff:
             [("generated_at", ">=", since)],
         )
         for r in forecasts.to_pylist():
-            key = f"{r['store_id']}|{r['item_id']}"
+            key = series_key(r["store_id"], r["item_id"])
             served = self.served.get(key)
             if served is None or served.model_version < r["model_version"]:
                 served = Served(r["model_version"], {}, r["validation_mase"], r["mase_scale"])
@@ -334,7 +335,7 @@ class Handoff:
             [("recorded_at", ">=", since)],  # a loaded forecast's errors are all younger
         )
         for r in sorted(drift.to_pylist(), key=lambda r: r["day"]):
-            served = self.served.get(f"{r['store_id']}|{r['item_id']}")
+            served = self.served.get(series_key(r["store_id"], r["item_id"]))
             if served is not None and served.model_version == r["model_version"]:
                 served.errors.append(r["scaled_error"])
                 served.evaluated_through = r["day"]

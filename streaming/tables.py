@@ -17,6 +17,7 @@ import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Field, Transaction, write_deltalake
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
+from contracts.series import series_key
 from streaming.errors import TableError
 from streaming.schemas import SERIES_STATE, TABLES
 from streaming.vacuum import check_vacuum_retention
@@ -29,7 +30,7 @@ Write = Callable[[DeltaTable, CommitProperties], None]
 
 
 def _series_key(row: dict[str, Any]) -> str:
-    return f"{row['store_id']}|{row['item_id']}"
+    return series_key(row["store_id"], row["item_id"])
 
 
 def _sql_list(values: Sequence[str]) -> str:
@@ -244,7 +245,7 @@ class TableStore:
     def series_rows(self, keys: Sequence[tuple[str, str]]) -> pa.Table:
         """The ``series_state`` rows of ``keys`` (fewer when a series is new)."""
         state = self._mirror()
-        rows = [state[k] for k in (f"{s}|{i}" for s, i in keys) if k in state]
+        rows = [state[k] for k in (series_key(s, i) for s, i in keys) if k in state]
         return pa.Table.from_pylist(rows, schema=SERIES_STATE)
 
     def event_ids(self, days: Sequence[date]) -> pa.Table:

@@ -14,6 +14,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from contracts.errors import SeriesKeyError
+from contracts.series import parse_series_key, series_key
+
 __all__ = ["Due", "Thresholds", "due_series"]
 
 _BUSY = frozenset({"queued", "running"})
@@ -63,9 +66,10 @@ class Thresholds(BaseModel):
     @classmethod
     def _series_keys(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for key in value:
-            store, sep, item = key.partition("|")
-            if not (sep and store and item) or "|" in item:
-                raise ValueError(f"{key!r} is not STORE|ITEM")
+            try:
+                parse_series_key(key)
+            except SeriesKeyError:
+                raise ValueError(f"{key!r} is not STORE|ITEM") from None
         return value
 
 
@@ -80,7 +84,7 @@ class Due:
 
     @property
     def key(self) -> str:
-        return f"{self.store_id}|{self.item_id}"
+        return series_key(self.store_id, self.item_id)
 
 
 def _reason(row: Mapping[str, Any], t: Thresholds, now: datetime) -> str | None:
@@ -104,7 +108,7 @@ def due_series(rows: Iterable[Mapping[str, Any]], t: Thresholds, now: datetime) 
     forced = set(t.force)
     due = []
     for row in rows:
-        key = f"{row['store_id']}|{row['item_id']}"
+        key = series_key(row["store_id"], row["item_id"])
         priority = float(row.get("events_since_retrain") or 0)
         if key in forced:
             due.append(Due(row["store_id"], row["item_id"], float("inf"), "forced by ops"))

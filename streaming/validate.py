@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 from pydantic import ValidationError
 
 from contracts import PosSale, Rejection, validate_pos_sale
+from contracts.series import SEPARATOR
 from streaming.schemas import POS_SALES, QUARANTINE
 
 __all__ = ["Limits", "Split", "split_batch"]
@@ -75,7 +76,7 @@ def split_batch(raw: pa.Table, batch_id: int, now: datetime, limits: Limits) -> 
         pc.subtract(sold_at, reference), pa.scalar(limits.max_future, pa.duration("us"))
     )
     keys = raw.column("key").take(take)
-    expected = pc.binary_join_element_wise(stores, items, "|").cast(pa.binary())
+    expected = pc.binary_join_element_wise(stores, items, SEPARATOR).cast(pa.binary())
     wrong_key = pc.and_(
         pc.greater(pc.binary_length(keys), 0), pc.not_equal(keys, expected)
     ).fill_null(False)

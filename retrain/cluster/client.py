@@ -7,6 +7,7 @@ import threading
 import time
 from typing import Any
 
+from contracts.series import series_key
 from retrain.cluster.mailbox import Mailbox
 from retrain.cluster.shards import COORDINATOR, coordinator_name, shard_of
 from retrain.config import RayConfig, RetrainConfig
@@ -229,7 +230,7 @@ class CoordinatorClient:
             return
         parts: list[list[tuple[str, str, float, int | None]]] = [[] for _ in self.links]
         for d in due:
-            parts[shard_of(f"{d[0]}|{d[1]}", len(self.links))].append(d)
+            parts[shard_of(series_key(d[0], d[1]), len(self.links))].append(d)
         for link, part in zip(self.links, parts, strict=True):
             if part:
                 link.submit(part, version)

@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from contracts.series import parse_series_key, series_key
+
 __all__ = ["Job", "Poison", "Request", "RetrainQueue", "Wave"]
 
 _KEEP_WAVES = 200
@@ -33,7 +35,7 @@ class Request:
 
     @property
     def key(self) -> str:
-        return f"{self.store_id}|{self.item_id}"
+        return series_key(self.store_id, self.item_id)
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ class Job:
 
     @property
     def key(self) -> str:
-        return f"{self.store_id}|{self.item_id}"
+        return series_key(self.store_id, self.item_id)
 
 
 @dataclass
@@ -293,7 +295,7 @@ class RetrainQueue:
     # views ----------------------------------------------------------------------------------
 
     def _note(self, key: str, state: str, **info: Any) -> None:
-        store_id, _, item_id = key.partition("|")
+        store_id, item_id = parse_series_key(key)
         self._update_seq += 1
         self.updates.append(
             {

@@ -12,6 +12,7 @@ from pathlib import Path
 from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
+from contracts.series import series_key
 from retrain.cluster.queue import Request
 from retrain.cluster.shards import shard_of
 
@@ -49,6 +50,7 @@ def busy_series(delta_dir: Path, shard: int = 0, shards: int = 1) -> tuple[list[
             None if r["total_events"] is None else int(r["total_events"]),
         )
         for r in rows
-        if r["status"] in BUSY and shard_of(f"{r['store_id']}|{r['item_id']}", shards) == shard
+        if r["status"] in BUSY
+        and shard_of(series_key(str(r["store_id"]), str(r["item_id"])), shards) == shard
     ]
     return out, version

@@ -9,6 +9,8 @@ import zlib
 from collections.abc import Iterable, Sequence
 from typing import TypeVar
 
+from contracts.series import series_key
+
 __all__ = ["COORDINATOR", "coordinator_name", "shard_of", "split"]
 
 COORDINATOR = "shelfcast-coordinator"
@@ -32,5 +34,5 @@ def split(requests: Iterable[T], shards: int) -> list[list[T]]:
     """``(store, item, ...)`` tuples grouped by shard, order kept within each."""
     out: list[list[T]] = [[] for _ in range(max(1, shards))]
     for request in requests:
-        out[shard_of(f"{request[0]}|{request[1]}", shards)].append(request)
+        out[shard_of(series_key(str(request[0]), str(request[1])), shards)].append(request)
     return out

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from contracts.series import series_key
 from retrain.errors import RetrainError
 from retrain.kernel.fallback import SeriesFit
 
@@ -134,7 +135,7 @@ class Tracker:
 
         A run that fails part-way is marked ``FAILED``."""
         name = model_name(store_id, item_id)
-        tags = {"shelfcast.kind": "series", "shelfcast.series": f"{store_id}|{item_id}"}
+        tags = {"shelfcast.kind": "series", "shelfcast.series": series_key(store_id, item_id)}
         if parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id
         run_id: str | None = None

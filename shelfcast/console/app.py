@@ -18,6 +18,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from contracts.series import parse_series_key
 from shelfcast.console.access import ConsoleAccessError, check_write, is_loopback
 from shelfcast.console.data import (
     SERIES_COLUMNS,
@@ -25,7 +26,6 @@ from shelfcast.console.data import (
     chart_data,
     events_per_second,
     model_history,
-    parse_key,
     quarantine_summary,
     series_table,
     waves_view,
@@ -132,7 +132,7 @@ def create_app(settings: Settings, status: Callable[[], dict[str, Any]] | None =
 
     def series_detail(key: str) -> dict[str, Any]:
         try:
-            store_id, item_id = parse_key(key)
+            store_id, item_id = parse_series_key(key)
         except ValueError as exc:
             raise ShelfcastError(str(exc)) from exc
         state = reader.series(store_id, item_id, "series_state")

@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from contracts.series import series_key
 from shelfcast.forecast_chart import ChartData
 
 __all__ = [
@@ -18,21 +19,12 @@ __all__ = [
     "chart_data",
     "events_per_second",
     "model_history",
-    "parse_key",
     "quarantine_summary",
     "series_table",
     "waves_view",
 ]
 
 HISTORY_DAYS = 120  # actuals shown before the forecast
-
-
-def parse_key(key: str) -> tuple[str, str]:
-    """``STORE|ITEM`` as its two parts; ``ValueError`` when it is not one."""
-    store_id, sep, item_id = key.partition("|")
-    if not sep or not store_id or not item_id:
-        raise ValueError(f"{key!r} is not a series key: write STORE|ITEM, e.g. S1|I7")
-    return store_id, item_id
 
 
 class TableReader:
@@ -94,7 +86,7 @@ def series_table(
     needle = query.strip().lower()
     shown = []
     for row in rows:
-        key = f"{row['store_id']}|{row['item_id']}"
+        key = series_key(row["store_id"], row["item_id"])
         state = row.get("status") or "new"
         if needle and not any(
             needle in str(v).lower() for v in (key, state, row.get("family") or "")
