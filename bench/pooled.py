@@ -21,6 +21,7 @@ import numpy as np
 from bench.accuracy import DATA, HORIZON, _history, _prophet, load, naive_reference
 from retrain.kernel.families import TOPDOWN_DEFAULT, Candidate, forecast
 from retrain.kernel.prepare import prepare
+from retrain.kernel.series import YEAR
 from retrain.kernel.tuning import TuneConfig
 from retrain.prophet.fit import FitOptions, FitStats
 
@@ -52,7 +53,7 @@ def main() -> None:
                 history = _history(s, o)
                 assert history.pool is not None
                 data, _ = prepare(history, HORIZON, config.calendar)
-                share = history.values[-364:].sum() / history.pool[-364:].sum()
+                share = history.values[-YEAR:].sum() / history.pool[-YEAR:].sum()
                 found = {
                     names[0]: _prophet(history.start, history.values, None, Path(tmp))[0],
                     names[1]: forecast(

@@ -16,6 +16,8 @@ from functools import cache
 
 import numpy as np
 
+from retrain.kernel.series import YEAR
+
 __all__ = [
     "CalendarConfig",
     "Closures",
@@ -98,7 +100,7 @@ class Closures:
 def classify(start: date, values: np.ndarray, horizon: int, config: CalendarConfig) -> Closures:
     """The closure masks of a history starting on ``start`` and the ``horizon`` days after it."""
     n = len(values)
-    recent = values[-364:]
+    recent = values[-YEAR:]
     open_days = recent[recent > 0]
     level = float(np.median(open_days)) if len(open_days) else 0.0
     busy = level >= config.closure_min_level

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from retrain.errors import RetrainError
+from retrain.kernel.series import YEAR
 from retrain.prophet.fit import FitOptions, Params, fit_prophet, predict_horizon
 
 __all__ = [
@@ -65,11 +66,10 @@ YEARLY_ORDER = 10
 YEARLY_RIDGE = 0.01
 # For slow movers only (many zero days): on busy series they are never competitive.
 INTERMITTENT = ("croston", "adida", "imapa")
-YEAR = 364  # a year of whole weeks: the same weekday a year earlier
 # topdown's params and their choices; the first of each is its default.
 TOPDOWN_CHOICES: dict[str, tuple[Any, ...]] = {
     "growth_days": (91, 28),
-    "share_days": (364, 91),
+    "share_days": (YEAR, 91),
     "weekday_share": (False, True),
 }
 TOPDOWN_DEFAULT = {name: choices[0] for name, choices in TOPDOWN_CHOICES.items()}
@@ -106,7 +106,7 @@ class SeriesData:
     holidays: pd.DataFrame | None = None  # Prophet's holiday frame, history and horizon
     # statsforecast families fit the last year only: they model the weekly cycle, not the
     # yearly one, and their fits cost about linearly in length.
-    fit_days: int = 364
+    fit_days: int = YEAR
     pool: np.ndarray | None = None  # the store's daily total, days it was shut imputed
 
     @property

@@ -8,13 +8,13 @@ import pandas as pd
 
 from retrain.kernel.calendar import CalendarConfig, Closures, classify, fill_closed, holiday_names
 from retrain.kernel.families import SeriesData
-from retrain.kernel.series import History
+from retrain.kernel.series import YEAR, History
 
 __all__ = ["prepare"]
 
 
 def prepare(
-    history: History, horizon: int, calendar: CalendarConfig, fit_days: int = 364
+    history: History, horizon: int, calendar: CalendarConfig, fit_days: int = YEAR
 ) -> tuple[SeriesData, Closures]:
     """The series as the families see it, and its closures (history and the next ``horizon``
     days)."""

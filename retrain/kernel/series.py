@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 from retrain.errors import RetrainError
 
 __all__ = [
+    "YEAR",
     "Fold",
     "History",
     "history_from_daily",
@@ -22,6 +23,8 @@ __all__ = [
     "rolling_folds",
     "seasonal_naive",
 ]
+
+YEAR = 364  # a year of whole weeks: the same weekday a year earlier
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from retrain.kernel.families import (
     select_structure,
 )
 from retrain.kernel.selection import SelectionRule, pick
-from retrain.kernel.series import Fold, History, mase_scale, rolling_folds
+from retrain.kernel.series import YEAR, Fold, History, mase_scale, rolling_folds
 from retrain.prophet.fit import DEFAULT_PARAMS, FitOptions, Params
 from retrain.prophet.folds import FoldScorer
 
@@ -72,7 +72,7 @@ class TuneConfig:
     reselect_every: int = 8
     drift_ratio: float = 1.5
     # AutoARIMA's stepwise search is ~linear in length: a year costs about half of two.
-    select_days: int = 364
+    select_days: int = YEAR
     calendar: CalendarConfig = field(default_factory=CalendarConfig)
 
     @property

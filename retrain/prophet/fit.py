@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -25,11 +25,13 @@ __all__ = [
     "FitStats",
     "Params",
     "ScoredParams",
+    "Seasonalities",
     "fit_prophet",
     "history_frame",
     "new_model",
     "predict_horizon",
     "score_params",
+    "seasonalities",
     "stan_init_of",
 ]
 
@@ -40,6 +42,19 @@ def _quiet() -> None:
     for name in ("cmdstanpy", "prophet", "prophet.plot", "prophet.forecaster"):
         logging.getLogger(name).setLevel(logging.ERROR)
     logging.getLogger("cmdstanpy").disabled = True
+
+
+class Seasonalities(NamedTuple):
+    """Which of Prophet's seasonalities a model learns (the daily one never: daily data)."""
+
+    yearly: bool
+    weekly: bool
+
+
+def seasonalities(days: int) -> Seasonalities:
+    """The seasonalities of a model fitted on ``days`` days: yearly from 365 (explicit, so a
+    fold a little under two years still learns the yearly cycle), weekly from 14."""
+    return Seasonalities(yearly=days >= 365, weekly=days >= 14)
 
 
 @dataclass(frozen=True)
@@ -111,13 +126,13 @@ def new_model(
     from retrain.prophet.fast_prophet import FastProphet
 
     _quiet()
+    learns = seasonalities(days)
     model = FastProphet(
         changepoint_prior_scale=params.changepoint_prior_scale,
         seasonality_prior_scale=params.seasonality_prior_scale,
         seasonality_mode=params.seasonality_mode,
-        # Explicit, so a fold a little under two years still learns the yearly cycle.
-        yearly_seasonality=days >= 365,
-        weekly_seasonality=days >= 14,
+        yearly_seasonality=learns.yearly,
+        weekly_seasonality=learns.weekly,
         daily_seasonality=False,
         uncertainty_samples=samples,
         holidays=holidays,

@@ -23,10 +23,12 @@ from retrain.prophet.fit import (
     FitOptions,
     Params,
     ScoredParams,
+    Seasonalities,
     fit_prophet,
     history_frame,
     new_model,
     predict_horizon,
+    seasonalities,
 )
 from retrain.prophet.inprocess import MapProblem, optimize
 
@@ -141,13 +143,13 @@ class FoldScorer:
         self.folds = folds
         self.options = options
         self._prepared: dict[int, _Prepared] = {}
-        self._references: dict[tuple[bool, bool], _Reference] = {}
+        self._references: dict[Seasonalities, _Reference] = {}
 
     def _fold(self, index: int) -> _Prepared:
         if index not in self._prepared:
             fold = self.folds[index]
-            # Prophet picks seasonalities by the length of what it fits (``new_model``).
-            kind = (fold.cutoff >= 365, fold.cutoff >= 14)
+            # A fold's model learns the seasonalities its length allows: one reference each.
+            kind = seasonalities(fold.cutoff)
             if kind not in self._references:
                 self._references[kind] = _Reference(self.history, fold.cutoff)
             self._prepared[index] = _Prepared(self.history, fold, self._references[kind])
