@@ -1,0 +1,99 @@
+"""The layers' import direction, read from the source (every import, function-level ones too).
+
+``contracts`` imports nothing of ours; ``streaming`` and ``retrain`` take typed config of their
+own and never import the application (``shelfcast``), the benchmarks or the tests.
+"""
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+OURS = ("contracts", "streaming", "retrain", "shelfcast", "bench", "tests")
+
+# Package -> the top-level packages of ours it must not import.
+FORBIDDEN = {
+    "contracts": {"streaming", "retrain", "shelfcast", "bench", "tests"},
+    "streaming": {"shelfcast", "bench", "tests"},
+    "retrain": {"shelfcast", "bench", "tests"},
+}
+
+# Known back-arrows, (file, module) each. streaming/query.py still reads the application's
+# settings and Kafka helpers: these go when streaming takes its own config (IngestConfig).
+ALLOWED = {
+    ("streaming/query.py", "shelfcast.ingest_config"),
+    ("streaming/query.py", "shelfcast.kafka"),
+    ("streaming/query.py", "shelfcast.settings"),
+}
+
+
+def imports(path: Path, root: Path = ROOT) -> Iterator[tuple[int, str]]:
+    """``(line, module)`` of every import in ``path``, relative ones made absolute."""
+    package = path.relative_to(root).parts[:-1]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                module = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                module = node.module or ""
+            yield node.lineno, module
+
+
+def back_arrows(package: str, root: Path = ROOT) -> list[tuple[str, int, str]]:
+    """``(file, line, module)`` of each import ``package`` must not make."""
+    found = []
+    for path in sorted((root / package).rglob("*.py")):
+        name = path.relative_to(root).as_posix()
+        for line, module in imports(path, root):
+            if module.split(".")[0] in FORBIDDEN[package]:
+                found.append((name, line, module))
+    return found
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_lower_layers_do_not_import_upward(package: str) -> None:
+    offenders = [
+        f"{name}:{line} imports {module}"
+        for name, line, module in back_arrows(package)
+        if (name, module) not in ALLOWED
+    ]
+    assert not offenders, (
+        f"{package}/ must not import {', '.join(sorted(FORBIDDEN[package]))}: take typed "
+        f"config defined in {package}/, built by the application. Found: {'; '.join(offenders)}"
+    )
+
+
+def test_every_allowed_back_arrow_still_exists() -> None:
+    found = {(name, module) for package in FORBIDDEN for name, _, module in back_arrows(package)}
+    assert ALLOWED <= found, f"no longer imported, drop from ALLOWED: {sorted(ALLOWED - found)}"
+
+
+def test_the_walk_sees_function_level_and_relative_imports(tmp_path: Path) -> None:
+    (tmp_path / "retrain" / "cluster").mkdir(parents=True)
+    source = tmp_path / "retrain" / "cluster" / "late.py"
+    source.write_text(
+        "def late() -> None:\n"
+        "    import shelfcast.settings\n"
+        "    from .. import errors\n"
+        "    from .task import run_job\n"
+    )
+    assert [m for _, m in imports(source, tmp_path)] == [
+        "shelfcast.settings",
+        "retrain",
+        "retrain.cluster.task",
+    ]
+    assert back_arrows("retrain", tmp_path) == [
+        ("retrain/cluster/late.py", 2, "shelfcast.settings")
+    ]
+
+
+def test_every_package_of_ours_is_checked_or_on_top() -> None:
+    # A new top-level package is either a lower layer (add it to FORBIDDEN) or the app's.
+    packages = {p.parent.name for p in ROOT.glob("*/__init__.py")}
+    assert packages <= set(OURS), f"unknown packages: {sorted(packages - set(OURS))}"
