@@ -16,6 +16,7 @@ from typing import Any
 
 from retrain.cluster import CoordinatorClient, connect, coordinators
 from shelfcast.metrics import Metrics
+from shelfcast.private import private_dir
 from shelfcast.settings import Settings
 from streaming.handoff import Handoff
 from streaming.pipeline import BatchReport, IngestPipeline
@@ -138,6 +139,7 @@ def start_spark(settings: Settings) -> None:
     The JVM's start is the longest step of the service's start: it runs beside whatever
     comes next (the stack coming up, Ray joined), and the ingest takes the session when it
     is ready (``getOrCreate`` returns the same one)."""
+    private_dir(settings.data_dir)  # before anything writes under it
     if not _spark_starting:
         thread = threading.Thread(
             target=_start_spark, args=(settings,), name="shelfcast-spark", daemon=True
