@@ -32,7 +32,7 @@ _START_TIMEOUT_SECONDS = 60.0
 
 
 def status_file(settings: Settings) -> Any:
-    return settings.run_dir / "service-status.json"
+    return settings.service_status_file
 
 
 class _Status:
@@ -65,8 +65,8 @@ def run_service(settings: Settings, stop: threading.Event) -> None:
     client.actor()
     metrics = Metrics()
     if settings.metrics_port:
-        metrics.serve(settings.metrics_port)
-        log.info("metrics on http://127.0.0.1:%d/metrics", settings.metrics_port)
+        metrics.serve(settings.metrics_port, settings.metrics_host)
+        log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
     status = _Status(settings)
     console = _start_console(settings)
     batches: deque[dict[str, Any]] = deque(maxlen=20)  # the console's "last micro-batches"

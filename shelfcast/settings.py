@@ -198,6 +198,11 @@ class Settings(BaseSettings):
         return self.data_dir / "run"
 
     @property
+    def service_status_file(self) -> Path:
+        """The running service's last batch and hand-off (``shelfcast status`` reads it)."""
+        return self.run_dir / "service-status.json"
+
+    @property
     def optuna_dir(self) -> Path:
         """Folder of the Optuna journal files (when ``optuna_storage`` is not set)."""
         return self.data_dir.resolve() / "optuna"
