@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     console_trust_loopback: bool = False  # writes from loopback without a token
     console_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
     console_max_body_bytes: int = Field(default=65_536, ge=1_024, le=16 * 1024 * 1024)
-    console_requests_per_second: float = Field(default=10.0, gt=0)
+    console_requests_per_second: float = Field(default=5.0, gt=0)
     console_workers: int = Field(default=2, ge=1, le=16)
     handoff_idle_seconds: float = Field(default=5.0, gt=0)
 

@@ -77,10 +77,8 @@ def spark_session(config: SparkConfig, app_name: str = "shelfcast-ingest") -> Sp
 
 
 def _derby_home(config: SparkConfig) -> Path:
-    if config.derby_home is None:
-        return _private_derby_home()
-    config.derby_home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return config.derby_home
+    # Derby makes the folder only if Spark ever opens its catalog.
+    return _private_derby_home() if config.derby_home is None else config.derby_home
 
 
 @functools.cache

@@ -5,6 +5,7 @@ From the outside in: security headers on every answer; the body size limit; the 
 allow-list; the per-client rate limit; who may read and write (``access``).
 """
 
+import asyncio
 import json
 import time
 from collections import OrderedDict
@@ -179,23 +180,30 @@ class HostAllowList:
 
 class RateLimit:
     """A token bucket per client address: ``rate`` requests a second, bursts of ``burst``.
-    Static files are not counted (a browser caches them)."""
 
-    def __init__(self, app: ASGIApp, rate: float, burst: float, clients: int = 4096) -> None:
+    A client over its rate is slowed to it: its request waits (on the event loop, costing
+    nothing) until its turn, up to ``max_wait`` seconds; beyond that it is answered 429 after
+    a second's pause, so a client that ignores the answer cannot loop on it. Static files are
+    not counted (a browser caches them)."""
+
+    def __init__(
+        self, app: ASGIApp, rate: float, burst: float, max_wait: float = 2.0, clients: int = 4096
+    ) -> None:
         self.app = app
-        self.rate, self.burst, self.clients = rate, burst, clients
+        self.rate, self.burst, self.max_wait, self.clients = rate, burst, max_wait, clients
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
-    def _take(self, client: str) -> float:
-        """0 when the request may go, else the seconds until it could."""
+    def _take(self, client: str) -> float | None:
+        """Seconds to wait for this request's turn (reserved), or None: refuse it."""
         now = time.monotonic()
         tokens, at = self._buckets.pop(client, (self.burst, now))
         tokens = min(self.burst, tokens + (now - at) * self.rate)
-        wait = 0.0 if tokens >= 1 else (1 - tokens) / self.rate
-        self._buckets[client] = (tokens - 1 if tokens >= 1 else tokens, now)
+        wait = max(0.0, (1 - tokens) / self.rate)
+        taken = wait <= self.max_wait
+        self._buckets[client] = (tokens - 1 if taken else tokens, now)
         while len(self._buckets) > self.clients:
             self._buckets.popitem(last=False)
-        return wait
+        return wait if taken else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or str(scope.get("path", "")).startswith("/static/"):
@@ -203,15 +211,18 @@ class RateLimit:
             return
         client = scope.get("client")
         wait = self._take(client[0] if client else "unknown")
-        if wait:
+        if wait is None:
+            await asyncio.sleep(1.0)
             await refuse(
                 send,
                 429,
                 f"Too many requests from your address: at most {self.rate:g} a second "
                 "(SHELFCAST_CONSOLE_REQUESTS_PER_SECOND); try again shortly.",
-                [(b"retry-after", str(max(1, round(wait))).encode())],
+                [(b"retry-after", b"1")],
             )
             return
+        if wait:
+            await asyncio.sleep(wait)
         await self.app(scope, receive, send)
 
 

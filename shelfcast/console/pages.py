@@ -1,5 +1,7 @@
 """The console's HTML pages, rendered on the server from the API's own payloads."""
 
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -34,6 +36,25 @@ def page(shared: Console, request: Request, name: str, **context: Any) -> Respon
     )
 
 
+async def rendered(
+    shared: Console, request: Request, build: Callable[[], Awaitable[Response]]
+) -> Response:
+    """The page at this URL as rendered within the cache period (the same for every caller:
+    a page holds no per-user content), else ``build()``'s."""
+    key = ("page", request.url.path, request.url.query)
+    hit = shared.pages.get(key)
+    now = time.monotonic()
+    if hit is not None and now - hit[0] < shared.pool.ttl:
+        body, media_type = hit[1]
+    else:
+        response = await build()
+        body, media_type = bytes(response.body), response.media_type
+        shared.pages[key] = (now, (body, media_type))
+        while len(shared.pages) > shared.pool.entries:
+            shared.pages.popitem(last=False)
+    return Response(body, media_type=media_type)
+
+
 @router.get("/static/plotly.min.js")
 def plotly_js() -> Response:
     return FileResponse(_plotly_js(), media_type="text/javascript")
@@ -41,31 +62,43 @@ def plotly_js() -> Response:
 
 @router.get("/")
 async def page_health(shared: Shared, request: Request) -> Response:
-    return page(shared, request, "health.html", nav="health", **await health(shared))
+    async def build() -> Response:
+        return page(shared, request, "health.html", nav="health", **await health(shared))
+
+    return await rendered(shared, request, build)
 
 
 @router.get("/queue")
 async def page_queue(shared: Shared, request: Request) -> Response:
-    current = dict(await shared.status())
-    coordinator = dict(current.get("coordinator", {}))
-    if "waves" in coordinator:
-        coordinator["waves"] = waves_view(coordinator["waves"])
-    current["coordinator"] = coordinator
-    return page(shared, request, "queue.html", nav="queue", status=current)
+    async def build() -> Response:
+        current = dict(await shared.status())
+        coordinator = dict(current.get("coordinator", {}))
+        if "waves" in coordinator:
+            coordinator["waves"] = waves_view(coordinator["waves"])
+        current["coordinator"] = coordinator
+        return page(shared, request, "queue.html", nav="queue", status=current)
+
+    return await rendered(shared, request, build)
 
 
 @router.get("/series")
 async def page_series(
     shared: Shared, request: Request, q: str = "", limit: int = Query(200, ge=1, le=MAX_PAGE)
 ) -> Response:
-    rows = await series_page(shared, q, limit, 0)
-    return page(shared, request, "series.html", nav="series", **rows)
+    async def build() -> Response:
+        rows = await series_page(shared, q, limit, 0)
+        return page(shared, request, "series.html", nav="series", **rows)
+
+    return await rendered(shared, request, build)
 
 
 @router.get("/series/{key:path}")
 async def page_series_detail(shared: Shared, request: Request, key: str) -> Response:
-    detail = await shared.pool.get(("detail", key), lambda: shared.data.series_detail(key))
-    return page(shared, request, "series_detail.html", nav="series", **detail)
+    async def build() -> Response:
+        detail = await shared.pool.get(("detail", key), lambda: shared.data.series_detail(key))
+        return page(shared, request, "series_detail.html", nav="series", **detail)
+
+    return await rendered(shared, request, build)
 
 
 @router.get("/thresholds")

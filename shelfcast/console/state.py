@@ -1,7 +1,8 @@
 """What the console's routers share: its settings, data readers, read pool and templates."""
 
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,10 @@ class Console:
     policy: AccessPolicy
     read_status: Callable[[], dict[str, Any]]
     templates: Jinja2Templates
+    # Pages as rendered, by URL: (when, (body, media type)); see pages.rendered.
+    pages: OrderedDict[Any, tuple[float, tuple[bytes, str | None]]] = field(
+        default_factory=OrderedDict
+    )
 
     @classmethod
     def build(

@@ -312,13 +312,21 @@ def test_security_headers_and_no_cdn(console: Any) -> None:
         assert "<script>" not in html, path  # no inline script: the CSP allows none
 
 
-def test_each_client_is_rate_limited(console: Any) -> None:
-    client = console(console_requests_per_second=1)
-    codes = [client.get("/api/thresholds").status_code for _ in range(4)]
-    assert codes[:2] == [200, 200] and codes[-1] == 429
-    limited = client.get("/api/thresholds")
-    assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
-    assert client.get("/static/console.css").status_code == 200  # static files are not counted
+def test_each_client_is_slowed_to_its_rate_then_refused(console: Any) -> None:
+    import time
+
+    client = console(console_requests_per_second=2)  # bursts of 4
+    started = time.monotonic()
+    codes = [client.get("/api/thresholds").status_code for _ in range(6)]
+    assert codes == [200] * 6  # one after another: slowed to 2 a second, not refused
+    assert time.monotonic() - started >= 0.8
+    slow = console(console_requests_per_second=0.2)  # one now, the next in 5 s
+    assert slow.get("/api/thresholds").status_code == 200
+    started = time.monotonic()
+    limited = slow.get("/api/thresholds")
+    assert limited.status_code == 429 and limited.headers["retry-after"] == "1"
+    assert time.monotonic() - started >= 0.9  # answered after a pause: no tight loop on it
+    assert slow.get("/static/console.css").status_code == 200  # static files are not counted
 
 
 def test_series_are_paged_and_a_series_reads_only_its_files(console: Any, tmp_path: Path) -> None:
