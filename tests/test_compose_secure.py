@@ -443,3 +443,95 @@ def test_a_ray_head_with_token_auth_runs_code_only_for_a_driver_with_the_token(
         refused = _join(address, env)
         assert refused.returncode != 0 and "joined" not in refused.stdout, env
         assert "auth" in refused.stderr.lower(), refused.stderr[-2000:]
+
+
+def _spark_class(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    import pyspark
+
+    spark_class = Path(pyspark.__file__).parent / "bin" / "spark-class"
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [str(spark_class), *args], stdout=out, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True, env=env,
+        )  # fmt: skip
+
+
+def _apps(ui: int) -> list[str]:
+    """The applications the master registered (none while its UI is still starting)."""
+    import json
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{ui}/json", timeout=5) as answer:
+            state = json.loads(answer.read())
+    except OSError:
+        return []
+    return [app["name"] for app in state.get("activeapps", []) + state.get("completedapps", [])]
+
+
+_DRIVER = """
+import sys, time
+from pyspark.sql import SparkSession
+builder = SparkSession.builder.master(sys.argv[1]).appName(sys.argv[2])
+spark = builder.config("spark.ui.enabled", "false").getOrCreate()
+time.sleep(60)
+"""
+
+
+@pytest.mark.integration
+def test_a_spark_master_with_authentication_registers_only_a_driver_with_the_secret(
+    tmp_path: Path,
+) -> None:
+    import pyspark
+
+    conf = tmp_path / "spark-conf"
+    conf.mkdir(mode=0o700)
+    # The spark_defaults secret as docs/security.md writes it.
+    (conf / "spark-defaults.conf").write_text(
+        "spark.authenticate true\n"
+        f"spark.authenticate.secret {_password()}\n"
+        "spark.network.crypto.enabled true\n"
+    )
+    env = {
+        **os.environ,
+        "SPARK_HOME": str(Path(pyspark.__file__).parent),
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "SPARK_CONF_DIR": str(conf),
+        "PYSPARK_PYTHON": sys.executable,
+    }
+    port, ui = free_port(), free_port()
+    master = _spark_class(
+        ["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
+         "--webui-port", str(ui)],
+        tmp_path / "master.log", env,
+    )  # fmt: skip
+    drivers: list[subprocess.Popen[bytes]] = []
+    try:
+        assert wait_for_port("127.0.0.1", ui, 90), (tmp_path / "master.log").read_text()[-3000:]
+        url = f"spark://127.0.0.1:{port}"
+        without = {k: v for k, v in env.items() if k != "SPARK_CONF_DIR"}
+        for name, driver_env in [("with-secret", env), ("without-secret", without)]:
+            with (tmp_path / f"{name}.log").open("ab") as out:
+                drivers.append(
+                    subprocess.Popen(
+                        [sys.executable, "-c", _DRIVER, url, name],
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        env=driver_env,
+                        start_new_session=True,
+                    )
+                )
+        deadline = time.monotonic() + 120
+        while "with-secret" not in _apps(ui):
+            assert time.monotonic() < deadline, (tmp_path / "with-secret.log").read_text()[-3000:]
+            time.sleep(1)
+        refused = tmp_path / "without-secret.log"
+        # Refused for not authenticating (the master expected SASL), and never registered.
+        while "SaslMessage" not in refused.read_text():
+            assert time.monotonic() < deadline, refused.read_text()[-3000:]
+            time.sleep(1)
+        assert "without-secret" not in _apps(ui)
+    finally:
+        for driver in drivers:
+            stop_process(driver.pid, timeout=5)
+        stop_process(master.pid)

@@ -167,7 +167,8 @@ def test_the_micro_batches_do_not_slow_under_ten_console_clients(
     assert answers[200] > 100, report  # the clients were served
     assert set(answers) <= {200, 429, 503}, report
     # Loose: the shared machine's noise is larger than the effect being ruled out.
-    assert statistics.median(loaded) <= 2 * statistics.median(quiet) + 0.5, report
+    assert statistics.median(loaded) <= 1.5 * statistics.median(quiet) + 0.15, report
+    assert cpu / PHASE_SECONDS < 0.5, report  # the console's threads: a fraction of a core
 
 
 def test_the_lag_comes_from_one_consumer_kept_open(make_settings: Callable[..., Any]) -> None:
