@@ -72,9 +72,12 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from shelfcast.private import private_dir
     from streaming.query import run_ingest
 
-    run_ingest(_settings(args), _stop_on_signals())
+    settings = _settings(args)
+    private_dir(settings.data_dir)
+    run_ingest(settings, _stop_on_signals())
     return 0
 
 
@@ -218,9 +221,9 @@ def cmd_thresholds(args: argparse.Namespace) -> int:
                 f"{json.dumps(entry['old'])} -> {json.dumps(entry['new'])}"
             )
         return 0
-    for key, value in store.load().model_dump(mode="json").items():
+    values, revision = store.current()
+    for key, value in values.model_dump(mode="json").items():
         print(f"{key} = {json.dumps(value)}")
-    revision = store.revision
     print(f"# revision {revision} ('set --revision {revision}' refuses a change made since)")
     return 0
 

@@ -69,6 +69,12 @@ class ThresholdStore:
         """The revision of the thresholds in force (0: never changed); never raises."""
         return self._read()[1]
 
+    def current(self) -> tuple[Thresholds, int]:
+        """The thresholds in force and their revision, from one read (what a form shows and
+        sends back); never raises."""
+        values, revision, _changed = self._read()
+        return values, revision
+
     def _read(self) -> tuple[Thresholds, int, dict[str, int]]:
         try:
             raw = self.path.read_bytes()

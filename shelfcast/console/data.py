@@ -408,9 +408,10 @@ class ConsoleData:
 
     def threshold_view(self) -> dict[str, Any]:
         store = self.thresholds
+        values, revision = store.current()
         return {
-            "values": store.load().model_dump(mode="json"),
-            "revision": store.revision,
+            "values": values.model_dump(mode="json"),
+            "revision": revision,
             "descriptions": {k: f.description for k, f in Thresholds.model_fields.items()},
             "history": list(reversed(store.history(limit=100))),
         }
