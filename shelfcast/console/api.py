@@ -73,9 +73,16 @@ async def api_series(
     return await series_page(shared, q, limit, offset)
 
 
+async def series_detail(shared: Console, key: str) -> dict[str, Any]:
+    """One series' page: its state from the cached table, its forecasts, actuals and live
+    errors read for that series alone."""
+    table = await shared.pool.get("series_state", shared.data.series_state)
+    return await shared.pool.get(("detail", key), lambda: shared.data.series_detail(key, table))
+
+
 @router.get("/series/{key:path}")
 async def api_series_detail(shared: Shared, key: str) -> dict[str, Any]:
-    return await shared.pool.get(("detail", key), lambda: shared.data.series_detail(key))
+    return await series_detail(shared, key)
 
 
 @router.get("/thresholds")

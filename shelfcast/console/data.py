@@ -371,13 +371,19 @@ class ConsoleData:
             }
         )
 
-    def series_detail(self, key: str) -> dict[str, Any]:
+    def series_detail(self, key: str, states: "pa.Table | None" = None) -> dict[str, Any]:
+        """One series' page; its state row from ``states`` (the cached ``series_state``)
+        when given, else read (the table is one file: a read costs all of it)."""
         try:
             store_id, item_id = parse_key(key)
         except ValueError as exc:
             raise ShelfcastError(str(exc)) from exc
         reader = self.reader
-        state = reader.series(store_id, item_id, "series_state")
+        state = (
+            reader.series(store_id, item_id, "series_state")
+            if states is None
+            else _series_rows(states, store_id, item_id)
+        )
         forecasts = reader.series(store_id, item_id, "forecasts")
         row = state[0] if state else {}
         family = row.get("family")
@@ -418,6 +424,18 @@ class ConsoleData:
 
     def close(self) -> None:
         self.lags.close()
+
+
+def _series_rows(table: "pa.Table", store_id: str, item_id: str) -> list[dict[str, Any]]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    keep = pc.and_(
+        pc.equal(table.column("store_id").cast(pa.string()), store_id),
+        pc.equal(table.column("item_id").cast(pa.string()), item_id),
+    )
+    rows: list[dict[str, Any]] = table.filter(keep).to_pylist()
+    return rows
 
 
 def series_counts(table: "pa.Table | None") -> tuple[dict[str, int], dict[str, int]]:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, Response
 
-from shelfcast.console.api import MAX_PAGE, health, series_page, threshold_view
+from shelfcast.console.api import MAX_PAGE, health, series_detail, series_page, threshold_view
 from shelfcast.console.data import waves_view
 from shelfcast.console.state import Console, console
 
@@ -95,7 +95,7 @@ async def page_series(
 @router.get("/series/{key:path}")
 async def page_series_detail(shared: Shared, request: Request, key: str) -> Response:
     async def build() -> Response:
-        detail = await shared.pool.get(("detail", key), lambda: shared.data.series_detail(key))
+        detail = await series_detail(shared, key)
         return page(shared, request, "series_detail.html", nav="series", **detail)
 
     return await rendered(shared, request, build)
