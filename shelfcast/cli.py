@@ -72,9 +72,12 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from shelfcast.private import private_dir
     from streaming.query import run_ingest
 
-    run_ingest(_settings(args), _stop_on_signals())
+    settings = _settings(args)
+    private_dir(settings.data_dir)
+    run_ingest(settings, _stop_on_signals())
     return 0
 
 
@@ -203,20 +206,27 @@ def cmd_thresholds(args: argparse.Namespace) -> int:
             if not sep:
                 raise ShelfcastError(f"{item!r}: write KEY=VALUE, e.g. min_new_events=50.")
             changes[key.strip()] = value.strip()
-        store.set(changes)
+        store.set(changes, who=args.by, expect_revision=args.revision)
         print("applied; the service uses them from its next micro-batch")
     elif args.action == "reset":
-        store.reset()
+        store.reset(who=args.by, expect_revision=args.revision)
         print("thresholds back to their defaults")
     elif args.action == "history":
         for entry in store.history():
+            claimed = (
+                entry["by"]
+                if entry.get("user") in (None, entry["by"])
+                else (f"{entry['by']} ({entry['user']})")
+            )
             print(
-                f"{str(entry['at'])[:19]}  {entry['by']!s:<12} {entry['key']}: "
+                f"{str(entry['at'])[:19]}  {claimed!s:<12} {entry['key']}: "
                 f"{json.dumps(entry['old'])} -> {json.dumps(entry['new'])}"
             )
         return 0
-    for key, value in store.load().model_dump(mode="json").items():
+    values, revision = store.current()
+    for key, value in values.model_dump(mode="json").items():
         print(f"{key} = {json.dumps(value)}")
+    print(f"# revision {revision} ('set --revision {revision}' refuses a change made since)")
     return 0
 
 
@@ -345,6 +355,15 @@ def build_parser() -> argparse.ArgumentParser:
         "action", choices=["show", "set", "reset", "history"], nargs="?", default="show"
     )
     thr.add_argument("values", nargs="*", metavar="KEY=VALUE")
+    thr.add_argument(
+        "--revision",
+        type=int,
+        default=None,
+        help="the revision you read ('thresholds show'): refuse if a key changed since",
+    )
+    thr.add_argument(
+        "--by", default=None, help="a label for the audit trail (your OS user is recorded too)"
+    )
     fc = parsers["forecasts"]
     fc.add_argument("--follow", action="store_true", help="keep waiting for new forecasts")
     fc.add_argument("--plot", metavar="STORE|ITEM", help="write the console's chart of this series")

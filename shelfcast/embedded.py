@@ -5,7 +5,9 @@ Each process has a pid file under ``<data_dir>/run``; ``shelfcast down`` stops e
 
 import contextlib
 import json
+import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,12 +21,14 @@ from shelfcast.errors import EmbeddedStackError
 from shelfcast.jars import broker_classpath, java_binary
 from shelfcast.kafka import ensure_scram_user
 from shelfcast.kafka_broker import KafkaNode, format_command, prepare_node, server_command
+from shelfcast.private import PRIVATE_UMASK, private_dir, private_temp_dir
 from shelfcast.settings import Settings
 
 __all__ = [
     "ManagedProcess",
     "free_port",
     "ray_node_command",
+    "ray_temp_dir",
     "running",
     "start_broker",
     "start_ray",
@@ -32,6 +36,9 @@ __all__ = [
     "stop_process",
     "wait_for_port",
 ]
+
+
+log = logging.getLogger("shelfcast.embedded")
 
 
 @dataclass(frozen=True)
@@ -66,16 +73,27 @@ def _started_at(pid: int) -> str | None:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return None
+        return _created(pid)
     # Field 22; the command name (field 2) may hold spaces, so count from its closing ')'.
     return stat.rpartition(")")[2].split()[19]
+
+
+def _created(pid: int) -> str | None:
+    """Where there is no /proc: the start time psutil reads (a Ray dependency)."""
+    try:
+        import psutil  # type: ignore[import-untyped]
+
+        return f"t{psutil.Process(pid).create_time():.2f}"
+    except Exception:  # no such process, or no way to tell
+        return None
 
 
 def running(settings: Settings) -> list[ManagedProcess]:
     """The processes ``up`` started that are still alive.
 
     A pid file holds the pid and the process's start time: a pid reused by another process
-    after a reboot or a crash does not match, so ``down`` never signals a stranger.
+    after a reboot or a crash does not match, so ``down`` never signals a stranger. A pid
+    file without a start time proves nothing and is not trusted either.
     """
     if not settings.run_dir.is_dir():
         return []
@@ -86,7 +104,16 @@ def running(settings: Settings) -> list[ManagedProcess]:
             pid = int(pid_text)
         except (OSError, ValueError):
             continue
-        if _alive(pid) and (not started or started == _started_at(pid)):
+        if not started.strip():
+            if _alive(pid):
+                log.warning(
+                    "%s names pid %d without its start time, so it may be another process "
+                    "by now: not touched (stop it yourself if it is ours).",
+                    pid_file,
+                    pid,
+                )
+            continue
+        if _alive(pid) and started == _started_at(pid):
             found.append(ManagedProcess(pid_file.stem, pid))
     return found
 
@@ -124,25 +151,34 @@ def _launch(
 ) -> ManagedProcess:
     """Start ``command`` in its own session with a pid file and a log; wait for its port."""
     host, port = address
+    private_dir(settings.data_dir)
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     log_path = settings.run_dir / f"{name}.log"
-    log = log_path.open("ab")
+    out = log_path.open("ab")
     try:
         proc = subprocess.Popen(
             command,
-            stdout=log,
+            stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
             env={**os.environ, **(env or {})},
+            umask=PRIVATE_UMASK,  # its files (Kafka's logs, Ray's) for our user only
         )
     except OSError as exc:
         raise EmbeddedStackError(
             f"Could not start the embedded {what}: {exc}. Reinstall Shelfcast (scripts/setup)."
         ) from exc
     finally:
-        log.close()
-    _pid_file(settings, name).write_text(f"{proc.pid} {_started_at(proc.pid) or ''}".strip())
+        out.close()
+    started = _started_at(proc.pid)
+    if started is None:
+        stop_process(proc.pid)
+        raise EmbeddedStackError(
+            f"Cannot read the start time of the embedded {what} (pid {proc.pid}): without it "
+            "'shelfcast down' could not tell it from a later process with the same pid."
+        )
+    _pid_file(settings, name).write_text(f"{proc.pid} {started}")
     if not wait_for_port(host, port, timeout) or proc.poll() is not None:
         stop_process(proc.pid)
         raise EmbeddedStackError(
@@ -185,6 +221,7 @@ def start_broker(
     )
     if isinstance(claimed, ManagedProcess):
         return claimed
+    private_dir(settings.data_dir)
     java = java_binary()
     classpath = broker_classpath(settings.jars_dir)
     node = KafkaNode(
@@ -245,8 +282,49 @@ def start_ray(settings: Settings, timeout: float = 60.0) -> ManagedProcess:
     resources = (
         {settings.ray_coordinator_resource: 1.0} if settings.ray_coordinator_resource else {}
     )
-    command = ray_node_command(host, f"--port={port}", cpus, resources, head=True)
+    # Ray's default, /tmp/ray, is one shared, predictable folder; its workers and the
+    # drivers that join take the head's.
+    temp = ray_temp_dir(settings)
+    command = ray_node_command(
+        host, f"--port={port}", cpus, resources, head=True, extra=("--temp-dir", str(temp))
+    )
     return _launch(settings, "ray", "Ray head", command, claimed, timeout, env=RAY_NODE_ENV)
+
+
+# Ray's sockets live at <temp dir>/session_<date>_<time>_<pid>/sockets/plasma_store, and a
+# Unix socket's path has at most 107 bytes: a longer temp dir fails at start.
+_RAY_TEMP_MAX = 107 - len("/session_2026-01-01_00-00-00_000000_4194304/sockets/plasma_store")
+
+
+def ray_temp_dir(settings: Settings) -> Path:
+    """The embedded head's temporary folder: ``<data dir>/ray`` when its socket paths fit,
+    else a private ``mkdtemp`` folder (recorded in the run dir, removed by ``down``)."""
+    inside = settings.data_dir / "ray"
+    if len(str(inside)) <= _RAY_TEMP_MAX:
+        private_dir(settings.data_dir)
+        inside.mkdir(mode=0o700, exist_ok=True)
+        return inside
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    record = settings.run_dir / "ray-temp-dir"
+    with contextlib.suppress(OSError):
+        _remove_ray_temp(record)
+    temp = private_temp_dir("shelfcast-ray-")
+    record.write_text(str(temp))
+    return temp
+
+
+def _remove_ray_temp(record: Path) -> None:
+    """Remove the private temp folder ``record`` names (only one of ours), and the record."""
+    temp = Path(record.read_text().strip())
+    if temp.name.startswith("shelfcast-ray-") and temp.is_dir() and temp.owner() == _me():
+        shutil.rmtree(temp, ignore_errors=True)
+    record.unlink(missing_ok=True)
+
+
+def _me() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.getuid()).pw_name
 
 
 # One task per CPU: a multi-threaded BLAS in each would only fight over the same cores.
@@ -327,4 +405,7 @@ def stop_all(settings: Settings) -> list[ManagedProcess]:
         stop_process(proc.pid, timeout=3.0 if proc.name == "ray" else 10.0)
     for pid_file in settings.run_dir.glob("*.pid") if settings.run_dir.is_dir() else []:
         pid_file.unlink(missing_ok=True)
+    if any(proc.name == "ray" for proc in stopped):
+        with contextlib.suppress(OSError):
+            _remove_ray_temp(settings.run_dir / "ray-temp-dir")
     return stopped

@@ -30,7 +30,10 @@ def spark_config(settings: Settings) -> SparkConfig:
         log.warning("Spark's Kafka connector and delta-spark jars are missing: %s", SETUP_HINT)
         jars = ()
     return SparkConfig(
-        master=settings.spark_master, driver_memory=settings.spark_driver_memory, jars=jars
+        master=settings.spark_master,
+        driver_memory=settings.spark_driver_memory,
+        jars=jars,
+        derby_home=settings.data_dir / "spark" / "derby",
     )
 
 

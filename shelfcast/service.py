@@ -16,6 +16,7 @@ from typing import Any
 
 from retrain.cluster.client import CoordinatorClient, connect, coordinators
 from shelfcast.metrics import Metrics
+from shelfcast.private import private_dir
 from shelfcast.retrain_config import retrain_config
 from shelfcast.settings import Settings
 from streaming.handoff import Handoff
@@ -32,7 +33,7 @@ _START_TIMEOUT_SECONDS = 60.0
 
 
 def status_file(settings: Settings) -> Any:
-    return settings.run_dir / "service-status.json"
+    return settings.service_status_file
 
 
 class _Status:
@@ -66,8 +67,8 @@ def run_service(settings: Settings, stop: threading.Event) -> None:
     client.actor()
     metrics = Metrics()
     if settings.metrics_port:
-        metrics.serve(settings.metrics_port)
-        log.info("metrics on http://127.0.0.1:%d/metrics", settings.metrics_port)
+        metrics.serve(settings.metrics_port, settings.metrics_host)
+        log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
     status = _Status(settings)
     console = _start_console(settings)
     batches: deque[dict[str, Any]] = deque(maxlen=20)  # the console's "last micro-batches"
@@ -140,6 +141,7 @@ def start_spark(settings: Settings) -> None:
     The JVM's start is the longest step of the service's start: it runs beside whatever
     comes next (the stack coming up, Ray joined), and the ingest takes the session when it
     is ready (``getOrCreate`` returns the same one)."""
+    private_dir(settings.data_dir)  # before anything writes under it
     if not _spark_starting:
         thread = threading.Thread(
             target=_start_spark, args=(settings,), name="shelfcast-spark", daemon=True

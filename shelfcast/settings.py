@@ -5,13 +5,17 @@ Precedence: command-line flags > environment (``SHELFCAST_*``) > the TOML config
 Every field is documented once, in the README's settings reference.
 """
 
+import ipaddress
 import os
+import stat
+import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SecretsSettingsSource,
     SettingsConfigDict,
@@ -22,16 +26,33 @@ from shelfcast.errors import ConfigError
 from streaming.errors import StreamingError
 from streaming.vacuum import check_vacuum_retention
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["MIN_TOKEN_LENGTH", "Settings", "is_loopback", "load_settings"]
 
 ENV_PREFIX = "SHELFCAST_"
+MIN_TOKEN_LENGTH = 16
+_MAKE_ONE = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) reaches this machine only."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class Settings(BaseSettings):
     """Every knob of Shelfcast. Frozen: derive a new one with ``model_copy(update=...)``."""
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, frozen=True, extra="forbid", validate_default=True
+        env_prefix=ENV_PREFIX,
+        frozen=True,
+        extra="forbid",
+        validate_default=True,
+        # inf and nan pass every bound (nan compares false): a float setting is finite.
+        allow_inf_nan=False,
     )
 
     data_dir: Path = Path(".shelfcast")
@@ -66,9 +87,16 @@ class Settings(BaseSettings):
 
     # Service
     metrics_port: int = Field(default=9464, ge=0, le=65535)  # 0: off
+    metrics_host: str = "127.0.0.1"
     console_port: int | None = Field(default=8470, ge=0, le=65535)  # 0 or empty: off
     console_host: str = "127.0.0.1"
     console_token: SecretStr | None = None
+    console_reads_need_token: bool = True  # beyond loopback
+    console_trust_loopback: bool = False  # writes from loopback without a token
+    console_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
+    console_max_body_bytes: int = Field(default=65_536, ge=1_024, le=16 * 1024 * 1024)
+    console_requests_per_second: float = Field(default=5.0, gt=0)
+    console_workers: int = Field(default=2, ge=1, le=16)
     handoff_idle_seconds: float = Field(default=5.0, gt=0)
 
     # Embedded stack
@@ -119,6 +147,27 @@ class Settings(BaseSettings):
     def _empty_is_off(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("console_token")
+    @classmethod
+    def _a_token_worth_the_name(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is None:
+            return None
+        length = len(token.get_secret_value().strip())
+        if length < MIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"the console token is {'empty' if not length else f'{length} characters'}; "
+                f"it needs at least {MIN_TOKEN_LENGTH}: make one with {_MAKE_ONE}, "
+                "or unset it (the console is then read-only)"
+            )
+        return SecretStr(token.get_secret_value().strip())
+
+    @field_validator("console_allowed_hosts", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
     @field_validator("delta_vacuum_retention_hours")
     @classmethod
     def _retention_a_retrain_can_read(cls, hours: float) -> float:
@@ -147,6 +196,11 @@ class Settings(BaseSettings):
     def run_dir(self) -> Path:
         """Folder for pid files and logs of processes started by ``shelfcast up``."""
         return self.data_dir / "run"
+
+    @property
+    def service_status_file(self) -> Path:
+        """The running service's last batch and hand-off (``shelfcast status`` reads it)."""
+        return self.run_dir / "service-status.json"
 
     @property
     def optuna_dir(self) -> Path:
@@ -195,10 +249,39 @@ def _config_file(init: dict[str, Any]) -> Path | None:
         path = Path(explicit)
         if not path.is_file():
             raise ConfigError(f"SHELFCAST_CONFIG points at {path}, which is not a file.")
+        _check_private(path)
         return path
     data_dir = Path(init.get("data_dir") or os.environ.get(f"{ENV_PREFIX}DATA_DIR", ".shelfcast"))
     candidate = data_dir / "shelfcast.toml"
-    return candidate if candidate.is_file() else None
+    if not candidate.is_file():
+        return None
+    _check_private(candidate)
+    return candidate
+
+
+def _secret_fields() -> set[str]:
+    return {
+        name
+        for name, field in Settings.model_fields.items()
+        if SecretStr in (field.annotation, *getattr(field.annotation, "__args__", ()))
+    }
+
+
+def _check_private(path: Path) -> None:
+    """Refuse a config file that holds a secret and that other users may read or change."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if not mode & 0o077:
+        return
+    try:
+        keys = set(tomllib.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return  # the TOML source reports what does not read
+    held = sorted(keys & _secret_fields())
+    if held:
+        raise ConfigError(
+            f"{path} holds secrets ({', '.join(held)}) and its mode {mode:04o} lets other "
+            f"users read or change it: run 'chmod 600 {path}'."
+        )
 
 
 def load_settings(**overrides: Any) -> Settings:

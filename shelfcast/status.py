@@ -7,7 +7,14 @@ from typing import Any
 
 from shelfcast.settings import Settings
 
-__all__ = ["committed_offsets", "gather_status", "ingest_lag", "render_status", "series_counts"]
+__all__ = [
+    "committed_offsets",
+    "coordinator_status",
+    "gather_status",
+    "ingest_lag",
+    "render_status",
+    "series_counts",
+]
 
 
 def committed_offsets(checkpoint: Path) -> dict[int, int]:
@@ -27,22 +34,25 @@ def committed_offsets(checkpoint: Path) -> dict[int, int]:
     return {int(p): int(n) for p, n in offsets.items()}
 
 
-def ingest_lag(settings: Settings) -> dict[str, Any]:
-    """Per partition of the POS topic: its end, what the query read, and the lag."""
+def ingest_lag(settings: Settings, consumer: Any = None) -> dict[str, Any]:
+    """Per partition of the POS topic: its end, what the query read, and the lag; through
+    ``consumer`` when given (kept open by the caller), else one made and closed here."""
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
     from shelfcast.kafka import client_config
 
     committed = committed_offsets(settings.checkpoint_dir / "ingest")
-    consumer = Consumer(
-        {
-            **client_config(settings),
-            "group.id": "shelfcast-status",
-            "enable.auto.commit": False,
-            "fetch.wait.max.ms": 50,
-            "enable.partition.eof": True,
-        }
-    )
+    own = consumer is None
+    if own:
+        consumer = Consumer(
+            {
+                **client_config(settings),
+                "group.id": "shelfcast-status",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 50,
+                "enable.partition.eof": True,
+            }
+        )
     try:
         topic = settings.topic_pos_sales
         meta = consumer.list_topics(topic, timeout=5).topics[topic]
@@ -53,7 +63,8 @@ def ingest_lag(settings: Settings) -> dict[str, Any]:
     except KafkaException as exc:
         return {"error": f"Kafka not reachable: {exc.args[0]}"}
     finally:
-        consumer.close()
+        if own:
+            consumer.close()
     return {
         str(p): {"end": ends[p], "read": committed.get(p, 0), "lag": ends[p] - committed.get(p, 0)}
         for p in sorted(ends)
@@ -84,7 +95,7 @@ def series_counts(settings: Settings) -> tuple[dict[str, int], dict[str, int]]:
     return dict(states), dict(families)
 
 
-def _coordinator(settings: Settings) -> dict[str, Any]:
+def coordinator_status(settings: Settings) -> dict[str, Any]:
     """The running coordinators' status, read by name: a status neither creates one nor
     imports the retrain stack to (the demo's view and ``status --watch`` ask every second;
     the first ask took ~1.2 CPU-s of imports while the demo started)."""
@@ -103,9 +114,7 @@ def _coordinator(settings: Settings) -> dict[str, Any]:
 
 
 def gather_status(settings: Settings) -> dict[str, Any]:
-    from shelfcast.service import status_file
-
-    path = status_file(settings)
+    path = settings.service_status_file
     service = json.loads(path.read_text()) if path.is_file() else {}
     series, families = series_counts(settings)
     return {
@@ -113,7 +122,7 @@ def gather_status(settings: Settings) -> dict[str, Any]:
         "lag": ingest_lag(settings),
         "series": series,
         "families": families,
-        "coordinator": _coordinator(settings),
+        "coordinator": coordinator_status(settings),
     }
 
 

@@ -1,8 +1,10 @@
 """The Spark session of the streaming side, tuned for a small local or a real cluster."""
 
+import functools
 import os
 import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +26,9 @@ class SparkConfig:
     driver_memory: str = "1g"
     # Spark's Kafka connector, delta-spark and their dependencies, as local files.
     jars: Sequence[Path] = ()
+    # Derby's home (Spark's catalog): a folder of ours, never a shared one such as /tmp/derby;
+    # None: a private new temporary folder.
+    derby_home: Path | None = None
 
     @property
     def delta(self) -> bool:
@@ -51,7 +56,7 @@ def spark_session(config: SparkConfig, app_name: str = "shelfcast-ingest") -> Sp
         .config("spark.python.worker.reuse", "true")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.redaction.regex", _REDACT)
-        .config("spark.driver.extraJavaOptions", "-Dderby.system.home=/tmp/derby")
+        .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={_derby_home(config)}")
     )
     if config.jars:
         # Local files only: nothing is resolved or downloaded when the session starts.
@@ -69,3 +74,13 @@ def spark_session(config: SparkConfig, app_name: str = "shelfcast-ingest") -> Sp
         signal.signal(signal.SIGINT, previous)
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+def _derby_home(config: SparkConfig) -> Path:
+    # Derby makes the folder only if Spark ever opens its catalog.
+    return _private_derby_home() if config.derby_home is None else config.derby_home
+
+
+@functools.cache
+def _private_derby_home() -> Path:
+    return Path(tempfile.mkdtemp(prefix="shelfcast-derby-"))

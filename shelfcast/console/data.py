@@ -1,20 +1,33 @@
 """What the console shows, read from the service's Delta tables (read-only) as plain data.
 
-``TableReader`` is the I/O edge (delta-rs); the functions below it shape rows into what a page
-or the JSON API returns and take no I/O of their own.
+``TableReader`` (delta-rs) and ``LagReader`` (one Kafka consumer) are the I/O edges;
+``ConsoleData`` builds each page's and API answer's payload from them; the functions below
+shape rows and take no I/O of their own. Every read is bounded: the series table is read in
+Arrow and only the page shown becomes Python rows, a series page reads that series' rows.
 """
 
-from collections import Counter
+import json
+import threading
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from contracts.series import series_key
-from shelfcast.forecast_chart import ChartData
+from contracts.series import parse_series_key
+from shelfcast.errors import ShelfcastError
+from shelfcast.forecast_chart import ChartData, forecast_figure
+from shelfcast.settings import Settings
+from shelfcast.status import coordinator_status, ingest_lag
+from streaming.thresholds import ThresholdStore
+from streaming.trigger import Thresholds
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
     "SERIES_COLUMNS",
+    "ConsoleData",
+    "LagReader",
     "TableReader",
     "chart_data",
     "events_per_second",
@@ -28,15 +41,19 @@ HISTORY_DAYS = 120  # actuals shown before the forecast
 
 
 class TableReader:
-    """Reads the Delta tables under ``delta_dir``; a table not there yet reads as no rows."""
+    """Reads the Delta tables under ``delta_dir``; a table not there yet reads as no rows.
+
+    Filters go to delta-rs's dataset, which skips the files whose partition values or column
+    statistics (min/max per file) rule them out: a series' rows cost that series' files."""
 
     def __init__(self, delta_dir: Path) -> None:
         self.delta_dir = delta_dir
 
-    def rows(
+    def table(
         self, name: str, columns: Sequence[str] | None = None, **equal: str
-    ) -> list[dict[str, Any]]:
-        """Rows of table ``name`` (only ``columns`` when given) whose ``equal`` columns match."""
+    ) -> "pa.Table | None":
+        """Rows of table ``name`` (only ``columns`` when given) whose ``equal`` columns match,
+        as Arrow; None when the table does not exist yet."""
         import pyarrow as pa
         import pyarrow.dataset as ds
         from deltalake import DeltaTable
@@ -45,18 +62,47 @@ class TableReader:
         try:
             table = DeltaTable(str(self.delta_dir / name))
         except TableNotFoundError:
-            return []
-        present = {f.name for f in table.schema().fields}
-        wanted = None if columns is None else [c for c in columns if c in present]
+            return None
+        dataset = table.to_pyarrow_dataset()
+        present = set(dataset.schema.names)
+        wanted = (
+            list(dataset.schema.names) if columns is None else [c for c in columns if c in present]
+        )
+        plain = cast = None
+        for column, value in equal.items():
+            # Files written by a merge hold string_view, which has no comparison kernel: the
+            # rows are compared as string; the files are chosen by the plain test (it
+            # only reads their partition values and statistics).
+            plain_test = ds.field(column) == value
+            cast_test = ds.field(column).cast(pa.string()) == value
+            plain = plain_test if plain is None else plain & plain_test
+            cast = cast_test if cast is None else cast & cast_test
+        schema = pa.schema([dataset.schema.field(c) for c in wanted])
+        parts = [
+            fragment.to_table(schema=dataset.schema, columns=wanted, filter=cast).cast(schema)
+            for fragment in dataset.get_fragments(filter=plain)
+        ]
+        return pa.concat_tables(parts) if parts else schema.empty_table()
+
+    def rows(
+        self, name: str, columns: Sequence[str] | None = None, **equal: str
+    ) -> list[dict[str, Any]]:
+        """``table`` as a list of rows (no rows when the table does not exist yet)."""
+        table = self.table(name, columns, **equal)
+        return [] if table is None else table.to_pylist()
+
+    def files(self, name: str, **equal: str) -> tuple[int, int]:
+        """(files a read with ``equal`` opens, files in the table): what the filters skip."""
+        import pyarrow.dataset as ds
+        from deltalake import DeltaTable
+
+        dataset = DeltaTable(str(self.delta_dir / name)).to_pyarrow_dataset()
         condition = None
         for column, value in equal.items():
-            # Cast: delta-rs reads strings as string_view, which has no comparison kernel.
-            test = ds.field(column).cast(pa.string()) == value
+            test = ds.field(column) == value
             condition = test if condition is None else condition & test
-        rows: list[dict[str, Any]] = (
-            table.to_pyarrow_dataset().to_table(columns=wanted, filter=condition).to_pylist()
-        )
-        return rows
+        opened = list(dataset.get_fragments(filter=condition))
+        return len(opened), len(list(dataset.get_fragments()))
 
     def series(self, store_id: str, item_id: str, name: str) -> list[dict[str, Any]]:
         """The rows of one series in ``name`` (a table keyed by store_id and item_id)."""
@@ -80,27 +126,43 @@ SERIES_COLUMNS = (
 
 
 def series_table(
-    rows: list[dict[str, Any]], query: str = "", limit: int = 100, offset: int = 0
+    table: "pa.Table | None", query: str = "", limit: int = 100, offset: int = 0
 ) -> dict[str, Any]:
-    """``series_state`` rows whose key, state or family contains ``query`` (any case), by key."""
-    needle = query.strip().lower()
-    shown = []
-    for row in rows:
-        key = series_key(row["store_id"], row["item_id"])
-        state = row.get("status") or "new"
-        if needle and not any(
-            needle in str(v).lower() for v in (key, state, row.get("family") or "")
-        ):
-            continue
-        shown.append(
-            {
-                "key": key,
-                "state": state,
-                **{k: row.get(k) for k in SERIES_COLUMNS[3:]},
-            }
+    """``series_state`` rows whose key, state or family contains ``query`` (any case), by
+    key, ``limit`` of them from ``offset``; only the page shown becomes Python rows."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if table is None or table.num_rows == 0:
+        return {"total": 0, "query": query, "rows": []}
+    keys = pc.binary_join_element_wise(
+        table.column("store_id").cast(pa.string()), table.column("item_id").cast(pa.string()), "|"
+    )
+    states = pc.fill_null(table.column("status").cast(pa.string()), "new")
+    families = (
+        pc.fill_null(table.column("family").cast(pa.string()), "")
+        if "family" in table.column_names
+        else pa.nulls(table.num_rows, pa.string()).fill_null("")
+    )
+    needle = query.strip()
+    if needle:
+        keep = pc.or_(
+            pc.or_(
+                pc.match_substring(keys, needle, ignore_case=True),
+                pc.match_substring(states, needle, ignore_case=True),
+            ),
+            pc.match_substring(families, needle, ignore_case=True),
         )
-    shown.sort(key=lambda r: str(r["key"]))
-    return {"total": len(shown), "query": query, "rows": shown[offset : offset + limit]}
+        table, keys, states = table.filter(keep), keys.filter(keep), states.filter(keep)
+    order = pc.sort_indices(keys)
+    page = order[offset : offset + limit]
+    shown = table.take(page).to_pylist()
+    page_keys, page_states = keys.take(page).to_pylist(), states.take(page).to_pylist()
+    rows = [
+        {"key": key, "state": state, **{k: row.get(k) for k in SERIES_COLUMNS[3:]}}
+        for key, state, row in zip(page_keys, page_states, shown, strict=True)
+    ]
+    return _jsonable({"total": table.num_rows, "query": query, "rows": rows})
 
 
 def model_history(
@@ -162,13 +224,22 @@ def chart_data(
     )
 
 
-def quarantine_summary(rows: list[dict[str, Any]], recent: int = 20) -> dict[str, Any]:
-    """Quarantined records: how many, by reason (most first), and the latest few."""
-    reasons = Counter(str(r["reason"]) for r in rows)
-    latest = sorted(rows, key=lambda r: r["quarantined_at"], reverse=True)[:recent]
+def quarantine_summary(table: "pa.Table | None", recent: int = 20) -> dict[str, Any]:
+    """Quarantined records: how many, by reason (most first), and the latest few; counted in
+    Arrow, only the few shown become Python rows."""
+    import pyarrow.compute as pc
+
+    if table is None or table.num_rows == 0:
+        return {"total": 0, "reasons": [], "recent": []}
+    counts = table.group_by("reason").aggregate([("reason", "count")]).to_pylist()
+    reasons = sorted(counts, key=lambda r: (-r["reason_count"], str(r["reason"])))[:20]
+    latest = table.take(
+        pc.select_k_unstable(table, k=recent, sort_keys=[("quarantined_at", "descending")])
+    ).to_pylist()
+    latest.sort(key=lambda r: r["quarantined_at"], reverse=True)
     return {
-        "total": len(rows),
-        "reasons": [{"reason": k, "count": n} for k, n in reasons.most_common(20)],
+        "total": table.num_rows,
+        "reasons": [{"reason": str(r["reason"]), "count": r["reason_count"]} for r in reasons],
         "recent": [
             {
                 "at": r["quarantined_at"],
@@ -203,3 +274,171 @@ def waves_view(waves: list[dict[str, Any]]) -> list[dict[str, Any]]:
             }
         )
     return shown
+
+
+def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
+    """Dates and times as ISO text, as the API sends them."""
+    out: dict[str, Any] = json.loads(json.dumps(value, default=str))
+    return out
+
+
+class LagReader:
+    """The ingest lag (``shelfcast status``'s ``lag``) from one Kafka consumer kept for the
+    console's life, not one per request; one read at a time."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._consumer: Any = None
+        self._lock = threading.Lock()
+
+    def lag(self) -> dict[str, Any]:
+        with self._lock:
+            if self._consumer is None:
+                from confluent_kafka import Consumer
+
+                from shelfcast.kafka import client_config
+
+                self._consumer = Consumer(
+                    {
+                        **client_config(self.settings),
+                        "group.id": "shelfcast-console",
+                        "enable.auto.commit": False,
+                        "fetch.wait.max.ms": 50,
+                    }
+                )
+            return ingest_lag(self.settings, self._consumer)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._consumer is not None:
+                self._consumer.close()
+                self._consumer = None
+
+
+class ConsoleData:
+    """The payloads of the console's pages and API, each a bounded read (see the module)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.reader = TableReader(settings.delta_dir)
+        self.thresholds = ThresholdStore(settings.data_dir)
+        self.lags = LagReader(settings)
+
+    # -- status -----------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """What ``shelfcast status --json`` prints, from the console's shared readers."""
+        path = self.settings.service_status_file
+        try:
+            service = json.loads(path.read_text()) if path.is_file() else {}
+        except (OSError, ValueError):
+            service = {}
+        table = self.series_state()
+        states, families = series_counts(table)
+        return {
+            "service": service,
+            "lag": self.lags.lag(),
+            "series": states,
+            "families": families,
+            "coordinator": coordinator_status(self.settings),
+        }
+
+    def series_state(self) -> "pa.Table | None":
+        return self.reader.table("series_state", SERIES_COLUMNS)
+
+    # -- views --------------------------------------------------------------------------
+
+    def health(self, status: dict[str, Any]) -> dict[str, Any]:
+        batches = status.get("service", {}).get("recent_batches", [])
+        quarantined = self.reader.table(
+            "quarantine", ["reason", "quarantined_at", "source_partition", "source_offset"]
+        )
+        return _jsonable(
+            {
+                "status": status,
+                "batches": list(reversed(batches)),
+                "events_per_second": events_per_second(batches, datetime.now(UTC)),
+                "quarantine": quarantine_summary(quarantined),
+                "topic": self.settings.topic_pos_sales,
+            }
+        )
+
+    def series_detail(self, key: str, states: "pa.Table | None" = None) -> dict[str, Any]:
+        """One series' page; its state row from ``states`` (the cached ``series_state``)
+        when given, else read (the table is one file: a read costs all of it)."""
+        try:
+            store_id, item_id = parse_series_key(key)
+        except ValueError as exc:
+            raise ShelfcastError(str(exc)) from exc
+        reader = self.reader
+        state = (
+            reader.series(store_id, item_id, "series_state")
+            if states is None
+            else _series_rows(states, store_id, item_id)
+        )
+        forecasts = reader.series(store_id, item_id, "forecasts")
+        row = state[0] if state else {}
+        family = row.get("family")
+        daily = reader.series(store_id, item_id, "daily_sales") if forecasts else []
+        chart = chart_data(key, forecasts, daily, family)
+        figure = json.loads(forecast_figure(chart).to_json()) if chart is not None else None
+        return _jsonable(
+            {
+                "key": key,
+                "state": row or None,
+                "forecast": None
+                if chart is None
+                else {
+                    "model_version": chart.model_version,
+                    "method": chart.method,
+                    "family": chart.family,
+                    "data_through": chart.data_through,
+                    "points": [
+                        {"day": d, "yhat": y, "yhat_lower": lo, "yhat_upper": hi}
+                        for d, y, lo, hi in chart.points
+                    ],
+                },
+                "history": [] if chart is None else [[d, u] for d, u in chart.history],
+                "models": model_history(forecasts, reader.series(store_id, item_id, "drift")),
+                "figure": figure,
+            }
+        )
+
+    def threshold_view(self) -> dict[str, Any]:
+        store = self.thresholds
+        values, revision = store.current()
+        return {
+            "values": values.model_dump(mode="json"),
+            "revision": revision,
+            "descriptions": {k: f.description for k, f in Thresholds.model_fields.items()},
+            "history": list(reversed(store.history(limit=100))),
+        }
+
+    def close(self) -> None:
+        self.lags.close()
+
+
+def _series_rows(table: "pa.Table", store_id: str, item_id: str) -> list[dict[str, Any]]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    keep = pc.and_(
+        pc.equal(table.column("store_id").cast(pa.string()), store_id),
+        pc.equal(table.column("item_id").cast(pa.string()), item_id),
+    )
+    rows: list[dict[str, Any]] = table.filter(keep).to_pylist()
+    return rows
+
+
+def series_counts(table: "pa.Table | None") -> tuple[dict[str, int], dict[str, int]]:
+    """Series by state, and by the model family of their served forecast (Arrow counts)."""
+    import pyarrow.compute as pc
+
+    if table is None or table.num_rows == 0:
+        return {}, {}
+    states = pc.value_counts(pc.fill_null(table.column("status"), "new")).to_pylist()
+    by_state = {str(s["values"]): int(s["counts"]) for s in states}
+    if "family" not in table.column_names:
+        return by_state, {}
+    families = pc.value_counts(table.column("family").drop_null()).to_pylist()
+    return by_state, {str(f["values"]): int(f["counts"]) for f in families if f["values"]}

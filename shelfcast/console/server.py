@@ -34,6 +34,7 @@ class ConsoleServer:
         self.settings = settings
         self.status = status
         self._server: Any = None
+        self._app: Any = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> str:
@@ -53,12 +54,16 @@ class ConsoleServer:
                 f"The console cannot listen on {host}:{port} ({exc.strerror}): set "
                 "SHELFCAST_CONSOLE_PORT to a free port, or 0 to run without the console."
             ) from exc
+        self._app = app = create_app(self.settings, self.status)
         config = uvicorn.Config(
-            create_app(self.settings, self.status),
+            app,
             log_level="warning",
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=2,
+            # Connections beyond this are answered 503 at once; reads queue on the pool.
+            limit_concurrency=64,
+            h11_max_incomplete_event_size=16 * 1024,  # request line and headers
         )
         self._server = server = uvicorn.Server(config)
         self._thread = threading.Thread(
@@ -71,6 +76,13 @@ class ConsoleServer:
         url = console_url(self.settings) or ""
         if not server.started:
             raise ShelfcastError(f"The console did not start at {url}; see the log above.")
+        policy = app.state.console.policy
+        if policy.reads_need_token and self.settings.console_token is None:
+            log.warning(
+                "The console at %s refuses every request: it listens beyond loopback, where "
+                "reads need SHELFCAST_CONSOLE_TOKEN, and none is set.",
+                url,
+            )
         return url
 
     def stop(self) -> None:
@@ -78,3 +90,5 @@ class ConsoleServer:
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self._app is not None:
+            self._app.state.console.close()

@@ -95,3 +95,24 @@ def test_thresholds_history_skips_a_corrupt_line(
         "min_new_events: 1 -> 5",
         "min_new_days: 1 -> 3",
     ]
+
+
+def test_thresholds_set_sends_the_revision_it_read_and_a_claimed_label(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+    import pwd
+
+    data = ["--data-dir", str(tmp_path)]
+    assert main(["thresholds", "show", *data]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("# revision 0")
+    assert main(["thresholds", "set", "--revision", "0", "min_new_events=5", *data]) == 0
+    assert main(["thresholds", "set", "--by", "night-shift", "min_new_events=6", *data]) == 0
+    capsys.readouterr()
+    # A change from revision 1's view of a key changed since (at 2) is refused, saying why.
+    assert main(["thresholds", "set", "--revision", "1", "min_new_events=7", *data]) == 2
+    assert "min_new_events changed after revision 1" in capsys.readouterr().err
+    assert main(["thresholds", "history", *data]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    me = pwd.getpwuid(os.getuid()).pw_name
+    assert f"night-shift ({me})" in last and "5 -> 6" in last

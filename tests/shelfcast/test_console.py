@@ -140,10 +140,15 @@ def test_series_table_searches_and_a_series_has_its_chart_and_model_history(cons
     assert client.get("/api/series/nokey").status_code == 400
 
 
+TOKEN = "s3cret-token-0123456789"
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+
+
 def test_thresholds_change_through_the_same_validation_and_audit_as_the_cli(
     console: Any, tmp_path: Path
 ) -> None:
-    client = console()
+    client = console(console_token=TOKEN)
+    client.headers.update(BEARER)
     store = ThresholdStore(tmp_path / "data")
     answer = client.put(
         "/api/thresholds", json={"changes": {"min_new_events": "50", "force": "S1|A,S2|B"}}
@@ -165,48 +170,211 @@ def test_thresholds_change_through_the_same_validation_and_audit_as_the_cli(
     assert store.load().min_new_events != 50
 
 
+def test_a_form_read_before_a_newer_change_cannot_override_it(console: Any, tmp_path: Path) -> None:
+    client = console(console_token=TOKEN)
+    client.headers.update(BEARER)
+    read = client.get("/api/thresholds").json()["revision"]
+    assert f'data-revision="{read}"' in client.get("/thresholds").text
+    ThresholdStore(tmp_path / "data").set({"min_new_events": "9"}, who="ops")  # meanwhile
+    stale = {"changes": {"min_new_events": "5"}, "revision": read}
+    refused = client.put("/api/thresholds", json=stale)
+    assert refused.status_code == 400
+    assert "min_new_events changed after revision" in refused.json()["detail"]
+    assert ThresholdStore(tmp_path / "data").load().min_new_events == 9
+    assert client.post("/api/thresholds/reset", json={"revision": read}).status_code == 400
+    fresh = client.get("/api/thresholds").json()["revision"]
+    ok = client.put("/api/thresholds", json={**stale, "revision": fresh})
+    assert ok.status_code == 200 and ok.json()["values"]["min_new_events"] == 5
+
+
 def test_token_rules(console: Any, tmp_path: Path) -> None:
     change = {"changes": {"min_new_events": "7"}}
-    # Beyond loopback without a token: reads only.
-    public = console(console_host="0.0.0.0")
-    assert public.get("/api/thresholds").status_code == 200
-    refused = public.put("/api/thresholds", json=change)
-    assert refused.status_code == 403 and "SHELFCAST_CONSOLE_TOKEN" in refused.json()["detail"]
-    # With a token, writes need it in the header (wherever the console listens); reads don't.
-    for host in ["0.0.0.0", "127.0.0.1"]:
-        guarded = console(console_host=host, console_token="s3cret-token")
-        assert guarded.get("/api/series").status_code == 200
-        assert guarded.put("/api/thresholds", json=change).status_code == 401
-        wrong = {"Authorization": "Bearer nope"}
-        assert guarded.put("/api/thresholds", json=change, headers=wrong).status_code == 401
-        right = {"Authorization": "Bearer s3cret-token"}
-        assert guarded.put("/api/thresholds", json=change, headers=right).status_code == 200
-    # A form post from another site's page is not JSON: refused even on loopback.
+    # No token: read-only, on loopback too (any local user or a port-forward reaches it).
     local = console()
-    form = local.put(
-        "/api/thresholds", content=b"changes=1", headers={"Content-Type": "text/plain"}
+    assert local.get("/api/thresholds").status_code == 200
+    refused = local.put("/api/thresholds", json=change)
+    assert refused.status_code == 403 and "SHELFCAST_CONSOLE_TOKEN" in refused.json()["detail"]
+    assert "read-only" in local.get("/thresholds").text
+    # ... unless loopback is trusted explicitly.
+    trusting = console(console_trust_loopback=True)
+    assert trusting.put("/api/thresholds", json=change).status_code == 200
+    assert (
+        console(console_host="0.0.0.0", console_trust_loopback=True, console_reads_need_token=False)
+        .put("/api/thresholds", json=change)
+        .status_code
+        == 403
     )
-    assert form.status_code == 422  # FastAPI reads the body as JSON or not at all
-    plain = {"Content-Type": "text/plain"}
-    assert local.post("/api/thresholds/reset", content=b"", headers=plain).status_code == 415
+    # With a token, writes need it in the header (wherever the console listens).
+    for host in ["0.0.0.0", "127.0.0.1"]:
+        guarded = console(console_host=host, console_token=TOKEN)
+        assert guarded.put("/api/thresholds", json=change, headers=BEARER).status_code == 200
+        for wrong in ["Bearer nope", "Bearer ", "Bearer", f"Basic {TOKEN}", ""]:
+            answer = guarded.put("/api/thresholds", json=change, headers={"Authorization": wrong})
+            assert answer.status_code == 401, (host, wrong)
+    # A form post from another site's page is not JSON: refused, before its body is read.
+    plain = {"Content-Type": "text/plain", **BEARER}
+    guarded = console(console_token=TOKEN)
+    form = guarded.put("/api/thresholds", content=b"changes=1", headers=plain)
+    assert form.status_code == 415
+    assert guarded.post("/api/thresholds/reset", content=b"", headers=plain).status_code == 415
     assert ThresholdStore(tmp_path / "data").load().min_new_events == 7  # the last good write
     # Loopback: a request naming another host (DNS rebinding) is refused.
     assert local.get("/api/status", headers={"Host": "evil.example"}).status_code == 400
 
 
+def test_reads_beyond_loopback_need_the_token(console: Any) -> None:
+    import base64
+
+    wide = console(console_host="0.0.0.0", console_token=TOKEN, console_allowed_hosts="*")
+    for path in ["/api/series", "/", "/series/S1%7CA", "/static/console.css"]:
+        answer = wide.get(path)
+        assert answer.status_code == 401, path
+        assert answer.headers["www-authenticate"].startswith("Basic")
+    assert wide.get("/api/series", headers=BEARER).status_code == 200
+    # A browser asks for it once: any user name, the token as password.
+    basic = base64.b64encode(f"ops:{TOKEN}".encode()).decode()
+    assert wide.get("/", headers={"Authorization": f"Basic {basic}"}).status_code == 200
+    wrong = base64.b64encode(b"ops:guess").decode()
+    assert wide.get("/", headers={"Authorization": f"Basic {wrong}"}).status_code == 401
+    # Beyond loopback without a token: every request refused, saying what to set.
+    open_wide = console(console_host="0.0.0.0", console_allowed_hosts="*")
+    refused = open_wide.get("/api/series")
+    assert refused.status_code == 403
+    assert "SHELFCAST_CONSOLE_READS_NEED_TOKEN=false" in refused.json()["detail"]
+    public = console(
+        console_host="0.0.0.0", console_allowed_hosts="*", console_reads_need_token=False
+    )
+    assert public.get("/api/series").status_code == 200
+    # On loopback reads stay open.
+    assert console(console_token=TOKEN).get("/api/series").status_code == 200
+
+
+def test_hosts_beyond_loopback_come_from_the_allow_list(console: Any) -> None:
+    named = console(
+        console_host="0.0.0.0",
+        console_token=TOKEN,
+        console_allowed_hosts="console.example,127.0.0.1",
+    )
+    named.headers.update(BEARER)
+    assert named.get("/api/series", headers={"Host": "console.example:8470"}).status_code == 200
+    refused = named.get("/api/series", headers={"Host": "evil.example"})
+    assert refused.status_code == 400
+    assert "SHELFCAST_CONSOLE_ALLOWED_HOSTS" in refused.json()["detail"]
+    # Default beyond loopback: loopback's names, and the address it listens on if not a wildcard.
+    bound = console(console_host="10.1.2.3", console_token=TOKEN)
+    bound.headers.update(BEARER)
+    assert bound.get("/api/series", headers={"Host": "10.1.2.3:8470"}).status_code == 200
+    assert bound.get("/api/series", headers={"Host": "rebound.example"}).status_code == 400
+
+
+def test_an_oversized_body_is_refused_before_it_is_read_or_authorised(
+    console: Any, tmp_path: Path
+) -> None:
+    big = b'{"changes": {"min_new_events": "' + b"7" * 200_000 + b'"}}'
+    for client in [console(), console(console_host="0.0.0.0", console_allowed_hosts="*")]:
+        # Refused by its length alone: before the token check (403 or 401 otherwise).
+        answer = client.put(
+            "/api/thresholds", content=big, headers={"Content-Type": "application/json"}
+        )
+        assert answer.status_code == 413, answer.text
+        assert "SHELFCAST_CONSOLE_MAX_BODY_BYTES" in answer.json()["detail"]
+    # Streamed without a length (chunked): counted as it arrives.
+    guarded = console(console_token=TOKEN)
+    chunks = (b"x" * 16_384 for _ in range(20))
+    streamed = guarded.put(
+        "/api/thresholds", content=chunks, headers={"Content-Type": "application/json", **BEARER}
+    )
+    assert streamed.status_code == 413
+    small = console(console_token=TOKEN, console_max_body_bytes=2048)
+    lie = small.put(
+        "/api/thresholds",
+        content=b"[" + b"1," * 2000 + b"1]",
+        headers={"Content-Type": "application/json", "Content-Length": "10", **BEARER},
+    )
+    assert lie.status_code in (400, 413, 422)  # never read whole past the limit
+    assert ThresholdStore(tmp_path / "data").revision == 0
+
+
+def test_security_headers_and_no_cdn(console: Any) -> None:
+    client = console()
+    for path in ["/", "/series/S1%7CA", "/api/series", "/static/console.js"]:
+        answer = client.get(path)
+        assert "frame-ancestors 'none'" in answer.headers["content-security-policy"], path
+        assert "script-src 'self';" in answer.headers["content-security-policy"], path
+        assert answer.headers["x-frame-options"] == "DENY"
+        assert answer.headers["x-content-type-options"] == "nosniff"
+    assert client.get("/api/series").headers["cache-control"] == "no-store"
+    assert client.get("/api/docs").status_code == 404
+    assert client.get("/api/openapi.json").json()["info"]["title"] == "Shelfcast console"
+    for path in ["/", "/queue", "/series", "/series/S1%7CA", "/thresholds"]:
+        html = client.get(path).text
+        assert "https://" not in html and "http://" not in html, path
+        assert "<script>" not in html, path  # no inline script: the CSP allows none
+
+
+def test_each_client_is_slowed_to_its_rate_then_refused(console: Any) -> None:
+    import time
+
+    client = console(console_requests_per_second=2)  # bursts of 4
+    started = time.monotonic()
+    codes = [client.get("/api/thresholds").status_code for _ in range(6)]
+    assert codes == [200] * 6  # one after another: slowed to 2 a second, not refused
+    assert time.monotonic() - started >= 0.8
+    slow = console(console_requests_per_second=0.2)  # one now, the next in 5 s
+    assert slow.get("/api/thresholds").status_code == 200
+    started = time.monotonic()
+    limited = slow.get("/api/thresholds")
+    assert limited.status_code == 429 and limited.headers["retry-after"] == "1"
+    assert time.monotonic() - started >= 0.9  # answered after a pause: no tight loop on it
+    assert slow.get("/static/console.css").status_code == 200  # static files are not counted
+
+
+def test_series_are_paged_and_a_series_reads_only_its_files(console: Any, tmp_path: Path) -> None:
+    from shelfcast.console.data import TableReader
+
+    client = console()
+    first = client.get("/api/series", params={"limit": 1}).json()
+    second = client.get("/api/series", params={"limit": 1, "offset": 1}).json()
+    assert first["total"] == second["total"] == 2
+    assert [r["key"] for r in first["rows"] + second["rows"]] == ["S1|A", "S2|B"]
+    assert client.get("/api/series", params={"limit": 100_000}).status_code == 422
+    # The forecasts table holds one file per write: a series page opens its series' files.
+    store = TableStore(tmp_path / "data" / "delta")
+    for n, item in enumerate(["B", "C", "D"]):
+        rows = pa.Table.from_pylist(
+            [{"store_id": "S9", "item_id": item, "model_version": 1, "day": START,
+              "yhat": 1.0, "yhat_lower": 0.0, "yhat_upper": 2.0, "data_through": START,
+              "method": "m", "validation_mase": 1.0, "mase_scale": 1.0,
+              "generated_at": datetime(2024, 4, 1, tzinfo=UTC)}],
+            schema=FORECASTS,
+        )  # fmt: skip
+        store.append_once("forecasts", rows, "more", 10 + n)
+    opened, total = TableReader(tmp_path / "data" / "delta").files(
+        "forecasts", store_id="S9", item_id="C"
+    )
+    assert (opened, total) == (1, 4)
+    assert [m["model_version"] for m in client.get("/api/series/S9|C").json()["models"]] == [1]
+
+
 def test_check_write_and_loopback() -> None:
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3")
-    check_write("127.0.0.1", None, None)
-    with pytest.raises(ConsoleAccessError) as refused:
-        check_write("0.0.0.0", None, "Bearer x")
-    assert refused.value.status == 403
-    token = SecretStr("t")
-    check_write("0.0.0.0", token, "Bearer t")
-    check_write("0.0.0.0", token, "bearer t")
+    check_write("127.0.0.1", None, None, trust_loopback=True)
+    for host in ["127.0.0.1", "0.0.0.0"]:
+        with pytest.raises(ConsoleAccessError) as refused:
+            check_write(host, None, "Bearer x")
+        assert refused.value.status == 403
+    token = SecretStr("t" * 16)
+    check_write("0.0.0.0", token, "Bearer " + "t" * 16)
+    check_write("0.0.0.0", token, "bearer " + "t" * 16)
     with pytest.raises(ConsoleAccessError):
-        check_write("127.0.0.1", token, "Basic t")
-    assert "secret-value" not in repr(load_settings(console_token="secret-value"))
+        check_write("127.0.0.1", token, "Basic " + "t" * 16)
+    # An empty token (however it got there) never lets 'Bearer ' through.
+    for header in ["Bearer ", "Bearer", "", None]:
+        with pytest.raises(ConsoleAccessError) as refused:
+            check_write("127.0.0.1", SecretStr(""), header)
+        assert refused.value.status == 401
+    assert "secret-value" not in repr(load_settings(console_token="secret-value-0123456"))
 
 
 def test_the_console_port_off_and_its_address(monkeypatch: pytest.MonkeyPatch) -> None:

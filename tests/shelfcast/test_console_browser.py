@@ -48,7 +48,8 @@ def test_the_console_shows_a_forecast_chart_and_changes_a_threshold(
     from streaming.thresholds import ThresholdStore
 
     port = free_port()
-    settings = service(console_port=port)
+    token = "browser-test-token-0123456789"
+    settings = service(console_port=port, console_token=token)
     ThresholdStore(settings.data_dir).set({"cooldown_seconds": "3600"})  # retrains: forced only
     produce(settings, history("S1", "D", days=80) + history("S2", "E", days=60))
     assert sorted(forecast_keys(settings, expect=2, timeout=300)) == ["S1|D", "S2|E"]
@@ -82,10 +83,12 @@ def test_the_console_shows_a_forecast_chart_and_changes_a_threshold(
     # A threshold changed in the browser: validated, audited, and applied by the service
     # (a forced series is retrained at once, then taken out of force).
     page.get_by_role("link", name="Thresholds").click()
+    page.get_by_label("Token").fill(token)  # changes need it, on loopback too
     page.locator("#t-cooldown_seconds").fill("-5")
     page.get_by_role("button", name="Apply changes").click()
     expect(page.locator("#message")).to_contain_text("Refused, nothing changed")
     page.reload()
+    page.get_by_label("Token").fill(token)
     page.locator("#t-force").fill("S1|D")
     page.get_by_role("button", name="Apply changes").click()
     by_console = page.locator("#audit tbody tr", has_text="console 127.0.0.1")

@@ -106,3 +106,48 @@ def test_the_cluster_id_is_never_read_as_an_option(tmp_path: Path) -> None:
         args = format_command("java", "cp", node)
         (given,) = [a for a in args if a.startswith("--cluster-id")]
         assert given.startswith("--cluster-id=") and len(given) > len("--cluster-id=")
+
+
+def test_down_never_signals_a_pid_file_without_a_start_time(tmp_path: Path) -> None:
+    stranger = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        run = tmp_path / "run"
+        run.mkdir()
+        # A pid alone proves nothing: that pid may be anyone's by now.
+        (run / "broker.pid").write_text(f"{stranger.pid}\n")
+        done = shelfcast(tmp_path, "down")
+        assert "nothing was running" in done.stdout
+        assert "without its start time" in done.stderr
+        assert stranger.poll() is None, "the stranger was killed"
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_the_data_dir_and_the_stack_temp_folders_are_private(tmp_path: Path) -> None:
+    import shutil
+    import stat
+    import tempfile
+
+    from shelfcast.embedded import ray_temp_dir
+    from shelfcast.ingest_config import spark_config
+    from shelfcast.private import private_dir
+    from shelfcast.settings import load_settings
+
+    short = Path(tempfile.mkdtemp(prefix="sc-"))  # pytest's folders are too deep for Ray
+    data = private_dir(short / "new" / "data")
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    settings = load_settings(data_dir=data)
+    temp = ray_temp_dir(settings)
+    assert temp == data / "ray" and stat.S_IMODE(temp.stat().st_mode) == 0o700
+    shutil.rmtree(short)
+    # A data dir too deep for Ray's socket paths: a private mkdtemp folder, removed by down.
+    deep = load_settings(data_dir=tmp_path / ("d" * 80))
+    temp = ray_temp_dir(deep)
+    assert temp.name.startswith("shelfcast-ray-") and stat.S_IMODE(temp.stat().st_mode) == 0o700
+    assert (deep.run_dir / "ray-temp-dir").read_text() == str(temp)
+    shelfcast(deep.data_dir, "down")
+    assert temp.is_dir()  # down removes it only with the head it stopped
+    # Spark's Derby home is under the data dir, not /tmp/derby.
+    assert spark_config(deep).derby_home == deep.data_dir / "spark" / "derby"
+    temp.rmdir()

@@ -4,6 +4,8 @@
   if (!form) return;
   const message = document.getElementById("message");
   const token = document.getElementById("token");
+  // The revision this page shows: a value changed since then is refused, not overwritten.
+  const revision = Number(form.dataset.revision);
 
   function headers() {
     const h = {"Content-Type": "application/json"};
@@ -33,12 +35,12 @@
       message.textContent = "Nothing changed.";
       return;
     }
-    send("/api/thresholds", "PUT", {changes: changes});
+    send("/api/thresholds", "PUT", {changes: changes, revision: revision});
   });
 
   document.getElementById("reset").addEventListener("click", function () {
     if (window.confirm("Set every threshold back to its default?")) {
-      send("/api/thresholds/reset", "POST", {});
+      send("/api/thresholds/reset", "POST", {revision: revision});
     }
   });
 })();
