@@ -72,7 +72,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from streaming.query import run_ingest
+    from shelfcast.ingest import run_ingest
 
     run_ingest(_settings(args), _stop_on_signals())
     return 0

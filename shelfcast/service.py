@@ -15,11 +15,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from retrain.cluster import CoordinatorClient, connect, coordinators
+from shelfcast.ingest import run_ingest
 from shelfcast.metrics import Metrics
 from shelfcast.settings import Settings
 from streaming.handoff import Handoff
 from streaming.pipeline import BatchReport, IngestPipeline
-from streaming.query import run_ingest
 from streaming.thresholds import ThresholdStore
 
 __all__ = ["run_service", "start_spark", "status_file", "wait_for_stack"]

@@ -10,7 +10,7 @@ a broker that is away fails the batch (Spark retries it; the topic is at least o
 """
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from contracts import DeadLetter
 from contracts.dead_letter import MAX_RAW_BYTES, raw_copy
+from streaming.config import KafkaClient
 from streaming.errors import StreamingError
 
 __all__ = ["DeadLetterTopic", "letter"]
@@ -63,9 +64,13 @@ class DeadLetterTopic:
     """Publishes rejects as ``dead_letter`` v1 JSON, keyed by their source coordinates."""
 
     def __init__(
-        self, producer_config: dict[str, Any], topic: str, max_raw_bytes: int = MAX_RAW_BYTES
+        self,
+        kafka: KafkaClient | Mapping[str, Any],
+        topic: str,
+        max_raw_bytes: int = MAX_RAW_BYTES,
     ) -> None:
-        self._config = producer_config
+        """``kafka``: the client, or a producer's whole librdkafka config."""
+        self._kafka = kafka
         self._topic = topic
         self._max_raw_bytes = max_raw_bytes
         self._producer: Producer | None = None
@@ -76,7 +81,9 @@ class DeadLetterTopic:
         if rejects.num_rows == 0:
             return
         if self._producer is None:
-            self._producer = Producer(self._config)
+            kafka = self._kafka
+            config = kafka.producer() if isinstance(kafka, KafkaClient) else dict(kafka)
+            self._producer = Producer(config)
         producer = self._producer
         failures: list[str] = []
         refused: list[dict[str, Any]] = []

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from streaming.aggregate import daily_increments, update_series_state
+from streaming.config import Topics
 from streaming.dedup import EventIdIndex
 from streaming.errors import IngestError
 from streaming.tables import TableStore
@@ -66,6 +67,8 @@ class IngestPipeline:
         maintain_every: int,
         retention_hours: float,
         app_id: str | None = None,
+        topics: Topics | None = None,
+        max_batch_bytes: int = 256 * 1024 * 1024,
     ) -> None:
         self.store = store
         self.dead_letters = dead_letters
@@ -76,6 +79,8 @@ class IngestPipeline:
         check_vacuum_retention(retention_hours)  # at start, not at the first vacuum
         self.retention_hours = retention_hours
         self._app_id = app_id
+        self.topics = topics or Topics()
+        self.max_batch_bytes = max_batch_bytes
         self.after_commit: list[AfterCommit] = []
         # Held while a batch runs; idle-time writers (the hand-off's tick) take it too.
         self.lock = threading.RLock()

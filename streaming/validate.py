@@ -11,20 +11,13 @@ import pyarrow.compute as pc
 from pydantic import ValidationError
 
 from contracts import PosSale, Rejection, validate_pos_sale
+from streaming.config import Limits
 from streaming.schemas import POS_SALES, QUARANTINE
 
 __all__ = ["Limits", "Split", "split_batch"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TS = pa.timestamp("us", tz="UTC")
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What makes a record bad besides the contract's types."""
-
-    max_bytes: int
-    max_future: timedelta
 
 
 @dataclass(frozen=True)

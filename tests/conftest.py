@@ -86,6 +86,8 @@ def make_settings(bootstrap: str, tmp_path: Path) -> Callable[..., Settings]:
             "data_dir": tmp_path / f"data-{tag}",
             "bootstrap_servers": bootstrap,
             "topic_pos_sales": f"pos-{tag}",
+            "topic_pos_plans": f"plans-{tag}",
+            "topic_pos_stores": f"stores-{tag}",
             "topic_dlq": f"dlq-{tag}",
             "topic_forecasts": f"fc-{tag}",
             "ingest_trigger_seconds": 0.5,

@@ -13,6 +13,7 @@ from deltalake import DeltaTable
 from pyspark.sql.pandas.types import to_arrow_schema
 
 from contracts import Forecast, ForecastPoint
+from shelfcast.ingest_config import ingest_config
 from shelfcast.settings import Settings
 from streaming.dead_letters import DeadLetterTopic
 from streaming.handoff import Handoff
@@ -112,7 +113,7 @@ def write_every_table(settings: Settings) -> None:
     """Shelfcast's own writes: three micro-batches through the pipeline and the hand-off
     (appends, merges into daily_sales and series_state, quarantine, forecasts, drift), then
     compaction and vacuum, and a checkpoint as delta-rs writes one every 100 commits."""
-    pipeline = build_pipeline(settings)
+    pipeline = build_pipeline(ingest_config(settings))
     pipeline._app_id = "test-app"
     coordinator = Coordinator()
     handoff = Handoff(

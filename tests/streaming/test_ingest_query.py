@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from deltalake import DeltaTable
 
+from shelfcast.ingest_config import ingest_config
 from shelfcast.settings import Settings
 from streaming.query import build_pipeline, explain_failure, start_query, stop_gracefully
 from tests.conftest import sale
@@ -44,8 +45,8 @@ def test_query_stores_good_events_once_and_quarantines_bad_ones(
     spark: Any, make_settings: Callable[..., Settings], produce: Callable[..., int], source: str
 ) -> None:
     settings = make_settings(ingest_source=source)
-    pipeline = build_pipeline(settings)
-    query = start_query(spark, settings, pipeline)
+    pipeline = build_pipeline(ingest_config(settings))
+    query = start_query(spark, ingest_config(settings), pipeline)
     try:
         produce(settings, [sale(f"e{i}", item=f"I{i % 3}") for i in range(50)])
         produce(settings, [sale("e1"), sale("e2")])  # POS retries
@@ -70,6 +71,8 @@ def _start_ingest(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "SHELFCAST_TOPIC_POS_SALES": settings.topic_pos_sales,
+        "SHELFCAST_TOPIC_POS_PLANS": settings.topic_pos_plans,
+        "SHELFCAST_TOPIC_POS_STORES": settings.topic_pos_stores,
         "SHELFCAST_TOPIC_DLQ": settings.topic_dlq,
         "SHELFCAST_TOPIC_FORECASTS": settings.topic_forecasts,
         "SHELFCAST_INGEST_TRIGGER_SECONDS": "0.5",
@@ -179,7 +182,7 @@ def test_offsets_that_go_backwards_stop_the_query_with_what_to_do(
     spark: Any, make_settings: Callable[..., Settings], produce: Callable[..., int], source: str
 ) -> None:
     settings = make_settings(ingest_source=source, topic_partitions=1)
-    query = start_query(spark, settings, build_pipeline(settings))
+    query = start_query(spark, ingest_config(settings), build_pipeline(ingest_config(settings)))
     try:
         produce(settings, [sale(f"a{i}") for i in range(30)])
         wait_for(lambda: len(stored_ids(settings)) == 30, 90, "30 stored events")
@@ -202,7 +205,7 @@ def test_offsets_that_go_backwards_resume_from_earliest_when_asked(
     settings = make_settings(
         ingest_source=source, topic_partitions=1, ingest_on_data_loss="earliest"
     )
-    query = start_query(spark, settings, build_pipeline(settings))
+    query = start_query(spark, ingest_config(settings), build_pipeline(ingest_config(settings)))
     try:
         produce(settings, [sale(f"a{i}") for i in range(30)])
         wait_for(lambda: len(stored_ids(settings)) == 30, 90, "30 stored events")
@@ -237,7 +240,7 @@ def test_records_deleted_before_they_were_read_are_never_skipped_silently(
     from shelfcast.kafka import client_config
 
     settings = make_settings(ingest_source=source, topic_partitions=1, ingest_on_data_loss=policy)
-    query = start_query(spark, settings, build_pipeline(settings))
+    query = start_query(spark, ingest_config(settings), build_pipeline(ingest_config(settings)))
     produce(settings, [sale(f"a{i}") for i in range(30)])
     wait_for(lambda: len(stored_ids(settings)) == 30, 90, "30 stored events")
     stop_gracefully(query)
@@ -246,7 +249,7 @@ def test_records_deleted_before_they_were_read_are_never_skipped_silently(
     admin = AdminClient(client_config(settings))
     for future in admin.delete_records([TopicPartition(settings.topic_pos_sales, 0, 40)]).values():
         future.result(30)
-    query = start_query(spark, settings, build_pipeline(settings))
+    query = start_query(spark, ingest_config(settings), build_pipeline(ingest_config(settings)))
     try:
         if policy == "fail":
             wait_for(lambda: not query.isActive, 60, "the query to stop")
