@@ -136,8 +136,9 @@ class Topics:
 
     @property
     def read(self) -> tuple[str, ...]:
-        """What the query subscribes to."""
-        return (self.sales,)
+        """What the query subscribes to, sales first (an older checkpoint of the Python
+        source holds the sales topic's offsets alone)."""
+        return tuple(dict.fromkeys((self.sales, self.plans, self.stores)))
 
 
 @dataclass(frozen=True)

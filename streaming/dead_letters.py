@@ -32,8 +32,11 @@ _TOO_LARGE = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TO
 _REASON_CHARS = 2_000  # the whole reason is in the quarantine table
 
 
-def letter(row: dict[str, Any], max_raw_bytes: int = MAX_RAW_BYTES) -> DeadLetter:
-    """The letter of one quarantine row, with at most ``max_raw_bytes`` of key and value."""
+def letter(
+    row: dict[str, Any], max_raw_bytes: int = MAX_RAW_BYTES, contract: str = "pos_sale/v1"
+) -> DeadLetter:
+    """The letter of one quarantine row, with at most ``max_raw_bytes`` of key and value;
+    ``contract``: the one the record failed."""
     key, value = raw_copy(row["raw_key"], max_raw_bytes), raw_copy(row["raw_value"], max_raw_bytes)
     reason = row["reason"]
     return DeadLetter(
@@ -49,6 +52,7 @@ def letter(row: dict[str, Any], max_raw_bytes: int = MAX_RAW_BYTES) -> DeadLette
         raw_key_sha256=key.sha256,
         raw_value_size=value.size,
         raw_value_sha256=value.sha256,
+        contract=contract,
     )
 
 
@@ -68,10 +72,13 @@ class DeadLetterTopic:
         kafka: KafkaClient | Mapping[str, Any],
         topic: str,
         max_raw_bytes: int = MAX_RAW_BYTES,
+        contracts: Mapping[str, str] | None = None,
     ) -> None:
-        """``kafka``: the client, or a producer's whole librdkafka config."""
+        """``kafka``: the client, or a producer's whole librdkafka config; ``contracts``: the
+        contract of each source topic but the sales topic's (``pos_sale/v1``)."""
         self._kafka = kafka
         self._topic = topic
+        self._contracts = dict(contracts or {})
         self._max_raw_bytes = max_raw_bytes
         self._producer: Producer | None = None
 
@@ -90,7 +97,7 @@ class DeadLetterTopic:
         try:
             for row in rejects.to_pylist():
                 try:
-                    message = letter(row, self._max_raw_bytes)
+                    message = letter(row, self._max_raw_bytes, self._contract(row))
                 except ValidationError as exc:  # never seen; must not stop the stream either
                     log.error("no dead letter for %s: %s (it is in quarantine)", _where(row), exc)
                     continue
@@ -99,7 +106,8 @@ class DeadLetterTopic:
             if not left:  # every first letter answered: send the refused ones again, smaller
                 again, refused = refused, []
                 for row in again:
-                    self._send(producer, row, letter(row, 0), refused, failures)
+                    smaller = letter(row, 0, self._contract(row))
+                    self._send(producer, row, smaller, refused, failures)
                 left = producer.flush(timeout)
         except KafkaException as exc:
             raise StreamingError(f"Publishing to {self._topic!r} failed: {exc.args[0]}") from exc
@@ -116,6 +124,9 @@ class DeadLetterTopic:
                 _where(row),
                 self._topic,
             )
+
+    def _contract(self, row: dict[str, Any]) -> str:
+        return self._contracts.get(row["source_topic"], "pos_sale/v1")
 
     def _send(
         self,

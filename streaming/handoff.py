@@ -8,6 +8,7 @@ the coordinator reports status changes and published forecasts, and this applies
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
@@ -23,17 +24,21 @@ from streaming.tables import TableStore
 from streaming.thresholds import ThresholdStore
 from streaming.trigger import Due, due_series
 
-__all__ = ["Handoff", "HandoffReport", "RetrainClient"]
+__all__ = ["Handoff", "HandoffReport", "RetrainClient", "Submission"]
 
 log = logging.getLogger("shelfcast.handoff")
+
+
+# (store, item, priority, stored events or None, reason): poison holds while the events stay
+# (None: an operator's force, which lifts it); the reason is the trigger's (``Reason``).
+Submission = tuple[str, str, float, int | None, str]
 
 
 class RetrainClient(Protocol):
     """The coordinator, as the streaming side sees it."""
 
-    def submit(self, due: list[tuple[str, str, float, int | None]], version: int) -> None:
-        """``(store, item, priority, stored events)``: poison holds while the events stay
-        (None: an operator's force, which lifts it)."""
+    def submit(self, due: list[Submission], version: int) -> None:
+        """Hand the due series over (:data:`Submission`)."""
 
     def peek_updates(self) -> list[dict[str, Any]]: ...
     def ack_updates(self, seq: int) -> None: ...
@@ -124,6 +129,7 @@ class Handoff:
                             d.item_id,
                             d.priority,
                             None if d.key in forced else state[d.key]["total_events"] or 0,
+                            d.kind,
                         )
                         for d in due
                     ],
@@ -133,14 +139,11 @@ class Handoff:
                 log.warning("cannot hand %d series to Ray (%s); retrying next batch", len(due), exc)
                 due = []
         for d in due:
-            _edit(state, d.key).update(
-                status="queued",
-                last_submitted_at=now,
-                events_since_retrain=0,
-                days_since_retrain=0,
-                pending_days=[],
-                last_error=None,
-            )
+            row = _edit(state, d.key)
+            row.update(status="queued", last_submitted_at=now, last_error=None)
+            row["plan_changes_since_retrain"] = 0
+            if d.kind != "plan":  # a plan's job predicts again: the new sales still count
+                row.update(events_since_retrain=0, days_since_retrain=0, pending_days=[])
             touched.add(d.key)
         state_stored = True
         if touched:
@@ -162,6 +165,7 @@ class Handoff:
             retrain_seconds=[u["seconds"] for u in updates if u["status"] == "done"],
             drift_ratios=[self.served[k].drift_ratio for k in drifted],
             due=[d.key for d in due][:20],
+            reasons=dict(Counter(d.kind for d in due)),
             thresholds_unreadable=unreadable,
         )
         for listener in self.listeners:

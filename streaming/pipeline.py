@@ -17,11 +17,19 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from streaming.aggregate import daily_increments, update_series_state
+from streaming.aggregate import daily_increments, mark_plans_changed, update_series_state
 from streaming.config import Topics
 from streaming.dedup import EventIdIndex
 from streaming.errors import IngestError
+from streaming.plans import (
+    changed_rows,
+    latest_revisions,
+    split_plans,
+    split_stores,
+    touched_series,
+)
 from streaming.tables import TableStore
 from streaming.vacuum import check_vacuum_retention
 from streaming.validate import Limits, split_batch
@@ -49,9 +57,15 @@ class BatchReport:
     replayed: bool
     daily_version: int
     changed_series: tuple[tuple[str, str], ...]
+    # Plans and store records whose new revision was stored, and the series they touched.
+    plans: int = 0
+    stores: int = 0
+    plan_series: tuple[tuple[str, str], ...] = ()
 
 
 AfterCommit = Callable[[BatchReport], None]
+
+_SCOPE = ["revision", "store_id", "item_id"]  # what a plan's change touches
 
 
 class IngestPipeline:
@@ -110,7 +124,11 @@ class IngestPipeline:
         started = time.perf_counter()
         now = datetime.now(UTC)
         app = self.app_id
-        split = split_batch(raw, batch_id, now, self.limits)
+        sales, plan_records, store_records = self._by_topic(raw)
+        split = split_batch(sales, batch_id, now, self.limits)
+        plans, plan_rejects = split_plans(plan_records, batch_id, now, self.limits)
+        stores, store_rejects = split_stores(store_records, batch_id, now, self.limits)
+        rejects = pa.concat_tables([split.rejects, plan_rejects, store_rejects])
 
         replayed = self.store.committed("pos_sales", app, batch_id)
         if replayed:
@@ -121,10 +139,10 @@ class IngestPipeline:
         self.index.add(new)
 
         # A batch without rejects has nothing to publish or store: no empty commit.
-        if split.rejects.num_rows and not self.store.committed("quarantine", app, batch_id):
+        if rejects.num_rows and not self.store.committed("quarantine", app, batch_id):
             # Topic first, table second: a crash between them re-sends (at least once).
-            self.dead_letters.publish(split.rejects)
-            self.store.append_once("quarantine", split.rejects, app, batch_id)
+            self.dead_letters.publish(rejects)
+            self.store.append_once("quarantine", rejects, app, batch_id)
 
         self.store.add_daily_once(daily_increments(new, batch_id), app, batch_id)
         keys = sorted(
@@ -137,7 +155,35 @@ class IngestPipeline:
             )
         )
         state = update_series_state(self.store.series_rows(keys), new, batch_id, now)
+        # Plans and stores after series_state: a crash between the two commits leaves the
+        # plans as they were, so the replay finds the same changes (and skips the ledger).
+        plans = latest_revisions(plans, "plan_id")
+        stores = latest_revisions(stores, "store_id")
+        plan_changes = changed_rows(
+            plans,
+            self.store.latest_rows("plans", "plan_id", plans.column("plan_id").to_pylist(), _SCOPE),
+            "plan_id",
+        )
+        store_changes = changed_rows(
+            stores,
+            self.store.latest_rows(
+                "stores", "store_id", stores.column("store_id").to_pylist(), ["revision"]
+            ),
+            "store_id",
+        )
+        touched: set[tuple[str, str]] = set()
+        if plan_changes or store_changes:
+            current = self.store.series_state()
+            known: dict[str, set[str]] = {}
+            for store_id, item_id in [tuple(k.split("|", 1)) for k in current] + keys:
+                known.setdefault(store_id, set()).add(item_id)
+            touched = touched_series(plan_changes, store_changes, known)
+            state = mark_plans_changed(state, current, touched, batch_id, now)
         self.store.upsert_series_once(state, app, batch_id)
+        if plans.num_rows:
+            self.store.upsert_latest_once("plans", plans, "plan_id", app, batch_id)
+        if stores.num_rows:
+            self.store.upsert_latest_once("stores", stores, "store_id", app, batch_id)
 
         if batch_id % self.maintain_every == self.maintain_every - 1:
             self.store.maintain(self.retention_hours)
@@ -146,16 +192,19 @@ class IngestPipeline:
             records=raw.num_rows,
             stored=new.num_rows,
             duplicates=split.events.num_rows - new.num_rows,
-            quarantined=split.rejects.num_rows,
+            quarantined=rejects.num_rows,
             series=len(keys),
             seconds=time.perf_counter() - started,
             replayed=replayed,
             daily_version=self.store.table("daily_sales").version(),
             changed_series=tuple(keys),
+            plans=len(plan_changes),
+            stores=len(store_changes),
+            plan_series=tuple(sorted(touched)),
         )
         self.last_report = report
         log.info(
-            "batch %d: %d records, %d stored, %d duplicates, %d quarantined, %d series, %.2f s%s",
+            "batch %d: %d records, %d stored, %d duplicates, %d quarantined, %d series, %.2f s%s%s",
             batch_id,
             report.records,
             report.stored,
@@ -163,11 +212,27 @@ class IngestPipeline:
             report.quarantined,
             report.series,
             report.seconds,
+            (
+                f"; {report.plans} plans and {report.stores} stores changed, "
+                f"{len(touched)} series touched"
+                if plan_changes or store_changes
+                else ""
+            ),
             " (replay)" if replayed else "",
         )
         for hook in self.after_commit:
             hook(report)
         return report
+
+    def _by_topic(self, raw: pa.Table) -> tuple[pa.Table, pa.Table, pa.Table]:
+        """The batch's sales, plan and store records (sales: any topic but the other two)."""
+        topic = raw.column("topic")
+        is_plan = pc.equal(topic, self.topics.plans)
+        is_store = pc.equal(topic, self.topics.stores)
+        if not (pc.any(is_plan).as_py() or pc.any(is_store).as_py()):
+            return raw, raw.slice(0, 0), raw.slice(0, 0)
+        is_sale = pc.invert(pc.or_(is_plan, is_store))
+        return raw.filter(is_sale), raw.filter(is_plan), raw.filter(is_store)
 
     def _stored_by(self, batch_id: int, events: pa.Table) -> pa.Table:
         """What this batch stored the first time it ran (its events are in ``pos_sales``)."""

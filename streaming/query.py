@@ -12,6 +12,7 @@ from pyspark.errors import StreamingQueryException
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
 
+from contracts import PLAN_V1, STORE_V1
 from streaming.config import IngestConfig
 from streaming.dead_letters import DeadLetterTopic
 from streaming.errors import IngestError
@@ -39,7 +40,11 @@ def build_pipeline(config: IngestConfig) -> IngestPipeline:
     store.ensure(log_retention_hours=config.vacuum_retention_hours)
     return IngestPipeline(
         store=store,
-        dead_letters=DeadLetterTopic(config.kafka, config.topics.dlq),
+        dead_letters=DeadLetterTopic(
+            config.kafka,
+            config.topics.dlq,
+            contracts={config.topics.plans: PLAN_V1, config.topics.stores: STORE_V1},
+        ),
         limits=config.limits,
         checkpoint=config.checkpoint,
         dedup_window_days=config.dedup_window_days,
