@@ -2,6 +2,7 @@
 real dead-letter topic (no Spark), and what a plan change makes due."""
 
 import json
+import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -360,3 +361,58 @@ def test_the_hand_off_passes_the_reason_and_a_plan_job_keeps_the_new_sales(
     assert rows["S1|I2"]["plan_changes_since_retrain"] == 0
     assert rows["S1|I2"]["events_since_retrain"] == 1  # still counts toward a sales retrain
     assert rows["S1|I1"]["plan_changes_since_retrain"] == 1
+
+
+def test_the_real_coordinator_takes_the_hand_offs_submission_with_its_reason(
+    retrain_settings: Callable[..., Settings],
+) -> None:
+    """The five-element submission, straight to the coordinator actor on the session's Ray
+    head: it queues the series and its retrain finishes."""
+    import ray
+
+    from retrain.cluster import coordinator
+
+    settings = retrain_settings()
+    actor = coordinator(settings, owner=True)
+    waves: list[dict[str, Any]] = []
+    submitted: list[tuple[Any, ...]] = []
+
+    class Direct:
+        def submit(self, due: list[tuple[Any, ...]], version: int) -> None:
+            submitted.extend(due)
+            waves.append(ray.get(actor.submit.remote(due, version), timeout=60))
+
+        def peek_updates(self) -> list[dict[str, Any]]:
+            return []
+
+        def ack_updates(self, seq: int) -> None: ...
+
+    batches = Batches(settings)
+    # Sales below min_new_events: only the plan makes the series due.
+    ThresholdStore(settings.data_dir).set({"min_new_events": "1000"})
+    handoff = Handoff(
+        batches.pipeline.store,
+        ThresholdStore(settings.data_dir),
+        Direct(),
+        lambda: batches.pipeline.app_id,
+        batches.pipeline.lock,
+    )
+    batches.pipeline.after_commit.append(handoff.after_batch)
+    first = date(2024, 1, 1)
+    history = [
+        ("sale", sale(f"h{k}", "S1", "I1", (first + timedelta(days=k)).isoformat(), 3 + k % 7))
+        for k in range(60)
+    ]
+    batches.run(0, history)
+    assert submitted == []
+    batches.run(1, [("plan", plan("promo", start="2024-03-05"))])
+    assert [(d[0], d[1], d[3], d[4]) for d in submitted] == [("S1", "I1", 60, "plan")]
+    (wave,) = waves
+    assert (wave["total"], wave["skipped"]) == (1, 0)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        found = ray.get(actor.wave.remote(wave["wave_id"]), timeout=30)
+        if found["done"] + found["failed"] == 1:
+            break
+        time.sleep(1)
+    assert (found["done"], found["failed"]) == (1, 0), found
