@@ -141,6 +141,12 @@ class Topics:
         return tuple(dict.fromkeys((self.sales, self.plans, self.stores)))
 
 
+# Spark's Kafka consumer keeps what one poll returns: Kafka's default of 500 records was
+# 500 MB of ~1 MB records per task (a compressed fetch of 1 MB held hundreds of them), in a
+# heap the local executors share with the driver.
+JAVA_CONSUMER = {"max.poll.records": "100"}
+
+
 @dataclass(frozen=True)
 class SourceConfig:
     """The ingest source: its topics, which implementation, and the Kafka client."""
@@ -157,7 +163,7 @@ class SourceConfig:
         """The source's options for Spark, the Kafka client's prefixed ``kafka.`` (with
         the password: pass them to Spark, whose redaction hides them, and nowhere else)."""
         kafka: Mapping[str, Any] = (
-            self.kafka.java() if client == "java" else self.kafka.librdkafka()
+            {**JAVA_CONSUMER, **self.kafka.java()} if client == "java" else self.kafka.librdkafka()
         )
         return {
             **{f"kafka.{key}": str(value) for key, value in kafka.items()},
@@ -181,7 +187,7 @@ class IngestConfig:
     trigger_seconds: float = 1.0
     max_events_per_batch: int = 200_000
     # The most bytes of Kafka keys and values one micro-batch brings into the driver at once.
-    max_batch_bytes: int = 256 * 1024 * 1024
+    max_batch_bytes: int = 64 * 1024 * 1024
     limits: Limits = field(default_factory=Limits)
     dedup_window_days: int = 3
     compact_every_batches: int = 50

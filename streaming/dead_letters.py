@@ -18,7 +18,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from pydantic import ValidationError
 
 from contracts import DeadLetter
-from contracts.dead_letter import MAX_RAW_BYTES, raw_copy
+from contracts.dead_letter import MAX_RAW_BYTES, RawCopy, b64, raw_copy
 from streaming.config import KafkaClient
 from streaming.errors import StreamingError
 
@@ -37,7 +37,8 @@ def letter(
 ) -> DeadLetter:
     """The letter of one quarantine row, with at most ``max_raw_bytes`` of key and value;
     ``contract``: the one the record failed."""
-    key, value = raw_copy(row["raw_key"], max_raw_bytes), raw_copy(row["raw_value"], max_raw_bytes)
+    key = _copy(row, "raw_key", max_raw_bytes)
+    value = _copy(row, "raw_value", max_raw_bytes)
     reason = row["reason"]
     return DeadLetter(
         source_topic=row["source_topic"],
@@ -54,6 +55,16 @@ def letter(
         raw_value_sha256=value.sha256,
         contract=contract,
     )
+
+
+def _copy(row: dict[str, Any], field: str, max_raw_bytes: int) -> RawCopy:
+    """A letter's copy of ``field``; of a field the driver got cut (its size and SHA-256 in
+    the row), the first bytes it got with the whole field's size and hash."""
+    size = row.get(f"{field}_size")
+    if size is None:
+        return raw_copy(row[field], max_raw_bytes)
+    first: bytes = row[field][:max_raw_bytes]
+    return RawCopy(b64(first) if max_raw_bytes else None, size, row[f"{field}_sha256"])
 
 
 def _where(row: dict[str, Any]) -> str:

@@ -51,6 +51,9 @@ _ARROW_SCHEMA = pa.schema(
 )
 log = logging.getLogger("shelfcast.ingest")
 _CHUNK = 10_000
+# An Arrow batch goes to Spark once it holds this many bytes of keys and values, whichever
+# comes first: a burst of ~1 MB records made batches of 10 GB.
+_CHUNK_BYTES = 16 * 1024 * 1024
 _EOF = KafkaError._PARTITION_EOF  # noqa: SLF001 - librdkafka's public code, private name
 _STALL_SECONDS = 30.0
 _READER_CONSUMERS: dict[tuple[tuple[str, str], ...], Consumer] = {}
@@ -238,10 +241,14 @@ def read_range(config: dict[str, str], part: KafkaRange) -> Iterator[pa.RecordBa
     next_offset = part.start
     last_progress = time.monotonic()
     columns: list[list[Any]] = [[], [], [], [], []]
+    size = read_bytes = 0
     try:
         while next_offset < part.end:
-            # consume() waits its whole timeout unless n arrive: ask only for what is left.
-            msgs = consumer.consume(min(part.end - next_offset, _CHUNK), 1.0)
+            # consume() waits its whole timeout unless n arrive: ask only for what is left,
+            # and for about _CHUNK_BYTES of records of the size seen so far (at first few).
+            seen = next_offset - part.start
+            many = _CHUNK_BYTES * seen // read_bytes if read_bytes else 100
+            msgs = consumer.consume(max(1, min(part.end - next_offset, _CHUNK, many)), 1.0)
             if not msgs and time.monotonic() - last_progress > _STALL_SECONDS:
                 raise KafkaSourceError(
                     f"No records from {part.topic}[{part.partition}] at offset {next_offset} "
@@ -265,15 +272,19 @@ def read_range(config: dict[str, str], part: KafkaRange) -> Iterator[pa.RecordBa
                     next_offset = part.end
                     break
                 next_offset = offset + 1
-                columns[0].append(msg.key())
-                columns[1].append(msg.value())
+                key, value = msg.key(), msg.value()
+                length = len(key or b"") + len(value or b"")
+                size += length
+                read_bytes += length
+                columns[0].append(key)
+                columns[1].append(value)
                 columns[2].append(offset)
                 columns[3].append(msg.timestamp()[1] * 1000)
             if msgs:
                 last_progress = time.monotonic()
-            if len(columns[0]) >= _CHUNK:
+            if len(columns[0]) >= _CHUNK or size >= _CHUNK_BYTES:
                 yield _batch(part, columns)
-                columns = [[], [], [], [], []]
+                columns, size = [[], [], [], [], []], 0
         if columns[0]:
             yield _batch(part, columns)
     finally:

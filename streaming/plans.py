@@ -19,7 +19,8 @@ import pyarrow as pa
 
 from contracts import EVERY_ITEM, Plan, Rejection, Store, validate_plan, validate_store
 from streaming.config import Limits
-from streaming.schemas import PLANS, QUARANTINE, STORES
+from streaming.schemas import PLANS, STORES
+from streaming.validate import quarantine_rows
 
 __all__ = [
     "Changed",
@@ -33,7 +34,6 @@ __all__ = [
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_TS = pa.timestamp("us", tz="UTC")
 
 Validate = Callable[..., Plan | Store | Rejection]
 
@@ -101,21 +101,7 @@ def _split(
             reasons.append(verdict.reason)
         else:
             good.append(to_row(verdict))
-    dropped = raw.take(pa.array(bad_rows, pa.int64()))
-    rejects = pa.table(
-        {
-            "source_topic": dropped.column("topic"),
-            "source_partition": dropped.column("partition"),
-            "source_offset": dropped.column("offset"),
-            "source_timestamp": dropped.column("timestamp"),
-            "raw_key": dropped.column("key"),
-            "raw_value": dropped.column("value"),
-            "reason": pa.array(reasons, pa.string()),
-            "quarantined_at": pa.repeat(pa.scalar(now, _TS), len(bad_rows)),
-            "batch_id": pa.repeat(pa.scalar(batch_id, pa.int64()), len(bad_rows)),
-        },
-        schema=QUARANTINE,
-    )
+    rejects = quarantine_rows(raw, bad_rows, reasons, now, batch_id)
     return pa.Table.from_pylist(good, schema=schema), rejects
 
 

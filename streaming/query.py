@@ -52,6 +52,7 @@ def build_pipeline(config: IngestConfig) -> IngestPipeline:
         retention_hours=config.vacuum_retention_hours,
         topics=config.topics,
         max_batch_bytes=config.max_batch_bytes,
+        max_batch_records=config.max_events_per_batch,
     )
 
 

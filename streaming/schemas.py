@@ -156,6 +156,13 @@ QUARANTINE = pa.schema(
         ("reason", pa.string()),
         ("quarantined_at", _TS),
         ("batch_id", pa.int64()),
+        # Set only where raw_key or raw_value holds the first bytes of a field too large to
+        # bring whole into the driver (a batch over SHELFCAST_INGEST_MAX_BATCH_BYTES): the
+        # whole field's size and SHA-256 (added later, like series_state's ``family``).
+        ("raw_key_size", pa.int64()),
+        ("raw_key_sha256", pa.string()),
+        ("raw_value_size", pa.int64()),
+        ("raw_value_sha256", pa.string()),
     ]
 )
 

@@ -138,8 +138,11 @@ class TableStore:
             raise TableError(f"Writing batch {batch_id} to {self.uri(name)} failed: {exc}") from exc
         return True
 
-    def append_once(self, name: str, data: pa.Table, app_id: str, batch_id: int) -> bool:
-        """Append ``data`` once per batch (an empty append still records the batch)."""
+    def append_once(
+        self, name: str, data: pa.Table | pa.RecordBatchReader, app_id: str, batch_id: int
+    ) -> bool:
+        """Append ``data`` once per batch (an empty append still records the batch); a
+        stream of batches is written as it is read."""
 
         def write(dt: DeltaTable, props: CommitProperties) -> None:
             write_deltalake(dt, data, mode="append", commit_properties=props)
