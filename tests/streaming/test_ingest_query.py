@@ -368,3 +368,42 @@ def test_a_kill_while_the_first_offsets_were_written_leaves_nothing_that_blocks_
     (offsets / ".1.abc.tmp").write_bytes(b"")
     assert clear_unwritten_first_offsets(tmp_path) == []
     assert len(list(offsets.iterdir())) == 2
+
+
+@SOURCES
+def test_a_checkpoint_from_before_the_plans_topics_resumes_and_reads_them_from_their_start(
+    spark: Any, make_settings: Callable[..., Settings], produce: Callable[..., int], source: str
+) -> None:
+    from dataclasses import replace
+
+    settings = make_settings(ingest_source=source)
+    config = ingest_config(settings)
+    # The query as an older release ran it: subscribed to the sales topic alone.
+    sales_only = replace(
+        config,
+        topics=replace(
+            config.topics, plans=settings.topic_pos_sales, stores=settings.topic_pos_sales
+        ),
+    )
+    assert sales_only.source.topics == (settings.topic_pos_sales,)
+    produce(settings, [sale(f"a{i}") for i in range(20)])
+    plans = [plan(f"p{i}") for i in range(3)]
+    produce(
+        settings, [(p["plan_id"], json.dumps(p)) for p in plans], topic=settings.topic_pos_plans
+    )
+    query = start_query(spark, sales_only, build_pipeline(config))
+    try:
+        wait_for(lambda: len(stored_ids(settings)) == 20, 90, "20 stored events")
+    finally:
+        stop_gracefully(query)
+    assert table_rows(settings, "plans") == []
+    produce(settings, [sale(f"b{i}") for i in range(5)])
+    query = start_query(spark, config, build_pipeline(config))
+    try:
+        wait_for(lambda: len(stored_ids(settings)) == 25, 90, "the new events")
+        wait_for(lambda: len(table_rows(settings, "plans")) == 3, 60, "the plans sent before")
+    finally:
+        stop_gracefully(query)
+    assert sorted(stored_ids(settings)) == sorted(
+        [f"a{i}" for i in range(20)] + [f"b{i}" for i in range(5)]
+    )
