@@ -126,12 +126,13 @@ def summarize(
 def run_shelfcast(
     spark: Any, settings: Settings, rate: float, seconds: float, warmup: float
 ) -> dict[str, float]:
+    from shelfcast.ingest_config import ingest_config
     from streaming.query import build_pipeline, start_query, stop_gracefully
 
-    pipeline = build_pipeline(settings)
+    pipeline = build_pipeline(ingest_config(settings))
     commit_at: dict[int, float] = {}
     pipeline.after_commit.append(lambda r: commit_at.__setitem__(r.batch_id, time.time()))
-    query = start_query(spark, settings, pipeline)
+    query = start_query(spark, ingest_config(settings), pipeline)
     gc.freeze()  # as run_ingest does
     table = settings.delta_dir / "pos_sales"
 
@@ -219,6 +220,8 @@ def fresh(settings: Settings, root: Path, name: str) -> Settings:
         update={
             "data_dir": root / f"{name}-{tag}",
             "topic_pos_sales": f"pos-{tag}",
+            "topic_pos_plans": f"plans-{tag}",
+            "topic_pos_stores": f"stores-{tag}",
             "topic_dlq": f"dlq-{tag}",
             "topic_forecasts": f"fc-{tag}",
         }

@@ -1,6 +1,5 @@
 """Contract ``pos_sale`` v1: one sale line sent by a POS system to ``pos.sales``."""
 
-import json
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,6 +13,7 @@ from pydantic import (
     field_validator,
 )
 
+from contracts._reasons import explain
 from contracts.series import series_key
 
 __all__ = [
@@ -96,29 +96,4 @@ def validate_pos_sale(
 
 def _explain(value: bytes, exc: ValidationError) -> str:
     """Slow path: say precisely what is wrong with a record that failed validation."""
-    try:
-        text = value.decode("utf-8")
-    except UnicodeDecodeError as err:
-        return (
-            f"not UTF-8 text: byte 0x{value[err.start]:02x} at position {err.start}; "
-            "a pos_sale v1 event is UTF-8 encoded JSON"
-        )
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as err:
-        return f"not valid JSON: {err.msg} at line {err.lineno} column {err.colno}"
-    if not isinstance(doc, dict):
-        return f"the JSON value is a {type(doc).__name__}, but a pos_sale v1 event is an object"
-    problems = []
-    for error in exc.errors(include_url=False):
-        field = ".".join(str(part) for part in error["loc"]) or "event"
-        if error["type"] == "missing":
-            problems.append(f"missing required field '{field}'")
-        elif error["type"] == "timezone_aware":
-            problems.append(
-                f"field '{field}' has no UTC offset; send e.g. 2024-05-01T10:15:00+02:00"
-            )
-        else:
-            shown = json.dumps(error.get("input"))[:60]
-            problems.append(f"field '{field}': {error['msg'].lower()} (got {shown})")
-    return "; ".join(problems)
+    return explain(value, exc, "a pos_sale v1 event")

@@ -72,8 +72,8 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from shelfcast.ingest import run_ingest
     from shelfcast.private import private_dir
-    from streaming.query import run_ingest
 
     settings = _settings(args)
     private_dir(settings.data_dir)
@@ -83,33 +83,65 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from shelfcast.kafka import producer_config
-    from shelfcast.pos.send import send_events
-    from shelfcast.pos.simulate import SimulationSpec, simulate_events
+    from shelfcast.pos.send import send_messages
+    from shelfcast.pos.simulate import SimulationSpec, simulate_messages
 
+    if args.plans_ahead_days < 0:
+        raise ShelfcastError("--plans-ahead-days must be 0 or more.")
     settings = _settings(args)
     spec = SimulationSpec(
-        stores=args.stores, items=args.items, start=args.start, days=args.days, seed=args.seed
+        stores=args.stores,
+        items=args.items,
+        start=args.start,
+        days=args.days,
+        seed=args.seed,
+        plans_ahead_days=args.plans_ahead_days,
     )
-    send_events(
-        producer_config(settings), settings.topic_pos_sales, simulate_events(spec), rate=args.rate
-    )
+    topics = (settings.topic_pos_sales, settings.topic_pos_plans, settings.topic_pos_stores)
+    send_messages(producer_config(settings), simulate_messages(spec, topics), rate=args.rate)
     return 0
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from shelfcast.kafka import producer_config
-    from shelfcast.pos.replay import read_daily_csv, replay_events
-    from shelfcast.pos.send import send_events
+    from datetime import UTC, datetime, timedelta
 
+    from shelfcast.kafka import producer_config
+    from shelfcast.pos.plans import (
+        plan_events,
+        read_plans_csv,
+        read_stores_csv,
+        regular_weekdays,
+        store_events,
+    )
+    from shelfcast.pos.replay import read_daily_csv, replay_messages
+    from shelfcast.pos.send import send_messages
+
+    if args.plans_ahead_days < 0:
+        raise ShelfcastError("--plans-ahead-days must be 0 or more.")
     settings = _settings(args)
     frame = read_daily_csv(args.file, args.start, args.until)
-    print(f"replaying {len(frame):,} daily rows from {args.file}", file=sys.stderr)
-    send_events(
-        producer_config(settings),
-        settings.topic_pos_sales,
-        replay_events(frame, args.events_per_day),
-        rate=args.rate,
+    plans: list[dict[str, Any]] = []
+    stores: list[dict[str, Any]] = []
+    weekdays: dict[str, tuple[int, ...]] = {}
+    if args.plans is not None:
+        planned = read_plans_csv(args.plans)
+        weekdays = regular_weekdays(planned)
+        plans = plan_events(planned, weekdays, args.plans_ahead_days)
+    if args.stores is not None and len(frame):
+        first = frame["date"].iloc[0].date() - timedelta(days=args.plans_ahead_days)
+        published = datetime(first.year, first.month, first.day, tzinfo=UTC)
+        stores = store_events(read_stores_csv(args.stores), weekdays, published)
+    print(
+        f"replaying {len(frame):,} daily rows from {args.file}"
+        + (f", {len(plans):,} plans ({args.plans_ahead_days} days ahead)" if plans else "")
+        + (f", {len(stores):,} stores" if stores else ""),
+        file=sys.stderr,
     )
+    topics = (settings.topic_pos_sales, settings.topic_pos_plans, settings.topic_pos_stores)
+    messages = replay_messages(
+        frame, args.events_per_day, topics, plans, stores, args.plans_ahead_days
+    )
+    send_messages(producer_config(settings), messages, rate=args.rate)
     return 0
 
 
@@ -305,8 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
         "up": (cmd_up, "start the embedded stack in the background"),
         "down": (cmd_down, "stop what 'up' started"),
         "ingest": (cmd_ingest, "run the ingest query in the foreground"),
-        "simulate": (cmd_simulate, "send synthetic POS events"),
-        "replay": (cmd_replay, "send a daily sales CSV as POS events"),
+        "simulate": (cmd_simulate, "send synthetic POS events, store records and promotions"),
+        "replay": (cmd_replay, "send a daily sales CSV as POS events (and plans, stores)"),
         "retrain": (cmd_retrain, "re-tune and forecast series now, on the Ray cluster"),
         "run": (cmd_run, "run the whole service: ingest, trigger policy, hand-off to Ray"),
         "prune-models": (cmd_prune_models, "delete old model versions and their files"),
@@ -332,12 +364,41 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--days", type=int, default=28)
     sim.add_argument("--seed", type=int, default=7)
     sim.add_argument("--rate", type=float, default=None, help="events/s (default: max)")
+    sim.add_argument(
+        "--plans-ahead-days",
+        type=int,
+        default=14,
+        metavar="DAYS",
+        help="publish each simulated promotion this many days ahead (default 14)",
+    )
     rep = parsers["replay"]
     rep.add_argument("file", type=Path)
     rep.add_argument("--from", dest="start", type=date.fromisoformat, default=None)
     rep.add_argument("--until", type=date.fromisoformat, default=None)
     rep.add_argument("--events-per-day", type=int, default=4)
     rep.add_argument("--rate", type=float, default=None, help="events/s (default: max)")
+    rep.add_argument(
+        "--plans",
+        type=Path,
+        default=None,
+        metavar="PLANS.csv",
+        help="daily plans (date,store,item,promo,open,school_holiday), sent as plan events",
+    )
+    rep.add_argument(
+        "--stores",
+        type=Path,
+        default=None,
+        metavar="STORES.csv",
+        help="store master data (store,country,subdivision,store_type,assortment,promo2), "
+        "sent first",
+    )
+    rep.add_argument(
+        "--plans-ahead-days",
+        type=int,
+        default=60,
+        metavar="DAYS",
+        help="send each plan this many days before the sales of its first day (default 60)",
+    )
     ret = parsers["retrain"]
     which = ret.add_mutually_exclusive_group(required=True)
     which.add_argument("--series", nargs="+", metavar="STORE|ITEM", default=[])

@@ -2,18 +2,20 @@
 them itself)."""
 
 import logging
+from datetime import timedelta
 from pathlib import Path
 
 import pyspark
 
 from shelfcast.errors import EmbeddedStackError
 from shelfcast.jars import SETUP_HINT, spark_jars
-from shelfcast.kafka import client_config, java_client_options
+from shelfcast.kafka import kafka_client
 from shelfcast.settings import Settings
-from streaming.source import SourceConfig
+from streaming.config import IngestConfig, SourceConfig, Topics
 from streaming.spark import SparkConfig
+from streaming.validate import Limits
 
-__all__ = ["source_config", "spark_config"]
+__all__ = ["ingest_config", "source_config", "spark_config"]
 
 log = logging.getLogger("shelfcast.ingest")
 
@@ -37,13 +39,34 @@ def spark_config(settings: Settings) -> SparkConfig:
     )
 
 
-def source_config(settings: Settings) -> SourceConfig:
-    """The ingest source with both clients' options (each under its own names)."""
-    return SourceConfig(
-        topic=settings.topic_pos_sales,
-        kind=settings.ingest_source,
-        max_events_per_batch=settings.ingest_max_events_per_batch,
+def ingest_config(settings: Settings, spark: SparkConfig | None = None) -> IngestConfig:
+    """Everything the ingest query needs (``spark``: the session's, when already built)."""
+    return IngestConfig(
+        kafka=kafka_client(settings),
+        delta_dir=settings.delta_dir,
+        checkpoint=settings.checkpoint_dir / "ingest",
+        topics=Topics(
+            sales=settings.topic_pos_sales,
+            plans=settings.topic_pos_plans,
+            stores=settings.topic_pos_stores,
+            dlq=settings.topic_dlq,
+        ),
+        source_kind=settings.ingest_source,
         on_data_loss=settings.ingest_on_data_loss,
-        java_options=java_client_options(settings),
-        librdkafka_options={k: str(v) for k, v in client_config(settings).items()},
+        trigger_seconds=settings.ingest_trigger_seconds,
+        max_events_per_batch=settings.ingest_max_events_per_batch,
+        max_batch_bytes=settings.ingest_max_batch_bytes,
+        limits=Limits(
+            max_bytes=settings.ingest_max_event_bytes,
+            max_future=timedelta(hours=settings.ingest_max_future_hours),
+        ),
+        dedup_window_days=settings.ingest_dedup_window_days,
+        compact_every_batches=settings.ingest_compact_every_batches,
+        vacuum_retention_hours=settings.delta_vacuum_retention_hours,
+        spark=spark or spark_config(settings),
     )
+
+
+def source_config(settings: Settings) -> SourceConfig:
+    """The ingest source: its topics and the Kafka client."""
+    return ingest_config(settings, SparkConfig()).source

@@ -13,69 +13,39 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 
 from shelfcast.errors import KafkaError
 from shelfcast.settings import Settings
+from streaming.config import KafkaClient
 
 __all__ = [
     "client_config",
     "ensure_scram_user",
     "ensure_topics",
     "java_client_options",
+    "kafka_client",
     "producer_config",
 ]
 
-_LOGIN_MODULES = {
-    "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
-    "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
-    "SCRAM-SHA-512": "org.apache.kafka.common.security.scram.ScramLoginModule",
-}
+
+def kafka_client(settings: Settings) -> KafkaClient:
+    """The broker's address and credentials (the password stays a ``SecretStr``)."""
+    return KafkaClient(
+        bootstrap_servers=settings.bootstrap_servers,
+        security_protocol=settings.kafka_security_protocol,
+        sasl_mechanism=settings.kafka_sasl_mechanism,
+        sasl_username=settings.kafka_sasl_username,
+        sasl_password=settings.kafka_sasl_password,
+        ssl_ca_location=settings.kafka_ssl_ca_location,
+    )
 
 
 def client_config(settings: Settings) -> dict[str, Any]:
     """librdkafka settings shared by every client: address and security."""
-    config: dict[str, Any] = {
-        "bootstrap.servers": settings.bootstrap_servers,
-        "security.protocol": settings.kafka_security_protocol,
-    }
-    if settings.kafka_sasl_mechanism:
-        config["sasl.mechanism"] = settings.kafka_sasl_mechanism
-    if settings.kafka_sasl_username:
-        config["sasl.username"] = settings.kafka_sasl_username
-    if settings.kafka_sasl_password is not None and settings.kafka_sasl_password.get_secret_value():
-        config["sasl.password"] = settings.kafka_sasl_password.get_secret_value()
-    if settings.kafka_ssl_ca_location is not None:
-        config["ssl.ca.location"] = str(settings.kafka_ssl_ca_location)
-    return config
-
-
-def _jaas_quote(value: str) -> str:
-    # JAAS values are double-quoted strings with backslash escapes.
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return kafka_client(settings).librdkafka()
 
 
 def java_client_options(settings: Settings) -> dict[str, str]:
     """The same address and security for Java Kafka clients (Spark's source), under their
     own names: a JAAS line for SASL, a PEM trust store for the CA file."""
-    options = {
-        "bootstrap.servers": settings.bootstrap_servers,
-        "security.protocol": settings.kafka_security_protocol,
-    }
-    if settings.kafka_sasl_mechanism:
-        mechanism = settings.kafka_sasl_mechanism
-        module = _LOGIN_MODULES.get(mechanism)
-        if module is None:
-            raise KafkaError(
-                f"SASL mechanism {mechanism!r} has no Java login module here; use one of "
-                f"{', '.join(_LOGIN_MODULES)} or SHELFCAST_INGEST_SOURCE=python."
-            )
-        password = settings.kafka_sasl_password
-        options["sasl.mechanism"] = mechanism
-        options["sasl.jaas.config"] = (
-            f"{module} required username={_jaas_quote(settings.kafka_sasl_username or '')} "
-            f"password={_jaas_quote(password.get_secret_value() if password else '')};"
-        )
-    if settings.kafka_ssl_ca_location is not None:
-        options["ssl.truststore.type"] = "PEM"
-        options["ssl.truststore.location"] = str(settings.kafka_ssl_ca_location)
-    return options
+    return kafka_client(settings).java()
 
 
 def ensure_scram_user(settings: Settings, bootstrap: str, timeout: float = 30.0) -> None:
@@ -105,19 +75,18 @@ def ensure_scram_user(settings: Settings, bootstrap: str, timeout: float = 30.0)
 
 def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
     """An idempotent producer: retries never duplicate or reorder within a partition."""
-    return {
-        **client_config(settings),
-        "enable.idempotence": True,
-        "acks": "all",
-        "linger.ms": 5,
-        "compression.type": "lz4",
-        **extra,
-    }
+    return kafka_client(settings).producer(**extra)
 
 
 def ensure_topics(settings: Settings, timeout: float = 15.0) -> None:
     """Create the topics Shelfcast uses when they do not exist yet."""
-    names = [settings.topic_pos_sales, settings.topic_dlq, settings.topic_forecasts]
+    names = [
+        settings.topic_pos_sales,
+        settings.topic_pos_plans,
+        settings.topic_pos_stores,
+        settings.topic_dlq,
+        settings.topic_forecasts,
+    ]
     admin = AdminClient(client_config(settings))
     try:
         existing = set(admin.list_topics(timeout=timeout).topics)

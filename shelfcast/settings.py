@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     kafka_sasl_password: SecretStr | None = None
     kafka_ssl_ca_location: Path | None = None
     topic_pos_sales: str = "pos.sales"
+    topic_pos_plans: str = "pos.plans"
+    topic_pos_stores: str = "pos.stores"
     topic_dlq: str = "pos.sales.dlq"
     topic_forecasts: str = "forecasts"
     topic_partitions: int = Field(default=2, ge=1)
@@ -76,6 +78,9 @@ class Settings(BaseSettings):
     ingest_trigger_seconds: float = Field(default=1.0, gt=0)
     ingest_max_events_per_batch: int = Field(default=200_000, ge=1)
     ingest_max_event_bytes: int = Field(default=65_536, ge=256)
+    # The most Kafka bytes a micro-batch brings into the driver at once: the JVM holds ~3x
+    # that while it hands the records over, so keep it at most 1/16 of spark_driver_memory.
+    ingest_max_batch_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024)
     ingest_max_future_hours: float = Field(default=24.0, ge=0)
     ingest_dedup_window_days: int = Field(default=3, ge=1)
     ingest_compact_every_batches: int = Field(default=50, ge=1)

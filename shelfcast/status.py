@@ -17,8 +17,9 @@ __all__ = [
 ]
 
 
-def committed_offsets(checkpoint: Path) -> dict[int, int]:
-    """Per partition, the next offset the query will read (from its last committed batch)."""
+def committed_offsets(checkpoint: Path, topic: str | None = None) -> dict[int, int]:
+    """Per partition of ``topic`` (None: the only one), the next offset the query will read
+    (from its last committed batch)."""
     commits = checkpoint / "commits"
     batches = (
         sorted(int(p.name) for p in commits.iterdir() if p.name.isdigit())
@@ -30,7 +31,8 @@ def committed_offsets(checkpoint: Path) -> dict[int, int]:
     lines = (checkpoint / "offsets" / str(batches[-1])).read_text().splitlines()
     offsets: dict[str, Any] = json.loads(lines[-1])
     if offsets and all(isinstance(v, dict) for v in offsets.values()):
-        offsets = next(iter(offsets.values()))  # Spark's kafka format: {topic: {partition: n}}
+        # By topic (Spark's kafka format, ours with several topics): {topic: {partition: n}}.
+        offsets = offsets.get(topic, {}) if topic else next(iter(offsets.values()))
     return {int(p): int(n) for p, n in offsets.items()}
 
 
@@ -41,7 +43,7 @@ def ingest_lag(settings: Settings, consumer: Any = None) -> dict[str, Any]:
 
     from shelfcast.kafka import client_config
 
-    committed = committed_offsets(settings.checkpoint_dir / "ingest")
+    committed = committed_offsets(settings.checkpoint_dir / "ingest", settings.topic_pos_sales)
     own = consumer is None
     if own:
         consumer = Consumer(

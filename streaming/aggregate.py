@@ -1,14 +1,16 @@
 """Pure aggregation of new events: per-day increments and the per-series change ledger."""
 
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from contracts.series import series_key
 from streaming.schemas import DAILY_SALES, SERIES_STATE
 
-__all__ = ["daily_increments", "update_series_state"]
+__all__ = ["daily_increments", "mark_plans_changed", "update_series_state"]
 
 
 def daily_increments(events: pa.Table, batch_id: int) -> pa.Table:
@@ -102,6 +104,32 @@ def update_series_state(
     return pa.Table.from_pylist(rows, schema=SERIES_STATE)
 
 
+def mark_plans_changed(
+    updated: pa.Table,
+    current: Mapping[str, dict[str, Any]],
+    touched: Iterable[tuple[str, str]],
+    batch_id: int,
+    now: datetime,
+) -> pa.Table:
+    """``updated`` (this batch's new ``series_state`` rows), with the ``touched`` series
+    marked: their plans changed now, one more change not yet handed over. A touched series
+    without a row in ``updated`` starts from its row in ``current`` (``"store|item"`` ->
+    row); one in neither is skipped (a plan alone never creates a series)."""
+    rows = {(r["store_id"], r["item_id"]): r for r in updated.to_pylist()}
+    for store_id, item_id in touched:
+        row = rows.get((store_id, item_id)) or current.get(series_key(store_id, item_id))
+        if row is None:
+            continue
+        rows[(store_id, item_id)] = {
+            **row,
+            "plans_changed_at": now,
+            "plan_changes_since_retrain": (row.get("plan_changes_since_retrain") or 0) + 1,
+            "updated_batch_id": batch_id,
+            "updated_at": now,
+        }
+    return pa.Table.from_pylist([rows[k] for k in sorted(rows)], schema=SERIES_STATE)
+
+
 def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
     present = [t for t in (a, b) if t is not None]
     return max(present) if present else None
@@ -116,5 +144,6 @@ def _blank_state(store_id: str, item_id: str) -> dict[str, Any]:
         events_since_retrain=0,
         days_since_retrain=0,
         pending_days=[],
+        plan_changes_since_retrain=0,
     )
     return row

@@ -10,7 +10,7 @@ a broker that is away fails the batch (Spark retries it; the topic is at least o
 """
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -18,7 +18,8 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from pydantic import ValidationError
 
 from contracts import DeadLetter
-from contracts.dead_letter import MAX_RAW_BYTES, raw_copy
+from contracts.dead_letter import MAX_RAW_BYTES, RawCopy, b64, raw_copy
+from streaming.config import KafkaClient
 from streaming.errors import StreamingError
 
 __all__ = ["DeadLetterTopic", "letter"]
@@ -31,9 +32,13 @@ _TOO_LARGE = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TO
 _REASON_CHARS = 2_000  # the whole reason is in the quarantine table
 
 
-def letter(row: dict[str, Any], max_raw_bytes: int = MAX_RAW_BYTES) -> DeadLetter:
-    """The letter of one quarantine row, with at most ``max_raw_bytes`` of key and value."""
-    key, value = raw_copy(row["raw_key"], max_raw_bytes), raw_copy(row["raw_value"], max_raw_bytes)
+def letter(
+    row: dict[str, Any], max_raw_bytes: int = MAX_RAW_BYTES, contract: str = "pos_sale/v1"
+) -> DeadLetter:
+    """The letter of one quarantine row, with at most ``max_raw_bytes`` of key and value;
+    ``contract``: the one the record failed."""
+    key = _copy(row, "raw_key", max_raw_bytes)
+    value = _copy(row, "raw_value", max_raw_bytes)
     reason = row["reason"]
     return DeadLetter(
         source_topic=row["source_topic"],
@@ -48,7 +53,18 @@ def letter(row: dict[str, Any], max_raw_bytes: int = MAX_RAW_BYTES) -> DeadLette
         raw_key_sha256=key.sha256,
         raw_value_size=value.size,
         raw_value_sha256=value.sha256,
+        contract=contract,
     )
+
+
+def _copy(row: dict[str, Any], field: str, max_raw_bytes: int) -> RawCopy:
+    """A letter's copy of ``field``; of a field the driver got cut (its size and SHA-256 in
+    the row), the first bytes it got with the whole field's size and hash."""
+    size = row.get(f"{field}_size")
+    if size is None:
+        return raw_copy(row[field], max_raw_bytes)
+    first: bytes = row[field][:max_raw_bytes]
+    return RawCopy(b64(first) if max_raw_bytes else None, size, row[f"{field}_sha256"])
 
 
 def _where(row: dict[str, Any]) -> str:
@@ -63,10 +79,17 @@ class DeadLetterTopic:
     """Publishes rejects as ``dead_letter`` v1 JSON, keyed by their source coordinates."""
 
     def __init__(
-        self, producer_config: dict[str, Any], topic: str, max_raw_bytes: int = MAX_RAW_BYTES
+        self,
+        kafka: KafkaClient | Mapping[str, Any],
+        topic: str,
+        max_raw_bytes: int = MAX_RAW_BYTES,
+        contracts: Mapping[str, str] | None = None,
     ) -> None:
-        self._config = producer_config
+        """``kafka``: the client, or a producer's whole librdkafka config; ``contracts``: the
+        contract of each source topic but the sales topic's (``pos_sale/v1``)."""
+        self._kafka = kafka
         self._topic = topic
+        self._contracts = dict(contracts or {})
         self._max_raw_bytes = max_raw_bytes
         self._producer: Producer | None = None
 
@@ -76,14 +99,16 @@ class DeadLetterTopic:
         if rejects.num_rows == 0:
             return
         if self._producer is None:
-            self._producer = Producer(self._config)
+            kafka = self._kafka
+            config = kafka.producer() if isinstance(kafka, KafkaClient) else dict(kafka)
+            self._producer = Producer(config)
         producer = self._producer
         failures: list[str] = []
         refused: list[dict[str, Any]] = []
         try:
             for row in rejects.to_pylist():
                 try:
-                    message = letter(row, self._max_raw_bytes)
+                    message = letter(row, self._max_raw_bytes, self._contract(row))
                 except ValidationError as exc:  # never seen; must not stop the stream either
                     log.error("no dead letter for %s: %s (it is in quarantine)", _where(row), exc)
                     continue
@@ -92,7 +117,8 @@ class DeadLetterTopic:
             if not left:  # every first letter answered: send the refused ones again, smaller
                 again, refused = refused, []
                 for row in again:
-                    self._send(producer, row, letter(row, 0), refused, failures)
+                    smaller = letter(row, 0, self._contract(row))
+                    self._send(producer, row, smaller, refused, failures)
                 left = producer.flush(timeout)
         except KafkaException as exc:
             raise StreamingError(f"Publishing to {self._topic!r} failed: {exc.args[0]}") from exc
@@ -109,6 +135,9 @@ class DeadLetterTopic:
                 _where(row),
                 self._topic,
             )
+
+    def _contract(self, row: dict[str, Any]) -> str:
+        return self._contracts.get(row["source_topic"], "pos_sale/v1")
 
     def _send(
         self,

@@ -8,39 +8,38 @@ the coordinator reports status changes and published forecasts, and this applies
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import pyarrow as pa
 
-from contracts.series import parse_series_key, series_key
-from streaming.drift import Served, drift_errors
+from contracts.series import series_key
+from streaming.drift import Served
 from streaming.pipeline import BatchReport
-from streaming.schemas import DRIFT, FORECASTS, SERIES_STATE
+from streaming.schemas import SERIES_STATE
+from streaming.served import SERVED_DAYS, ServedForecasts
 from streaming.tables import TableStore
 from streaming.thresholds import ThresholdStore
 from streaming.trigger import Due, due_series
 
-__all__ = ["Handoff", "HandoffReport", "RetrainClient"]
+__all__ = ["Handoff", "HandoffReport", "RetrainClient", "Submission"]
 
 log = logging.getLogger("shelfcast.handoff")
 
-# Forecasts generated this many days ago or later are rebuilt into the served cache at start.
-# Their points end a horizon (28 days by default) after their data; an older forecast has been
-# scored on every day that had actuals, and its drift ratio is in series_state.
-SERVED_DAYS = 60
-_SERIES_VERSION = ["store_id", "item_id", "model_version"]
+
+# (store, item, priority, stored events or None, reason): poison holds while the events stay
+# (None: an operator's force, which lifts it); the reason is the trigger's (``Reason``).
+Submission = tuple[str, str, float, int | None, str]
 
 
 class RetrainClient(Protocol):
     """The coordinator, as the streaming side sees it."""
 
-    def submit(self, due: list[tuple[str, str, float, int | None]], version: int) -> None:
-        """``(store, item, priority, stored events)``: poison holds while the events stay
-        (None: an operator's force, which lifts it)."""
+    def submit(self, due: list[Submission], version: int) -> None:
+        """Hand the due series over (:data:`Submission`)."""
 
     def peek_updates(self) -> list[dict[str, Any]]: ...
     def ack_updates(self, seq: int) -> None: ...
@@ -51,7 +50,7 @@ class HandoffReport(dict[str, Any]):
 
 
 class Handoff:
-    """Owns the served-forecast cache (rebuilt from Delta at start) and the hand-off steps."""
+    """The hand-off steps; the served forecasts and their drift are :class:`ServedForecasts`."""
 
     def __init__(
         self,
@@ -67,10 +66,14 @@ class Handoff:
         self.client = client
         self.app_id = app_id
         self.lock: AbstractContextManager[Any] = lock or threading.RLock()
-        self.served: dict[str, Served] = {}
+        self.forecasts = ServedForecasts(store, served_days)
         self.last: HandoffReport = HandoffReport()
         self.listeners: list[Callable[[HandoffReport], None]] = []
-        self._load_served(served_days)
+
+    @property
+    def served(self) -> dict[str, Served]:
+        """The served forecast of each series (``"store|item"``)."""
+        return self.forecasts.served
 
     # entry points ---------------------------------------------------------------------------
 
@@ -100,14 +103,14 @@ class Handoff:
         except Exception as exc:  # the stream must not stop because Ray is away
             log.warning("cannot read retrain updates (%s); retrying next batch", exc)
             updates = []
-        published, forecasts_stored = self._record_forecasts(updates, app, batch_id)
+        published, forecasts_stored = self.forecasts.record_forecasts(updates, app, batch_id)
         state = self.store.series_state()  # rows shared with the store's mirror: see _edit
         last_days = {
             k: state[k]["last_sale_day"]
             for k in (series_key(s, i) for s, i in changed)
             if k in state and state[k]["last_sale_day"]
         }
-        drifted, drift_stored = self._record_drift(changed, last_days, app, batch_id, now)
+        drifted, drift_stored = self.forecasts.record_drift(changed, last_days, app, batch_id, now)
         touched = self._apply_updates(state, updates)
         for key in drifted:
             if key in state:
@@ -127,6 +130,7 @@ class Handoff:
                             d.item_id,
                             d.priority,
                             None if d.key in forced else state[d.key]["total_events"] or 0,
+                            d.kind,
                         )
                         for d in due
                     ],
@@ -136,14 +140,11 @@ class Handoff:
                 log.warning("cannot hand %d series to Ray (%s); retrying next batch", len(due), exc)
                 due = []
         for d in due:
-            _edit(state, d.key).update(
-                status="queued",
-                last_submitted_at=now,
-                events_since_retrain=0,
-                days_since_retrain=0,
-                pending_days=[],
-                last_error=None,
-            )
+            row = _edit(state, d.key)
+            row.update(status="queued", last_submitted_at=now, last_error=None)
+            row["plan_changes_since_retrain"] = 0
+            if d.kind != "plan":  # a plan's job predicts again: the new sales still count
+                row.update(events_since_retrain=0, days_since_retrain=0, pending_days=[])
             touched.add(d.key)
         state_stored = True
         if touched:
@@ -165,6 +166,7 @@ class Handoff:
             retrain_seconds=[u["seconds"] for u in updates if u["status"] == "done"],
             drift_ratios=[self.served[k].drift_ratio for k in drifted],
             due=[d.key for d in due][:20],
+            reasons=dict(Counter(d.kind for d in due)),
             thresholds_unreadable=unreadable,
         )
         for listener in self.listeners:
@@ -206,139 +208,10 @@ class Handoff:
             touched.add(key)
         return touched
 
-    def _record_forecasts(
-        self, updates: list[dict[str, Any]], app: str, batch_id: int
-    ) -> tuple[int, bool]:
-        """Store the forecasts of finished retrains; (series published, whether stored).
-
-        The served cache changes only once the rows are stored: a skipped write (a replayed
-        batch) or a failed one leaves them to be recorded again."""
-        rows: list[dict[str, Any]] = []
-        served: dict[str, Served] = {}
-        for u in updates:
-            message = u.get("forecast")
-            if u["status"] != "done" or not message:
-                continue
-            key = series_key(u["store_id"], u["item_id"])
-            version = int(message["model_version"])
-            known = served.get(key) or self.served.get(key)
-            if known is not None and known.model_version >= version:
-                continue  # already recorded (a re-read after a crash)
-            points = {date.fromisoformat(p["date"]): float(p["yhat"]) for p in message["points"]}
-            served[key] = Served(
-                version, points, message.get("validation_mase"), u.get("mase_scale")
-            )
-            for p in message["points"]:
-                rows.append(
-                    {
-                        "store_id": u["store_id"],
-                        "item_id": u["item_id"],
-                        "model_version": version,
-                        "day": date.fromisoformat(p["date"]),
-                        "yhat": p["yhat"],
-                        "yhat_lower": p["yhat_lower"],
-                        "yhat_upper": p["yhat_upper"],
-                        "data_through": date.fromisoformat(message["data_through"]),
-                        "method": message["method"],
-                        "validation_mase": message.get("validation_mase"),
-                        "mase_scale": u.get("mase_scale"),
-                        "generated_at": datetime.fromisoformat(message["generated_at"]),
-                    }
-                )
-        if not rows:
-            return 0, True
-        table = pa.Table.from_pylist(rows, schema=FORECASTS)
-        if not self.store.append_once("forecasts", table, app, batch_id):
-            return 0, False
-        self.served.update(served)
-        return len(served), True
-
-    def _record_drift(
-        self,
-        changed: tuple[tuple[str, str], ...],
-        last_days: dict[str, date],
-        app: str,
-        batch_id: int,
-        now: datetime,
-    ) -> tuple[dict[str, int], bool]:
-        """Store the live errors of new complete days; (days per series, whether stored).
-
-        Scored on copies of the served entries, which replace them once the rows are stored."""
-        keys = [k for k in (series_key(s, i) for s, i in changed) if k in self.served]
-        if not keys:
-            return {}, True
-        days = sorted({d for k in keys for d in self.served[k].points})
-        actuals: dict[str, dict[date, float]] = {k: {} for k in keys}
-        daily = self.store.read(
-            "daily_sales", ["store_id", "item_id", "day", "units"], [("day", "in", days)]
-        )
-        for r in daily.to_pylist():
-            found_for = actuals.get(series_key(r["store_id"], r["item_id"]))
-            if found_for is not None:
-                found_for[r["day"]] = r["units"]
-        rows, counts, scored = [], {}, {}
-        for key in keys:
-            served = replace(self.served[key], errors=list(self.served[key].errors))
-            found = drift_errors(served, actuals[key], last_days.get(key, date.min))
-            store_id, item_id = parse_series_key(key)
-            for day, actual, yhat, error in found:
-                rows.append(
-                    {
-                        "store_id": store_id,
-                        "item_id": item_id,
-                        "model_version": served.model_version,
-                        "day": day,
-                        "actual": actual,
-                        "yhat": yhat,
-                        "scaled_error": error,
-                        "recorded_at": now,
-                        "batch_id": batch_id,
-                    }
-                )
-            if found:
-                counts[key] = len(found)
-                scored[key] = served
-        if not rows:
-            return {}, True
-        table = pa.Table.from_pylist(rows, schema=DRIFT)
-        if not self.store.append_once("drift", table, app, batch_id):
-            return {}, False
-        self.served.update(scored)
-        return counts, True
-
     def _clear_forced(self, due: list[Due], forced: tuple[str, ...]) -> None:
         sent = {d.key for d in due} & set(forced)
         if sent:
             self.thresholds.unforce(sent, who="shelfcast-service")
-
-    def _load_served(self, days: int) -> None:
-        """Rebuild the cache of served forecasts and their live errors from Delta: only the
-        forecasts generated in the last ``days`` days and the errors recorded since, never the
-        whole tables (they grow with every retrain; their files' statistics skip the rest)."""
-        since = datetime.now(UTC) - timedelta(days=days)
-        forecasts = self.store.read(
-            "forecasts",
-            [*_SERIES_VERSION, "day", "yhat", "validation_mase", "mase_scale"],
-            [("generated_at", ">=", since)],
-        )
-        for r in forecasts.to_pylist():
-            key = series_key(r["store_id"], r["item_id"])
-            served = self.served.get(key)
-            if served is None or served.model_version < r["model_version"]:
-                served = Served(r["model_version"], {}, r["validation_mase"], r["mase_scale"])
-                self.served[key] = served
-            if served.model_version == r["model_version"]:
-                served.points[r["day"]] = r["yhat"]
-        drift = self.store.read(
-            "drift",
-            [*_SERIES_VERSION, "day", "scaled_error"],
-            [("recorded_at", ">=", since)],  # a loaded forecast's errors are all younger
-        )
-        for r in sorted(drift.to_pylist(), key=lambda r: r["day"]):
-            served = self.served.get(series_key(r["store_id"], r["item_id"]))
-            if served is not None and served.model_version == r["model_version"]:
-                served.errors.append(r["scaled_error"])
-                served.evaluated_through = r["day"]
 
 
 def _edit(state: dict[str, dict[str, Any]], key: str) -> dict[str, Any]:

@@ -1,9 +1,11 @@
 """A Spark Python streaming data source over confluent-kafka: ``format("shelfcast_kafka")``.
 
 Offsets per partition live in Spark's checkpoint (``assign()``, no consumer group), so a
-restarted query resumes exactly where its last committed batch ended. The output schema and
-the options it shares (``subscribe``, ``maxOffsetsPerTrigger``, ``startingOffsets``,
-``failOnDataLoss``) are Spark's ``kafka`` format's.
+restarted query resumes exactly where its last committed batch ended. With one topic they are
+``{"<partition>": offset}``; with several, ``{"<topic>": {"<partition>": offset}}`` (a flat
+checkpoint then holds the first topic's, and a topic new to it starts at its earliest
+offset). The output schema and the options it shares (``subscribe``, ``maxOffsetsPerTrigger``,
+``startingOffsets``, ``failOnDataLoss``) are Spark's ``kafka`` format's.
 
 Kafka clients are never pickled with the reader: the driver side creates its own lazily, and
 each Python worker keeps one consumer in a module-level cache.
@@ -22,12 +24,14 @@ from pyspark.sql.types import StructType
 
 from streaming.errors import KafkaSourceError
 from streaming.offsets import (
-    Offsets,
+    TopicOffsets,
     advance,
     as_offsets,
     data_loss,
-    limit_range,
+    limit_topics,
+    nested,
     resume_after_loss,
+    shaped,
 )
 
 __all__ = ["RAW_SCHEMA", "KafkaDataSource", "KafkaRange"]
@@ -47,6 +51,9 @@ _ARROW_SCHEMA = pa.schema(
 )
 log = logging.getLogger("shelfcast.ingest")
 _CHUNK = 10_000
+# An Arrow batch goes to Spark once it holds this many bytes of keys and values, whichever
+# comes first: a burst of ~1 MB records made batches of 10 GB.
+_CHUNK_BYTES = 16 * 1024 * 1024
 _EOF = KafkaError._PARTITION_EOF  # noqa: SLF001 - librdkafka's public code, private name
 _STALL_SECONDS = 30.0
 _READER_CONSUMERS: dict[tuple[tuple[str, str], ...], Consumer] = {}
@@ -61,7 +68,7 @@ class KafkaRange(InputPartition):
 
 
 class KafkaDataSource(DataSource):
-    """Options: ``subscribe`` (one topic), ``kafka.*`` (librdkafka settings),
+    """Options: ``subscribe`` (topics, comma-separated), ``kafka.*`` (librdkafka settings),
     ``maxOffsetsPerTrigger``, ``startingOffsets`` (``earliest`` or ``latest``),
     ``failOnDataLoss`` (``true``: stop when offsets go backwards or below the log start;
     ``false``: go on from the earliest offset still there)."""
@@ -99,16 +106,17 @@ class KafkaStreamReader(DataSourceStreamReader):
 
     def __init__(self, options: dict[str, str]) -> None:
         lowered = {key.lower(): value for key, value in options.items()}
-        if "subscribe" not in lowered:
-            raise KafkaSourceError("Set the option 'subscribe' to the topic to read.")
-        self.topic = lowered["subscribe"]
+        topics = [t.strip() for t in lowered.get("subscribe", "").split(",") if t.strip()]
+        if not topics:
+            raise KafkaSourceError("Set the option 'subscribe' to the topics to read.")
+        self.topics = list(dict.fromkeys(topics))
         self.fail_on_loss = lowered.get("failondataloss", "true").lower() != "false"
         self.config = _client_config(lowered, self.fail_on_loss)
         limit = int(lowered.get("maxoffsetspertrigger", "0"))
         self.max_rows = limit if limit > 0 else None
         self.starting = lowered.get("startingoffsets", "earliest").lower()
         self._consumer: Consumer | None = None
-        self._last_ends: dict[int, int] = {}
+        self._last_ends: dict[str, dict[int, int]] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -120,38 +128,42 @@ class KafkaStreamReader(DataSourceStreamReader):
             self._consumer = Consumer(self.config)
         return self._consumer
 
-    def _watermarks(self) -> dict[int, tuple[int, int]]:
+    def _watermarks(self, topic: str) -> dict[int, tuple[int, int]]:
         consumer = self._driver_consumer()
         try:
-            meta = consumer.list_topics(self.topic, timeout=10)
-            topic = meta.topics[self.topic]
-            if topic.error is not None:
+            meta = consumer.list_topics(topic, timeout=10)
+            found = meta.topics[topic]
+            if found.error is not None:
                 raise KafkaSourceError(
-                    f"Topic {self.topic!r} is not readable: {topic.error}. "
-                    "Create it ('shelfcast up' does) or fix SHELFCAST_TOPIC_POS_SALES."
-                ) from KafkaException(topic.error)
+                    f"Topic {topic!r} is not readable: {found.error}. Create it ('shelfcast up' "
+                    "does) or fix SHELFCAST_TOPIC_POS_SALES, _POS_PLANS or _POS_STORES."
+                ) from KafkaException(found.error)
             return {
-                p: consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)
-                for p in sorted(topic.partitions)
+                p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                for p in sorted(found.partitions)
             }
         except KafkaException as exc:
             raise KafkaSourceError(
-                f"Cannot read offsets of {self.topic!r}: {exc.args[0]}. Is the broker up?"
+                f"Cannot read offsets of {topic!r}: {exc.args[0]}. Is the broker up?"
             ) from exc
 
-    def _ends(self) -> tuple[dict[int, int], dict[int, int]]:
-        marks = self._watermarks()
-        self._last_ends = {p: high for p, (_, high) in marks.items()}
-        return self._last_ends, {p: low for p, (low, _) in marks.items()}
+    def _ends(self) -> tuple[dict[str, dict[int, int]], dict[str, dict[int, int]]]:
+        """Each topic's end offsets and log start offsets, by partition."""
+        marks = {topic: self._watermarks(topic) for topic in self.topics}
+        self._last_ends = {t: {p: high for p, (_, high) in m.items()} for t, m in marks.items()}
+        floors = {t: {p: low for p, (low, _) in m.items()} for t, m in marks.items()}
+        return self._last_ends, floors
 
-    def initialOffset(self) -> Offsets:
+    def initialOffset(self) -> dict[str, Any]:
         ends, floors = self._ends()
-        return as_offsets(ends if self.starting == "latest" else floors)
+        first = ends if self.starting == "latest" else floors
+        return shaped({t: as_offsets(first[t]) for t in self.topics}, self.topics)
 
     def getDefaultReadLimit(self) -> ReadLimit:
         return ReadMaxRows(self.max_rows) if self.max_rows else ReadAllAvailable()
 
-    def latestOffset(self, start: Offsets, limit: ReadLimit) -> Offsets:
+    def latestOffset(self, start: dict[str, Any], limit: ReadLimit) -> dict[str, Any]:
+        begin = nested(start, self.topics)
         try:
             ends, floors = self._ends()
         except KafkaSourceError as exc:
@@ -161,42 +173,51 @@ class KafkaStreamReader(DataSourceStreamReader):
             # next one asks again (Spark's own source retries such errors the same way).
             log.warning("no offsets this trigger: %s", exc)
             return dict(start)
-        lost = data_loss(start, ends, floors)
-        if lost:
-            if self.fail_on_loss:
-                raise KafkaSourceError(
-                    f"Offsets of {self.topic!r} no longer match the checkpoint: "
-                    f"{'; '.join(lost)}. Events may have been lost. To go on from the earliest "
-                    "offset the broker has, set SHELFCAST_INGEST_ON_DATA_LOSS=earliest and "
-                    "restart; to start over, delete the ingest checkpoint."
-                )
-            start = resume_after_loss(start, ends, floors)
-        end = advance(start, ends, floors)
+        end: TopicOffsets = {}
+        for topic in self.topics:
+            here = begin.get(topic, {})
+            lost = data_loss(here, ends[topic], floors[topic])
+            if lost:
+                if self.fail_on_loss:
+                    raise KafkaSourceError(
+                        f"Offsets of {topic!r} no longer match the checkpoint: "
+                        f"{'; '.join(lost)}. Events may have been lost. To go on from the "
+                        "earliest offset the broker has, set SHELFCAST_INGEST_ON_DATA_LOSS="
+                        "earliest and restart; to start over, delete the ingest checkpoint."
+                    )
+                here = resume_after_loss(here, ends[topic], floors[topic])
+                begin[topic] = here
+            end[topic] = advance(here, ends[topic], floors[topic])
         if isinstance(limit, ReadMaxRows):
-            end = limit_range(start, end, limit.max_rows)
-        return end
+            end = limit_topics(begin, end, limit.max_rows)
+        return shaped(end, self.topics)
 
-    def reportLatestOffset(self) -> Offsets | None:
+    def reportLatestOffset(self) -> dict[str, Any] | None:
         # Only for progress metrics, asked right after latestOffset: no second broker round.
-        return as_offsets(self._last_ends) if self._last_ends else None
+        if not self._last_ends:
+            return None
+        return shaped({t: as_offsets(e) for t, e in self._last_ends.items()}, self.topics)
 
-    def partitions(self, start: Offsets, end: Offsets) -> Sequence[KafkaRange]:
+    def partitions(self, start: dict[str, Any], end: dict[str, Any]) -> Sequence[KafkaRange]:
         # After a loss (failOnDataLoss=false) an end may lie below its start: the batch then
         # reads that partition from its earliest offset, as Spark's own source does.
+        begin, stop_at = nested(start, self.topics), nested(end, self.topics)
         ranges = []
-        for key, stop in sorted(end.items(), key=lambda kv: int(kv[0])):
-            begin = start.get(key, 0)
-            if stop < begin:
-                begin = 0
-            if stop > begin:
-                ranges.append(KafkaRange(self.topic, int(key), begin, stop))
+        for topic in self.topics:
+            here = begin.get(topic, {})
+            for key, stop in sorted(stop_at.get(topic, {}).items(), key=lambda kv: int(kv[0])):
+                first = here.get(key, 0)
+                if stop < first:
+                    first = 0
+                if stop > first:
+                    ranges.append(KafkaRange(topic, int(key), first, stop))
         return ranges
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
         assert isinstance(partition, KafkaRange)
         return read_range(self.config, partition)
 
-    def commit(self, end: Offsets) -> None:
+    def commit(self, end: dict[str, Any]) -> None:
         """Offsets live in Spark's checkpoint; nothing to commit to Kafka."""
 
     def stop(self) -> None:
@@ -220,10 +241,14 @@ def read_range(config: dict[str, str], part: KafkaRange) -> Iterator[pa.RecordBa
     next_offset = part.start
     last_progress = time.monotonic()
     columns: list[list[Any]] = [[], [], [], [], []]
+    size = read_bytes = 0
     try:
         while next_offset < part.end:
-            # consume() waits its whole timeout unless n arrive: ask only for what is left.
-            msgs = consumer.consume(min(part.end - next_offset, _CHUNK), 1.0)
+            # consume() waits its whole timeout unless n arrive: ask only for what is left,
+            # and for about _CHUNK_BYTES of records of the size seen so far (at first few).
+            seen = next_offset - part.start
+            many = _CHUNK_BYTES * seen // read_bytes if read_bytes else 100
+            msgs = consumer.consume(max(1, min(part.end - next_offset, _CHUNK, many)), 1.0)
             if not msgs and time.monotonic() - last_progress > _STALL_SECONDS:
                 raise KafkaSourceError(
                     f"No records from {part.topic}[{part.partition}] at offset {next_offset} "
@@ -247,15 +272,19 @@ def read_range(config: dict[str, str], part: KafkaRange) -> Iterator[pa.RecordBa
                     next_offset = part.end
                     break
                 next_offset = offset + 1
-                columns[0].append(msg.key())
-                columns[1].append(msg.value())
+                key, value = msg.key(), msg.value()
+                length = len(key or b"") + len(value or b"")
+                size += length
+                read_bytes += length
+                columns[0].append(key)
+                columns[1].append(value)
                 columns[2].append(offset)
                 columns[3].append(msg.timestamp()[1] * 1000)
             if msgs:
                 last_progress = time.monotonic()
-            if len(columns[0]) >= _CHUNK:
+            if len(columns[0]) >= _CHUNK or size >= _CHUNK_BYTES:
                 yield _batch(part, columns)
-                columns = [[], [], [], [], []]
+                columns, size = [[], [], [], [], []], 0
         if columns[0]:
             yield _batch(part, columns)
     finally:

@@ -1,10 +1,25 @@
 """Pure offset arithmetic for the Kafka source: offsets are ``{"<partition>": next_offset}``."""
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-__all__ = ["Offsets", "advance", "as_offsets", "data_loss", "limit_range", "resume_after_loss"]
+__all__ = [
+    "Offsets",
+    "TopicOffsets",
+    "advance",
+    "as_offsets",
+    "data_loss",
+    "limit_range",
+    "limit_topics",
+    "nested",
+    "resume_after_loss",
+    "shaped",
+]
 
 Offsets = dict[str, int]
+# Several topics: {"<topic>": {"<partition>": next_offset}}. One topic keeps the flat shape
+# (the shape of every checkpoint written before the source read several topics).
+TopicOffsets = dict[str, Offsets]
 
 
 def as_offsets(ends: Mapping[int, int]) -> Offsets:
@@ -91,3 +106,30 @@ def limit_range(start: Mapping[str, int], end: Mapping[str, int], max_rows: int)
             if budget == 0:
                 break
     return {key: start.get(key, 0) + granted[key] for key in end}
+
+
+def nested(offsets: Mapping[str, Any], topics: Sequence[str]) -> TopicOffsets:
+    """Offsets by topic, from either shape: a flat map is the first topic's (an older
+    checkpoint, written when the source read the sales topic alone)."""
+    if all(isinstance(v, int) for v in offsets.values()):
+        return {topics[0]: {k: int(v) for k, v in offsets.items()}} if offsets else {}
+    return {t: {k: int(v) for k, v in parts.items()} for t, parts in offsets.items()}
+
+
+def shaped(offsets: TopicOffsets, topics: Sequence[str]) -> dict[str, Any]:
+    """The shape Spark stores: flat for one topic, by topic for several."""
+    if len(topics) == 1:
+        return dict(offsets.get(topics[0], {}))
+    return {t: dict(offsets.get(t, {})) for t in topics}
+
+
+def limit_topics(start: TopicOffsets, end: TopicOffsets, max_rows: int) -> TopicOffsets:
+    """:func:`limit_range` over every partition of every topic at once."""
+    sep = "\x00"
+    flat_start = {f"{t}{sep}{p}": o for t, parts in start.items() for p, o in parts.items()}
+    flat_end = {f"{t}{sep}{p}": o for t, parts in end.items() for p, o in parts.items()}
+    out: TopicOffsets = {t: {} for t in end}
+    for key, offset in limit_range(flat_start, flat_end, max_rows).items():
+        topic, _, partition = key.partition(sep)
+        out[topic][partition] = offset
+    return out

@@ -7,22 +7,19 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
 
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
 
-from shelfcast.ingest_config import source_config, spark_config
-from shelfcast.kafka import ensure_topics, producer_config
-from shelfcast.settings import Settings
+from contracts import PLAN_V1, STORE_V1
+from streaming.config import IngestConfig
 from streaming.dead_letters import DeadLetterTopic
 from streaming.errors import IngestError
 from streaming.pipeline import IngestPipeline
 from streaming.source import kafka_stream
 from streaming.spark import spark_session
 from streaming.tables import TableStore
-from streaming.validate import Limits
 
 __all__ = [
     "DRAIN_SECONDS",
@@ -37,21 +34,25 @@ __all__ = [
 log = logging.getLogger("shelfcast.ingest")
 
 
-def build_pipeline(settings: Settings) -> IngestPipeline:
+def build_pipeline(config: IngestConfig) -> IngestPipeline:
     """The foreachBatch pipeline wired to the real tables and dead-letter topic."""
-    store = TableStore(settings.delta_dir)
-    store.ensure(log_retention_hours=settings.delta_vacuum_retention_hours)
+    store = TableStore(config.delta_dir)
+    store.ensure(log_retention_hours=config.vacuum_retention_hours)
     return IngestPipeline(
         store=store,
-        dead_letters=DeadLetterTopic(producer_config(settings), settings.topic_dlq),
-        limits=Limits(
-            max_bytes=settings.ingest_max_event_bytes,
-            max_future=timedelta(hours=settings.ingest_max_future_hours),
+        dead_letters=DeadLetterTopic(
+            config.kafka,
+            config.topics.dlq,
+            contracts={config.topics.plans: PLAN_V1, config.topics.stores: STORE_V1},
         ),
-        checkpoint=settings.checkpoint_dir / "ingest",
-        dedup_window_days=settings.ingest_dedup_window_days,
-        maintain_every=settings.ingest_compact_every_batches,
-        retention_hours=settings.delta_vacuum_retention_hours,
+        limits=config.limits,
+        checkpoint=config.checkpoint,
+        dedup_window_days=config.dedup_window_days,
+        maintain_every=config.compact_every_batches,
+        retention_hours=config.vacuum_retention_hours,
+        topics=config.topics,
+        max_batch_bytes=config.max_batch_bytes,
+        max_batch_records=config.max_events_per_batch,
     )
 
 
@@ -80,17 +81,18 @@ def clear_unwritten_first_offsets(checkpoint: "os.PathLike[str] | str") -> list[
 
 
 def start_query(
-    spark: SparkSession, settings: Settings, pipeline: IngestPipeline
+    spark: SparkSession, config: IngestConfig, pipeline: IngestPipeline
 ) -> StreamingQuery:
     """Start the streaming query: Kafka -> foreachBatch(pipeline)."""
-    frame, fmt = kafka_stream(spark, source_config(settings))
-    log.info("ingest source: %s, topic %s", fmt, settings.topic_pos_sales)
+    source = config.source
+    frame, fmt = kafka_stream(spark, source)
+    log.info("ingest source: %s, topics %s", fmt, ", ".join(source.topics))
     clear_unwritten_first_offsets(pipeline.checkpoint)
     return (
         frame.writeStream.queryName("shelfcast_ingest")
         .foreachBatch(pipeline)
         .option("checkpointLocation", str(pipeline.checkpoint))
-        .trigger(processingTime=f"{int(settings.ingest_trigger_seconds * 1000)} milliseconds")
+        .trigger(processingTime=f"{int(config.trigger_seconds * 1000)} milliseconds")
         .start()
     )
 
@@ -163,17 +165,17 @@ def explain_failure(message: str) -> str:
 
 
 def run_ingest(
-    settings: Settings,
+    config: IngestConfig,
     stop: threading.Event,
     on_start: Callable[[IngestPipeline], None] | None = None,
 ) -> None:
-    """Run the ingest in the foreground until ``stop`` is set or the query fails."""
-    ensure_topics(settings)
-    pipeline = build_pipeline(settings)
+    """Run the ingest in the foreground until ``stop`` is set or the query fails (the
+    topics exist: the application creates them)."""
+    pipeline = build_pipeline(config)
     if on_start is not None:
         on_start(pipeline)
-    spark = spark_session(spark_config(settings))
-    query = start_query(spark, settings, pipeline)
+    spark = spark_session(config.spark)
+    query = start_query(spark, config, pipeline)
     # Everything built so far (Spark, pandas, pydantic) lives as long as the process: keep it
     # out of the cyclic collector's full passes, which otherwise stall a batch now and then.
     gc.freeze()

@@ -6,9 +6,11 @@ __all__ = [
     "DAILY_SALES",
     "DRIFT",
     "FORECASTS",
+    "PLANS",
     "POS_SALES",
     "QUARANTINE",
     "SERIES_STATE",
+    "STORES",
     "TABLES",
 ]
 
@@ -70,6 +72,43 @@ SERIES_STATE = pa.schema(
         # The model family of the served forecast (added later: ``TableStore.ensure`` adds
         # it to an older table, whose rows read it as null).
         ("family", pa.string()),
+        # When a plan or the store record touching the series last changed, and how many
+        # such changes were not yet handed over (added later, like ``family``).
+        ("plans_changed_at", _TS),
+        ("plan_changes_since_retrain", pa.int64()),
+    ]
+)
+
+# The current state of every plan (contract plan v1): one row per plan_id, its highest
+# revision; a cancelled plan stays, with cancelled true. item_id '*': every item of the store.
+PLANS = pa.schema(
+    [
+        ("plan_id", pa.string()),
+        ("revision", pa.int64()),
+        ("cancelled", pa.bool_()),
+        ("store_id", pa.string()),
+        ("item_id", pa.string()),
+        ("start_date", pa.date32()),
+        ("end_date", pa.date32()),
+        ("kind", pa.string()),
+        ("depth", pa.float64()),
+        ("unit_price", pa.float64()),
+        ("published_at", _TS),
+    ]
+)
+
+# Every store's master data (contract store v1): one row per store_id, its highest revision.
+STORES = pa.schema(
+    [
+        ("store_id", pa.string()),
+        ("revision", pa.int64()),
+        ("country", pa.string()),
+        ("subdivision", pa.string()),
+        ("open_weekdays", pa.list_(pa.int32())),  # ISO: 1 Monday .. 7 Sunday
+        ("store_type", pa.string()),
+        ("assortment", pa.string()),
+        ("attributes_json", pa.string()),  # a JSON object, keys sorted; null when none
+        ("published_at", _TS),
     ]
 )
 
@@ -117,6 +156,13 @@ QUARANTINE = pa.schema(
         ("reason", pa.string()),
         ("quarantined_at", _TS),
         ("batch_id", pa.int64()),
+        # Set only where raw_key or raw_value holds the first bytes of a field too large to
+        # bring whole into the driver (a batch over SHELFCAST_INGEST_MAX_BATCH_BYTES): the
+        # whole field's size and SHA-256 (added later, like series_state's ``family``).
+        ("raw_key_size", pa.int64()),
+        ("raw_key_sha256", pa.string()),
+        ("raw_value_size", pa.int64()),
+        ("raw_value_sha256", pa.string()),
     ]
 )
 
@@ -128,4 +174,6 @@ TABLES: dict[str, tuple[pa.Schema, list[str]]] = {
     "quarantine": (QUARANTINE, []),
     "forecasts": (FORECASTS, []),
     "drift": (DRIFT, []),
+    "plans": (PLANS, ["store_id"]),
+    "stores": (STORES, []),
 }

@@ -6,34 +6,16 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from pyspark.sql import SparkSession
+
+from streaming.config import SparkConfig
 
 __all__ = ["SparkConfig", "spark_session"]
 
 # Spark's default redaction plus the Kafka JAAS line, which carries the SASL password.
 _REDACT = r"(?i)secret|password|token|access[.]?key|jaas"
-
-
-@dataclass(frozen=True)
-class SparkConfig:
-    """What the session needs: where it runs and which local jars it loads."""
-
-    master: str = "local[2]"
-    driver_memory: str = "1g"
-    # Spark's Kafka connector, delta-spark and their dependencies, as local files.
-    jars: Sequence[Path] = ()
-    # Derby's home (Spark's catalog): a folder of ours, never a shared one such as /tmp/derby;
-    # None: a private new temporary folder.
-    derby_home: Path | None = None
-
-    @property
-    def delta(self) -> bool:
-        """Whether delta-spark is among the jars (its SQL extension is then enabled)."""
-        return any(jar.name.startswith("delta-spark") for jar in self.jars)
 
 
 def spark_session(config: SparkConfig, app_name: str = "shelfcast-ingest") -> SparkSession:

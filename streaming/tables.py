@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Field, Transaction, write_deltalake
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
@@ -138,8 +139,11 @@ class TableStore:
             raise TableError(f"Writing batch {batch_id} to {self.uri(name)} failed: {exc}") from exc
         return True
 
-    def append_once(self, name: str, data: pa.Table, app_id: str, batch_id: int) -> bool:
-        """Append ``data`` once per batch (an empty append still records the batch)."""
+    def append_once(
+        self, name: str, data: pa.Table | pa.RecordBatchReader, app_id: str, batch_id: int
+    ) -> bool:
+        """Append ``data`` once per batch (an empty append still records the batch); a
+        stream of batches is written as it is read."""
 
         def write(dt: DeltaTable, props: CommitProperties) -> None:
             write_deltalake(dt, data, mode="append", commit_properties=props)
@@ -229,6 +233,40 @@ class TableStore:
             )
 
         return self.commit_once("series_state", app_id, batch_id, write)
+
+    def upsert_latest_once(
+        self, name: str, rows: pa.Table, key: str, app_id: str, batch_id: int
+    ) -> bool:
+        """Insert the rows of new ``key`` values and replace a stored row only by a higher
+        ``revision`` (a lower or equal one changes nothing), once per batch."""
+
+        def write(dt: DeltaTable, props: CommitProperties) -> None:
+            (
+                dt.merge(
+                    rows,
+                    predicate=f"t.{key} = s.{key}",
+                    source_alias="s",
+                    target_alias="t",
+                    commit_properties=props,
+                )
+                .when_matched_update_all(predicate="s.revision > t.revision")
+                .when_not_matched_insert_all()
+                .execute()
+            )
+
+        return self.commit_once(name, app_id, batch_id, write)
+
+    def latest_rows(
+        self, name: str, key: str, values: Sequence[str], columns: list[str]
+    ) -> dict[str, dict[str, Any]]:
+        """``columns`` of the stored rows of ``name`` whose ``key`` is one of ``values``."""
+        if not values:
+            return {}
+        # Filtered here, not in the scan: a merge writes strings that the scan's filter
+        # refuses to compare (string_view against string).
+        found = self.read(name, list(dict.fromkeys([key, *columns])))
+        wanted = pc.is_in(found.column(key).cast(pa.string()), pa.array(values, pa.string()))
+        return {row[key]: row for row in found.filter(wanted).to_pylist()}
 
     def read(
         self,

@@ -2,24 +2,32 @@
 
 Pure: rows and thresholds in, the due series out. A series is due when it has enough new data
 (``min_new_events`` and ``min_new_days``), or any new data while its live error drifted
-(``drift_ratio``), and its cooldown has passed, and it is not already queued or running
-(within ``busy_timeout_seconds``); forced series skip every test.
-The most-changed series go first; at most ``max_series_per_wave`` per micro-batch.
+(``drift_ratio``), and its cooldown has passed; or when a plan touching it (or its store's
+record) changed since it was last handed over, cooldown or not: a planner who moves a
+promotion expects the forecast to move now, and the job only predicts again. In every case
+it must not be queued or running already (within ``busy_timeout_seconds``); forced series
+skip every test. Each due series says why (:data:`REASONS`): the fullest job wins (new
+sales, then drift, then a plan change). The most-changed series go first; at most
+``max_series_per_wave`` per micro-batch.
 """
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from contracts.errors import SeriesKeyError
 from contracts.series import parse_series_key, series_key
 
-__all__ = ["Due", "Thresholds", "due_series"]
+__all__ = ["REASONS", "Due", "Reason", "Thresholds", "due_series"]
 
 _BUSY = frozenset({"queued", "running"})
+
+# Why a series is handed over, as the coordinator receives it (a submission's fifth element).
+Reason = Literal["sales", "drift", "plan", "forced"]
+REASONS: tuple[Reason, ...] = ("sales", "drift", "plan", "forced")
 
 
 class Thresholds(BaseModel):
@@ -75,31 +83,41 @@ class Thresholds(BaseModel):
 
 @dataclass(frozen=True)
 class Due:
-    """A series to hand to the coordinator, and why."""
+    """A series to hand to the coordinator, and why (``reason`` in words, ``kind`` as the
+    coordinator takes it)."""
 
     store_id: str
     item_id: str
     priority: float
     reason: str
+    kind: Reason = "sales"
 
     @property
     def key(self) -> str:
         return series_key(self.store_id, self.item_id)
 
 
-def _reason(row: Mapping[str, Any], t: Thresholds, now: datetime) -> str | None:
+def _reason(row: Mapping[str, Any], t: Thresholds, now: datetime) -> tuple[Reason, str] | None:
     last = row.get("last_submitted_at")
-    if last is not None and (now - last).total_seconds() < t.cooldown_seconds:
-        return None
+    cooling = last is not None and (now - last).total_seconds() < t.cooldown_seconds
     events = row.get("events_since_retrain") or 0
     days = row.get("days_since_retrain") or 0
-    if events > 0 and events >= t.min_new_events and days >= t.min_new_days:
-        return f"{events} new events over {days} days"
+    if not cooling and events > 0 and events >= t.min_new_events and days >= t.min_new_days:
+        return "sales", f"{events} new events over {days} days"
     drift = row.get("drift_ratio")
     # Drift counts only with new data since the last submission: the ratio stays until a
     # retrain succeeds, and a series that kept failing was resubmitted every cooldown.
-    if t.drift_ratio is not None and drift is not None and drift >= t.drift_ratio and events > 0:
-        return f"live error {drift:.2f}x its validation error"
+    if (
+        not cooling
+        and t.drift_ratio is not None
+        and drift is not None
+        and drift >= t.drift_ratio
+        and events > 0
+    ):
+        return "drift", f"live error {drift:.2f}x its validation error"
+    changes = row.get("plan_changes_since_retrain") or 0
+    if changes > 0:
+        return "plan", f"{changes} plan changes"
     return None
 
 
@@ -111,7 +129,9 @@ def due_series(rows: Iterable[Mapping[str, Any]], t: Thresholds, now: datetime) 
         key = series_key(row["store_id"], row["item_id"])
         priority = float(row.get("events_since_retrain") or 0)
         if key in forced:
-            due.append(Due(row["store_id"], row["item_id"], float("inf"), "forced by ops"))
+            due.append(
+                Due(row["store_id"], row["item_id"], float("inf"), "forced by ops", "forced")
+            )
             continue
         last = row.get("last_submitted_at")
         # A busy row with no time (an older release's) would otherwise wait for ever: its
@@ -122,8 +142,9 @@ def due_series(rows: Iterable[Mapping[str, Any]], t: Thresholds, now: datetime) 
             and (now - last).total_seconds() < t.busy_timeout_seconds
         ):
             continue
-        reason = _reason(row, t, now)
-        if reason is not None:
-            due.append(Due(row["store_id"], row["item_id"], priority, reason))
+        found = _reason(row, t, now)
+        if found is not None:
+            kind, reason = found
+            due.append(Due(row["store_id"], row["item_id"], priority, reason, kind))
     due.sort(key=lambda d: -d.priority)
     return due[: t.max_series_per_wave]

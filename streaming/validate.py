@@ -12,20 +12,14 @@ from pydantic import ValidationError
 
 from contracts import PosSale, Rejection, validate_pos_sale
 from contracts.series import SEPARATOR
+from streaming.collect import CUT_COLUMNS
+from streaming.config import Limits
 from streaming.schemas import POS_SALES, QUARANTINE
 
-__all__ = ["Limits", "Split", "split_batch"]
+__all__ = ["Limits", "Split", "quarantine_rows", "split_batch"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TS = pa.timestamp("us", tz="UTC")
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What makes a record bad besides the contract's types."""
-
-    max_bytes: int
-    max_future: timedelta
 
 
 @dataclass(frozen=True)
@@ -108,22 +102,34 @@ def split_batch(raw: pa.Table, batch_id: int, now: datetime, limits: Limits) -> 
         },
         schema=POS_SALES,
     )
-    dropped = raw.take(pa.array(bad_rows, pa.int64()))
-    rejects = pa.table(
-        {
-            "source_topic": dropped.column("topic"),
-            "source_partition": dropped.column("partition"),
-            "source_offset": dropped.column("offset"),
-            "source_timestamp": dropped.column("timestamp"),
-            "raw_key": dropped.column("key"),
-            "raw_value": dropped.column("value"),
-            "reason": pa.array(reasons, pa.string()),
-            "quarantined_at": pa.repeat(pa.scalar(now, _TS), len(bad_rows)),
-            "batch_id": pa.repeat(pa.scalar(batch_id, pa.int64()), len(bad_rows)),
-        },
-        schema=QUARANTINE,
-    )
-    return Split(events, rejects)
+    return Split(events, quarantine_rows(raw, bad_rows, reasons, now, batch_id))
+
+
+def quarantine_rows(
+    raw: pa.Table, rows: list[int], reasons: list[str], now: datetime, batch_id: int
+) -> pa.Table:
+    """The ``quarantine`` rows of records ``rows`` of ``raw``, refused for ``reasons``; the
+    sizes and hashes of fields the driver got cut come along (``streaming.collect``)."""
+    dropped = raw.take(pa.array(rows, pa.int64()))
+    columns = {
+        "source_topic": dropped.column("topic"),
+        "source_partition": dropped.column("partition"),
+        "source_offset": dropped.column("offset"),
+        "source_timestamp": dropped.column("timestamp"),
+        "raw_key": dropped.column("key"),
+        "raw_value": dropped.column("value"),
+        "reason": pa.array(reasons, pa.string()),
+        "quarantined_at": pa.repeat(pa.scalar(now, _TS), len(rows)),
+        "batch_id": pa.repeat(pa.scalar(batch_id, pa.int64()), len(rows)),
+    }
+    for name in CUT_COLUMNS:
+        kind = QUARANTINE.field(name).type
+        columns[name] = (
+            dropped.column(name).cast(kind)
+            if name in dropped.column_names
+            else pa.nulls(len(rows), kind)
+        )
+    return pa.table(columns, schema=QUARANTINE)
 
 
 def _slow_path(

@@ -4,7 +4,7 @@
 import json
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 loopback_ray_env()
 
-__all__ = ["demand", "free_port", "sale", "write_daily"]
+__all__ = ["demand", "free_port", "plan", "sale", "store_record", "write_daily"]
 
 
 @pytest.fixture(scope="session")
@@ -86,6 +86,8 @@ def make_settings(bootstrap: str, tmp_path: Path) -> Callable[..., Settings]:
             "data_dir": tmp_path / f"data-{tag}",
             "bootstrap_servers": bootstrap,
             "topic_pos_sales": f"pos-{tag}",
+            "topic_pos_plans": f"plans-{tag}",
+            "topic_pos_stores": f"stores-{tag}",
             "topic_dlq": f"dlq-{tag}",
             "topic_forecasts": f"fc-{tag}",
             "ingest_trigger_seconds": 0.5,
@@ -191,11 +193,48 @@ def sale(
     }
 
 
+def plan(
+    plan_id: str,
+    revision: int = 1,
+    store: str = "S1",
+    item: str = "*",
+    start: str = "2024-03-20",
+    days: int = 7,
+    kind: str = "promotion",
+    **extra: Any,
+) -> dict[str, Any]:
+    """A valid plan v1 message (``days`` from ``start``)."""
+    first = date.fromisoformat(start)
+    return {
+        "plan_id": plan_id,
+        "revision": revision,
+        "store_id": store,
+        "item_id": item,
+        "start_date": first.isoformat(),
+        "end_date": (first + timedelta(days=days - 1)).isoformat(),
+        "kind": kind,
+        "published_at": "2024-03-04T08:00:00+00:00",
+        **extra,
+    }
+
+
+def store_record(store: str = "S1", revision: int = 1, **extra: Any) -> dict[str, Any]:
+    """A valid store v1 message."""
+    return {
+        "store_id": store,
+        "revision": revision,
+        "country": "DE",
+        "subdivision": "NW",
+        "open_weekdays": [1, 2, 3, 4, 5, 6],
+        "published_at": "2024-03-01T08:00:00+00:00",
+        **extra,
+    }
+
+
 def write_daily(
     settings: Settings, series: dict[tuple[str, str], np.ndarray], start: date, batch_id: int = 0
 ) -> int:
     """Put daily units per series into ``daily_sales`` (as the ingest would); its new version."""
-    from datetime import timedelta
 
     from streaming.schemas import DAILY_SALES
     from streaming.tables import TableStore

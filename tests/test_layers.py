@@ -20,13 +20,8 @@ FORBIDDEN = {
     "retrain": {"shelfcast", "bench", "tests"},
 }
 
-# Known back-arrows, (file, module) each. streaming/query.py still reads the application's
-# settings and Kafka helpers: these go when streaming takes its own config (IngestConfig).
-ALLOWED = {
-    ("streaming/query.py", "shelfcast.ingest_config"),
-    ("streaming/query.py", "shelfcast.kafka"),
-    ("streaming/query.py", "shelfcast.settings"),
-}
+# Known back-arrows, (file, module) each: none left.
+ALLOWED: set[tuple[str, str]] = set()
 
 
 def imports(path: Path, root: Path = ROOT) -> Iterator[tuple[int, str]]:

@@ -1,6 +1,6 @@
 """``date,store,item,sales`` daily rows become individual POS events (pure)."""
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -9,7 +9,7 @@ import pandas as pd
 
 from shelfcast.errors import ShelfcastError
 
-__all__ = ["read_daily_csv", "replay_events", "split_units"]
+__all__ = ["read_daily_csv", "replay_days", "replay_events", "replay_messages", "split_units"]
 
 _OPEN = timedelta(hours=8)
 _OPEN_HOURS = timedelta(hours=13)
@@ -68,3 +68,40 @@ def replay_events(frame: pd.DataFrame, events_per_day: int) -> Iterator[dict[str
                 "sold_at": (midnight + _OPEN + step * (k + 0.5)).isoformat(timespec="seconds"),
                 "quantity": quantity,
             }
+
+
+def replay_days(
+    frame: pd.DataFrame, events_per_day: int
+) -> Iterator[tuple[date, Iterator[dict[str, Any]]]]:
+    """:func:`replay_events` day by day: ``(day, that day's events)``."""
+    for day, rows in frame.groupby(frame["date"].dt.date, sort=True):
+        yield day, replay_events(rows, events_per_day)
+
+
+Message = tuple[str, str, dict[str, Any]]  # (topic, key, value)
+
+
+def replay_messages(
+    frame: pd.DataFrame,
+    events_per_day: int,
+    topics: tuple[str, str, str],
+    plans: Sequence[dict[str, Any]] = (),
+    stores: Sequence[dict[str, Any]] = (),
+    plans_ahead_days: int = 60,
+) -> Iterator[Message]:
+    """What a replay sends, in order: the store records first (master data), then each
+    day's sales, each plan ``plans_ahead_days`` before its first day (see
+    :func:`shelfcast.pos.plans.interleave`). ``topics``: sales, plans, stores."""
+    from contracts import series_key
+    from shelfcast.pos.plans import interleave
+
+    sales_topic, plans_topic, stores_topic = topics
+    for store in stores:
+        yield stores_topic, store["store_id"], store
+    for kind, message in interleave(
+        replay_days(frame, events_per_day), list(plans), plans_ahead_days
+    ):
+        if kind == "plan":
+            yield plans_topic, message["plan_id"], message
+        else:
+            yield sales_topic, series_key(message["store_id"], message["item_id"]), message

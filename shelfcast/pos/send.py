@@ -11,7 +11,7 @@ from confluent_kafka import KafkaException, Producer
 from contracts import series_key
 from shelfcast.errors import KafkaError
 
-__all__ = ["send_events"]
+__all__ = ["send_events", "send_messages"]
 
 
 def send_events(
@@ -22,7 +22,26 @@ def send_events(
     progress_every: float = 5.0,
     quiet: bool = False,
 ) -> int:
-    """Produce every event; return how many the broker confirmed. ``rate`` is events/s."""
+    """Produce every event, keyed by its series; return how many the broker confirmed.
+    ``rate`` is events/s."""
+    return send_messages(
+        config,
+        ((topic, series_key(e["store_id"], e["item_id"]), e) for e in events),
+        rate,
+        progress_every,
+        quiet,
+    )
+
+
+def send_messages(
+    config: dict[str, Any],
+    messages: Iterable[tuple[str, str, dict[str, Any]]],
+    rate: float | None = None,
+    progress_every: float = 5.0,
+    quiet: bool = False,
+) -> int:
+    """Produce every ``(topic, key, value)`` in order, the value as JSON; return how many
+    the broker confirmed. ``rate`` is messages/s."""
     producer = Producer(config)
     failed: list[str] = []
 
@@ -32,14 +51,15 @@ def send_events(
 
     started = last = time.monotonic()
     sent = 0
+    topics: set[str] = set()
     try:
-        for event in events:
+        for topic, key, message in messages:
             if rate:
                 ahead = sent / rate - (time.monotonic() - started)
                 if ahead > 0:
                     time.sleep(ahead)
-            value = json.dumps(event, separators=(",", ":"))
-            key = series_key(event["store_id"], event["item_id"])
+            value = json.dumps(message, separators=(",", ":"))
+            topics.add(topic)
             while True:
                 try:
                     producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
@@ -55,12 +75,13 @@ def send_events(
         left = producer.flush(60)
     except KafkaException as exc:
         raise KafkaError(
-            f"Producing to {topic!r} failed: {exc.args[0]}. Is the broker up?"
+            f"Producing to {', '.join(sorted(topics))} failed: {exc.args[0]}. Is the broker up?"
         ) from exc
     if left or failed:
         raise KafkaError(
-            f"{left} events unconfirmed and {len(failed)} failed on {topic!r} (first: "
-            f"{failed[:1]}). Check the broker, then send again: event ids make resends safe."
+            f"{left} events unconfirmed and {len(failed)} failed on {', '.join(sorted(topics))} "
+            f"(first: {failed[:1]}). Check the broker, then send again: event ids, plan ids "
+            "and revisions make resends safe."
         )
     if not quiet:
         elapsed = time.monotonic() - started

@@ -47,6 +47,8 @@ def test_ctrl_c_stops_the_demo_and_all_it_started_within_10_s(
         "SHELFCAST_RAY_ADDRESS": ray_address,
         "SHELFCAST_RAY_NAMESPACE": settings.ray_namespace,
         "SHELFCAST_TOPIC_POS_SALES": settings.topic_pos_sales,
+        "SHELFCAST_TOPIC_POS_PLANS": settings.topic_pos_plans,
+        "SHELFCAST_TOPIC_POS_STORES": settings.topic_pos_stores,
         "SHELFCAST_TOPIC_DLQ": settings.topic_dlq,
         "SHELFCAST_TOPIC_FORECASTS": settings.topic_forecasts,
         "SHELFCAST_INGEST_TRIGGER_SECONDS": "0.5",

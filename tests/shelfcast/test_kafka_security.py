@@ -15,7 +15,7 @@ from deltalake import DeltaTable
 from contracts.forecast import Forecast
 from retrain.stores.publish import ForecastPublisher
 from shelfcast.embedded import free_port, start_broker, stop_process
-from shelfcast.ingest_config import source_config
+from shelfcast.ingest_config import ingest_config, source_config
 from shelfcast.kafka import client_config, ensure_topics, producer_config
 from shelfcast.settings import Settings, load_settings
 from streaming.query import build_pipeline, start_query, stop_gracefully
@@ -51,6 +51,8 @@ def topics(settings: Settings) -> Settings:
     named = settings.model_copy(
         update={
             "topic_pos_sales": f"pos-{tag}",
+            "topic_pos_plans": f"plans-{tag}",
+            "topic_pos_stores": f"stores-{tag}",
             "topic_dlq": f"dlq-{tag}",
             "topic_forecasts": f"fc-{tag}",
             "data_dir": settings.data_dir / tag,
@@ -83,8 +85,8 @@ def test_ingest_and_publish_through_scram(spark: Any, secure: Settings, source: 
         producer.produce(settings.topic_pos_sales, json.dumps(sale(f"s{i}")).encode())
     producer.produce(settings.topic_pos_sales, b"not json")  # goes to the dead-letter topic
     assert producer.flush(30) == 0
-    pipeline = build_pipeline(settings)
-    query = start_query(spark, settings, pipeline)
+    pipeline = build_pipeline(ingest_config(settings))
+    query = start_query(spark, ingest_config(settings), pipeline)
     try:
         wait_for(lambda: len(stored_ids(settings)) == 20, 90, "20 events read through SASL")
         assert len(read_topic(settings, settings.topic_dlq, 1, timeout=30)) == 1

@@ -16,6 +16,7 @@ import pytest
 from deltalake import DeltaTable
 
 from contracts import DeadLetter, load_schema
+from shelfcast.ingest_config import ingest_config
 from shelfcast.kafka import producer_config
 from shelfcast.settings import Settings
 from streaming.dead_letters import DeadLetterTopic
@@ -130,8 +131,8 @@ def test_the_query_goes_on_past_a_record_at_the_brokers_message_limit(
     spark: Any, make_settings: Callable[..., Settings], produce: Callable[..., int]
 ) -> None:
     settings = make_settings()
-    ingest = build_pipeline(settings)
-    query = start_query(spark, settings, ingest)
+    ingest = build_pipeline(ingest_config(settings))
+    query = start_query(spark, ingest_config(settings), ingest)
     big = os.urandom(990_000)  # just under the producer's and broker's ~1 MB default
     try:
         produce(settings, [sale("before")])

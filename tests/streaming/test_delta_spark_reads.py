@@ -13,13 +13,14 @@ from deltalake import DeltaTable
 from pyspark.sql.pandas.types import to_arrow_schema
 
 from contracts import Forecast, ForecastPoint
+from shelfcast.ingest_config import ingest_config
 from shelfcast.settings import Settings
 from streaming.dead_letters import DeadLetterTopic
 from streaming.handoff import Handoff
 from streaming.query import build_pipeline
 from streaming.schemas import TABLES
 from streaming.thresholds import ThresholdStore
-from tests.conftest import sale
+from tests.conftest import plan, sale, store_record
 
 pytestmark = pytest.mark.integration
 
@@ -77,7 +78,7 @@ class Coordinator:
         )
 
 
-def raw(records: list[Any], first_offset: int) -> pa.Table:
+def raw(records: list[Any], first_offset: int, topic: str = "pos.sales") -> pa.Table:
     """Kafka records as the source hands them to foreachBatch (events as JSON, or raw pairs)."""
     pairs = [(None, json.dumps(r).encode()) if isinstance(r, dict) else r for r in records]
     n = len(pairs)
@@ -85,7 +86,7 @@ def raw(records: list[Any], first_offset: int) -> pa.Table:
         {
             "key": pa.array([k for k, _ in pairs], pa.binary()),
             "value": pa.array([v for _, v in pairs], pa.binary()),
-            "topic": ["pos.sales"] * n,
+            "topic": [topic] * n,
             "partition": pa.array([0] * n, pa.int32()),
             "offset": pa.array(range(first_offset, first_offset + n), pa.int64()),
             "timestamp": pa.array([NOW] * n, pa.timestamp("us", tz="UTC")),
@@ -112,7 +113,7 @@ def write_every_table(settings: Settings) -> None:
     """Shelfcast's own writes: three micro-batches through the pipeline and the hand-off
     (appends, merges into daily_sales and series_state, quarantine, forecasts, drift), then
     compaction and vacuum, and a checkpoint as delta-rs writes one every 100 commits."""
-    pipeline = build_pipeline(settings)
+    pipeline = build_pipeline(ingest_config(settings))
     pipeline._app_id = "test-app"
     coordinator = Coordinator()
     handoff = Handoff(
@@ -126,14 +127,25 @@ def write_every_table(settings: Settings) -> None:
     series = [("S1", "I1"), ("S1", "I2"), ("S2", "I1")]
     offset = 0
 
-    def batch(records: list[Any], batch_id: int) -> None:
+    def batch(records: list[Any], batch_id: int, *others: pa.Table) -> None:
         nonlocal offset
-        pipeline.process(raw(records, offset), batch_id)
+        pipeline.process(pa.concat_tables([raw(records, offset), *others]), batch_id)
         offset += len(records)
 
     bad = [(None, b"{oops"), (b"S9|I9", json.dumps(sale("k")).encode())]
+    plans = raw(
+        [plan("p1", depth=0.2), plan("p2", kind="price", item="I1", unit_price=1.5)],
+        0,
+        settings.topic_pos_plans,
+    )
+    stores = raw([store_record("S1", attributes={"promo2": True})], 0, settings.topic_pos_stores)
     try:
-        batch([*sales("a", range(10), series), sales("a", range(1), series)[0], *bad], 0)
+        batch(
+            [*sales("a", range(10), series), sales("a", range(1), series)[0], *bad],
+            0,
+            plans,
+            stores,
+        )
         coordinator.finish("S1", "I1", START + timedelta(days=9))
         # Days already stored (a merge updates them), and actuals for forecast days (drift).
         batch(sales("b", range(8, 13), series), 1)

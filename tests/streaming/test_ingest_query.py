@@ -1,5 +1,6 @@
 """The ingest query on a real Spark and broker: in-process, and as a process killed with -9."""
 
+import json
 import os
 import random
 import signal
@@ -10,12 +11,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable
 
+from shelfcast.ingest_config import ingest_config
 from shelfcast.settings import Settings
 from streaming.query import build_pipeline, explain_failure, start_query, stop_gracefully
-from tests.conftest import sale
+from tests.conftest import plan, sale, store_record
 
 pytestmark = pytest.mark.integration
 
@@ -39,24 +42,53 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
 SOURCES = pytest.mark.parametrize("source", ["kafka", "python"])
 
 
+def quarantined(settings: Settings, topic: str) -> list[dict[str, Any]]:
+    path = str(settings.delta_dir / "quarantine")
+    if not DeltaTable.is_deltatable(path):
+        return []
+    rows: list[dict[str, Any]] = DeltaTable(path).to_pyarrow_table().to_pylist()
+    return [r for r in rows if r["source_topic"] == topic]
+
+
+def table_rows(settings: Settings, name: str) -> list[dict[str, Any]]:
+    path = str(settings.delta_dir / name)
+    if not DeltaTable.is_deltatable(path):
+        return []
+    rows: list[dict[str, Any]] = DeltaTable(path).to_pyarrow_table().to_pylist()
+    return rows
+
+
 @SOURCES
 def test_query_stores_good_events_once_and_quarantines_bad_ones(
     spark: Any, make_settings: Callable[..., Settings], produce: Callable[..., int], source: str
 ) -> None:
     settings = make_settings(ingest_source=source)
-    pipeline = build_pipeline(settings)
-    query = start_query(spark, settings, pipeline)
+    pipeline = build_pipeline(ingest_config(settings))
+    query = start_query(spark, ingest_config(settings), pipeline)
+    plans_topic = settings.topic_pos_plans
     try:
         produce(settings, [sale(f"e{i}", item=f"I{i % 3}") for i in range(50)])
         produce(settings, [sale("e1"), sale("e2")])  # POS retries
         produce(settings, [(None, b"not json"), (b"x|y", b"\xff")])
+        # Plans through the same query: good ones, a resend, and bad ones.
+        good = [plan(f"p{i}", revision=1 + i % 2) for i in range(5)]
+        produce(settings, [(p["plan_id"], json.dumps(p)) for p in good], topic=plans_topic)
+        produce(settings, [("p0", json.dumps(good[0]))], topic=plans_topic)
+        bad = [(None, b"not json"), ("p9", json.dumps(plan("p9", kind="price")))]
+        produce(settings, bad, topic=plans_topic)
+        store = json.dumps(store_record("S1", revision=3))
+        produce(settings, [("S1", store), (None, b"[]")], topic=settings.topic_pos_stores)
         wait_for(lambda: len(stored_ids(settings)) == 50, 90, "50 stored events")
         wait_for(
-            lambda: (
-                DeltaTable(str(settings.delta_dir / "quarantine")).to_pyarrow_table().num_rows == 2
-            ),
+            lambda: len(quarantined(settings, settings.topic_pos_sales)) == 2,
             30,
             "2 quarantined records",
+        )
+        wait_for(lambda: len(quarantined(settings, plans_topic)) == 2, 30, "2 bad plans")
+        wait_for(lambda: len(table_rows(settings, "plans")) == 5, 30, "5 plans")
+        wait_for(lambda: len(table_rows(settings, "stores")) == 1, 30, "the store")
+        wait_for(
+            lambda: len(quarantined(settings, settings.topic_pos_stores)) == 1, 30, "a bad store"
         )
     finally:
         stop_gracefully(query)
@@ -64,12 +96,21 @@ def test_query_stores_good_events_once_and_quarantines_bad_ones(
     assert sorted(ids) == sorted(f"e{i}" for i in range(50))
     daily = DeltaTable(str(settings.delta_dir / "daily_sales")).to_pyarrow_table()
     assert sum(daily.column("event_count").to_pylist()) == 50
+    assert {r["plan_id"]: r["revision"] for r in table_rows(settings, "plans")} == {
+        f"p{i}": 1 + i % 2 for i in range(5)
+    }
+    reasons = sorted(r["reason"] for r in quarantined(settings, plans_topic))
+    assert "a price plan needs unit_price" in reasons[0] and "not valid JSON" in reasons[1]
+    (shop,) = table_rows(settings, "stores")
+    assert (shop["store_id"], shop["revision"], shop["country"]) == ("S1", 3, "DE")
 
 
 def _start_ingest(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "SHELFCAST_TOPIC_POS_SALES": settings.topic_pos_sales,
+        "SHELFCAST_TOPIC_POS_PLANS": settings.topic_pos_plans,
+        "SHELFCAST_TOPIC_POS_STORES": settings.topic_pos_stores,
         "SHELFCAST_TOPIC_DLQ": settings.topic_dlq,
         "SHELFCAST_TOPIC_FORECASTS": settings.topic_forecasts,
         "SHELFCAST_INGEST_TRIGGER_SECONDS": "0.5",
@@ -105,15 +146,47 @@ def test_exactly_once_across_kill_minus_nine(
     kill_and_resume(make_settings(ingest_source=source), produce, tmp_path)
 
 
+def plan_updates(rng: random.Random) -> list[tuple[str | None, str]]:
+    """Revisions of 40 plans over the store's items in random order (a few cancel the plan,
+    some resent), and a few bad plans: (key, value) records of the plans topic."""
+    updates: list[tuple[str | None, str]] = []
+    for n in range(40):
+        item = "*" if n % 5 == 0 else f"I{n % 7}"
+        for revision in range(1, 2 + n % 4):
+            body = plan(f"plan-{n}", revision, item=item, cancelled=revision == 3)
+            updates.append((f"plan-{n}", json.dumps(body)))
+    updates += [updates[k] for k in rng.sample(range(len(updates)), 20)]  # resends
+    rng.shuffle(updates)
+    for n in range(6):
+        updates.insert(rng.randrange(len(updates)), (None, json.dumps(plan(f"bad-{n}", -1))))
+    return updates
+
+
+def expected_plans() -> dict[str, tuple[int, bool]]:
+    return {f"plan-{n}": (1 + n % 4, 1 + n % 4 == 3) for n in range(40)}
+
+
 def kill_and_resume(settings: Settings, produce: Callable[..., int], tmp_path: Path) -> None:
-    """Three kill -9 of ``shelfcast ingest`` at random points while events and POS resends
-    arrive; then every event is stored exactly once and the aggregates agree."""
+    """Three kill -9 of ``shelfcast ingest`` at random points while events, POS resends,
+    plans (revisions in any order, resends, bad ones) and store records arrive; then every
+    event is stored exactly once, the aggregates agree, every plan and store is at its
+    highest revision and every bad plan is quarantined once."""
     source = settings.ingest_source
     rng = random.Random(11)
     log = tmp_path / "ingest.log"
     events = [sale(f"k{i}", item=f"I{i % 7}", day=f"2024-03-{1 + i % 20:02d}") for i in range(6000)]
     retries = [events[i] for i in rng.sample(range(6000), 300)]
+    updates = plan_updates(rng)
+    stores = [("S1", json.dumps(store_record("S1", r))) for r in (2, 1, 4, 3)]
+    plans_at = [len(updates) * k // 4 for k in range(5)]
+
+    def send_plans(part: int) -> None:
+        chunk = updates[plans_at[part] : plans_at[part + 1]]
+        produce(settings, chunk, topic=settings.topic_pos_plans)
+        produce(settings, [stores[part]], topic=settings.topic_pos_stores)
+
     produce(settings, events[:2000])
+    send_plans(0)
     produced = 2000
     for round_ in range(3):
         proc = _start_ingest(settings, log)
@@ -126,6 +199,7 @@ def kill_and_resume(settings: Settings, produce: Callable[..., int], tmp_path: P
             assert proc.poll() is None, log.read_text()[-3000:]
             chunk = events[produced : produced + 1300] + retries[round_ * 100 : round_ * 100 + 100]
             produce(settings, chunk)
+            send_plans(round_ + 1)
             produced += 1300
             time.sleep(rng.uniform(0.2, 2.5))  # kill at a random point, mid-batch or not
         finally:
@@ -150,6 +224,17 @@ def kill_and_resume(settings: Settings, produce: Callable[..., int], tmp_path: P
     assert sum(daily.column("event_count").to_pylist()) == 6000
     state = DeltaTable(str(settings.delta_dir / "series_state")).to_pyarrow_table()
     assert sum(state.column("total_events").to_pylist()) == 6000
+    stored_plans = table_rows(settings, "plans")
+    assert len(stored_plans) == 40, "one row per plan"
+    assert {r["plan_id"]: (r["revision"], r["cancelled"]) for r in stored_plans} == (
+        expected_plans()
+    )
+    assert [(r["store_id"], r["revision"]) for r in table_rows(settings, "stores")] == [("S1", 4)]
+    bad = quarantined(settings, settings.topic_pos_plans)
+    offsets = [(r["source_partition"], r["source_offset"]) for r in bad]
+    assert len(offsets) == len(set(offsets)) == 6, "every bad plan quarantined exactly once"
+    touched = state.filter(pc.is_valid(state.column("plans_changed_at"))).num_rows
+    assert touched == 7, "the plans touched every series of the store"
     assert f"ingest source: {'kafka' if source == 'kafka' else 'shelfcast_kafka'}" in (
         log.read_text()
     )
@@ -179,7 +264,7 @@ def test_offsets_that_go_backwards_stop_the_query_with_what_to_do(
     spark: Any, make_settings: Callable[..., Settings], produce: Callable[..., int], source: str
 ) -> None:
     settings = make_settings(ingest_source=source, topic_partitions=1)
-    query = start_query(spark, settings, build_pipeline(settings))
+    query = start_query(spark, ingest_config(settings), build_pipeline(ingest_config(settings)))
     try:
         produce(settings, [sale(f"a{i}") for i in range(30)])
         wait_for(lambda: len(stored_ids(settings)) == 30, 90, "30 stored events")
@@ -202,7 +287,7 @@ def test_offsets_that_go_backwards_resume_from_earliest_when_asked(
     settings = make_settings(
         ingest_source=source, topic_partitions=1, ingest_on_data_loss="earliest"
     )
-    query = start_query(spark, settings, build_pipeline(settings))
+    query = start_query(spark, ingest_config(settings), build_pipeline(ingest_config(settings)))
     try:
         produce(settings, [sale(f"a{i}") for i in range(30)])
         wait_for(lambda: len(stored_ids(settings)) == 30, 90, "30 stored events")
@@ -237,7 +322,7 @@ def test_records_deleted_before_they_were_read_are_never_skipped_silently(
     from shelfcast.kafka import client_config
 
     settings = make_settings(ingest_source=source, topic_partitions=1, ingest_on_data_loss=policy)
-    query = start_query(spark, settings, build_pipeline(settings))
+    query = start_query(spark, ingest_config(settings), build_pipeline(ingest_config(settings)))
     produce(settings, [sale(f"a{i}") for i in range(30)])
     wait_for(lambda: len(stored_ids(settings)) == 30, 90, "30 stored events")
     stop_gracefully(query)
@@ -246,7 +331,7 @@ def test_records_deleted_before_they_were_read_are_never_skipped_silently(
     admin = AdminClient(client_config(settings))
     for future in admin.delete_records([TopicPartition(settings.topic_pos_sales, 0, 40)]).values():
         future.result(30)
-    query = start_query(spark, settings, build_pipeline(settings))
+    query = start_query(spark, ingest_config(settings), build_pipeline(ingest_config(settings)))
     try:
         if policy == "fail":
             wait_for(lambda: not query.isActive, 60, "the query to stop")
@@ -283,3 +368,42 @@ def test_a_kill_while_the_first_offsets_were_written_leaves_nothing_that_blocks_
     (offsets / ".1.abc.tmp").write_bytes(b"")
     assert clear_unwritten_first_offsets(tmp_path) == []
     assert len(list(offsets.iterdir())) == 2
+
+
+@SOURCES
+def test_a_checkpoint_from_before_the_plans_topics_resumes_and_reads_them_from_their_start(
+    spark: Any, make_settings: Callable[..., Settings], produce: Callable[..., int], source: str
+) -> None:
+    from dataclasses import replace
+
+    settings = make_settings(ingest_source=source)
+    config = ingest_config(settings)
+    # The query as an older release ran it: subscribed to the sales topic alone.
+    sales_only = replace(
+        config,
+        topics=replace(
+            config.topics, plans=settings.topic_pos_sales, stores=settings.topic_pos_sales
+        ),
+    )
+    assert sales_only.source.topics == (settings.topic_pos_sales,)
+    produce(settings, [sale(f"a{i}") for i in range(20)])
+    plans = [plan(f"p{i}") for i in range(3)]
+    produce(
+        settings, [(p["plan_id"], json.dumps(p)) for p in plans], topic=settings.topic_pos_plans
+    )
+    query = start_query(spark, sales_only, build_pipeline(config))
+    try:
+        wait_for(lambda: len(stored_ids(settings)) == 20, 90, "20 stored events")
+    finally:
+        stop_gracefully(query)
+    assert table_rows(settings, "plans") == []
+    produce(settings, [sale(f"b{i}") for i in range(5)])
+    query = start_query(spark, config, build_pipeline(config))
+    try:
+        wait_for(lambda: len(stored_ids(settings)) == 25, 90, "the new events")
+        wait_for(lambda: len(table_rows(settings, "plans")) == 3, 60, "the plans sent before")
+    finally:
+        stop_gracefully(query)
+    assert sorted(stored_ids(settings)) == sorted(
+        [f"a{i}" for i in range(20)] + [f"b{i}" for i in range(5)]
+    )

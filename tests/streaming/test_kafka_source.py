@@ -18,12 +18,7 @@ pytestmark = pytest.mark.integration
 
 def reader(settings: Settings, **extra: str) -> KafkaStreamReader:
     config = source_config(settings)
-    options = {f"kafka.{k}": v for k, v in config.librdkafka_options.items()}
-    options.update(
-        subscribe=config.topic,
-        maxOffsetsPerTrigger=str(config.max_events_per_batch),
-        failOnDataLoss=str(config.on_data_loss == "fail").lower(),
-    )
+    options = {**config.options("librdkafka"), "subscribe": settings.topic_pos_sales}
     return KafkaStreamReader({**options, **extra})
 
 

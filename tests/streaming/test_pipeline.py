@@ -11,6 +11,7 @@ import pytest
 from confluent_kafka import Consumer
 
 from contracts import DeadLetter
+from shelfcast.ingest_config import ingest_config
 from shelfcast.kafka import client_config
 from shelfcast.settings import Settings
 from streaming.pipeline import IngestPipeline
@@ -37,7 +38,7 @@ def raw(records: list[Any], first_offset: int = 0) -> pa.Table:
 
 
 def pipeline(settings: Settings) -> IngestPipeline:
-    built = build_pipeline(settings)
+    built = build_pipeline(ingest_config(settings))
     built._app_id = "test-app"
     return built
 
