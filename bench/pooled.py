@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.accuracy import DATA, HORIZON, _history, _prophet, load, naive_reference
+from bench.accuracy import _history, _prophet
+from bench.datasets import DATA, HORIZON, load, naive_reference
 from retrain.kernel.families import TOPDOWN_DEFAULT, Candidate, forecast
 from retrain.kernel.prepare import prepare
 from retrain.kernel.series import YEAR

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import optuna
 
-from bench.accuracy import DATA, HORIZON, Series, _history, load, naive_reference
+from bench.accuracy import _history
+from bench.datasets import DATA, HORIZON, Series, load, naive_reference
 from retrain.kernel.fallback import WarmState, retrain_one
 from retrain.kernel.tuning import TuneConfig
 from retrain.prophet.fit import FitOptions, FitStats

@@ -16,11 +16,13 @@ from typing import Any
 import numpy as np
 import optuna
 
+from retrain.errors import RetrainError
 from retrain.kernel.calendar import Closures
-from retrain.kernel.families import Candidate, SeriesData, forecast
+from retrain.kernel.families import GLOBAL, Candidate, GroupView, SeriesData, forecast
+from retrain.kernel.plans import DayPlan
 from retrain.kernel.prepare import prepare
 from retrain.kernel.series import History, mase_scale, seasonal_naive
-from retrain.kernel.tuning import Choice, TuneConfig, members_of, tune
+from retrain.kernel.tuning import Choice, TuneConfig, Tuned, interval_of, members_of, tune
 from retrain.prophet.fit import (
     DEFAULT_PARAMS,
     FitOptions,
@@ -121,15 +123,6 @@ def _why(step: str, exc: BaseException) -> str:
     return f"{step}: {type(exc).__name__}: {exc}"
 
 
-def _interval(residuals: np.ndarray) -> tuple[float, float]:
-    """The 10th and 90th percentiles of the folds' errors: an 80 % interval measured at the
-    same horizon, for any family or combination alike."""
-    if len(residuals) < 10:
-        return 0.0, 0.0
-    low, high = np.quantile(residuals, [0.1, 0.9])
-    return float(low), float(high)
-
-
 @dataclass(frozen=True)
 class _Final:
     mean: np.ndarray
@@ -138,15 +131,27 @@ class _Final:
     dropped: list[str]
 
 
-def _refit(candidate: Candidate, data: SeriesData, horizon: int, options: FitOptions) -> _Final:
-    """The candidate on all history, structure kept; a combination drops members that fail."""
+def _refit(
+    candidate: Candidate,
+    data: SeriesData,
+    horizon: int,
+    options: FitOptions,
+    group: GroupView | None = None,
+) -> _Final:
+    """The candidate on all history, structure kept; a combination drops members that fail.
+    ``global`` is the group model's forecast: a prediction, not a fit."""
     means, dropped = [], []
     prophet: Any = None
     end = data.start + timedelta(days=len(data.values) - 1)
     for member in members_of(candidate):
         try:
-            if member.family == "prophet":
+            if member.family == GLOBAL:
+                if group is None:
+                    raise RetrainError("no group model serves this series")
+                means.append(np.asarray(group.forecast, dtype=float))
+            elif member.family == "prophet":
                 params = Params.from_dict(member.params) if member.params else DEFAULT_PARAMS
+                regressors = data.regressors_until(len(data.values))
                 prophet = fit_prophet(
                     data.start,
                     data.values,
@@ -154,8 +159,10 @@ def _refit(candidate: Candidate, data: SeriesData, horizon: int, options: FitOpt
                     options,
                     intervals=False,
                     holidays=data.holidays,
+                    regressors=regressors,
                 )
-                means.append(predict_horizon(prophet, end, horizon)["yhat"].to_numpy(float))
+                found = predict_horizon(prophet, end, horizon, regressors)
+                means.append(found["yhat"].to_numpy(float))
             else:
                 began = time.perf_counter()
                 means.append(forecast(member, data, len(data.values), horizon, options))
@@ -175,6 +182,146 @@ def _refit(candidate: Candidate, data: SeriesData, horizon: int, options: FitOpt
     return _Final(np.mean(means, axis=0), model, None, dropped)
 
 
+class _Run:
+    """One series' retrain: what every step of the fallback chain shares."""
+
+    def __init__(self, history: History, config: TuneConfig, options: FitOptions) -> None:
+        self.history = history
+        self.config = config
+        self.options = options
+        self.began = time.perf_counter()
+        self.reasons: list[str] = []
+
+    def done(
+        self, method: str, points: list[dict[str, Any]], model_json: str, **extra: Any
+    ) -> SeriesFit:
+        return SeriesFit(
+            method=method,
+            data_through=self.history.end,
+            points=points,
+            model_json=model_json,
+            fallback_reason="; ".join(self.reasons) or None,
+            mase_scale=mase_scale(self.history.values),
+            fit_seconds=self.options.stats.seconds,
+            fits=self.options.stats.fits,
+            metrics={"seconds": time.perf_counter() - self.began, **extra.pop("metrics", {})},
+            **extra,
+        )
+
+    def served(
+        self,
+        tuned: Tuned,
+        data: SeriesData,
+        closed: np.ndarray,
+        group: GroupView | None,
+    ) -> SeriesFit | None:
+        """The champion (else its runner-up) refitted on all history, with its fold band."""
+        low, high = tuned.choice.interval or interval_of(tuned.residuals)
+        attempts = [tuned.champion] + ([tuned.runner_up] if tuned.runner_up else [])
+        for rank, candidate in enumerate(attempts):
+            try:
+                final = _refit(candidate, data, self.config.horizon, self.options, group)
+            except Exception as exc:
+                self.reasons.append(_why(f"refit {candidate.family}", exc))
+                continue
+            self.reasons.extend(final.dropped)
+            choice = tuned.choice
+            if rank:
+                choice = Choice(
+                    candidate,
+                    choice.structures,
+                    choice.score,
+                    choice.waves,
+                    choice.group_version,
+                    choice.interval,
+                )
+            prophet_params = candidate.params if candidate.family == "prophet" else {}
+            mean = final.mean
+            return self.done(
+                "tuned",
+                _publishable(self.history.end, mean, mean + low, mean + high, closed),
+                final.model_json,
+                params={"family": candidate.family, **prophet_params},
+                stan_init=final.stan_init,
+                warm=tuned.warm,
+                trials=tuned.trials,
+                validation_mae=tuned.mae,
+                validation_mase=tuned.mase,
+                family=candidate.family,
+                runner_up=tuned.runner_up.family if tuned.runner_up else None,
+                runner_up_mae=tuned.runner_up_mae,
+                choice=choice.as_dict(),
+                metrics={
+                    "reselected": float(tuned.reselected),
+                    **{f"validation_mae_{k}": v for k, v in tuned.family_errors.items()},
+                },
+            )
+        return None
+
+    def group_alone(self, group: GroupView, closed: np.ndarray) -> SeriesFit:
+        """The group model's forecast with its group's pooled band: a series too young for
+        the local families' folds (a new item) is forecast from its first day."""
+        mean = np.asarray(group.forecast, dtype=float)
+        low, high = group.band
+        model = json.dumps({"kind": FAMILY_MODEL, "candidate": Candidate(GLOBAL).as_dict()})
+        return self.done(
+            "tuned",
+            _publishable(self.history.end, mean, mean * low, mean * high, closed),
+            model,
+            params={"family": GLOBAL},
+            family=GLOBAL,
+        )
+
+    def last_good(
+        self,
+        stored_json: Callable[[], str | None],
+        data: SeriesData | None,
+        closed: np.ndarray,
+        group: GroupView | None,
+    ) -> SeriesFit | None:
+        from prophet.serialize import model_from_json
+
+        horizon = self.config.horizon
+        try:
+            champion = stored_json()
+            if champion is None:
+                self.reasons.append("last_good: no earlier model of this series")
+                return None
+            stored = json.loads(champion)
+            if stored.get("kind") == FAMILY_MODEL and data is not None:
+                candidate = Candidate.from_dict(stored["candidate"])
+                mean = _refit(candidate, data, horizon, self.options, group).mean
+                points = _publishable(self.history.end, mean, mean, mean, closed)
+                return self.done("last_good", points, champion, family=candidate.family)
+            model = model_from_json(champion)
+            frame = predict_horizon(model, self.history.end, horizon)
+            points = _frame_points(frame, self.history.end, closed)
+            return self.done("last_good", points, champion, family="prophet")
+        except Exception as exc:
+            self.reasons.append(_why("last_good", exc))
+            return None
+
+    def defaults(self, closed: np.ndarray) -> SeriesFit:
+        """Prophet's defaults, else the seasonal naive: the end of the chain never fails."""
+        from prophet.serialize import model_to_json
+
+        history, horizon = self.history, self.config.horizon
+        try:
+            model = fit_prophet(history.start, history.values, DEFAULT_PARAMS, self.options)
+            return self.done(
+                "defaults",
+                _frame_points(predict_horizon(model, history.end, horizon), history.end, closed),
+                model_to_json(model),
+                params=DEFAULT_PARAMS.as_dict(),
+                stan_init=stan_init_of(model),
+                family="prophet",
+            )
+        except Exception as exc:
+            self.reasons.append(_why("defaults", exc))
+        points, model_json = naive_forecast(history, horizon, closed)
+        return self.done("seasonal_naive", points, model_json, family="naive")
+
+
 def retrain_one(
     history: History,
     config: TuneConfig,
@@ -182,106 +329,60 @@ def retrain_one(
     study: optuna.Study | None,
     warm: WarmState,
     last_good: Callable[[], str | None],
+    group: GroupView | None = None,
+    plan: DayPlan | None = None,
+    retune: bool = True,
 ) -> SeriesFit:
-    """Select (when a study is given), refit on all history, forecast ``config.horizon`` days."""
-    from prophet.serialize import model_from_json, model_to_json
+    """Select (when a study is given), refit on all history, forecast ``config.horizon`` days.
 
-    began = time.perf_counter()
-    reasons: list[str] = []
+    ``group``: the group model's view of the series (``global`` joins the candidates);
+    ``plan``: what is planned over the history and the horizon (closures, regressors);
+    ``retune=False``: only the plans changed, so the champion is refitted with the new inputs
+    and nothing is re-selected.
+    """
+    run = _Run(history, config, options)
     horizon = config.horizon
-
-    def done(method: str, points: list[dict[str, Any]], model_json: str, **extra: Any) -> SeriesFit:
-        return SeriesFit(
-            method=method,
-            data_through=history.end,
-            points=points,
-            model_json=model_json,
-            fallback_reason="; ".join(reasons) or None,
-            mase_scale=mase_scale(history.values),
-            fit_seconds=options.stats.seconds,
-            fits=options.stats.fits,
-            metrics={"seconds": time.perf_counter() - began, **extra.pop("metrics", {})},
-            **extra,
-        )
-
+    data: SeriesData | None = None
     closures: Closures | None = None
     try:
-        data, closures = prepare(history, horizon, config.calendar, config.select_days)
+        data, closures = prepare(history, horizon, config.calendar, config.select_days, plan)
     except Exception as exc:
-        reasons.append(_why("calendar", exc))
+        run.reasons.append(_why("calendar", exc))
     closed = closures.future_closed if closures is not None else np.zeros(horizon, dtype=bool)
 
-    if study is not None and closures is not None:
+    if study is not None and data is not None and closures is not None:
+        previous = Choice.from_dict(warm.choice) if warm.choice else None
+        tuned: Tuned | None = None
         try:
-            previous = Choice.from_dict(warm.choice) if warm.choice else None
-            tuned = tune(history, data, closures, study, config, options, previous)
-            low, high = _interval(tuned.residuals)
-            attempts = [tuned.champion] + ([tuned.runner_up] if tuned.runner_up else [])
-            for rank, candidate in enumerate(attempts):
-                try:
-                    final = _refit(candidate, data, horizon, options)
-                except Exception as exc:
-                    reasons.append(_why(f"refit {candidate.family}", exc))
-                    continue
-                reasons.extend(final.dropped)
-                chosen = candidate if rank == 0 else tuned.champion
-                prophet_params = candidate.params if candidate.family == "prophet" else {}
-                return done(
-                    "tuned",
-                    _publishable(
-                        history.end, final.mean, final.mean + low, final.mean + high, closed
-                    ),
-                    final.model_json,
-                    params={"family": candidate.family, **prophet_params},
-                    stan_init=final.stan_init,
-                    warm=tuned.warm,
-                    trials=tuned.trials,
-                    validation_mae=tuned.mae,
-                    validation_mase=tuned.mase,
-                    family=candidate.family,
-                    runner_up=tuned.runner_up.family if tuned.runner_up else None,
-                    runner_up_mae=tuned.runner_up_mae,
-                    choice=(
-                        tuned.choice
-                        if chosen == candidate
-                        else Choice(candidate, tuned.choice.structures, tuned.choice.score)
-                    ).as_dict(),
-                    metrics={
-                        "reselected": float(tuned.reselected),
-                        **{f"validation_mae_{k}": v for k, v in tuned.family_errors.items()},
-                    },
-                )
+            if not retune and previous is not None and previous.interval is not None:
+                tuned = _replay(previous, history)
+            else:
+                tuned = tune(history, data, closures, study, config, options, previous, group)
         except Exception as exc:  # any fit error falls back; it is recorded
-            reasons.append(_why("tuning", exc))
-    try:
-        champion = last_good()
-        if champion is not None:
-            stored = json.loads(champion)
-            if stored.get("kind") == FAMILY_MODEL and closures is not None:
-                candidate = Candidate.from_dict(stored["candidate"])
-                final = _refit(candidate, data, horizon, options)
-                mean = final.mean
-                points = _publishable(history.end, mean, mean, mean, closed)
-                return done("last_good", points, champion, family=candidate.family)
-            model = model_from_json(champion)
-            frame = predict_horizon(model, history.end, horizon)
-            return done(
-                "last_good", _frame_points(frame, history.end, closed), champion, family="prophet"
-            )
-        reasons.append("last_good: no earlier model of this series")
-    except Exception as exc:
-        reasons.append(_why("last_good", exc))
-    try:
-        model = fit_prophet(history.start, history.values, DEFAULT_PARAMS, options)
-        return done(
-            "defaults",
-            _frame_points(predict_horizon(model, history.end, horizon), history.end, closed),
-            model_to_json(model),
-            params=DEFAULT_PARAMS.as_dict(),
-            stan_init=stan_init_of(model),
-            family="prophet",
-        )
-    except Exception as exc:
-        reasons.append(_why("defaults", exc))
-    points, model_json = naive_forecast(history, horizon, closed)
-    return done("seasonal_naive", points, model_json, family="naive")
+            run.reasons.append(_why("tuning", exc))
+        if tuned is not None:
+            fit = run.served(tuned, data, closed, group)
+            if fit is not None:
+                return fit
+    if group is not None:
+        return run.group_alone(group, closed)
+    fit = run.last_good(last_good, data, closed, group)
+    if fit is not None:
+        return fit
+    return run.defaults(closed)
+
+
+def _replay(previous: Choice, history: History) -> Tuned:
+    """The previous choice as it stands (the plans changed, not the data)."""
+    scale = mase_scale(history.values)
+    return Tuned(
+        champion=previous.champion,
+        mae=previous.score,
+        mase=previous.score / scale if scale > 0 else float("inf"),
+        runner_up=None,
+        runner_up_mae=None,
+        residuals=np.zeros(0),
+        choice=previous,
+        trials=0,
+        warm=True,
+    )

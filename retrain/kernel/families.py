@@ -32,12 +32,15 @@ from retrain.prophet.fit import FitOptions, Params, fit_prophet, predict_horizon
 
 __all__ = [
     "AUTO_FAMILIES",
+    "EXOGENOUS",
     "FAMILIES",
+    "GLOBAL",
     "INTERMITTENT",
     "TOPDOWN_CHOICES",
     "TOPDOWN_DEFAULT",
     "TOPDOWN_MIN_DAYS",
     "Candidate",
+    "GroupView",
     "SeriesData",
     "forecast",
     "select_structure",
@@ -56,7 +59,14 @@ FAMILIES = (
     "adida",
     "imapa",
     "topdown",
+    "global",
 )
+# The group model's forecast (retrain.group): learned across the series of a group, it is
+# not fitted per series; its fold forecasts come from the group's own validation.
+GLOBAL = "global"
+# Families that take the known-ahead regressors (planned promotions, school holidays, the
+# days around closures) where a series has plans.
+EXOGENOUS = ("prophet", "arima")
 # Families whose structure is chosen by a statsforecast Auto model.
 AUTO_FAMILIES = ("arima", "ets", "theta")
 # Families given the yearly cycle (yearly_profile) when the past holds enough of it.
@@ -97,6 +107,23 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class GroupView:
+    """What the series' group model says about it: its forecast of the horizon after the
+    history, and its forecasts on the group's validation folds (``cutoffs``: fold starts as
+    indices into the history, oldest first; ``folds``: one row per cutoff)."""
+
+    forecast: np.ndarray
+    cutoffs: tuple[int, ...]
+    folds: np.ndarray
+    version: str  # the group model's version: the folds change only with it
+    band: tuple[float, float] = (1.0, 1.0)  # pooled actual/forecast 10th and 90th percentiles
+
+    def fold(self, cutoff: int) -> np.ndarray:
+        """The forecast of the fold that starts at ``cutoff``."""
+        return np.asarray(self.folds[self.cutoffs.index(cutoff)], dtype=float)
+
+
+@dataclass(frozen=True)
 class SeriesData:
     """One series as the families see it."""
 
@@ -108,10 +135,26 @@ class SeriesData:
     # yearly one, and their fits cost about linearly in length.
     fit_days: int = YEAR
     pool: np.ndarray | None = None  # the store's daily total, days it was shut imputed
+    # Known-ahead columns (plans) indexed by day from ``start`` through the horizon; None
+    # without plans.
+    regressors: pd.DataFrame | None = None
 
     @property
     def gap_free(self) -> bool:
-        return self.holidays is None and not bool(np.isnan(self.values).any())
+        return (
+            self.holidays is None
+            and self.regressors is None
+            and not bool(np.isnan(self.values).any())
+        )
+
+    def regressors_until(self, cutoff: int) -> pd.DataFrame | None:
+        """The regressors that vary over days ``[0, cutoff)`` (a constant one teaches a model
+        nothing and makes ARIMA's regression singular)."""
+        if self.regressors is None:
+            return None
+        past = self.regressors.iloc[max(0, cutoff - self.fit_days) : cutoff]
+        varying = [name for name in past.columns if past[name].nunique() > 1]
+        return self.regressors[varying] if varying else None
 
 
 def _statsforecast_model(candidate: Candidate, n: int) -> Any:
@@ -193,6 +236,7 @@ def forecast(
     days (not clipped: scoring sees the model as it is)."""
     if candidate.family == "prophet":
         params = Params.from_dict(candidate.params) if candidate.params else Params()
+        regressors = data.regressors_until(cutoff)
         model = fit_prophet(
             data.start,
             data.values[:cutoff],
@@ -200,10 +244,16 @@ def forecast(
             options,
             intervals=False,
             holidays=data.holidays,
+            regressors=regressors,
         )
         through = data.start + timedelta(days=cutoff - 1)
-        out: np.ndarray = predict_horizon(model, through, horizon)["yhat"].to_numpy(float)
+        found = predict_horizon(model, through, horizon, regressors)
+        out: np.ndarray = found["yhat"].to_numpy(float)
         return out
+    if candidate.family == GLOBAL:
+        raise RetrainError(
+            "The group model's forecasts come from its own validation, not from a fit here."
+        )
     if candidate.family == "topdown":
         return topdown(data, cutoff, horizon, {**TOPDOWN_DEFAULT, **candidate.params})
     past = data.filled[:cutoff]
@@ -215,7 +265,14 @@ def forecast(
         y = y[max(0, cutoff - data.fit_days) :]
     if len(y) < 2 * SEASON + 1:
         raise RetrainError(f"{len(y)} days are too few for {candidate.family}.")
-    result = _statsforecast_model(candidate, len(y)).forecast(y=y, h=horizon)
+    model = _statsforecast_model(candidate, len(y))
+    regressors = data.regressors_until(cutoff) if candidate.family in EXOGENOUS else None
+    if regressors is not None:
+        columns = regressors.to_numpy(float)
+        X, X_future = columns[cutoff - len(y) : cutoff], columns[cutoff : cutoff + horizon]
+        result = model.forecast(y=y, h=horizon, X=X, X_future=X_future)
+    else:
+        result = model.forecast(y=y, h=horizon)
     mean = np.asarray(result["mean"], dtype=float) + yearly[cutoff:]
     if not np.all(np.isfinite(mean)):
         raise RetrainError(f"{candidate.family} forecast is not finite.")

@@ -32,11 +32,13 @@ from retrain.kernel.calendar import CalendarConfig, Closures
 from retrain.kernel.families import (
     AUTO_FAMILIES,
     FAMILIES,
+    GLOBAL,
     INTERMITTENT,
     TOPDOWN_CHOICES,
     TOPDOWN_DEFAULT,
     TOPDOWN_MIN_DAYS,
     Candidate,
+    GroupView,
     SeriesData,
     forecast,
     select_structure,
@@ -46,7 +48,16 @@ from retrain.kernel.series import YEAR, Fold, History, mase_scale, rolling_folds
 from retrain.prophet.fit import DEFAULT_PARAMS, FitOptions, Params
 from retrain.prophet.folds import FoldScorer
 
-__all__ = ["Choice", "TuneConfig", "Tuned", "combo", "suggest", "tune"]
+__all__ = [
+    "Choice",
+    "TuneConfig",
+    "Tuned",
+    "combo",
+    "interval_of",
+    "series_folds",
+    "suggest",
+    "tune",
+]
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -90,6 +101,10 @@ class Choice:
     structures: dict[str, Candidate]
     score: float  # the champion's mean fold error when it was chosen
     waves: int = 0  # warm waves since the last full selection
+    # The group model whose folds the choice was scored on (None: the series' own folds).
+    group_version: str | None = None
+    # The champion's 80 % band on those folds (10th and 90th percentile of its errors).
+    interval: tuple[float, float] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -97,6 +112,8 @@ class Choice:
             "structures": {k: v.as_dict() for k, v in self.structures.items()},
             "score": self.score,
             "waves": self.waves,
+            "group_version": self.group_version,
+            "interval": list(self.interval) if self.interval is not None else None,
         }
 
     @classmethod
@@ -106,6 +123,10 @@ class Choice:
             {k: Candidate.from_dict(v) for k, v in values["structures"].items()},
             float(values["score"]),
             int(values.get("waves", 0)),
+            values.get("group_version"),
+            (float(values["interval"][0]), float(values["interval"][1]))
+            if values.get("interval")
+            else None,
         )
 
 
@@ -147,10 +168,12 @@ class _Scores:
         closures: Closures,
         folds: list[Fold],
         options: FitOptions,
+        group: GroupView | None = None,
     ) -> None:
         self.data = data
         self.folds = folds
         self.options = options
+        self.group = group
         self.forecasts: dict[str, list[np.ndarray]] = {}
         self.errors: dict[str, list[float]] = {}
         self.candidates: dict[str, Candidate] = {}
@@ -188,6 +211,10 @@ class _Scores:
     def _forecasts(self, candidate: Candidate) -> list[np.ndarray]:
         if candidate.key in self.forecasts:
             return self.forecasts[candidate.key]
+        if candidate.family == GLOBAL:
+            if self.group is None:
+                raise RetrainError("No group model serves this series.")
+            return [self.group.fold(f.cutoff) for f in self.folds]
         if candidate.family == "prophet" and self._prophet is not None:
             params = Params.from_dict(candidate.params) if candidate.params else DEFAULT_PARAMS
             return self._prophet.forecasts(params)
@@ -209,6 +236,32 @@ class _Scores:
             for a, y, c in zip(self.actuals, self.forecasts[key], self.counted, strict=True)
         ]
         return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def interval_of(residuals: np.ndarray) -> tuple[float, float]:
+    """The 10th and 90th percentiles of the folds' errors: an 80 % interval measured at the
+    same horizon, for any family or combination alike."""
+    if len(residuals) < 10:
+        return 0.0, 0.0
+    low, high = np.quantile(residuals, [0.1, 0.9])
+    return float(low), float(high)
+
+
+def _kept(previous: Choice, history: History) -> Tuned:
+    """A warm wave on the folds the champion was chosen on: it stays, nothing is scored."""
+    scale = mase_scale(history.values)
+    return Tuned(
+        champion=previous.champion,
+        mae=previous.score,
+        mase=previous.score / scale if scale > 0 else float("inf"),
+        runner_up=None,
+        runner_up_mae=None,
+        residuals=np.zeros(0),
+        choice=previous,
+        trials=0,
+        warm=True,
+        family_errors={previous.champion.family: previous.score},
+    )
 
 
 def suggest(
@@ -248,7 +301,12 @@ def suggest(
 
 
 def _allowed(
-    config: TuneConfig, closures: Closures, history: History, data: SeriesData, first_cutoff: int
+    config: TuneConfig,
+    closures: Closures,
+    history: History,
+    data: SeriesData,
+    first_cutoff: int,
+    group: GroupView | None,
 ) -> tuple[str, ...]:
     zero_share = float(np.mean(history.values <= 0))
     return tuple(
@@ -258,7 +316,25 @@ def _allowed(
         if (f not in INTERMITTENT or (not closures.busy and zero_share >= 0.3))
         # Top-down needs the store's total and a year and a quarter before the oldest fold.
         and (f != "topdown" or (data.pool is not None and first_cutoff >= TOPDOWN_MIN_DAYS))
+        and (f != GLOBAL or group is not None)
     )
+
+
+def series_folds(
+    length: int, config: TuneConfig, group: GroupView | None
+) -> tuple[list[Fold], GroupView | None]:
+    """The validation folds: the group model's (so that every family, ``global`` included,
+    is scored on the same days) where they fit in this history, else the series' own latest
+    windows (and no ``global``)."""
+    if group is not None:
+        shared = [
+            Fold(c, config.horizon)
+            for c in group.cutoffs
+            if c >= config.min_train_days and c + config.horizon <= length
+        ]
+        if len(shared) >= config.min_folds:
+            return shared, group
+    return rolling_folds(length, config.horizon, config.folds, config.min_train_days), None
 
 
 def tune(
@@ -269,10 +345,13 @@ def tune(
     config: TuneConfig,
     options: FitOptions,
     previous: Choice | None,
+    group: GroupView | None = None,
 ) -> Tuned:
     """Run this wave's selection for ``study`` (see the module docstring); ``previous`` set
-    means warm."""
-    folds = rolling_folds(len(history.values), config.horizon, config.folds, config.min_train_days)
+    means warm. ``group``: the group model's view of the series (``global`` joins the
+    candidates, scored on the group's folds)."""
+    folds, group = series_folds(len(history.values), config, group)
+    version = group.version if group is not None else None
     if len(folds) < config.min_folds:
         raise RetrainError(
             f"{len(history.values)} days of history are too short for {config.min_folds} "
@@ -282,8 +361,8 @@ def tune(
     # A warm wave re-scores on the newest folds only (the 7 new days are in them): half the
     # fits of a full re-score; a re-selection uses every fold.
     warm_folds = folds[-max(config.warm_folds, config.min_folds) :]
-    scores = _Scores(history, data, closures, warm_folds if previous else folds, options)
-    allowed = _allowed(config, closures, history, data, folds[0].cutoff)
+    scores = _Scores(history, data, closures, warm_folds if previous else folds, options, group)
+    allowed = _allowed(config, closures, history, data, folds[0].cutoff, group)
     holidays = data.holidays is not None
     past = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     past = past[-config.history_trials :]
@@ -293,7 +372,20 @@ def tune(
     warm = previous is not None
     reselected = False
     structures: dict[str, Candidate] = dict(previous.structures) if previous else {}
-    if previous is not None:
+    # The same group folds as when the champion was chosen: its fold errors cannot have
+    # changed, so this wave only refits the champion (a prediction when it is ``global``).
+    if (
+        previous is not None
+        and version is not None
+        and previous.group_version == version
+        and previous.interval is not None
+    ):
+        return _kept(previous, history)
+    if previous is not None and (previous.group_version is None) != (version is None):
+        # Switched between the series' own folds and the group's: the score is not comparable.
+        warm, reselected, structures = False, True, {}
+        scores = _Scores(history, data, closures, folds, options, group)
+    elif previous is not None:
         try:
             champion_error = float(np.mean(scores.score(previous.champion)))
         except RetrainError:
@@ -301,7 +393,7 @@ def tune(
         drifted = not champion_error <= previous.score * config.drift_ratio
         if previous.waves + 1 >= config.reselect_every or drifted:
             warm, reselected, structures = False, True, {}
-            scores = _Scores(history, data, closures, folds, options)
+            scores = _Scores(history, data, closures, folds, options, group)
 
     def structure(family: str) -> Candidate:
         if family not in structures:
@@ -376,6 +468,8 @@ def tune(
         structures={k: v for k, v in structures.items() if v.params},
         score=score if not warm or previous is None else previous.score,
         waves=0 if not warm or previous is None else previous.waves + 1,
+        group_version=version,
+        interval=interval_of(scores.residuals(chosen_key)),
     )
     return Tuned(
         champion=champion,

@@ -109,9 +109,16 @@ class ScoredParams:
     mase: float
 
 
-def history_frame(start: date, values: np.ndarray) -> pd.DataFrame:
-    """Prophet's input frame: ``ds`` one row per day from ``start``, ``y`` the values."""
-    return pd.DataFrame({"ds": pd.date_range(start, periods=len(values), freq="D"), "y": values})
+def history_frame(
+    start: date, values: np.ndarray, regressors: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Prophet's input frame: ``ds`` one row per day from ``start``, ``y`` the values, and
+    the regressors' columns on those days (``regressors`` indexed by day, from ``start``)."""
+    frame = pd.DataFrame({"ds": pd.date_range(start, periods=len(values), freq="D"), "y": values})
+    if regressors is not None:
+        for name in regressors.columns:
+            frame[name] = regressors[name].to_numpy(float)[: len(values)]
+    return frame
 
 
 def new_model(
@@ -120,9 +127,11 @@ def new_model(
     samples: int,
     backend: str = "cmdstan",
     holidays: pd.DataFrame | None = None,
+    regressors: tuple[str, ...] = (),
 ) -> Any:
     """An unfitted Prophet for one series (seasonalities by history length, backend attached;
-    ``holidays`` in Prophet's frame, or None)."""
+    ``holidays`` in Prophet's frame, or None; ``regressors``: known-ahead columns such as the
+    planned promotions)."""
     from retrain.prophet.fast_prophet import FastProphet
 
     _quiet()
@@ -138,6 +147,8 @@ def new_model(
         holidays=holidays,
         holidays_prior_scale=params.holidays_prior_scale,
     )
+    for name in regressors:
+        model.add_regressor(name)
     if backend == "inprocess":
         from retrain.prophet.inprocess import attach_backend
 
@@ -153,14 +164,17 @@ def fit_prophet(
     init: Mapping[str, Any] | None = None,
     intervals: bool = True,
     holidays: pd.DataFrame | None = None,
+    regressors: pd.DataFrame | None = None,
 ) -> Any:
     """A fitted Prophet model; ``init`` (last fitted values) is used where its shapes match.
 
     ``intervals=False`` skips uncertainty sampling (validation folds only need ``yhat``).
-    NaN values are missing days (Prophet leaves them out of the fit).
+    NaN values are missing days (Prophet leaves them out of the fit). ``regressors``: one
+    column per regressor, one row per day from ``start`` (the forecast's days too).
     """
     samples = options.uncertainty_samples if intervals else 0
-    model = new_model(params, len(values), samples, options.backend, holidays)
+    names = tuple(regressors.columns) if regressors is not None else ()
+    model = new_model(params, len(values), samples, options.backend, holidays, names)
     kwargs: dict[str, Any] = {}
     if options.backend == "cmdstan":
         kwargs["output_dir"] = str(options.fit_dir)
@@ -168,22 +182,32 @@ def fit_prophet(
         kwargs["init"] = {k: np.asarray(v, dtype=float) for k, v in init.items()}
     began = time.perf_counter()
     try:
-        model.fit(history_frame(start, values), **kwargs)
+        model.fit(history_frame(start, values, regressors), **kwargs)
     finally:
         options.stats.fits += 1
         options.stats.seconds += time.perf_counter() - began
     return model
 
 
-def predict_horizon(model: Any, through: date, horizon: int) -> pd.DataFrame:
-    """``ds, yhat, yhat_lower, yhat_upper`` for the ``horizon`` days after ``through``."""
+def predict_horizon(
+    model: Any, through: date, horizon: int, regressors: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """``ds, yhat, yhat_lower, yhat_upper`` for the ``horizon`` days after ``through``
+    (``regressors`` as :func:`fit_prophet` takes them, covering those days)."""
     from retrain.prophet.predict import predict_frame
 
     dates = pd.date_range(through + timedelta(days=1), periods=horizon)
     fast = predict_frame(model, dates)
     if fast is not None:
         return fast
-    out: pd.DataFrame = model.predict(pd.DataFrame({"ds": dates}))
+    future = pd.DataFrame({"ds": dates})
+    if model.extra_regressors:
+        if regressors is None:
+            raise ValueError("this Prophet model takes regressors; pass their future values")
+        ahead = regressors.reindex(dates)
+        for name in model.extra_regressors:
+            future[name] = ahead[name].to_numpy(float)
+    out: pd.DataFrame = model.predict(future)
     if "yhat_lower" not in out:  # no uncertainty samples: a zero-width interval
         out["yhat_lower"] = out["yhat_upper"] = out["yhat"]
     return out[["ds", "yhat", "yhat_lower", "yhat_upper"]]

@@ -1,0 +1,1 @@
+"""The group model: one gradient-boosted model learned across a group of series."""
