@@ -51,6 +51,8 @@ class Forecast(BaseModel):
     family: str | None = None
     runner_up_family: str | None = None
     runner_up_validation_mae: float | None = Field(default=None, ge=0)
+    # The group model's registry version when ``global`` took part (added compatibly).
+    group_model_version: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _points_follow_the_data(self) -> "Forecast":

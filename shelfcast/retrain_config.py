@@ -53,9 +53,12 @@ def task_spec(settings: Settings) -> "TaskSpec":
     # Imported here: the task imports the kernel (Prophet, statsforecast), which a command
     # that only joins Ray or reads status does not load.
     from retrain.cluster.task import TaskSpec
+    from retrain.group.config import GroupSpec
+    from retrain.group.tuning import GroupTuneConfig
     from retrain.kernel.calendar import CalendarConfig
     from retrain.kernel.tuning import TuneConfig
 
+    delta = settings.delta_dir
     return TaskSpec(
         daily_sales_uri=str((settings.delta_dir / "daily_sales").resolve()),
         history_days=settings.retrain_history_days,
@@ -84,4 +87,24 @@ def task_spec(settings: Settings) -> "TaskSpec":
         ),
         tracking_uri=settings.tracking_uri,
         experiment=settings.mlflow_experiment,
+        plans_uri=str((delta / "plans").resolve()),
+        stores_uri=str((delta / "stores").resolve()),
+        groups=GroupSpec(
+            enabled=settings.retrain_group_enabled,
+            by=settings.retrain_group_by,
+            buckets=settings.retrain_group_buckets,
+            retrain_days=settings.retrain_group_retrain_days,
+            retrain_hours=settings.retrain_group_retrain_hours,
+            drift_series=settings.retrain_group_drift_series,
+            history_days=settings.retrain_history_days
+            + settings.retrain_group_folds * settings.retrain_horizon_days,
+            cpus=settings.retrain_group_cpus,
+            timeout_seconds=settings.retrain_group_timeout_seconds,
+            tune=GroupTuneConfig(
+                horizon=settings.retrain_horizon_days,
+                folds=settings.retrain_group_folds,
+                cold_trials=settings.retrain_group_cold_trials,
+                warm_trials=settings.retrain_group_warm_trials,
+            ),
+        ),
     )

@@ -134,6 +134,18 @@ class Settings(BaseSettings):
     retrain_holiday_country: str | None = None
     retrain_holiday_subdivision: str | None = None
     retrain_closure_min_level: float = Field(default=5.0, ge=0)
+    # The group model (one LightGBM across a group of series; retrain/group)
+    retrain_group_enabled: bool = True
+    retrain_group_by: Literal["all", "store", "hash"] = "all"
+    retrain_group_buckets: int = Field(default=16, ge=1)
+    retrain_group_retrain_days: int = Field(default=7, ge=1)
+    retrain_group_retrain_hours: float = Field(default=168.0, gt=0)
+    retrain_group_drift_series: int = Field(default=3, ge=1)
+    retrain_group_cold_trials: int = Field(default=6, ge=1)
+    retrain_group_warm_trials: int = Field(default=2, ge=0)
+    retrain_group_folds: int = Field(default=4, ge=2, le=10)
+    retrain_group_cpus: int = Field(default=1, ge=1)
+    retrain_group_timeout_seconds: float = Field(default=3600.0, gt=0, le=86_400)
     fit_backend: Literal["cmdstan", "inprocess"] = "inprocess"
     optuna_storage: SecretStr | None = None
     optuna_journal_shards: int = Field(default=8, ge=1)

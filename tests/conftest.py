@@ -111,6 +111,9 @@ RETRAIN_FAST = {
     "retrain_uncertainty_samples": 20,
     "retrain_retry_backoff_seconds": 0.2,
     "retrain_max_attempts": 2,
+    "retrain_group_cold_trials": 1,
+    "retrain_group_warm_trials": 0,
+    "retrain_group_folds": 2,
 }
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import ray
 
+from retrain.cluster.groups import GroupScheduler
 from retrain.cluster.identity import retrain_identity
 from retrain.cluster.prewarm import prewarm
 from retrain.cluster.queue import Job, Request, RetrainQueue
@@ -26,6 +27,8 @@ from retrain.cluster.sinks import Sinks, error_text, forecast_message
 from retrain.cluster.task import TaskResult, run_job
 from retrain.config import CoordinatorConfig
 from retrain.errors import RetrainError
+from retrain.group.train import train_group
+from retrain.stores.registry import GroupRecord
 
 __all__ = ["Coordinator"]
 
@@ -64,6 +67,7 @@ class Coordinator:
         self.published = 0
         self._rebuilt = False
         self._spec_ref: Any = None
+        self.groups = GroupScheduler(config.task.groups, self._train_group, self._poke)
 
     # calls ----------------------------------------------------------------------------------
 
@@ -74,13 +78,22 @@ class Coordinator:
         cold: bool = False,
         wave_id: str | None = None,
     ) -> dict[str, Any]:
-        """Queue ``(store_id, item_id, priority[, data])`` at ``version``; returns at once.
+        """Queue ``(store_id, item_id, priority[, data[, reason]])`` at ``version``; returns
+        at once.
 
-        ``data`` is the series' stored events: a poisoned series is skipped until it grows."""
+        ``data`` is the series' stored events: a poisoned series is skipped until it grows.
+        ``reason`` says why it is due (``sales``, ``plan``, ``drift``, ``manual``): a series
+        due for its plans only re-predicts."""
         self._ensure_pump()
         wave_id = wave_id or uuid.uuid4().hex[:12]
         reqs = [
-            Request(r[0], r[1], float(r[2]), None if len(r) < 4 or r[3] is None else int(r[3]))
+            Request(
+                r[0],
+                r[1],
+                float(r[2]),
+                None if len(r) < 4 or r[3] is None else int(r[3]),
+                str(r[4]) if len(r) > 4 and r[4] else "sales",
+            )
             for r in requests
         ]
         wave = self.queue.submit(reqs, version, wave_id, time.time(), cold=cold)
@@ -127,6 +140,7 @@ class Coordinator:
                 for k, p in self.queue.poison.items()
             },
             "latest": list(self._latest),
+            "groups": self.groups.status(),
         }
 
     async def started(self, key: str, pid: int) -> None:
@@ -185,15 +199,29 @@ class Coordinator:
             await self.sinks.ready()
         except Exception as exc:
             log.warning("MLflow or Kafka not ready (%s); results will retry them", exc)
+        if self.groups.spec.enabled:
+            try:
+                self.groups.restore(await self.sinks.group_champions())
+            except Exception as exc:
+                log.warning("group models not read from MLflow (%s); they are retrained", exc)
         await self._rebuild()
         while True:
             self._wake.clear()
             now = time.time()
-            for job in self.queue.take(now, self._cpus() - len(self.queue.running)):
+            held = False
+
+            def ready(job: Job) -> bool:
+                nonlocal held
+                found = self.groups.ready(job)
+                held = held or not found
+                return found
+
+            for job in self.queue.take(now, self._cpus() - len(self.queue.running), ready):
                 self._tasks[job.key] = asyncio.get_running_loop().create_task(self._execute(job))
-            # Every slot busy: a finished task wakes the pump (no spinning on a full queue).
+            # Every slot busy: a finished task wakes the pump (no spinning on a full queue);
+            # jobs held for their group's first model: its training wakes it.
             full = len(self.queue.running) >= self._cpus()
-            due = None if full else self.queue.next_due(now)
+            due = None if full or held else self.queue.next_due(now)
             timeout = 5.0 if due is None else min(5.0, max(due, 0.01))
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
@@ -232,6 +260,7 @@ class Coordinator:
             outcome = self.queue.fail(job.key, error, time.time())
             log.warning("retrain of %s failed (%s): %s", job.key, outcome, error)
         else:
+            self.groups.seen(job, result.fit.data_through, broken=result.group_error)
             message = await self._deliver(result)
             fit = result.fit
             self._recent.append((time.time(), result.seconds))
@@ -280,7 +309,9 @@ class Coordinator:
         """Run the task; one that outlives the policy's timeout is stopped and fails."""
         if self._spec_ref is None:
             self._spec_ref = ray.put(self.config.task)  # serialised once, not with every task
-        ref = self._task.remote(job, self._spec_ref, me, wave_run)
+        group = self.groups.record(job)
+        args = (job, self._spec_ref, me, wave_run) + ((group,) if group is not None else ())
+        ref = self._task.remote(*args)
         limit = self.config.policy.task_timeout_seconds
         try:
             result: TaskResult = await asyncio.wait_for(asyncio.wrap_future(ref.future()), limit)
@@ -310,3 +341,20 @@ class Coordinator:
                 **{f"n_{name}": count for name, count in methods.items()},
             }
             await self.sinks.finish_wave(wave_id, totals)
+
+    async def _train_group(self, group: str, version: int | None) -> GroupRecord:
+        """One group retrain as a Ray task of the group's own CPUs; stopped at its timeout."""
+        spec = self.config.task
+        remote = ray.remote(num_cpus=spec.groups.cpus, max_retries=0)(train_group)
+        ref = remote.remote(group, version, spec.group_stores(), spec.groups)
+        limit = spec.groups.timeout_seconds
+        try:
+            record: GroupRecord = await asyncio.wait_for(asyncio.wrap_future(ref.future()), limit)
+        except TimeoutError:
+            ray.cancel(ref, force=True)
+            raise RetrainError(
+                f"The group model {group} ran over {limit:g} s and was stopped. Split the "
+                "group (SHELFCAST_RETRAIN_GROUP_BY=hash) or raise "
+                "SHELFCAST_RETRAIN_GROUP_TIMEOUT_SECONDS."
+            ) from None
+        return record

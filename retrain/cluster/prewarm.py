@@ -44,9 +44,11 @@ def warm_imports(token: str | None) -> int:
     series of a fresh worker spent ~1.4 s more (0.9 s of it on MLflow's store module)."""
     with _first_alone(token):
         import cmdstanpy  # noqa: F401
+        import lightgbm  # noqa: F401
         import mlflow.entities
         import mlflow.store.model_registry.sqlalchemy_store
         import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+        import mlforecast  # noqa: F401
         import prophet.serialize  # noqa: F401
         import statsforecast.models  # noqa: F401
         from mlflow import MlflowClient  # noqa: F401

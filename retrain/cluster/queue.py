@@ -11,6 +11,7 @@ No Ray here: the coordinator actor owns one instance and drives it with the cloc
 
 import heapq
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -32,10 +33,26 @@ class Request:
     item_id: str
     priority: float = 0.0
     data: int | None = None  # the series' stored events: changes only with its own data
+    # Why it is due: "sales" (new data), "plan" (only its plans changed: re-predict, no
+    # re-tuning), "drift", "manual".
+    reason: str = "sales"
 
     @property
     def key(self) -> str:
         return series_key(self.store_id, self.item_id)
+
+
+# A job for any of these reasons re-tunes; "plan" alone only re-predicts.
+RETUNE_REASONS = frozenset({"sales", "drift", "manual"})
+
+
+def merged_reason(old: str, new: str) -> str:
+    """Coalesced reasons: new data wins over a plan change (the re-tune sees the plans too)."""
+    if old == new:
+        return new
+    if "plan" in (old, new):
+        return new if old == "plan" else old
+    return new
 
 
 @dataclass(frozen=True)
@@ -67,6 +84,7 @@ class Job:
     not_before: float = 0.0
     seq: int = 0
     data: int | None = None
+    reason: str = "sales"
 
     @property
     def key(self) -> str:
@@ -158,6 +176,7 @@ class RetrainQueue:
                 cold,
                 seq=self._seq,
                 data=req.data,
+                reason=req.reason,
             )
             if key in self.running:
                 job = self._merge(self.rerun.get(key), job)
@@ -185,6 +204,7 @@ class RetrainQueue:
             cold=old.cold or new.cold,
             seq=old.seq,
             data=new.data if old.data is None else max(old.data, new.data or 0),
+            reason=merged_reason(old.reason, new.reason),
         )
 
     def _enqueue(self, job: Job) -> None:
@@ -208,8 +228,9 @@ class RetrainQueue:
 
     # dispatch -------------------------------------------------------------------------------
 
-    def take(self, now: float, slots: int) -> list[Job]:
-        """Up to ``slots`` jobs to start now; they become running."""
+    def take(self, now: float, slots: int, ready: Callable[[Job], bool] | None = None) -> list[Job]:
+        """Up to ``slots`` jobs to start now; they become running. ``ready`` holds back the
+        jobs it refuses (their group model is being trained first), keeping their place."""
         out: list[Job] = []
         later = []
         while slots > len(out) and self._heap:
@@ -217,7 +238,7 @@ class RetrainQueue:
             job = entry[3]
             if self.queued.get(job.key) is not job:
                 continue  # replaced or taken since it was pushed
-            if job.not_before > now:
+            if job.not_before > now or (ready is not None and not ready(job)):
                 later.append(entry)
                 continue
             out.append(job)

@@ -17,7 +17,7 @@ from contracts.forecast import Forecast
 from retrain.cluster.task import TaskResult
 from retrain.config import CoordinatorConfig
 from retrain.stores.publish import Delivery, ForecastPublisher
-from retrain.stores.registry import Tracker, redact
+from retrain.stores.registry import GroupRecord, Tracker, redact
 
 __all__ = ["Sinks", "error_text", "forecast_message"]
 
@@ -81,6 +81,10 @@ class Sinks:
         if run_id is None:
             run_id = await self.run(self._start_wave, wave_id)
         return run_id
+
+    async def group_champions(self) -> dict[str, GroupRecord]:
+        """The group models MLflow serves (a restarted coordinator's starting point)."""
+        return await self.run(lambda: self._ensure()[0].group_champions())
 
     def _start_wave(self, wave_id: str) -> str:
         tracker, _ = self._ensure()
@@ -169,6 +173,7 @@ def forecast_message(result: TaskResult) -> Forecast:
         family=fit.family,
         runner_up_family=fit.runner_up,
         runner_up_validation_mae=fit.runner_up_mae,
+        group_model_version=result.group_version,
     )
 
 

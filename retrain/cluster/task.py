@@ -9,16 +9,25 @@ series a second whatever the cluster's size. Kafka stays on the coordinator, onc
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
-from functools import cache
+from dataclasses import dataclass, field, replace
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
 from retrain.cluster.queue import Job
+from retrain.group.config import GroupSpec
+from retrain.group.features import group_view, series_input
+from retrain.group.model import GroupModel
+from retrain.group.train import GroupStores
 from retrain.kernel.fallback import SeriesFit, WarmState, retrain_one
+from retrain.kernel.families import GroupView
+from retrain.kernel.plans import DayPlan, day_plan, plans_for
+from retrain.kernel.series import History
 from retrain.kernel.tuning import TuneConfig
 from retrain.prophet.fit import FitOptions, FitStats
 from retrain.stores.history import load_history
+from retrain.stores.plans import load_plans, load_stores
+from retrain.stores.registry import GroupRecord
 from retrain.stores.studies import StudyRef, open_study, save_warm_state, study_name, warm_state
 
 __all__ = ["TaskResult", "TaskSpec", "run_job"]
@@ -41,6 +50,23 @@ class TaskSpec:
     optuna_url: str | None = field(repr=False)
     tracking_uri: str = field(repr=False)
     experiment: str
+    plans_uri: str = ""
+    stores_uri: str = ""
+    groups: GroupSpec = field(default_factory=GroupSpec)
+
+    def group_stores(self) -> GroupStores:
+        """Where a group retrain reads and writes."""
+        return GroupStores(
+            self.daily_sales_uri,
+            self.plans_uri,
+            self.stores_uri,
+            str(self.journal_dir),
+            self.journal_shards,
+            self.optuna_url,
+            self.tracking_uri,
+            self.experiment,
+            self.tune.calendar,
+        )
 
 
 @dataclass(frozen=True)
@@ -56,6 +82,8 @@ class TaskResult:
     model_version: int
     record_seconds: float
     node_id: str = ""  # the Ray node the task ran on
+    group_version: int | None = None  # the group model that served it
+    group_error: str | None = None  # its group model could not be used
 
 
 @cache
@@ -65,14 +93,80 @@ def _tracker(uri: str, experiment: str) -> Any:
     return Tracker(uri, experiment, create=False)
 
 
+@lru_cache(maxsize=4)
+def _group_model(record: GroupRecord, uri: str, experiment: str) -> GroupModel:
+    """A group model, loaded once per worker and version (a worker keeps it in memory)."""
+    return GroupModel.from_bytes(_tracker(uri, experiment).group_model_bytes(record))
+
+
+def _known_ahead(
+    spec: TaskSpec, job: Job, history: History
+) -> tuple[TuneConfig, DayPlan | None, Any, Any]:
+    """The series' plans and store record, and the tuning config with the store's calendar."""
+    plans = load_plans(spec.plans_uri, [job.store_id]).get(job.store_id) if spec.plans_uri else None
+    store = load_stores(spec.stores_uri).get(job.store_id) if spec.stores_uri else None
+    tune = spec.tune
+    if store is not None:
+        tune = replace(tune, calendar=store.calendar(tune.calendar))
+    if plans is None and store is None:
+        return tune, None, None, None
+    plan = day_plan(
+        history.start,
+        len(history.values) + tune.horizon,
+        plans_for(plans or (), job.item_id),
+        store,
+        spec.tune.calendar,
+    )
+    return tune, plan, plans, store
+
+
+def _view(
+    spec: TaskSpec,
+    job: Job,
+    history: History,
+    group: GroupRecord,
+    plans: Any,
+    store: Any,
+) -> GroupView:
+    """The group model's forecast of the series from its fresh days, and its fold forecasts."""
+    model = _group_model(group, spec.tracking_uri, spec.experiment)
+    one = series_input(
+        job.key,
+        job.store_id,
+        job.item_id,
+        history.start,
+        history.values,
+        plans,
+        store,
+        spec.tune.calendar,
+        spec.tune.horizon,
+    )
+    forecast = model.predict([one], history.end)[job.key]
+    return group_view(
+        forecast,
+        model.cutoffs,
+        model.folds.get(job.key),
+        str(group.version),
+        model.ratio_band,
+        history.start,
+    )
+
+
 def run_job(
-    job: Job, spec: TaskSpec, reporter: Any = None, wave_run_id: str | None = None
+    job: Job,
+    spec: TaskSpec,
+    reporter: Any = None,
+    wave_run_id: str | None = None,
+    group: GroupRecord | str | None = None,
 ) -> TaskResult:
     """Retrain one series; every modelling failure falls back inside (see ``retrain_one``).
 
     ``reporter`` (the coordinator's handle) hears that the job started and in which process;
-    the series' MLflow run is a child of ``wave_run_id``. Failing to record raises (the
-    coordinator retries the job): a forecast is only published with its model version.
+    the series' MLflow run is a child of ``wave_run_id``; ``group`` is its group's model, or
+    why it has none (the series then uses its own families, and the reason is recorded).
+    Failing to record raises (the coordinator retries the job): a forecast is only published
+    with its model version. A job for a plan change (``job.reason == "plan"``) refits the
+    champion with the new plans, nothing is re-tuned.
     """
     began = time.perf_counter()
     if reporter is not None:
@@ -91,20 +185,47 @@ def run_job(
         )
         return champion
 
+    tune, plan, plans, store = _known_ahead(spec, job, history)
+    view: GroupView | None = None
+    group_error: str | None = None
+    notes: list[str] = [group] if isinstance(group, str) else []
+    if isinstance(group, str):
+        group = None
+    if group is not None:
+        try:
+            view = _view(spec, job, history, group, plans, store)
+        except Exception as exc:  # a broken group model leaves the series' own families
+            notes.append(f"group model {group.group} v{group.version}: {type(exc).__name__}: {exc}")
+            group_error = notes[-1]
     with tempfile.TemporaryDirectory(prefix="shelfcast-fit-") as fit_dir:
         options = FitOptions(
             Path(fit_dir), spec.backend, spec.uncertainty_samples, stats=FitStats()
         )
-        fit = retrain_one(history, spec.tune, options, study, warm, last_good)
+        fit = retrain_one(
+            history,
+            tune,
+            options,
+            study,
+            warm,
+            last_good,
+            view,
+            plan,
+            retune=job.reason != "plan",
+            notes=notes,
+        )
     if fit.method in ("tuned", "defaults"):
         save_warm_state(study, fit.params, fit.stan_init, fit.choice)
     recording = time.perf_counter()
+    lineage: dict[str, Any] = {
+        "data_version": job.version,
+        "cold": job.cold,
+        "attempt": job.attempts + 1,
+        "reason": job.reason,
+    }
+    if group is not None and fit.uses_group:
+        lineage.update(group=group.group, group_version=group.version)
     run_id, version = _tracker(spec.tracking_uri, spec.experiment).record_series(
-        wave_run_id,
-        job.store_id,
-        job.item_id,
-        fit,
-        {"data_version": job.version, "cold": job.cold, "attempt": job.attempts + 1},
+        wave_run_id, job.store_id, job.item_id, fit, lineage
     )
     finished = time.perf_counter()
     import ray
@@ -119,4 +240,6 @@ def run_job(
         model_version=version,
         record_seconds=finished - recording,
         node_id=ray.get_runtime_context().get_node_id() if ray.is_initialized() else "",
+        group_version=group.version if group is not None and fit.uses_group else None,
+        group_error=group_error,
     )

@@ -12,6 +12,7 @@ Pure: frames in, numbers out. Storage and Ray are the caller's.
 import pickle
 import time
 import warnings
+import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
@@ -37,6 +38,11 @@ LAGS = (28, 35, 42, 49, 56, 63, 364)
 TRAIN_DAYS = 730
 # What a prediction needs of a series' past: the longest lag and the widest window behind it.
 KEEP_DAYS = 400
+# Series per prediction frame (its memory grows with KEEP_DAYS rows a series).
+PREDICT_CHUNK = 2000
+# Training rows a group model learns from at most (memory is about 1 KB a row; see
+# docs/scale.md): beyond it, a stable sample of the group's series.
+MAX_TRAIN_ROWS = 5_000_000
 
 
 def week_of_year(dates: pd.DatetimeIndex) -> np.ndarray:
@@ -132,7 +138,13 @@ class GroupModel:
 
     @staticmethod
     def from_bytes(blob: bytes) -> "GroupModel":
-        found = pickle.loads(blob)  # noqa: S301 - our own artifact, written by fit_group
+        try:
+            found = pickle.loads(blob)  # noqa: S301 - our own artifact, written by fit_group
+        except Exception as exc:  # a truncated or foreign file fails in many ways
+            raise RetrainError(
+                f"The group model file is unreadable ({type(exc).__name__}: {exc}); the group "
+                "is retrained, its series use their own families meanwhile."
+            ) from exc
         if not isinstance(found, GroupModel):
             raise RetrainError("The file is not a Shelfcast group model; retrain the group.")
         return found
@@ -166,18 +178,31 @@ def _predict(
     model: GroupModel, series: Sequence[GroupSeries], through: date, horizon: int
 ) -> dict[str, np.ndarray]:
     known = [s for s in series if (through - s.start).days >= 0]
-    if not known:
-        return {}
-    recent = history_frame(known, through, KEEP_DAYS, model.use_plans, model.categories)
-    ahead, shut = future_frame(known, through, horizon, model.use_plans)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Found null values", category=UserWarning)
-        found = model.forecaster.predict(horizon, new_df=recent, X_df=ahead)
-    out = {}
-    for key, rows in found.groupby("unique_id", sort=False):
-        values = np.maximum(rows.sort_values("ds")["global"].to_numpy(float), 0.0)
-        out[str(key)] = np.where(shut[str(key)], 0.0, values)
+    out: dict[str, np.ndarray] = {}
+    # In chunks: a prediction frame holds KEEP_DAYS rows per series.
+    for first in range(0, len(known), PREDICT_CHUNK):
+        chunk = known[first : first + PREDICT_CHUNK]
+        recent = history_frame(chunk, through, KEEP_DAYS, model.use_plans, model.categories)
+        ahead, shut = future_frame(chunk, through, horizon, model.use_plans)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Found null values", category=UserWarning)
+            found = model.forecaster.predict(horizon, new_df=recent, X_df=ahead)
+        for key, rows in found.groupby("unique_id", sort=False):
+            values = np.maximum(rows.sort_values("ds")["global"].to_numpy(float), 0.0)
+            out[str(key)] = np.where(shut[str(key)], 0.0, values)
     return out
+
+
+def training_sample(series: Sequence[GroupSeries], max_rows: int) -> list[GroupSeries]:
+    """The series a group model learns from: all of them while their rows fit in
+    ``max_rows``, else a stable sample (by a hash of the key, the same at every fold and
+    every retrain) that does. Every series is still forecast and validated."""
+    rows = sum(min(len(s.values), TRAIN_DAYS) for s in series)
+    if rows <= max_rows:
+        return list(series)
+    share = max_rows / rows
+    kept = [s for s in series if zlib.crc32(s.key.encode()) / 2**32 < share]
+    return kept or list(series[:1])
 
 
 def fold_cutoffs(through: date, horizon: int, folds: int) -> list[date]:
@@ -193,14 +218,16 @@ def validate_group(
     horizon: int,
     folds: int,
     seed: int = 0,
+    max_rows: int = MAX_TRAIN_ROWS,
 ) -> tuple[dict[str, np.ndarray], list[date], float]:
     """Rolling-origin folds over the group: each fold fitted on its past only. Returns every
     series' fold forecasts, the cutoffs and the pooled MAE on open days."""
     cutoffs = fold_cutoffs(through, horizon, folds)
     out: dict[str, list[np.ndarray]] = {}
     error = counted = 0.0
+    learners = training_sample(series, max_rows)
     for cutoff in cutoffs:
-        forecaster, categories, _ = _fit(series, cutoff, params, use_plans, seed)
+        forecaster, categories, _ = _fit(learners, cutoff, params, use_plans, seed)
         model = GroupModel(params, cutoff, horizon, use_plans, forecaster, categories)
         found = _predict(model, series, cutoff, horizon)
         for one in series:
@@ -242,17 +269,20 @@ def fit_group(
     horizon: int = 28,
     folds: int = 4,
     seed: int = 0,
+    max_rows: int = MAX_TRAIN_ROWS,
 ) -> GroupModel:
-    """Validate on ``folds`` rolling origins, then fit on everything through ``through``."""
+    """Validate on ``folds`` rolling origins, then fit on everything through ``through``
+    (on a stable sample of the series when their rows exceed ``max_rows``)."""
     if not series:
         raise RetrainError("A group model needs at least one series.")
     began = time.process_time()
     found, cutoffs, score = (
-        validate_group(series, through, params, use_plans, horizon, folds, seed)
+        validate_group(series, through, params, use_plans, horizon, folds, seed, max_rows)
         if folds
         else ({}, [], None)
     )
-    forecaster, categories, rows = _fit(series, through, params, use_plans, seed)
+    learners = training_sample(series, max_rows)
+    forecaster, categories, rows = _fit(learners, through, params, use_plans, seed)
     model = GroupModel(
         params, through, horizon, use_plans, forecaster, categories, cutoffs, found, score
     )

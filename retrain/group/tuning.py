@@ -31,6 +31,7 @@ class GroupTuneConfig:
     history_trials: int = 40
     use_plans: bool = True
     seed: int = 0
+    max_rows: int = 5_000_000  # training rows at most (retrain.group.model.MAX_TRAIN_ROWS)
 
 
 def suggest_params(trial: optuna.Trial) -> GroupParams:
@@ -80,6 +81,7 @@ def tune_group(
                 config.horizon,
                 config.tune_folds,
                 config.seed,
+                config.max_rows,
             )
             scored[key] = (params, score)
         return scored[key][1]
@@ -88,7 +90,14 @@ def tune_group(
     study.add_trials(scratch.get_trials(deepcopy=False)[len(past) :])
     params, score = min(scored.values(), key=lambda found: found[1])
     model = fit_group(
-        series, through, params, config.use_plans, config.horizon, config.folds, config.seed
+        series,
+        through,
+        params,
+        config.use_plans,
+        config.horizon,
+        config.folds,
+        config.seed,
+        config.max_rows,
     )
     model.tuning_score = score
     return model

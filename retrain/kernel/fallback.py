@@ -72,6 +72,12 @@ class SeriesFit:
     runner_up: str | None = None
     runner_up_mae: float | None = None
     choice: dict[str, Any] | None = None
+    members: tuple[str, ...] = ()  # the families whose forecasts made it
+
+    @property
+    def uses_group(self) -> bool:
+        """Whether the group model's forecast is part of this one."""
+        return GLOBAL in self.members
 
 
 def _publishable(
@@ -251,6 +257,7 @@ class _Run:
                 runner_up=tuned.runner_up.family if tuned.runner_up else None,
                 runner_up_mae=tuned.runner_up_mae,
                 choice=choice.as_dict(),
+                members=tuple(m.family for m in members_of(candidate)),
                 metrics={
                     "reselected": float(tuned.reselected),
                     **{f"validation_mae_{k}": v for k, v in tuned.family_errors.items()},
@@ -270,6 +277,7 @@ class _Run:
             model,
             params={"family": GLOBAL},
             family=GLOBAL,
+            members=(GLOBAL,),
         )
 
     def last_good(
@@ -292,7 +300,10 @@ class _Run:
                 candidate = Candidate.from_dict(stored["candidate"])
                 mean = _refit(candidate, data, horizon, self.options, group).mean
                 points = _publishable(self.history.end, mean, mean, mean, closed)
-                return self.done("last_good", points, champion, family=candidate.family)
+                members = tuple(m.family for m in members_of(candidate))
+                return self.done(
+                    "last_good", points, champion, family=candidate.family, members=members
+                )
             model = model_from_json(champion)
             frame = predict_horizon(model, self.history.end, horizon)
             points = _frame_points(frame, self.history.end, closed)
@@ -332,15 +343,18 @@ def retrain_one(
     group: GroupView | None = None,
     plan: DayPlan | None = None,
     retune: bool = True,
+    notes: list[str] | None = None,
 ) -> SeriesFit:
     """Select (when a study is given), refit on all history, forecast ``config.horizon`` days.
 
     ``group``: the group model's view of the series (``global`` joins the candidates);
     ``plan``: what is planned over the history and the horizon (closures, regressors);
     ``retune=False``: only the plans changed, so the champion is refitted with the new inputs
-    and nothing is re-selected.
+    and nothing is re-selected. ``notes``: what the caller already had to do without (kept
+    as fallback reasons).
     """
     run = _Run(history, config, options)
+    run.reasons.extend(notes or [])
     horizon = config.horizon
     data: SeriesData | None = None
     closures: Closures | None = None

@@ -9,10 +9,13 @@ plain protocol (deletion vectors, column mapping: delta-spark may add them) or w
 are not local go through delta-rs's reader.
 """
 
+from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import cache
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
@@ -22,9 +25,20 @@ from deltalake.exceptions import DeltaError, TableNotFoundError
 from retrain.errors import RetrainError
 from retrain.kernel.series import History, history_from_daily
 
-__all__ = ["load_history"]
+__all__ = ["SeriesRows", "load_group", "load_history", "store_ids"]
 
 _COLUMNS = ["item_id", "day", "units"]
+_GROUP_COLUMNS = ["store_id", "item_id", "day", "units"]
+
+
+@dataclass(frozen=True)
+class SeriesRows:
+    """One series' daily units from ``start`` (days without a row: zero)."""
+
+    store_id: str
+    item_id: str
+    start: date
+    values: np.ndarray
 
 
 @cache
@@ -85,3 +99,63 @@ def load_history(
     first = last - timedelta(days=history_days - 1)
     rows = rows.filter(pc.greater_equal(rows.column("day"), first))
     return history_from_daily(rows, through=last, pool=store)
+
+
+def _at(uri: str, version: int | None) -> DeltaTable:
+    table = _handle(uri)
+    if version is None:
+        table.update_incremental()
+    elif table.version() != version:
+        table.load_as_version(version)
+    return table
+
+
+def store_ids(daily_sales: Path | str, version: int | None = None) -> list[str]:
+    """Every store with rows in ``daily_sales`` (its partitions, from the log: no data read)."""
+    try:
+        table = _at(str(daily_sales), version)
+        return sorted({str(p["store_id"]) for p in table.partitions()})
+    except TableNotFoundError:
+        return []
+    except (DeltaError, OSError) as exc:
+        raise RetrainError(f"Cannot list the stores of {daily_sales}: {exc}") from exc
+
+
+def load_group(
+    daily_sales: Path | str,
+    stores: Collection[str] | None,
+    version: int | None,
+    history_days: int,
+) -> tuple[list[SeriesRows], date]:
+    """Every series of ``stores`` (None: all) as read at ``version``: its last
+    ``history_days`` days through the newest day of the read, which is returned too."""
+    uri = str(daily_sales)
+    try:
+        table = _at(uri, version)
+        pruning = None if stores is None else [("store_id", "in", sorted(stores))]
+        rows: pa.Table = table.to_pyarrow_table(columns=_GROUP_COLUMNS, filters=pruning)
+    except TableNotFoundError as exc:
+        raise RetrainError(
+            f"No daily_sales table at {daily_sales}; run 'shelfcast ingest' first."
+        ) from exc
+    except (DeltaError, OSError, pa.ArrowException) as exc:
+        raise RetrainError(
+            f"Cannot read daily_sales version {version} for a group model: {exc}. "
+            "An old version may have been vacuumed; the group is retried at the latest one."
+        ) from exc
+    if rows.num_rows == 0:
+        raise RetrainError("The group has no daily sales yet; nothing to learn from.")
+    last: date = pc.max(rows.column("day")).as_py()
+    first = last - timedelta(days=history_days - 1)
+    rows = rows.filter(pc.greater_equal(rows.column("day"), first))
+    frame = rows.to_pandas()
+    frame["store_id"] = frame["store_id"].astype(str)
+    frame["item_id"] = frame["item_id"].astype(str)
+    out = []
+    for (store_id, item_id), part in frame.groupby(["store_id", "item_id"], sort=True):
+        start = min(part["day"])
+        values = np.zeros((last - start).days + 1)
+        offsets = [(day - start).days for day in part["day"]]
+        np.add.at(values, offsets, part["units"].to_numpy(float))
+        out.append(SeriesRows(str(store_id), str(item_id), start, values))
+    return out, last

@@ -15,6 +15,8 @@ import sqlite3
 import string
 import tempfile
 import time
+from dataclasses import dataclass
+from datetime import date
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -24,10 +26,35 @@ from contracts.series import series_key
 from retrain.errors import RetrainError
 from retrain.kernel.fallback import SeriesFit
 
-__all__ = ["Tracker", "model_name", "redact"]
+__all__ = ["GroupRecord", "Tracker", "group_model_name", "model_name", "redact"]
 
 CHAMPION = "champion"
 _MODEL_FILE = "model.json"
+_GROUP_FILE = "group_model.pkl"
+_GROUP_PREFIX = "shelfcast-group."
+
+
+def group_model_name(group: str) -> str:
+    """The registered model of a group: ``shelfcast-group.<group>``, one version per retrain."""
+    return _GROUP_PREFIX + _escape(group)
+
+
+@dataclass(frozen=True)
+class GroupRecord:
+    """A group model as the registry keeps it: enough to load it and to judge its age."""
+
+    group: str
+    version: int
+    source: str  # the artifact folder holding the model file
+    through: date  # the last day it learned from
+    trained_at: float  # epoch seconds
+    series: int
+    rows: int
+    score: float | None  # pooled MAE on its validation folds
+
+    @property
+    def model_uri(self) -> str:
+        return f"{self.source}/{_GROUP_FILE}"
 
 
 def model_name(store_id: str, item_id: str) -> str:
@@ -202,6 +229,112 @@ class Tracker:
         self._set_champion(name, str(version.version))
         self.client.set_terminated(run_id, "FINISHED")
         return int(version.version)
+
+    def record_group(
+        self,
+        group: str,
+        model_bytes: bytes,
+        params: dict[str, Any],
+        metrics: dict[str, float],
+        through: date,
+        series: int,
+        rows: int,
+        score: float | None,
+    ) -> GroupRecord:
+        """Log one group retrain (a run, its model file, a registry version as champion)."""
+        from mlflow.entities import Metric, Param
+
+        name = group_model_name(group)
+        run_id: str | None = None
+        try:
+            run = self.client.create_run(
+                self._experiment_id(),
+                run_name=name,
+                tags={"shelfcast.kind": "group", "shelfcast.group": group},
+            )
+            run_id = str(run.info.run_id)
+            now = int(time.time() * 1000)
+            self.client.log_batch(
+                run_id,
+                metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+                params=[Param(k, str(v)) for k, v in params.items()],
+            )
+            with tempfile.TemporaryDirectory(prefix="shelfcast-group-") as tmp:
+                path = Path(tmp) / _GROUP_FILE
+                path.write_bytes(model_bytes)
+                self.artifacts(str(run.info.artifact_uri)).log_artifact(str(path), "model")
+            self._ensure_registered(name)
+            trained_at = time.time()
+            tags = {
+                "shelfcast.group": group,
+                "through": through.isoformat(),
+                "trained_at": repr(trained_at),
+                "series": str(series),
+                "rows": str(rows),
+                "score": "" if score is None else repr(score),
+            }
+            source = f"{run.info.artifact_uri}/model"
+            version = self.client.create_model_version(
+                name, source=source, run_id=run_id, tags=tags
+            )
+            self._set_champion(name, str(version.version))
+            self.client.set_terminated(run_id, "FINISHED")
+        except Exception as exc:
+            if run_id is not None:
+                with contextlib.suppress(Exception):
+                    self.client.set_terminated(run_id, "FAILED")
+            raise RetrainError(
+                f"Recording group model {group!r} in MLflow at {self.display_uri} failed: "
+                f"{redact(str(exc), self.uri)}. The group is retrained later; its series use "
+                "their own models meanwhile."
+            ) from exc
+        return GroupRecord(
+            group, int(version.version), source, through, trained_at, series, rows, score
+        )
+
+    def group_champions(self) -> dict[str, GroupRecord]:
+        """Every group's serving model (after a coordinator restart)."""
+        from mlflow.exceptions import MlflowException
+
+        out: dict[str, GroupRecord] = {}
+        try:
+            models = self.client.search_registered_models(
+                filter_string=f"name LIKE '{_GROUP_PREFIX}%'"
+            )
+            for model in models:
+                try:
+                    found = self.client.get_model_version_by_alias(model.name, CHAMPION)
+                except MlflowException:
+                    continue
+                tags = found.tags or {}
+                group = tags.get("shelfcast.group")
+                if not group:
+                    continue
+                score = tags.get("score") or ""
+                out[group] = GroupRecord(
+                    group,
+                    int(found.version),
+                    str(found.source),
+                    date.fromisoformat(tags["through"]),
+                    float(tags.get("trained_at", "0")),
+                    int(tags.get("series", "0")),
+                    int(tags.get("rows", "0")),
+                    float(score) if score else None,
+                )
+        except (MlflowException, KeyError, ValueError) as exc:
+            raise RetrainError(
+                f"Cannot list the group models in MLflow at {self.display_uri}: "
+                f"{redact(str(exc), self.uri)}"
+            ) from exc
+        return out
+
+    def group_model_bytes(self, record: GroupRecord) -> bytes:
+        """The model file of a group version."""
+        with tempfile.TemporaryDirectory(prefix="shelfcast-group-") as tmp:
+            local = self._mlflow.artifacts.download_artifacts(
+                artifact_uri=record.model_uri, dst_path=tmp, tracking_uri=self.uri
+            )
+            return Path(local).read_bytes()
 
     def _set_champion(self, name: str, version: str) -> None:
         """``MlflowClient.set_registered_model_alias`` first checks that the model is not a

@@ -79,9 +79,14 @@ def test_two_waves_publish_one_valid_forecast_per_series_each_and_track_them(
     assert experiment is not None
     runs = client.search_runs([experiment.experiment_id], max_results=100)
     kinds = Counter(r.data.tags["shelfcast.kind"] for r in runs)
+    # The group model's first retrain, and one more once the group's data is a week newer
+    # (it runs beside the second wave, so it may still be running).
+    assert 1 <= kinds.pop("group") <= 2
     assert kinds == {"wave": 2, "series": 4}
     waves = {r.info.run_id for r in runs if r.data.tags["shelfcast.kind"] == "wave"}
     for run in runs:
+        if run.data.tags["shelfcast.kind"] == "group":
+            continue
         if run.data.tags["shelfcast.kind"] == "series":
             assert run.data.tags["mlflow.parentRunId"] in waves
             assert {"validation_mase", "validation_mae", "trials", "seconds"} <= set(

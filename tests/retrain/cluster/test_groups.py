@@ -1,0 +1,148 @@
+"""Group models on a real Ray head, Delta tables, MLflow store and broker: trained before their
+series' first wave, reused by later waves, retrained on their trigger, and a broken one falls
+back to the series' own families with the reason on the forecast."""
+
+import time
+from collections.abc import Callable
+from datetime import date, timedelta
+
+import pytest
+
+from contracts import parse_forecast
+from retrain.stores.registry import CHAMPION, group_model_name
+from shelfcast.retrain_command import run_wave
+from shelfcast.settings import Settings
+from tests.conftest import demand, read_topic, write_daily
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+START = date(2023, 1, 1)
+SERIES = {("S1", "I1"): 20.0, ("S1", "I2"): 8.0, ("S2", "I1"): 30.0}
+
+
+def _write(settings: Settings, days: int, first: date, batch_id: int, seed: int = 0) -> int:
+    return write_daily(
+        settings,
+        {k: demand(days, level, seed=seed + n) for n, (k, level) in enumerate(SERIES.items())},
+        first,
+        batch_id=batch_id,
+    )
+
+
+def _group_versions(settings: Settings) -> list[int]:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(settings.tracking_uri, registry_uri=settings.tracking_uri)
+    try:
+        found = client.search_model_versions(f"name = '{group_model_name('all')}'")
+    except MlflowException:
+        return []
+    return sorted(int(v.version) for v in found)
+
+
+def _wait_for(check: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.5)
+
+
+def test_a_group_model_trains_first_then_serves_later_waves_and_retrains_a_week_on(
+    retrain_settings: Callable[..., Settings],
+) -> None:
+    settings = retrain_settings()
+    _write(settings, 240, START, 0)
+    keys = [(s, i, 0.0) for s, i in SERIES]
+
+    first = run_wave(settings, keys, cold=False)
+    assert (first["done"], first["failed"]) == (3, 0), first["errors"]
+    assert _group_versions(settings) == [1]  # trained before the series ran, once
+
+    # Three more days: under the week that retrains the group; every series reuses model 1.
+    _write(settings, 3, START + timedelta(days=240), 1, seed=10)
+    second = run_wave(settings, keys, cold=False)
+    assert second["done"] == 3 and second["methods"] == {"warm": 3}
+    assert _group_versions(settings) == [1]
+
+    # Four more: the group's data is now a week past its model's; a retrain runs beside.
+    _write(settings, 4, START + timedelta(days=243), 2, seed=20)
+    run_wave(settings, keys, cold=False)
+    _wait_for(lambda: _group_versions(settings) == [1, 2], 120)
+
+    forecasts = [
+        parse_forecast(m.value()) for m in read_topic(settings, settings.topic_forecasts, 9)
+    ]
+    assert len(forecasts) == 9
+    # Whichever family won, the lineage says when the group model took part.
+    for forecast in forecasts:
+        uses = forecast.family == "global" or (forecast.group_model_version is not None)
+        assert uses == (forecast.group_model_version == 1), forecast
+    assert any(f.group_model_version == 1 for f in forecasts)
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(settings.tracking_uri, registry_uri=settings.tracking_uri)
+    champion = client.get_model_version_by_alias(group_model_name("all"), CHAMPION)
+    assert int(champion.version) == 2 and champion.tags["series"] == "3"
+    run = client.get_run(str(champion.run_id))
+    assert run.data.tags["shelfcast.kind"] == "group"
+    assert {"validation_mae", "fit_core_seconds"} <= set(run.data.metrics)
+
+
+def test_a_new_item_is_forecast_by_the_group_model_from_its_first_days(
+    retrain_settings: Callable[..., Settings],
+) -> None:
+    settings = retrain_settings()
+    _write(settings, 240, START, 0)
+    version = write_daily(
+        settings, {("S1", "NEW"): demand(5, 15.0, seed=7)}, START + timedelta(days=235), 1
+    )
+    del version
+    keys = [(s, i, 0.0) for s, i in SERIES] + [("S1", "NEW", 0.0)]
+    wave = run_wave(settings, keys, cold=False)
+    assert wave["done"] == 4, wave["errors"]
+    forecasts = {
+        f.key: f
+        for f in (
+            parse_forecast(m.value()) for m in read_topic(settings, settings.topic_forecasts, 4)
+        )
+    }
+    new = forecasts["S1|NEW"]
+    assert new.family == "global" and new.method == "tuned"
+    assert new.group_model_version == 1
+    assert max(p.yhat for p in new.points) > 0
+    assert all(p.yhat_lower <= p.yhat <= p.yhat_upper for p in new.points)
+
+
+def test_a_corrupt_group_model_falls_back_to_the_series_families_with_the_reason(
+    retrain_settings: Callable[..., Settings],
+) -> None:
+    from retrain.stores.registry import Tracker
+
+    settings = retrain_settings()
+    _write(settings, 240, START, 0)
+    # The registry serves a group model whose file is not one (a partial upload, a bad
+    # disk): the coordinator restores it at start, and each task fails to load it.
+    settings.artifact_dir.mkdir(parents=True, exist_ok=True)
+    tracker = Tracker(
+        settings.tracking_uri, settings.mlflow_experiment, settings.artifact_dir.as_uri()
+    )
+    tracker.record_group("all", b"not a model", {}, {}, START + timedelta(days=239), 3, 0, None)
+    keys = [(s, i, 0.0) for s, i in SERIES]
+    wave = run_wave(settings, keys, cold=False)
+    assert wave["done"] == 3, wave["errors"]
+
+    forecasts = [
+        parse_forecast(m.value()) for m in read_topic(settings, settings.topic_forecasts, 3)
+    ]
+    broken = "group model all v1: RetrainError: The group model file is unreadable"
+    fell_back = [f for f in forecasts if broken in (f.fallback_reason or "")]
+    assert fell_back, [f.fallback_reason for f in forecasts]
+    for forecast in fell_back:
+        assert forecast.method == "tuned" and forecast.family != "global"
+        assert forecast.group_model_version is None
+    # The first series to find it broken has the group retrained: the rest (and later
+    # waves) use the new model.
+    _wait_for(lambda: _group_versions(settings) == [1, 2], 120)
+    assert all(f.group_model_version in (None, 2) for f in forecasts)
