@@ -20,7 +20,7 @@ from shelfcast.metrics import Metrics
 from shelfcast.private import private_dir
 from shelfcast.retrain_config import retrain_config
 from shelfcast.settings import Settings
-from streaming.handoff import Handoff, Submission
+from streaming.handoff import Handoff
 from streaming.pipeline import BatchReport, IngestPipeline
 from streaming.thresholds import ThresholdStore
 
@@ -80,7 +80,7 @@ def run_service(settings: Settings, stop: threading.Event) -> None:
         handoff = Handoff(
             pipeline.store,
             ThresholdStore(settings.data_dir),
-            _FourElements(client),
+            client,
             lambda: pipeline.app_id,
             lock=pipeline.lock,
         )
@@ -130,24 +130,6 @@ def run_service(settings: Settings, stop: threading.Event) -> None:
         _store_last_news(holder.get("handoff"), settings)
         client.close(timeout=3.0)
         status.update(stopped_at=datetime.now(UTC).isoformat())
-
-
-class _FourElements:
-    """The coordinator client as the hand-off's ``RetrainClient``: each submission without
-    its reason (the fifth element), which ``retrain.mailbox`` does not carry yet (it unpacks
-    four). Once it does, hand the client over as it is."""
-
-    def __init__(self, client: CoordinatorClient) -> None:
-        self.client = client
-
-    def submit(self, due: list[Submission], version: int) -> None:
-        self.client.submit([d[:4] for d in due], version)
-
-    def peek_updates(self) -> list[dict[str, Any]]:
-        return self.client.peek_updates()
-
-    def ack_updates(self, seq: int) -> None:
-        self.client.ack_updates(seq)
 
 
 _spark_starting: list[threading.Thread] = []

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from contracts.series import series_key
-from retrain.cluster.mailbox import Mailbox
+from retrain.cluster.mailbox import Mailbox, Submission
 from retrain.cluster.shards import COORDINATOR, coordinator_name, shard_of
 from retrain.config import RayConfig, RetrainConfig
 from retrain.errors import RetrainError
@@ -223,12 +223,13 @@ class CoordinatorClient:
         actors = [link.actor() for link in self.links]
         return actors[0]
 
-    def submit(self, due: list[tuple[str, str, float, int | None]], version: int) -> None:
-        """Hand ``(store, item, priority, stored events)`` over; sent when Ray answers."""
+    def submit(self, due: list[Submission], version: int) -> None:
+        """Hand ``(store, item, priority, stored events, reason)`` over; sent when Ray
+        answers."""
         if len(self.links) == 1:
             self.links[0].submit(due, version)
             return
-        parts: list[list[tuple[str, str, float, int | None]]] = [[] for _ in self.links]
+        parts: list[list[Submission]] = [[] for _ in self.links]
         for d in due:
             parts[shard_of(series_key(d[0], d[1]), len(self.links))].append(d)
         for link, part in zip(self.links, parts, strict=True):
@@ -340,8 +341,9 @@ class _Link:
                 f"{exc}. Check the Ray cluster at SHELFCAST_RAY_ADDRESS ('ray status')."
             ) from exc
 
-    def submit(self, due: list[tuple[str, str, float, int | None]], version: int) -> None:
-        """Hand ``(store, item, priority, stored events)`` over; sent when Ray answers."""
+    def submit(self, due: list[Submission], version: int) -> None:
+        """Hand ``(store, item, priority, stored events, reason)`` over; sent when Ray
+        answers."""
         with self._lock:
             self._box.submit(due, version)
         self._nudge()

@@ -9,10 +9,13 @@ actor that was since replaced are dropped (its sequence numbers mean nothing to 
 
 from typing import Any
 
+from retrain.cluster.queue import merged_reason
+
 __all__ = ["Mailbox"]
 
-# (store, item, priority, stored events or None: an operator's force, which lifts poison)
-Submission = tuple[str, str, float, int | None]
+# (store, item, priority, stored events or None: an operator's force, which lifts poison,
+# why it is due: "sales", "plan", "drift", "forced")
+Submission = tuple[str, str, float, int | None, str]
 
 
 class Mailbox:
@@ -30,15 +33,17 @@ class Mailbox:
 
     # service side ---------------------------------------------------------------------------
 
-    def submit(self, due: list[Submission], version: int) -> None:
+    def submit(self, due: list[tuple[Any, ...]], version: int) -> None:
         """Queue for sending; a series already waiting keeps its highest priority and data
-        (a force, None, stays one)."""
-        for store, item, priority, data in due:
+        (a force, None, stays one), and new data outranks a plan change as its reason."""
+        for store, item, priority, data, *rest in due:
+            reason = str(rest[0]) if rest and rest[0] else "sales"
             old = self._out.get((store, item))
             if old is not None:
                 priority = max(priority, old[2])
                 data = None if data is None or old[3] is None else max(data, old[3])
-            self._out[(store, item)] = (store, item, priority, data)
+                reason = merged_reason(old[4], reason)
+            self._out[(store, item)] = (store, item, priority, data, reason)
         self._version = max(self._version, version)
 
     def news(self) -> list[dict[str, Any]]:

@@ -34,16 +34,12 @@ class Request:
     priority: float = 0.0
     data: int | None = None  # the series' stored events: changes only with its own data
     # Why it is due: "sales" (new data), "plan" (only its plans changed: re-predict, no
-    # re-tuning), "drift", "manual".
+    # re-tuning), "drift", "forced" (an operator).
     reason: str = "sales"
 
     @property
     def key(self) -> str:
         return series_key(self.store_id, self.item_id)
-
-
-# A job for any of these reasons re-tunes; "plan" alone only re-predicts.
-RETUNE_REASONS = frozenset({"sales", "drift", "manual"})
 
 
 def merged_reason(old: str, new: str) -> str:

@@ -9,13 +9,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from retrain.group.features import series_input
-from retrain.group.model import GroupModel
-from retrain.group.tuning import tune_group
-
 from contracts.series import series_key
 from retrain.errors import RetrainError
 from retrain.group.config import GroupSpec
+from retrain.group.features import series_input
+from retrain.group.model import GroupModel
+from retrain.group.tuning import tune_group
 from retrain.kernel.calendar import CalendarConfig
 from retrain.stores.history import load_group, store_ids
 from retrain.stores.plans import load_plans, load_stores

@@ -370,10 +370,11 @@ def test_the_real_coordinator_takes_the_hand_offs_submission_with_its_reason(
     head: it queues the series and its retrain finishes."""
     import ray
 
-    from retrain.cluster import coordinator
+    from retrain.cluster.client import coordinator
+    from shelfcast.retrain_config import retrain_config
 
     settings = retrain_settings()
-    actor = coordinator(settings, owner=True)
+    actor = coordinator(retrain_config(settings), owner=True)
     waves: list[dict[str, Any]] = []
     submitted: list[tuple[Any, ...]] = []
 
