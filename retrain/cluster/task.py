@@ -140,6 +140,7 @@ def _view(
         store,
         spec.tune.calendar,
         spec.tune.horizon,
+        price=history.price,
     )
     forecast = model.predict([one], history.end)[job.key]
     return group_view(

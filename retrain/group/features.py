@@ -103,8 +103,9 @@ def exog_columns(
         out["promo_day"] = run
         out["school_holiday"] = plan.school_holiday
         out.update(distance_features(plan.school_holiday, "school_holiday"))
-        if price and not np.all(np.isnan(plan.price)):
-            out["price_ratio"] = plan.price / price
+        # Always a column (NaN where no price is planned or known): every frame of a model
+        # must have the same columns.
+        out["price_ratio"] = plan.price / price if price else np.full(len(plan.price), np.nan)
     return out
 
 

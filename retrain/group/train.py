@@ -64,6 +64,7 @@ def train_group(
             infos.get(one.store_id),
             stores.calendar,
             spec.tune.horizon,
+            price=one.price,
         )
         for one in rows
     ]

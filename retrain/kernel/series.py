@@ -20,6 +20,7 @@ __all__ = [
     "history_from_daily",
     "mase",
     "mase_scale",
+    "recent_price",
     "rolling_folds",
     "seasonal_naive",
 ]
@@ -38,6 +39,9 @@ class History:
     start: date
     values: np.ndarray
     pool: np.ndarray | None = None
+    # The series' unit price over its last weeks (revenue / units), when sales carry revenue:
+    # a planned price is read against it.
+    price: float | None = None
 
     @property
     def end(self) -> date:
@@ -58,7 +62,22 @@ def history_from_daily(
     start = min(days)
     end = through or max(days)
     values = _daily(rows, start, end)
-    return History(start, values, None if pool is None else _daily(pool, start, end))
+    pooled = None if pool is None else _daily(pool, start, end)
+    return History(start, values, pooled, recent_price(rows, end))
+
+
+PRICE_DAYS = 28
+
+
+def recent_price(rows: pa.Table, end: date) -> float | None:
+    """Revenue over units of the last :data:`PRICE_DAYS` days through ``end`` (None without
+    revenue, or without units sold)."""
+    if "revenue" not in rows.column_names:
+        return None
+    recent = rows.filter(pc.greater(rows.column("day"), end - timedelta(days=PRICE_DAYS)))
+    units = pc.sum(recent.column("units")).as_py() or 0.0
+    revenue = pc.sum(recent.column("revenue")).as_py() or 0.0
+    return float(revenue) / float(units) if units > 0 and revenue > 0 else None
 
 
 def _daily(rows: pa.Table, start: date, end: date) -> np.ndarray:

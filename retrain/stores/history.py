@@ -23,12 +23,12 @@ from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from retrain.errors import RetrainError
-from retrain.kernel.series import History, history_from_daily
+from retrain.kernel.series import PRICE_DAYS, History, history_from_daily
 
 __all__ = ["SeriesRows", "load_group", "load_history", "store_ids"]
 
-_COLUMNS = ["item_id", "day", "units"]
-_GROUP_COLUMNS = ["store_id", "item_id", "day", "units"]
+_COLUMNS = ["item_id", "day", "units", "revenue"]
+_GROUP_COLUMNS = ["store_id", "item_id", "day", "units", "revenue"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class SeriesRows:
     item_id: str
     start: date
     values: np.ndarray
+    price: float | None = None  # its recent unit price (revenue / units)
 
 
 @cache
@@ -157,5 +158,8 @@ def load_group(
         values = np.zeros((last - start).days + 1)
         offsets = [(day - start).days for day in part["day"]]
         np.add.at(values, offsets, part["units"].to_numpy(float))
-        out.append(SeriesRows(str(store_id), str(item_id), start, values))
+        recent = part[part["day"] > last - timedelta(days=PRICE_DAYS)]
+        units, revenue = float(recent["units"].sum()), float(recent["revenue"].sum())
+        price = revenue / units if units > 0 and revenue > 0 else None
+        out.append(SeriesRows(str(store_id), str(item_id), start, values, price))
     return out, last

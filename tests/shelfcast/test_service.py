@@ -28,6 +28,9 @@ FAST = {
     "retrain_uncertainty_samples": 20,
     "metrics_port": 0,
     "handoff_idle_seconds": 1.0,
+    "retrain_group_cold_trials": 1,
+    "retrain_group_warm_trials": 0,
+    "retrain_group_folds": 2,
 }
 
 
