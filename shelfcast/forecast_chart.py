@@ -7,10 +7,10 @@ writes it as HTML or PNG).
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
-__all__ = ["ChartData", "chart_title", "forecast_figure"]
+__all__ = ["PLAN_COLOURS", "ChartData", "chart_title", "forecast_figure"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,17 @@ class ChartData:
     data_through: date
     points: Sequence[tuple[date, float, float, float]]
     history: Sequence[tuple[date, float]]
+    # Plans over the days shown: (kind, first day, last day), shaded on the chart.
+    plans: Sequence[tuple[str, date, date]] = ()
+
+
+# Shading per plan kind (the legend names them).
+PLAN_COLOURS = {
+    "promotion": "rgba(44, 160, 44, 0.18)",
+    "closure": "rgba(127, 127, 127, 0.25)",
+    "school_holiday": "rgba(23, 190, 207, 0.15)",
+    "price": "rgba(255, 127, 14, 0.18)",
+}
 
 
 def chart_title(
@@ -71,6 +82,28 @@ def forecast_figure(data: ChartData) -> Any:
             name="forecast",
         )
     )
+    for kind in sorted({kind for kind, _, _ in data.plans}):
+        colour = PLAN_COLOURS.get(kind, "rgba(148, 103, 189, 0.18)")
+        for _, first, last in (p for p in data.plans if p[0] == kind):
+            # A plan covers its days whole: from the start of its first to the end of its last.
+            fig.add_vrect(
+                x0=first - timedelta(hours=12),
+                x1=last + timedelta(hours=12),
+                fillcolor=colour,
+                line_width=0,
+                layer="below",
+                name=kind,
+            )
+        # A legend entry for the shading (shapes have none of their own).
+        fig.add_trace(
+            go.Scatter(
+                x=[None],
+                y=[None],
+                mode="markers",
+                marker={"size": 12, "color": colour, "symbol": "square"},
+                name=f"planned {kind.replace('_', ' ')}",
+            )
+        )
     fig.update_layout(
         title={
             "text": chart_title(

@@ -38,7 +38,8 @@ async def series_page(shared: Console, q: str, limit: int, offset: int) -> dict[
     """One page of the series table: the table cached for all, the page cached per query."""
     table = await shared.pool.get("series_state", shared.data.series_state)
     return await shared.pool.get(
-        ("series", q, limit, offset), lambda: series_table(table, q, limit, offset)
+        ("series", q, limit, offset),
+        lambda: series_table(table, q, limit, offset, shared.data.store_plans),
     )
 
 

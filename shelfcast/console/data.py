@@ -8,7 +8,7 @@ Arrow and only the page shown becomes Python rows, a series page reads that seri
 
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,7 +32,9 @@ __all__ = [
     "chart_data",
     "events_per_second",
     "model_history",
+    "next_plan",
     "quarantine_summary",
+    "series_plans",
     "series_table",
     "waves_view",
 ]
@@ -126,10 +128,15 @@ SERIES_COLUMNS = (
 
 
 def series_table(
-    table: "pa.Table | None", query: str = "", limit: int = 100, offset: int = 0
+    table: "pa.Table | None",
+    query: str = "",
+    limit: int = 100,
+    offset: int = 0,
+    plans: "Callable[[list[str]], dict[str, list[dict[str, Any]]]] | None" = None,
 ) -> dict[str, Any]:
     """``series_state`` rows whose key, state or family contains ``query`` (any case), by
-    key, ``limit`` of them from ``offset``; only the page shown becomes Python rows."""
+    key, ``limit`` of them from ``offset``; only the page shown becomes Python rows.
+    ``plans(stores)`` reads those stores' plans: each row shows its series' next plan."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -158,8 +165,17 @@ def series_table(
     page = order[offset : offset + limit]
     shown = table.take(page).to_pylist()
     page_keys, page_states = keys.take(page).to_pylist(), states.take(page).to_pylist()
+    by_store = plans(sorted({str(r["store_id"]) for r in shown})) if plans and shown else {}
     rows = [
-        {"key": key, "state": state, **{k: row.get(k) for k in SERIES_COLUMNS[3:]}}
+        {
+            "key": key,
+            "state": state,
+            **{k: row.get(k) for k in SERIES_COLUMNS[3:]},
+            "next_plan": next_plan(
+                series_plans(by_store.get(str(row["store_id"]), []), str(row["item_id"])),
+                row.get("last_sale_day"),
+            ),
+        }
         for key, state, row in zip(page_keys, page_states, shown, strict=True)
     ]
     return _jsonable({"total": table.num_rows, "query": query, "rows": rows})
@@ -193,14 +209,33 @@ def model_history(
     return sorted(versions.values(), key=lambda e: -e["model_version"])
 
 
+def series_plans(plan_rows: list[dict[str, Any]], item_id: str) -> list[dict[str, Any]]:
+    """The live plans (not cancelled) of a store's rows that touch ``item_id``, by start."""
+    found = [
+        {k: r[k] for k in ("plan_id", "kind", "start_date", "end_date", "item_id", "depth")}
+        for r in plan_rows
+        if not r.get("cancelled") and r.get("item_id") in ("*", item_id)
+    ]
+    return sorted(found, key=lambda r: (r["start_date"], r["plan_id"]))
+
+
+def next_plan(plans: list[dict[str, Any]], after: date | None) -> dict[str, Any] | None:
+    """The first plan not over by the day after ``after`` (the series' last sale day)."""
+    if after is None:
+        return plans[0] if plans else None
+    return next((p for p in plans if p["end_date"] > after), None)
+
+
 def chart_data(
     key: str,
     forecast_rows: list[dict[str, Any]],
     daily_rows: list[dict[str, Any]],
     family: str | None,
     history_days: int = HISTORY_DAYS,
+    plans: list[dict[str, Any]] | None = None,
 ) -> ChartData | None:
-    """The newest served forecast of the series with its recent actuals; None without one."""
+    """The newest served forecast of the series with its recent actuals and the plans over
+    the days shown; None without one."""
     if not forecast_rows:
         return None
     newest = max(int(r["model_version"]) for r in forecast_rows)
@@ -213,6 +248,12 @@ def chart_data(
     through: date = first["data_through"]
     start = through - timedelta(days=history_days)
     history = sorted((r["day"], r["units"]) for r in daily_rows if r["day"] > start)
+    end = points[-1][0] if points else through
+    shown = [
+        (p["kind"], max(p["start_date"], start), min(p["end_date"], end))
+        for p in plans or []
+        if p["end_date"] > start and p["start_date"] <= end
+    ]
     return ChartData(
         key=key,
         model_version=newest,
@@ -221,6 +262,7 @@ def chart_data(
         data_through=through,
         points=points,
         history=history,
+        plans=shown,
     )
 
 
@@ -346,6 +388,10 @@ class ConsoleData:
     def series_state(self) -> "pa.Table | None":
         return self.reader.table("series_state", SERIES_COLUMNS)
 
+    def store_plans(self, stores: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """The plans of ``stores`` (a page's), each store's partition read alone."""
+        return {store: self.reader.rows("plans", store_id=store) for store in stores}
+
     # -- views --------------------------------------------------------------------------
 
     def health(self, status: dict[str, Any]) -> dict[str, Any]:
@@ -380,7 +426,8 @@ class ConsoleData:
         row = state[0] if state else {}
         family = row.get("family")
         daily = reader.series(store_id, item_id, "daily_sales") if forecasts else []
-        chart = chart_data(key, forecasts, daily, family)
+        plans = series_plans(reader.rows("plans", store_id=store_id), item_id)
+        chart = chart_data(key, forecasts, daily, family, plans=plans)
         figure = json.loads(forecast_figure(chart).to_json()) if chart is not None else None
         return _jsonable(
             {
@@ -400,6 +447,8 @@ class ConsoleData:
                 },
                 "history": [] if chart is None else [[d, u] for d, u in chart.history],
                 "models": model_history(forecasts, reader.series(store_id, item_id, "drift")),
+                "plans": plans,
+                "next_plan": next_plan(plans, row.get("last_sale_day")),
                 "figure": figure,
             }
         )

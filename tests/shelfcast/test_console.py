@@ -14,7 +14,7 @@ from shelfcast.console import create_app
 from shelfcast.console.access import ConsoleAccessError, check_write, is_loopback
 from shelfcast.console.data import events_per_second
 from shelfcast.settings import Settings, load_settings
-from streaming.schemas import FORECASTS, QUARANTINE, SERIES_STATE
+from streaming.schemas import FORECASTS, PLANS, QUARANTINE, SERIES_STATE
 from streaming.tables import TableStore
 from streaming.thresholds import ThresholdStore
 from tests.conftest import demand, write_daily
@@ -138,6 +138,49 @@ def test_series_table_searches_and_a_series_has_its_chart_and_model_history(cons
     assert "model v2, ets" in detail["figure"]["layout"]["title"]["text"]
     assert client.get("/api/series/S2|B").json()["forecast"] is None
     assert client.get("/api/series/nokey").status_code == 400
+
+
+def _plan_row(plan_id: str, store: str, item: str, first: int, days: int, **extra: Any) -> Any:
+    through = START + timedelta(days=DAYS - 1)
+    return {
+        "plan_id": plan_id,
+        "revision": 1,
+        "cancelled": False,
+        "store_id": store,
+        "item_id": item,
+        "start_date": through + timedelta(days=first),
+        "end_date": through + timedelta(days=first + days - 1),
+        "kind": "promotion",
+        "published_at": datetime(2024, 3, 1, tzinfo=UTC),
+        **extra,
+    }
+
+
+def test_plans_are_shaded_on_the_chart_and_each_series_shows_its_next_plan(
+    console: Any, tmp_path: Path
+) -> None:
+    rows = [
+        _plan_row("past", "S1", "*", -30, 5),  # over before the last sale day
+        _plan_row("promo", "S1", "*", 3, 3),
+        _plan_row("shut", "S1", "A", 6, 1, kind="closure"),
+        _plan_row("gone", "S1", "*", 2, 1, cancelled=True),
+        _plan_row("other", "S1", "Z", 1, 2),  # another item of the store
+    ]
+    TableStore(tmp_path / "data" / "delta").append_once(
+        "plans", pa.Table.from_pylist(rows, schema=PLANS), "t", 9
+    )
+    client = console()
+    detail = client.get("/api/series/S1|A").json()
+    assert [p["plan_id"] for p in detail["plans"]] == ["past", "promo", "shut"]
+    assert detail["next_plan"]["plan_id"] == "promo"
+    shapes = detail["figure"]["layout"]["shapes"]
+    assert len(shapes) == 3  # the past promotion is within the 120 days of actuals shown
+    names = [t["name"] for t in detail["figure"]["data"]]
+    assert names[-2:] == ["planned closure", "planned promotion"]
+    assert "Next plan: promotion" in client.get("/series/S1%7CA").text
+    table = {r["key"]: r["next_plan"] for r in client.get("/api/series").json()["rows"]}
+    assert table["S1|A"]["plan_id"] == "promo" and table["S2|B"] is None
+    assert "promotion" in client.get("/series").text
 
 
 TOKEN = "s3cret-token-0123456789"
