@@ -25,6 +25,7 @@ __all__ = [
     "naive_reference",
     "origin_days",
     "plan_runs",
+    "read_plans",
 ]
 
 DATA = Path(__file__).resolve().parents[2] / "shared/data"
@@ -93,7 +94,8 @@ def plan_runs(frame: pd.DataFrame) -> tuple[tuple[int, ...], list[Plan]]:
     return open_days, plans
 
 
-def _rossmann_plans(folder: Path) -> tuple[dict[str, list[Plan]], dict[str, StoreInfo]]:
+def read_plans(folder: Path) -> tuple[dict[str, list[Plan]], dict[str, StoreInfo]]:
+    """The plan records and store records of the Rossmann folder's files, by store."""
     plans = pd.read_csv(folder / "plans.csv.gz", parse_dates=["date"])
     stores = pd.read_csv(folder / "stores.csv", dtype=str)
     found, infos = {}, {}
@@ -125,7 +127,7 @@ def load(path: Path, dataset: str, n: int, country: str | None) -> list[Series]:
     plans: dict[str, list[Plan]] = defaultdict(list)
     infos: dict[str, StoreInfo] = {}
     if (path.parent / "plans.csv.gz").exists():
-        plans_found, infos = _rossmann_plans(path.parent)
+        plans_found, infos = read_plans(path.parent)
         plans.update(plans_found)
     out = []
     for key, rows in frame[frame["key"].isin(keys)].groupby("key", sort=False):

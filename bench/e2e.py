@@ -6,10 +6,12 @@ its first (cold) model, it measures, from the POS event's produce time to its se
 forecast on the topic:
   single: one changed series at a time (each a different series, so no cooldown applies);
   wave:   one event for each of N series at once.
+  plan:   one planned promotion at a time for one series (no sale): from the plan event's
+          produce time to the series' re-predicted forecast.
 The baseline, run in the same process on the same series, is the retrain alone: a wave
 submitted straight to the coordinator, without Kafka, Spark or the trigger.
 
-    python -m bench.e2e [--series 100] [--singles 20]
+    python -m bench.e2e [--series 100] [--singles 20] [--plans 20]
 """
 
 import argparse
@@ -93,6 +95,26 @@ def send(producer: Producer, settings: Settings, events: list[dict[str, Any]]) -
     return time.time()
 
 
+def send_plan(producer: Producer, settings: Settings, series: str, first: date, n: int) -> float:
+    """A promotion of the series from ``first`` for five days (plan v1); its produce time."""
+    store, item = parse_series_key(series)
+    plan_id = f"bench-{series}-{n}"
+    plan = {
+        "plan_id": plan_id,
+        "revision": 1,
+        "store_id": store,
+        "item_id": item,
+        "start_date": first.isoformat(),
+        "end_date": (first + timedelta(days=4)).isoformat(),
+        "kind": "promotion",
+        "depth": 0.2,
+        "published_at": f"{START}T00:00:00+00:00",
+    }
+    producer.produce(settings.topic_pos_plans, key=plan_id, value=json.dumps(plan))
+    producer.flush(30)
+    return time.time()
+
+
 def event(series: str, day: date, n: int, quantity: float) -> dict[str, Any]:
     store, item = parse_series_key(series)
     return {
@@ -108,6 +130,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=100)
     parser.add_argument("--singles", type=int, default=20)
+    parser.add_argument("--plans", type=int, default=20)
     parser.add_argument("--history-days", type=int, default=150)
     args = parser.parse_args()
     keys = [f"S{n // 10:02d}|I{n % 10:02d}" for n in range(args.series)]
@@ -154,6 +177,15 @@ def main() -> None:
             singles.append(arrived[key] - sent)
             watcher.poll(0.5)
         print(f"single: {len(singles)} series measured", file=sys.stderr)
+        planned = []
+        for n in range(args.plans):
+            key = keys[(n + args.singles) % len(keys)]
+            before = dict(watcher.versions)
+            sent = send_plan(producer, settings, key, day + timedelta(days=3), n)
+            arrived = watcher.wait_new([key], before, timeout=120)
+            planned.append(arrived[key] - sent)
+            watcher.poll(0.5)
+        print(f"plan: {len(planned)} series measured", file=sys.stderr)
 
         day += timedelta(days=1)
         before = dict(watcher.versions)
@@ -182,6 +214,11 @@ def main() -> None:
         f"  single changed series: p50 {statistics.median(singles):.2f} s, "
         f"p95 {pct(singles, 0.95):.2f} s"
     )
+    if planned:
+        print(
+            f"  plan for a single series: p50 {statistics.median(planned):.2f} s, "
+            f"p95 {pct(planned, 0.95):.2f} s"
+        )
     print(
         f"  wave of {len(keys)}: p50 {statistics.median(wave):.2f} s, p95 {pct(wave, 0.95):.2f} s, "
         f"last {max(wave):.2f} s"

@@ -30,8 +30,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.stack import embedded_stack, write_daily_frame, write_series_state
+from bench.datasets import PLANS_AHEAD_DAYS, read_plans
+from bench.stack import embedded_stack, write_daily_frame, write_plans, write_series_state
 from contracts.series import series_key
+from retrain.kernel.plans import Plan, StoreInfo
 from retrain.kernel.series import History, mase, seasonal_naive
 from retrain.prophet.fit import DEFAULT_PARAMS, FitOptions, fit_prophet, predict_horizon
 from shelfcast.forecasts_view import read_forecasts
@@ -214,6 +216,18 @@ def baselines(
     return {"defaults": float(np.mean(defaults)), "naive": float(np.mean(naive))}
 
 
+def known_plans(
+    path: Path, through: Any
+) -> tuple[dict[str, list[Plan]], dict[str, StoreInfo]] | None:
+    """The plans published by ``through`` and the store records beside a sales file (the
+    Rossmann data's ``plans.csv.gz`` and ``stores.csv``), or None when it has none."""
+    if not (path.parent / "plans.csv.gz").exists():
+        return None
+    plans, infos = read_plans(path.parent)
+    horizon = (through + timedelta(days=PLANS_AHEAD_DAYS)).date()
+    return {k: [p for p in v if p.start <= horizon] for k, v in plans.items()}, infos
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=40)
@@ -246,6 +260,9 @@ def main() -> None:
         # MASE's scale from the days the models see, as for the baselines.
         train = {key: values[-a.retrain_history_days :] for key, values in train.items()}
         write_daily_frame(a, everything[everything["date"] <= cut], 0)
+        planned = known_plans(args.data, cut)
+        if planned is not None:
+            write_plans(a, *planned, 10)
         # The service's cluster is long-lived: start its workers and stores before timing.
         wave(a, keys[:2], cold=True)
         cold = wave(a, keys, cold=True)
@@ -262,6 +279,8 @@ def main() -> None:
 
         ensure_topics(b)
         write_daily_frame(b, everything[everything["date"] <= earlier], 0)
+        if planned is not None:
+            write_plans(b, *planned, 10)
         wave(b, keys, cold=True)
         new_days = (everything["date"] > earlier) & (everything["date"] <= cut)
         write_daily_frame(b, everything[new_days], 1)

@@ -10,6 +10,7 @@ import pandas as pd
 import pyarrow as pa
 
 from retrain.cluster.client import loopback_ray_env
+from retrain.kernel.plans import Plan, StoreInfo
 from shelfcast.embedded import free_port, start_broker, start_ray, stop_process
 from shelfcast.kafka import ensure_topics
 from shelfcast.settings import Settings, load_settings
@@ -84,3 +85,51 @@ def write_series_state(settings: Settings, keys: list[tuple[str, str]], batch_id
     )
     rows = update_series_state(store.series_rows(keys), events, batch_id, now)
     store.upsert_series_once(rows, "bench", batch_id)
+
+
+def write_plans(
+    settings: Settings, plans: dict[str, list[Plan]], stores: dict[str, StoreInfo], batch_id: int
+) -> None:
+    """Plans and store records into the ``plans`` and ``stores`` tables, as the stream keeps
+    them (one row per plan and per store, revision 1)."""
+    from streaming.schemas import PLANS, STORES
+
+    store = TableStore(settings.delta_dir)
+    store.ensure()
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "plan_id": f"{p.kind}-{store_id}-{p.item_id}-{p.start}",
+            "revision": 1,
+            "cancelled": False,
+            "store_id": store_id,
+            "item_id": p.item_id,
+            "start_date": p.start,
+            "end_date": p.end,
+            "kind": p.kind,
+            "depth": p.depth,
+            "unit_price": p.unit_price,
+            "published_at": now,
+        }
+        for store_id, found in plans.items()
+        for p in found
+    ]
+    if rows:
+        store.append_once("plans", pa.Table.from_pylist(rows, schema=PLANS), "bench", batch_id)
+    records = [
+        {
+            "store_id": info.store_id,
+            "revision": 1,
+            "country": info.country,
+            "subdivision": info.subdivision,
+            "open_weekdays": list(info.open_weekdays or ()),
+            "store_type": info.store_type,
+            "assortment": info.assortment,
+            "attributes_json": None,
+            "published_at": now,
+        }
+        for info in stores.values()
+    ]
+    if records:
+        table = pa.Table.from_pylist(records, schema=STORES)
+        store.append_once("stores", table, "bench", batch_id + 1)
