@@ -159,7 +159,7 @@ def _views(
             model.cutoffs,
             model.folds.get(one.key),
             version,
-            model.ratio_band,
+            model.ratio_band if one.key in model.folds else model.young_band,
             history_start,
         )
     return out

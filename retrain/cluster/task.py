@@ -148,7 +148,7 @@ def _view(
         model.cutoffs,
         model.folds.get(job.key),
         str(group.version),
-        model.ratio_band,
+        model.ratio_band if job.key in model.folds else model.young_band,
         history.start,
     )
 

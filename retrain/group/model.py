@@ -14,7 +14,7 @@ import time
 import warnings
 import zlib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
 
@@ -27,6 +27,7 @@ from retrain.group.features import STATICS, GroupSeries, future_frame, history_f
 __all__ = [
     "GroupModel",
     "GroupParams",
+    "Validation",
     "fit_group",
     "fold_cutoffs",
     "validate_group",
@@ -43,6 +44,9 @@ PREDICT_CHUNK = 2000
 # Training rows a group model learns from at most (memory is about 1 KB a row; see
 # docs/scale.md): beyond it, a stable sample of the group's series.
 MAX_TRAIN_ROWS = 5_000_000
+# A new item as the validation imitates it: this many days known, for this many series.
+YOUNG_DAYS = 45
+YOUNG_SAMPLE = 300
 
 
 def week_of_year(dates: pd.DatetimeIndex) -> np.ndarray:
@@ -124,6 +128,8 @@ class GroupModel:
     # Pooled 10th/90th percentiles of actual / forecast on the folds: intervals for a series
     # that has no fold forecasts of its own (a new item).
     ratio_band: tuple[float, float] = (1.0, 1.0)
+    # The same for a series forecast from its first few weeks (a new item): wider.
+    young_band: tuple[float, float] = (1.0, 1.0)
     fit_seconds: float = 0.0
     rows: int = 0
     tuning_score: float | None = None  # the chosen params' pooled MAE on the tuning folds
@@ -200,7 +206,15 @@ def training_sample(series: Sequence[GroupSeries], max_rows: int) -> list[GroupS
     rows = sum(min(len(s.values), TRAIN_DAYS) for s in series)
     if rows <= max_rows:
         return list(series)
-    share = max_rows / rows
+    return stable_sample(series, int(len(series) * max_rows / rows))
+
+
+def stable_sample(series: Sequence[GroupSeries], count: int) -> list[GroupSeries]:
+    """About ``count`` of ``series``, chosen by a hash of their keys: the same ones at every
+    fold and every retrain."""
+    if count >= len(series):
+        return list(series)
+    share = count / len(series)
     kept = [s for s in series if zlib.crc32(s.key.encode()) / 2**32 < share]
     return kept or list(series[:1])
 
@@ -208,6 +222,31 @@ def training_sample(series: Sequence[GroupSeries], max_rows: int) -> list[GroupS
 def fold_cutoffs(through: date, horizon: int, folds: int) -> list[date]:
     """The last training day of each rolling-origin fold, oldest first."""
     return [through - timedelta(days=horizon * k) for k in range(folds, 0, -1)]
+
+
+@dataclass
+class Validation:
+    """A group's rolling-origin validation: every series' fold forecasts, the cutoffs, the
+    pooled MAE on open days, and the band of a new item's forecasts (see ``young``)."""
+
+    folds: dict[str, np.ndarray]
+    cutoffs: list[date]
+    score: float
+    young_band: tuple[float, float] = (1.0, 1.0)
+
+
+def _young(one: GroupSeries, cutoff: date) -> GroupSeries | None:
+    """``one`` as a new item at ``cutoff``: only its last :data:`YOUNG_DAYS` days known."""
+    first = (cutoff - one.start).days + 1 - YOUNG_DAYS
+    if first <= 0:
+        return None
+    return replace(
+        one,
+        start=one.start + timedelta(days=first),
+        values=one.values[first:],
+        closed=one.closed[first:],
+        plan=one.plan.window(first, len(one.plan) - first),
+    )
 
 
 def validate_group(
@@ -219,17 +258,28 @@ def validate_group(
     folds: int,
     seed: int = 0,
     max_rows: int = MAX_TRAIN_ROWS,
-) -> tuple[dict[str, np.ndarray], list[date], float]:
-    """Rolling-origin folds over the group: each fold fitted on its past only. Returns every
-    series' fold forecasts, the cutoffs and the pooled MAE on open days."""
+    young: bool = False,
+) -> Validation:
+    """Rolling-origin folds over the group: each fold fitted on its past only. With
+    ``young``, a sample of series is also forecast at each cutoff from its last few weeks
+    alone, as a new item would be: their errors are wider, and so is a new item's band."""
     cutoffs = fold_cutoffs(through, horizon, folds)
     out: dict[str, list[np.ndarray]] = {}
     error = counted = 0.0
     learners = training_sample(series, max_rows)
+    ratios: list[np.ndarray] = []
     for cutoff in cutoffs:
         forecaster, categories, _ = _fit(learners, cutoff, params, use_plans, seed)
         model = GroupModel(params, cutoff, horizon, use_plans, forecaster, categories)
         found = _predict(model, series, cutoff, horizon)
+        if young:
+            sample = [
+                y for s in training_sample(series, YOUNG_SAMPLE * 365) if (y := _young(s, cutoff))
+            ]
+            guessed = _predict(model, sample, cutoff, horizon)
+            for one in sample:
+                if one.key in guessed:
+                    ratios.append(_ratios(one, cutoff, guessed[one.key], horizon))
         for one in series:
             first = (cutoff - one.start).days + 1
             if one.key not in found or first < 0:
@@ -241,7 +291,25 @@ def validate_group(
             error += float(np.abs(found[one.key] - actual)[days].sum())
             counted += float(days.sum())
     complete = {k: np.vstack(v) for k, v in out.items() if len(v) == len(cutoffs)}
-    return complete, cutoffs, error / counted if counted else float("inf")
+    score = error / counted if counted else float("inf")
+    return Validation(complete, cutoffs, score, _band(ratios))
+
+
+def _ratios(one: GroupSeries, cutoff: date, forecast: np.ndarray, horizon: int) -> np.ndarray:
+    """actual / forecast on the days both sold (an interval scales with the forecast)."""
+    first = (cutoff - one.start).days + 1
+    actual = one.values[first : first + horizon]
+    days = (forecast[: len(actual)] > 0) & (actual > 0)
+    out: np.ndarray = actual[days] / forecast[: len(actual)][days]
+    return out
+
+
+def _band(ratios: list[np.ndarray]) -> tuple[float, float]:
+    """The 10th and 90th percentiles of pooled ratios: an 80 % band around a forecast."""
+    if not ratios or not any(len(r) for r in ratios):
+        return (1.0, 1.0)
+    low, high = np.quantile(np.concatenate(ratios), [0.1, 0.9])
+    return float(low), float(high)
 
 
 def _ratio_band(series: Sequence[GroupSeries], model: GroupModel) -> tuple[float, float]:
@@ -251,14 +319,8 @@ def _ratio_band(series: Sequence[GroupSeries], model: GroupModel) -> tuple[float
         if folds is None:
             continue
         for cutoff, forecast in zip(model.cutoffs, folds, strict=True):
-            first = (cutoff - one.start).days + 1
-            actual = one.values[first : first + model.horizon]
-            days = (forecast > 0) & (actual > 0)
-            ratios.append(actual[days] / forecast[days])
-    if not ratios:
-        return (1.0, 1.0)
-    low, high = np.quantile(np.concatenate(ratios), [0.1, 0.9])
-    return float(low), float(high)
+            ratios.append(_ratios(one, cutoff, forecast, model.horizon))
+    return _band(ratios)
 
 
 def fit_group(
@@ -276,17 +338,26 @@ def fit_group(
     if not series:
         raise RetrainError("A group model needs at least one series.")
     began = time.process_time()
-    found, cutoffs, score = (
-        validate_group(series, through, params, use_plans, horizon, folds, seed, max_rows)
+    checked = (
+        validate_group(series, through, params, use_plans, horizon, folds, seed, max_rows, True)
         if folds
-        else ({}, [], None)
+        else Validation({}, [], float("nan"))
     )
     learners = training_sample(series, max_rows)
     forecaster, categories, rows = _fit(learners, through, params, use_plans, seed)
     model = GroupModel(
-        params, through, horizon, use_plans, forecaster, categories, cutoffs, found, score
+        params,
+        through,
+        horizon,
+        use_plans,
+        forecaster,
+        categories,
+        checked.cutoffs,
+        checked.folds,
+        checked.score if folds else None,
     )
     model.ratio_band = _ratio_band(series, model)
+    model.young_band = checked.young_band
     model.fit_seconds = time.process_time() - began
     model.rows = rows
     return model

@@ -73,7 +73,7 @@ def tune_group(
         params = suggest_params(trial)
         key = repr(params)
         if key not in scored:
-            _, _, score = validate_group(
+            score = validate_group(
                 series,
                 through,
                 params,
@@ -82,7 +82,7 @@ def tune_group(
                 config.tune_folds,
                 config.seed,
                 config.max_rows,
-            )
+            ).score
             scored[key] = (params, score)
         return scored[key][1]
 
