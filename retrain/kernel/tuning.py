@@ -382,8 +382,9 @@ def tune(
     ):
         return _kept(previous, history)
     if previous is not None and (previous.group_version is None) != (version is None):
-        # Switched between the series' own folds and the group's: the score is not comparable.
-        warm, reselected, structures = False, True, {}
+        # Switched between the series' own folds and the group's: the score is not comparable,
+        # so every candidate is scored again; the structures chosen before still hold.
+        warm, reselected = False, True
         scores = _Scores(history, data, closures, folds, options, group)
     elif previous is not None:
         try:
