@@ -1,7 +1,7 @@
 """Benchmark: the stores' write rates, cluster mode (PostgreSQL) against the embedded default.
 
 In one process, with a private PostgreSQL (Debian's, PostgreSQL's durable defaults) and an
-``mlflow server`` on it started the way docker-compose.yml starts them (tests/postgres.py):
+``mlflow server`` on it started the way docker-compose.yml starts them (bench/postgres.py):
 
 - MLflow: series recorded per second (``Tracker.record_series``: a run with its params and
   metrics, the model file, a model version, the ``champion`` alias: six calls), on the
@@ -35,8 +35,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from bench.postgres import mlflow_server, postgres_cluster
 from retrain.cluster.client import loopback_ray_env
-from tests.postgres import mlflow_server, postgres_cluster
 
 MODEL_JSON = "{}" * 60_000  # about a real model file's size (~120 KB)
 

@@ -88,6 +88,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     if args.plans_ahead_days < 0:
         raise ShelfcastError("--plans-ahead-days must be 0 or more.")
+    if not 1 <= len(args.id_prefix) <= 100:
+        raise ShelfcastError("--id-prefix must be 1 to 100 characters.")
     settings = _settings(args)
     spec = SimulationSpec(
         stores=args.stores,
@@ -96,6 +98,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         days=args.days,
         seed=args.seed,
         plans_ahead_days=args.plans_ahead_days,
+        id_prefix=args.id_prefix,
     )
     topics = (settings.topic_pos_sales, settings.topic_pos_plans, settings.topic_pos_stores)
     send_messages(producer_config(settings), simulate_messages(spec, topics), rate=args.rate)
@@ -363,6 +366,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--days", type=int, default=28)
     sim.add_argument("--seed", type=int, default=7)
+    sim.add_argument(
+        "--id-prefix",
+        default="sim",
+        help="event ids are PREFIX-<serial> (default sim): the same ids again are stored once",
+    )
     sim.add_argument("--rate", type=float, default=None, help="events/s (default: max)")
     sim.add_argument(
         "--plans-ahead-days",

@@ -8,6 +8,10 @@ every process of the start-up competes for the same CPU, so the demo's JVMs star
 (see DEMO_JVM_OPTIONS). Ctrl-C stops everything the demo started (and only that), by pid,
 within seconds: the service drains its batch in flight (bounded), then the simulator and
 the stack go down together.
+
+A demo run again on the same data dir sends the same history (its event ids are the same, so
+it is stored once) and then live sales of its own: their ids carry a prefix new to each run,
+and they start on the day after the newest sale day stored.
 """
 
 import gc
@@ -17,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -234,13 +239,24 @@ class _Demo:
             "--start",
             self.first_day.isoformat(),
         )
+        # Live sales continue after whatever an earlier run on this data dir stored, with
+        # event ids of this run's own (the history's ids repeat: it is the same history).
+        live_start = self.first_day + timedelta(days=self.days)
+        try:
+            newest = _newest_sale_day(self.settings)
+        except Exception:  # a table being written: start where a first run would
+            newest = None
+        if newest is not None:
+            live_start = max(live_start, newest + timedelta(days=1))
         live = (
             "--days",
             "365",
             "--start",
-            (self.first_day + timedelta(days=self.days)).isoformat(),
+            live_start.isoformat(),
             "--rate",
             str(rate),
+            "--id-prefix",
+            f"sim-live-{uuid.uuid4().hex[:8]}",
         )
         for phase in (history, live):
             if self.stop.is_set():

@@ -1,29 +1,32 @@
-"""Session fixtures: one real broker (Apache Kafka), one real Spark, one real Ray head per session
-(and, for the tests that ask, one PostgreSQL with an MLflow server on it)."""
+"""The fixtures every package shares: one real broker (Apache Kafka), one real Spark and one
+real Ray head per session (and, for the tests that ask, one PostgreSQL with an MLflow server
+on it), settings on them with topics of their own, the service in a thread or as a process of
+its own, and docker-compose.yml. Helpers that are not fixtures live in ``tests/support``."""
 
 import json
+import threading
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pyarrow as pa
 import pytest
+import yaml
 from confluent_kafka import Producer
 
 from retrain.cluster.client import loopback_ray_env
 from shelfcast.embedded import free_port, start_broker, start_ray, stop_process
 from shelfcast.kafka import ensure_topics, producer_config
 from shelfcast.settings import Settings, load_settings
+from tests.support.retrain import RETRAIN_FAST
+from tests.support.service import FAST, ServiceProcess, services
 
 if TYPE_CHECKING:
-    from tests.postgres import MlflowServer, PostgresCluster
+    from bench.postgres import MlflowServer, PostgresCluster
 
 loopback_ray_env()
 
-__all__ = ["demand", "free_port", "plan", "sale", "store_record", "write_daily"]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +59,7 @@ def postgres() -> Iterator["PostgresCluster"]:
     """A private PostgreSQL cluster (Debian's) on a free loopback port, with the two databases
     docker-compose.yml gives Shelfcast (``optuna``, ``mlflow``), each with its own user and
     password; stopped by pid at the end."""
-    from tests.postgres import DATABASES, postgres_cluster
+    from bench.postgres import DATABASES, postgres_cluster
 
     with postgres_cluster() as cluster:
         for name in DATABASES:
@@ -70,7 +73,7 @@ def mlflow_server(
 ) -> Iterator["MlflowServer"]:
     """``mlflow server`` on the session's PostgreSQL, artifacts in a local folder, as
     docker-compose.yml runs it; stopped by pid at the end."""
-    from tests.postgres import mlflow_server as start
+    from bench.postgres import mlflow_server as start
 
     with start(postgres.databases["mlflow"], tmp_path_factory.mktemp("mlflow-server")) as server:
         yield server
@@ -102,27 +105,13 @@ def make_settings(bootstrap: str, tmp_path: Path) -> Callable[..., Settings]:
     return make
 
 
-# Retraining small enough for tests: a few trials, short horizon and history, quick retries.
-RETRAIN_FAST = {
-    "retrain_cold_trials": 4,
-    "retrain_warm_trials": 1,
-    "retrain_horizon_days": 14,
-    "retrain_history_days": 365,
-    "retrain_uncertainty_samples": 20,
-    "retrain_retry_backoff_seconds": 0.2,
-    "retrain_max_attempts": 2,
-    "retrain_group_cold_trials": 1,
-    "retrain_group_warm_trials": 0,
-    "retrain_group_folds": 2,
-}
-
-
 @pytest.fixture
 def retrain_settings(
     make_settings: Callable[..., Settings], ray_address: str
 ) -> Iterator[Callable[..., Settings]]:
-    """Settings on the session's Ray head with :data:`RETRAIN_FAST`; every coordinator (and
-    shard) they create is killed after."""
+    """Settings on the session's Ray head with
+    :data:`~tests.support.retrain.RETRAIN_FAST`; every coordinator (and shard) they create is
+    killed after."""
     made: list[Settings] = []
 
     def make(**overrides: Any) -> Settings:
@@ -177,131 +166,47 @@ def spark() -> Iterator[Any]:
     session.stop()
 
 
-def sale(
-    event_id: str,
-    store: str = "S1",
-    item: str = "I1",
-    day: str = "2024-03-04",
-    quantity: float = 1.0,
-    **extra: Any,
-) -> dict[str, Any]:
-    """A valid pos_sale v1 event."""
-    return {
-        "event_id": event_id,
-        "store_id": store,
-        "item_id": item,
-        "sold_at": f"{day}T10:00:00+00:00",
-        "quantity": quantity,
-        **extra,
-    }
+@pytest.fixture
+def service(
+    spark: Any, make_settings: Callable[..., Settings], ray_address: str
+) -> Iterator[Callable[..., Settings]]:
+    """Start ``run_service`` in a thread on fresh settings (:data:`~tests.support.service.FAST`
+    and the overrides given); stopped (and its actor killed) after."""
+    from shelfcast.service import run_service
+
+    running: list[tuple[threading.Event, threading.Thread, Settings]] = []
+
+    def start(**overrides: Any) -> Settings:
+        settings = make_settings(ray_address=ray_address, **{**FAST, **overrides})
+        stop = threading.Event()
+        thread = threading.Thread(target=run_service, args=(settings, stop), daemon=True)
+        thread.start()
+        running.append((stop, thread, settings))
+        return settings
+
+    yield start
+    import ray
+
+    from retrain.cluster.client import COORDINATOR
+
+    for stop, thread, settings in running:
+        stop.set()
+        thread.join(60)
+        try:
+            ray.kill(ray.get_actor(COORDINATOR, namespace=settings.ray_namespace))
+        except ValueError:
+            pass
 
 
-def plan(
-    plan_id: str,
-    revision: int = 1,
-    store: str = "S1",
-    item: str = "*",
-    start: str = "2024-03-20",
-    days: int = 7,
-    kind: str = "promotion",
-    **extra: Any,
-) -> dict[str, Any]:
-    """A valid plan v1 message (``days`` from ``start``)."""
-    first = date.fromisoformat(start)
-    return {
-        "plan_id": plan_id,
-        "revision": revision,
-        "store_id": store,
-        "item_id": item,
-        "start_date": first.isoformat(),
-        "end_date": (first + timedelta(days=days - 1)).isoformat(),
-        "kind": kind,
-        "published_at": "2024-03-04T08:00:00+00:00",
-        **extra,
-    }
+@pytest.fixture
+def service_on(ray_address: str) -> Iterator[Callable[..., ServiceProcess]]:
+    """Make services as processes of their own (``shelfcast run``) on the session's Ray head;
+    each is stopped and its coordinator actor killed at the end."""
+    yield from services(ray_address, ServiceProcess.stop)
 
 
-def store_record(store: str = "S1", revision: int = 1, **extra: Any) -> dict[str, Any]:
-    """A valid store v1 message."""
-    return {
-        "store_id": store,
-        "revision": revision,
-        "country": "DE",
-        "subdivision": "NW",
-        "open_weekdays": [1, 2, 3, 4, 5, 6],
-        "published_at": "2024-03-01T08:00:00+00:00",
-        **extra,
-    }
-
-
-def write_daily(
-    settings: Settings, series: dict[tuple[str, str], np.ndarray], start: date, batch_id: int = 0
-) -> int:
-    """Put daily units per series into ``daily_sales`` (as the ingest would); its new version."""
-
-    from streaming.schemas import DAILY_SALES
-    from streaming.tables import TableStore
-
-    store = TableStore(settings.delta_dir)
-    store.ensure()
-    rows: dict[str, list[Any]] = {
-        k: [] for k in ("store_id", "item_id", "day", "units", "revenue", "returns")
-    }
-    for (store_id, item_id), values in series.items():
-        for k, value in enumerate(values):
-            rows["store_id"].append(store_id)
-            rows["item_id"].append(item_id)
-            rows["day"].append(start + timedelta(days=k))
-            rows["units"].append(float(value))
-            rows["revenue"].append(0.0)
-            rows["returns"].append(0.0)
-    n = len(rows["day"])
-    table = pa.table(
-        {**rows, "event_count": [1] * n, "updated_batch_id": [batch_id] * n},
-        schema=DAILY_SALES,
-    )
-    store.add_daily_once(table, "tests", batch_id)
-    return int(store.table("daily_sales").version())
-
-
-def demand(days: int, level: float = 20.0, seed: int = 0) -> np.ndarray:
-    """A real-shaped daily series: weekly and yearly cycle, trend, noise."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(days)
-    weekly = 1 + 0.3 * np.sin(2 * np.pi * t / 7)
-    yearly = 1 + 0.2 * np.sin(2 * np.pi * t / 365.25)
-    return np.round(rng.poisson(level * weekly * yearly * (1 + t / 2000))).astype(float)
-
-
-def read_topic(settings: Settings, topic: str, expect: int, timeout: float = 60.0) -> list[Any]:
-    """Every message on ``topic`` from the start, waiting until ``expect`` arrived (or timeout);
-    then 1 s more so that extra (unwanted) messages show up too."""
-    import time
-
-    from confluent_kafka import Consumer, TopicPartition
-
-    from shelfcast.kafka import client_config
-
-    consumer = Consumer(
-        {
-            **client_config(settings),
-            "group.id": f"test-{uuid.uuid4().hex[:6]}",
-            "enable.auto.commit": False,
-            "fetch.wait.max.ms": 50,
-        }
-    )
-    meta = consumer.list_topics(topic, timeout=10).topics[topic]
-    consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
-    out: list[Any] = []
-    deadline = time.monotonic() + timeout
-    settle: float | None = None
-    while time.monotonic() < deadline:
-        if len(out) >= expect:
-            settle = settle or time.monotonic() + 1.0
-            if time.monotonic() > settle:
-                break
-        for msg in consumer.consume(100, 0.2):
-            if msg.error() is None:
-                out.append(msg)
-    consumer.close()
-    return out
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    """docker-compose.yml, parsed."""
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return loaded

@@ -5,18 +5,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from shelfcast.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 NOT_FIELDS = {"SHELFCAST_CONFIG", "SHELFCAST_SECRETS_DIR"}
-
-
-@pytest.fixture(scope="module")
-def compose() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    return loaded
 
 
 def test_every_image_is_pinned(compose: dict[str, Any]) -> None:
@@ -183,7 +176,7 @@ def test_the_cluster_stores_are_configured_as_the_tests_run_them(compose: dict[s
     """tests/retrain/stores/test_cluster_stores.py runs the stores on real processes: the same
     PostgreSQL major, databases and users, URL scheme, variable and secret names, and MLflow
     server flags as here."""
-    from tests.postgres import (
+    from bench.postgres import (
         DATABASES,
         MLFLOW_SERVER_FLAGS,
         MLFLOW_STORE_ENV,

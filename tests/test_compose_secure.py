@@ -261,7 +261,7 @@ def test_kafka_as_the_secure_profile_runs_it(tmp_path: Path, secrets_dir: Path) 
         ).read_text()[-3000:]
         bootstrap = f"127.0.0.1:{ports['broker']}"
         stub = tmp_path / "kafka-acls.sh"
-        script = Path(__file__).with_name("kafka_acls_stub.py")
+        script = Path(__file__).parent / "support" / "kafka_acls_stub.py"
         stub.write_text(f'#!/bin/sh\nexec {sys.executable} {script} "$@"\n')
         stub.chmod(0o700)
         done = subprocess.run(

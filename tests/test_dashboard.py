@@ -12,15 +12,9 @@ import yaml
 from prometheus_client import generate_latest
 
 from shelfcast.metrics import Metrics
+from tests.support.dashboard import DASHBOARD, expressions, used_names
 
 ROOT = Path(__file__).resolve().parents[1]
-DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "shelfcast.json"
-
-
-@pytest.fixture(scope="module")
-def compose() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    return loaded
 
 
 @pytest.fixture(scope="module")
@@ -42,24 +36,6 @@ def exported() -> set[str]:
 def families() -> set[str]:
     """The metric families the service defines (what one panel or another must show)."""
     return {m.name for m in Metrics().registry.collect()}
-
-
-def expressions(dashboard: dict[str, Any]) -> list[str]:
-    return [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
-
-
-def used_names(expr: str) -> set[str]:
-    """The metric names a PromQL expression reads (ours all start with ``shelfcast_``)."""
-    without_labels = re.sub(r"\{[^}]*\}", "", expr)
-    without_strings = re.sub(r"\"[^\"]*\"", "", without_labels)
-    return {m for m in re.findall(r"[a-zA-Z_:][\w:]*", without_strings) if "_" in m} - {
-        "histogram_quantile",
-        "label_replace",
-        "avg_over_time",
-        "max_over_time",
-        "min_over_time",
-        "sum_over_time",
-    }
 
 
 def test_the_dashboard_parses_and_reads_only_exported_metrics(dashboard: dict[str, Any]) -> None:

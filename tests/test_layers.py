@@ -1,10 +1,13 @@
 """The layers' import direction, read from the source (every import, function-level ones too).
 
 ``contracts`` imports nothing of ours; ``streaming`` and ``retrain`` take typed config of their
-own and never import the application (``shelfcast``), the benchmarks or the tests.
+own and never import the application (``shelfcast``), the benchmarks or the tests; the
+benchmarks never import the tests. Within the tests, helpers come from ``tests/support`` and
+fixtures from the conftests: no module imports a test module or a conftest.
 """
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +21,7 @@ FORBIDDEN = {
     "contracts": {"streaming", "retrain", "shelfcast", "bench", "tests"},
     "streaming": {"shelfcast", "bench", "tests"},
     "retrain": {"shelfcast", "bench", "tests"},
+    "bench": {"tests"},
 }
 
 # Known back-arrows, (file, module) each: none left.
@@ -92,3 +96,33 @@ def test_every_package_of_ours_is_checked_or_on_top() -> None:
     # A new top-level package is either a lower layer (add it to FORBIDDEN) or the app's.
     packages = {p.parent.name for p in ROOT.glob("*/__init__.py")}
     assert packages <= set(OURS), f"unknown packages: {sorted(packages - set(OURS))}"
+
+
+def imported_names(path: Path, root: Path = ROOT) -> Iterator[tuple[int, str]]:
+    """Like :func:`imports`, plus ``module.name`` for each ``from module import name`` (which
+    may be a submodule: ``from tests.shelfcast import test_service``)."""
+    yield from imports(path, root)
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            for alias in node.names:
+                yield node.lineno, f"{node.module}.{alias.name}"
+
+
+def imports_of_test_modules(root: Path = ROOT) -> list[str]:
+    """``file:line imports module`` of each import of a test module or a conftest."""
+    test_module = re.compile(r"^tests(\.\w+)*\.(test_\w+|conftest)$")
+    return [
+        f"{path.relative_to(root).as_posix()}:{line} imports {module}"
+        for package in ("tests", "bench")
+        for path in sorted((root / package).rglob("*.py"))
+        for line, module in imported_names(path, root)
+        if test_module.match(module)
+    ]
+
+
+def test_no_module_imports_a_test_module_or_a_conftest() -> None:
+    offenders = imports_of_test_modules()
+    assert not offenders, (
+        "share helpers through tests/support and fixtures through a conftest.py: "
+        + "; ".join(offenders)
+    )

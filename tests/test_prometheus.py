@@ -22,11 +22,9 @@ import yaml
 
 from shelfcast.embedded import free_port, stop_process
 from shelfcast.settings import Settings
-from tests.shelfcast import test_service
-from tests.shelfcast.test_service import forecast_keys, history
-from tests.test_dashboard import DASHBOARD, expressions, used_names
-
-service = test_service.service  # the fixture that runs the whole service on a thread
+from tests.support.dashboard import DASHBOARD, expressions, used_names
+from tests.support.events import history
+from tests.support.topics import forecast_keys
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -34,12 +32,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 # The compose network's address of the shelfcast container, as seen from Prometheus'.
 NETWORK_ADDRESS = "127.0.0.2"
-
-
-@pytest.fixture(scope="module")
-def compose() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    return loaded
 
 
 def _get(url: str, timeout: float = 5.0) -> Any:

@@ -1,5 +1,9 @@
 """Synthetic, seeded POS events: seasonality, promotions, slow movers, returns, retries (pure).
 
+Event ids are ``<id_prefix>-<serial>``: the same spec sends the same ids (a replay is stored
+once), and a run that must be stored beside an earlier one (the demo's live phase) takes a
+prefix of its own.
+
 Promotions are planned: each series' promotion days follow from the seed, the series and the
 calendar day alone, so a run that starts on another day plans the same ones. The simulator
 publishes them as ``plan`` v1 messages ``plans_ahead_days`` ahead, and one ``store`` v1 record
@@ -38,6 +42,7 @@ class SimulationSpec:
     promo_rate: float = 0.03
     plans_ahead_days: int = 14
     country: str = "DE"
+    id_prefix: str = "sim"
 
 
 def _series(spec: SimulationSpec) -> list[tuple[str, str]]:
@@ -132,13 +137,16 @@ def _simulate(spec: SimulationSpec, with_plans: bool) -> Iterator[tuple[str, dic
                 quantity = min(left, int(rng.integers(1, 4)))
                 left -= quantity
                 serial += 1
-                event = _event(serial, store, item, midnight, rng, quantity, paid)
+                event = _event(spec.id_prefix, serial, store, item, midnight, rng, quantity, paid)
                 yield "sale", event
                 if rng.random() < spec.retry_rate:
                     yield "sale", dict(event)  # a POS retry: same event id
                 if rng.random() < spec.return_rate:
                     serial += 1
-                    yield "sale", _event(serial, store, item, midnight, rng, -1, paid)
+                    yield (
+                        "sale",
+                        _event(spec.id_prefix, serial, store, item, midnight, rng, -1, paid),
+                    )
 
 
 def _store(store: str, spec: SimulationSpec) -> dict[str, Any]:
@@ -172,6 +180,7 @@ def _plan(key: tuple[str, str], first: date, last: date, ahead_days: int) -> dic
 
 
 def _event(
+    prefix: str,
     serial: int,
     store: str,
     item: str,
@@ -182,7 +191,7 @@ def _event(
 ) -> dict[str, Any]:
     sold_at = midnight + timedelta(seconds=int(rng.integers(8 * 3600, 21 * 3600)))
     return {
-        "event_id": f"sim-{serial:012d}",
+        "event_id": f"{prefix}-{serial:012d}",
         "store_id": store,
         "item_id": item,
         "sold_at": sold_at.isoformat(),

@@ -10,9 +10,9 @@ import pytest
 from deltalake import DeltaTable
 
 from shelfcast.settings import Settings
-from tests.faults.invariants import assert_invariants, settled, stored
-from tests.service_process import ServiceProcess, services
-from tests.shelfcast.test_service import FAST, history
+from tests.support.events import history
+from tests.support.invariants import assert_invariants, settled, stored
+from tests.support.service import FAST, ServiceProcess, services
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 

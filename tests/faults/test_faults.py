@@ -1,6 +1,6 @@
 """Fault injection on real parts: the service runs as its own process (``shelfcast run``) on a
 real broker, Spark, Ray and MLflow store; a fault strikes mid-stream; then every invariant of
-:mod:`tests.faults.invariants` must hold and the service must still run."""
+:mod:`tests.support.invariants` must hold and the service must still run."""
 
 import os
 import random
@@ -17,9 +17,9 @@ import pytest
 from shelfcast.embedded import free_port, start_broker, stop_process, wait_for_port
 from shelfcast.kafka import ensure_topics
 from shelfcast.settings import Settings
-from tests.faults.invariants import settled, stored
-from tests.service_process import ServiceProcess, services
-from tests.shelfcast.test_service import FAST, history
+from tests.support.events import history
+from tests.support.invariants import settled, stored
+from tests.support.service import FAST, ServiceProcess, services
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 

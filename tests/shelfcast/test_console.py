@@ -17,7 +17,7 @@ from shelfcast.settings import Settings, load_settings
 from streaming.schemas import FORECASTS, PLANS, QUARANTINE, SERIES_STATE
 from streaming.tables import TableStore
 from streaming.thresholds import ThresholdStore
-from tests.conftest import demand, write_daily
+from tests.support.series import demand, write_daily
 
 START = date(2024, 1, 1)
 DAYS = 90

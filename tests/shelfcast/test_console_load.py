@@ -18,11 +18,9 @@ from shelfcast.console.data import ConsoleData
 from shelfcast.embedded import free_port
 from shelfcast.settings import Settings
 from streaming.thresholds import ThresholdStore
-from tests.conftest import sale
-from tests.shelfcast import test_service
-from tests.shelfcast.test_service import history, series_state, wait_for
-
-service = test_service.service  # the fixture that runs the whole service on a thread
+from tests.support.events import history, sale
+from tests.support.tables import series_state
+from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -107,9 +105,10 @@ def _client(
             k += 1
 
 
-def _clients(base: str, seconds: float, out: Any) -> None:
+def _clients(base: str, seconds: float, out: Any, serving: Any) -> None:
     """Ten clients as fast as they are answered for ``seconds``, in a process of their own
-    (in the service's, their own work would take its interpreter's time)."""
+    (in the service's, their own work would take its interpreter's time); ``serving`` is set
+    once they are answered."""
     stop, lock, answers = threading.Event(), threading.Lock(), Counter[int]()
     threads = [
         threading.Thread(target=_client, args=(n, base, stop, answers, lock), daemon=True)
@@ -117,7 +116,11 @@ def _clients(base: str, seconds: float, out: Any) -> None:
     ]
     for thread in threads:
         thread.start()
-    time.sleep(seconds)
+    began = time.monotonic()
+    while not answers and time.monotonic() - began < seconds:
+        time.sleep(0.05)
+    serving.set()
+    time.sleep(max(0.0, seconds - (time.monotonic() - began)))
     stop.set()
     for thread in threads:
         thread.join(30)
@@ -138,13 +141,13 @@ def test_the_micro_batches_do_not_slow_under_ten_console_clients(
     try:
         quiet = _measure(settings, PHASE_SECONDS)
         context = multiprocessing.get_context("spawn")
-        out = context.Queue()
+        out, serving = context.Queue(), context.Event()
         clients = context.Process(
-            target=_clients, args=(f"http://127.0.0.1:{port}", PHASE_SECONDS + 5, out)
+            target=_clients, args=(f"http://127.0.0.1:{port}", PHASE_SECONDS + 5, out, serving)
         )
         clients.start()
         try:
-            time.sleep(3)  # the clients' interpreter starts
+            assert serving.wait(60), "the clients were not answered"
             cpu = _console_cpu()
             loaded = _measure(settings, PHASE_SECONDS)
             cpu = _console_cpu() - cpu

@@ -1,6 +1,7 @@
 """``shelfcast demo`` on real parts (the session's broker and Ray head, its own service and
-simulator): Ctrl-C says "stopping" at once, the demo returns within 10 s, and nothing it
-started is left running."""
+simulator), run twice on one data dir: each time Ctrl-C says "stopping" at once, the demo
+returns within 10 s, and nothing it started is left running; the second run stores live
+sales of its own (the first run's history, sent again, is stored once)."""
 
 import contextlib
 import os
@@ -15,9 +16,11 @@ import pytest
 
 from shelfcast.retrain_config import ray_config
 from shelfcast.settings import Settings
-from tests.shelfcast.test_service import FAST, wait_for
+from tests.support.service import FAST
+from tests.support.tables import stored_ids
+from tests.support.wait import wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
 
 def _left_running(marker: str) -> dict[int, str]:
@@ -34,11 +37,34 @@ def _left_running(marker: str) -> dict[int, str]:
     return found
 
 
-def test_ctrl_c_stops_the_demo_and_all_it_started_within_10_s(
-    make_settings: Callable[..., Settings], ray_address: str, tmp_path: Path
+def _sent(settings: Settings) -> int:
+    """Events on the POS topic so far."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from shelfcast.kafka import client_config
+
+    topic = settings.topic_pos_sales
+    consumer = Consumer({**client_config(settings), "group.id": "tests-demo"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return sum(
+            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in partitions
+        )
+    finally:
+        consumer.close()
+
+
+def _live_ids(demo: Settings) -> set[str]:
+    """The stored ids of the simulator's live sales (the history's are ``sim-<serial>``)."""
+    return {i for i in stored_ids(demo) if i.startswith("sim-live-")}
+
+
+def _run_demo_then_ctrl_c(
+    settings: Settings, ray_address: str, data: Path, out: Path, until: Callable[[], bool]
 ) -> None:
-    settings = make_settings(ray_address=ray_address)
-    data = tmp_path / "demo"
+    """``shelfcast demo`` on ``data`` until ``until()`` holds, then Ctrl-C: "stopping" within
+    2 s, returned within 10 s, exit code 0, nothing it started left running."""
     env = {
         **os.environ,
         **{f"SHELFCAST_{k.upper()}": str(v) for k, v in FAST.items()},
@@ -54,7 +80,6 @@ def test_ctrl_c_stops_the_demo_and_all_it_started_within_10_s(
         "SHELFCAST_INGEST_TRIGGER_SECONDS": "0.5",
         "SHELFCAST_CONSOLE_PORT": "0",
     }
-    out = tmp_path / "demo.out"
     with out.open("wb") as log:
         demo = subprocess.Popen(
             [
@@ -82,13 +107,7 @@ def test_ctrl_c_stops_the_demo_and_all_it_started_within_10_s(
             start_new_session=True,
         )
     try:
-        service_log = data / "run" / "service.log"
-        wait_for(
-            lambda: service_log.is_file() and b"ingest running" in service_log.read_bytes(),
-            180,
-            "the demo's service to run its query",
-        )
-        time.sleep(2)  # the history replay under way
+        wait_for(until, 180, "the demo's service to run and the simulator to send")
         assert _left_running(str(data)), "the demo's service and simulator run"
         seen = out.stat().st_size
         started = time.monotonic()
@@ -117,6 +136,45 @@ def test_ctrl_c_stops_the_demo_and_all_it_started_within_10_s(
                 os.killpg(pid, signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_ctrl_c_stops_the_demo_and_all_it_started_within_10_s_and_a_second_run_stores_its_own(
+    make_settings: Callable[..., Settings], ray_address: str, tmp_path: Path
+) -> None:
+    settings = make_settings(ray_address=ray_address)
+    data = tmp_path / "demo"
+    demo = settings.model_copy(update={"data_dir": data})
+    service_log = data / "run" / "service.log"
+    try:
+        # 1. A first run, stopped while its history replay is under way.
+        _run_demo_then_ctrl_c(
+            settings,
+            ray_address,
+            data,
+            tmp_path / "demo-1.out",
+            lambda: (
+                service_log.is_file()
+                and b"ingest running" in service_log.read_bytes()
+                and _sent(settings) > 0
+            ),
+        )
+        first_ids, first_live = set(stored_ids(demo)), _live_ids(demo)
+        sent = _sent(settings)
+
+        # 2. A second run on the same data dir: the history again, then live sales of its
+        # own, which are stored (once each).
+        _run_demo_then_ctrl_c(
+            settings,
+            ray_address,
+            data,
+            tmp_path / "demo-2.out",
+            lambda: _sent(settings) > sent and bool(_live_ids(demo) - first_live),
+        )
+        ids = stored_ids(demo)
+        assert len(ids) == len(set(ids)), "every stored event once"
+        assert first_ids <= set(ids)
+        assert _live_ids(demo) - first_live, "the second run stored live sales of its own"
+    finally:
         import ray
 
         from retrain.cluster.client import COORDINATOR, connect

@@ -19,8 +19,10 @@ from shelfcast.ingest_config import ingest_config, source_config
 from shelfcast.kafka import client_config, ensure_topics, producer_config
 from shelfcast.settings import Settings, load_settings
 from streaming.query import build_pipeline, start_query, stop_gracefully
-from tests.conftest import read_topic, sale
-from tests.streaming.test_ingest_query import stored_ids, wait_for
+from tests.support.events import sale
+from tests.support.tables import stored_ids
+from tests.support.topics import read_topic
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.integration
 

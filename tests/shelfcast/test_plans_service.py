@@ -13,19 +13,15 @@ import pytest
 
 from contracts import parse_forecast
 from shelfcast.settings import Settings
-from tests.conftest import plan, read_topic, sale, store_record
-from tests.service_process import ServiceProcess, services
+from tests.support.events import plan, sale, store_record
+from tests.support.service import ServiceProcess
+from tests.support.topics import read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 START = date(2024, 1, 1)  # a Monday
 DAYS = 140
 LIFT = 1.8
-
-
-@pytest.fixture
-def service_on(ray_address: str) -> Any:
-    yield from services(ray_address, ServiceProcess.stop)
 
 
 def _promotions(store: str, first: int, last: int) -> list[dict[str, Any]]:

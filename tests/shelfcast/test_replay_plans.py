@@ -32,7 +32,7 @@ from shelfcast.pos.simulate import SimulationSpec, simulate_events, simulate_mes
 from shelfcast.settings import Settings
 from shelfcast.status import committed_offsets
 from streaming.query import build_pipeline
-from tests.conftest import read_topic
+from tests.support.topics import read_topic
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 PLANS = DATA / "rossmann_plans_sample.csv.gz"

@@ -12,9 +12,10 @@ import pytest
 from shelfcast.embedded import free_port, start_broker, stop_process
 from shelfcast.kafka import ensure_topics
 from shelfcast.settings import Settings
-from tests.faults.invariants import settled
-from tests.service_process import ServiceProcess, services
-from tests.shelfcast.test_service import FAST, history, wait_for
+from tests.support.events import history
+from tests.support.invariants import settled
+from tests.support.service import FAST, ServiceProcess, services
+from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(480)]
 

@@ -20,7 +20,8 @@ from streaming.collect import CUT_BYTES, Budget, collect_bounded, split_by_bytes
 from streaming.query import build_pipeline
 from streaming.schemas import QUARANTINE
 from streaming.spool import RejectSpool
-from tests.conftest import read_topic, sale
+from tests.support.events import sale
+from tests.support.topics import read_topic
 
 NOW = datetime(2024, 3, 4, 12, tzinfo=UTC)
 RAW = ["key", "value", "topic", "partition", "offset", "timestamp"]

@@ -5,9 +5,7 @@ import hashlib
 import json
 import logging
 import os
-import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import jsonschema
@@ -22,11 +20,13 @@ from shelfcast.settings import Settings
 from streaming.dead_letters import DeadLetterTopic
 from streaming.query import build_pipeline, start_query, stop_gracefully
 from streaming.schemas import QUARANTINE
-from tests.conftest import read_topic, sale
-from tests.streaming.test_pipeline import pipeline, raw, totals
+from tests.support.events import sale
+from tests.support.pipeline import NOW, pipeline, raw, totals
+from tests.support.tables import stored_ids
+from tests.support.topics import read_topic
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.integration
-NOW = datetime(2024, 3, 4, 12, tzinfo=UTC)
 
 
 def letters(settings: Settings, expect: int) -> dict[int, dict[str, object]]:
@@ -106,25 +106,9 @@ def test_a_letter_refused_as_too_large_goes_without_its_copy_or_is_skipped(
     assert "pos.sales/0/3 refused" in caplog.text
 
 
-def stored_ids(settings: Settings) -> list[str]:
-    path = str(settings.delta_dir / "pos_sales")
-    if not DeltaTable.is_deltatable(path):
-        return []
-    return DeltaTable(path).to_pyarrow_table(columns=["event_id"]).column(0).to_pylist()
-
-
 def quarantined(settings: Settings) -> int:
     path = str(settings.delta_dir / "quarantine")
     return DeltaTable(path).to_pyarrow_table(columns=["source_offset"]).num_rows
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_the_query_goes_on_past_a_record_at_the_brokers_message_limit(

@@ -20,7 +20,7 @@ from streaming.handoff import Handoff
 from streaming.query import build_pipeline
 from streaming.schemas import TABLES
 from streaming.thresholds import ThresholdStore
-from tests.conftest import plan, sale, store_record
+from tests.support.events import plan, sale, store_record
 
 pytestmark = pytest.mark.integration
 

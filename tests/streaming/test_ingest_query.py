@@ -1,61 +1,27 @@
 """The ingest query on a real Spark and broker: in-process, and as a process killed with -9."""
 
 import json
-import os
-import random
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable
 
 from shelfcast.ingest_config import ingest_config
 from shelfcast.settings import Settings
+from shelfcast.status import committed_offsets
 from streaming.query import build_pipeline, explain_failure, start_query, stop_gracefully
-from tests.conftest import plan, sale, store_record
+from tests.support.events import plan, sale, store_record
+from tests.support.ingest import kill_and_resume
+from tests.support.tables import quarantined, stored_ids, table_rows
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.integration
 
 
-def stored_ids(settings: Settings) -> list[str]:
-    path = settings.delta_dir / "pos_sales"
-    if not DeltaTable.is_deltatable(str(path)):
-        return []
-    return DeltaTable(str(path)).to_pyarrow_table(columns=["event_id"]).column(0).to_pylist()
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 SOURCES = pytest.mark.parametrize("source", ["kafka", "python"])
-
-
-def quarantined(settings: Settings, topic: str) -> list[dict[str, Any]]:
-    path = str(settings.delta_dir / "quarantine")
-    if not DeltaTable.is_deltatable(path):
-        return []
-    rows: list[dict[str, Any]] = DeltaTable(path).to_pyarrow_table().to_pylist()
-    return [r for r in rows if r["source_topic"] == topic]
-
-
-def table_rows(settings: Settings, name: str) -> list[dict[str, Any]]:
-    path = str(settings.delta_dir / name)
-    if not DeltaTable.is_deltatable(path):
-        return []
-    rows: list[dict[str, Any]] = DeltaTable(path).to_pyarrow_table().to_pylist()
-    return rows
 
 
 @SOURCES
@@ -105,37 +71,6 @@ def test_query_stores_good_events_once_and_quarantines_bad_ones(
     assert (shop["store_id"], shop["revision"], shop["country"]) == ("S1", 3, "DE")
 
 
-def _start_ingest(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "SHELFCAST_TOPIC_POS_SALES": settings.topic_pos_sales,
-        "SHELFCAST_TOPIC_POS_PLANS": settings.topic_pos_plans,
-        "SHELFCAST_TOPIC_POS_STORES": settings.topic_pos_stores,
-        "SHELFCAST_TOPIC_DLQ": settings.topic_dlq,
-        "SHELFCAST_TOPIC_FORECASTS": settings.topic_forecasts,
-        "SHELFCAST_INGEST_TRIGGER_SECONDS": "0.5",
-        "SHELFCAST_INGEST_MAX_EVENTS_PER_BATCH": "700",
-        "SHELFCAST_INGEST_SOURCE": settings.ingest_source,
-        "SHELFCAST_SPARK_MASTER": settings.spark_master,
-    }
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "shelfcast.cli",
-                "ingest",
-                "--data-dir",
-                str(settings.data_dir),
-                "--bootstrap",
-                settings.bootstrap_servers,
-            ],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
 @SOURCES
 def test_exactly_once_across_kill_minus_nine(
     make_settings: Callable[..., Settings],
@@ -144,100 +79,6 @@ def test_exactly_once_across_kill_minus_nine(
     source: str,
 ) -> None:
     kill_and_resume(make_settings(ingest_source=source), produce, tmp_path)
-
-
-def plan_updates(rng: random.Random) -> list[tuple[str | None, str]]:
-    """Revisions of 40 plans over the store's items in random order (a few cancel the plan,
-    some resent), and a few bad plans: (key, value) records of the plans topic."""
-    updates: list[tuple[str | None, str]] = []
-    for n in range(40):
-        item = "*" if n % 5 == 0 else f"I{n % 7}"
-        for revision in range(1, 2 + n % 4):
-            body = plan(f"plan-{n}", revision, item=item, cancelled=revision == 3)
-            updates.append((f"plan-{n}", json.dumps(body)))
-    updates += [updates[k] for k in rng.sample(range(len(updates)), 20)]  # resends
-    rng.shuffle(updates)
-    for n in range(6):
-        updates.insert(rng.randrange(len(updates)), (None, json.dumps(plan(f"bad-{n}", -1))))
-    return updates
-
-
-def expected_plans() -> dict[str, tuple[int, bool]]:
-    return {f"plan-{n}": (1 + n % 4, 1 + n % 4 == 3) for n in range(40)}
-
-
-def kill_and_resume(settings: Settings, produce: Callable[..., int], tmp_path: Path) -> None:
-    """Three kill -9 of ``shelfcast ingest`` at random points while events, POS resends,
-    plans (revisions in any order, resends, bad ones) and store records arrive; then every
-    event is stored exactly once, the aggregates agree, every plan and store is at its
-    highest revision and every bad plan is quarantined once."""
-    source = settings.ingest_source
-    rng = random.Random(11)
-    log = tmp_path / "ingest.log"
-    events = [sale(f"k{i}", item=f"I{i % 7}", day=f"2024-03-{1 + i % 20:02d}") for i in range(6000)]
-    retries = [events[i] for i in rng.sample(range(6000), 300)]
-    updates = plan_updates(rng)
-    stores = [("S1", json.dumps(store_record("S1", r))) for r in (2, 1, 4, 3)]
-    plans_at = [len(updates) * k // 4 for k in range(5)]
-
-    def send_plans(part: int) -> None:
-        chunk = updates[plans_at[part] : plans_at[part + 1]]
-        produce(settings, chunk, topic=settings.topic_pos_plans)
-        produce(settings, [stores[part]], topic=settings.topic_pos_stores)
-
-    produce(settings, events[:2000])
-    send_plans(0)
-    produced = 2000
-    for round_ in range(3):
-        proc = _start_ingest(settings, log)
-        try:
-            wait_for(
-                lambda p=proc: len(stored_ids(settings)) > 0 or p.poll() is not None,  # type: ignore[misc]
-                120,
-                "the first batch",
-            )
-            assert proc.poll() is None, log.read_text()[-3000:]
-            chunk = events[produced : produced + 1300] + retries[round_ * 100 : round_ * 100 + 100]
-            produce(settings, chunk)
-            send_plans(round_ + 1)
-            produced += 1300
-            time.sleep(rng.uniform(0.2, 2.5))  # kill at a random point, mid-batch or not
-        finally:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-    produce(settings, events[produced:])
-    proc = _start_ingest(settings, log)
-    try:
-        wait_for(lambda: len(set(stored_ids(settings))) == 6000, 180, "all 6000 events")
-        time.sleep(2)  # a late duplicate would land in the next batch
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0, log.read_text()[-3000:]
-    ids = stored_ids(settings)
-    if len(ids) != len(set(ids)):
-        table = DeltaTable(str(settings.delta_dir / "pos_sales")).to_pandas()
-        twice = table[table.event_id.duplicated(keep=False)]
-        cols = ["event_id", "batch_id", "kafka_partition", "kafka_offset", "ingested_at"]
-        raise AssertionError(f"stored twice:\n{twice.sort_values('event_id')[cols].head(20)}")
-    assert len(ids) == len(set(ids)) == 6000, "every event stored exactly once"
-    daily = DeltaTable(str(settings.delta_dir / "daily_sales")).to_pyarrow_table()
-    assert sum(daily.column("event_count").to_pylist()) == 6000
-    state = DeltaTable(str(settings.delta_dir / "series_state")).to_pyarrow_table()
-    assert sum(state.column("total_events").to_pylist()) == 6000
-    stored_plans = table_rows(settings, "plans")
-    assert len(stored_plans) == 40, "one row per plan"
-    assert {r["plan_id"]: (r["revision"], r["cancelled"]) for r in stored_plans} == (
-        expected_plans()
-    )
-    assert [(r["store_id"], r["revision"]) for r in table_rows(settings, "stores")] == [("S1", 4)]
-    bad = quarantined(settings, settings.topic_pos_plans)
-    offsets = [(r["source_partition"], r["source_offset"]) for r in bad]
-    assert len(offsets) == len(set(offsets)) == 6, "every bad plan quarantined exactly once"
-    touched = state.filter(pc.is_valid(state.column("plans_changed_at"))).num_rows
-    assert touched == 7, "the plans touched every series of the store"
-    assert f"ingest source: {'kafka' if source == 'kafka' else 'shelfcast_kafka'}" in (
-        log.read_text()
-    )
 
 
 def _recreate_topic(settings: Settings) -> None:
@@ -293,7 +134,12 @@ def test_offsets_that_go_backwards_resume_from_earliest_when_asked(
         wait_for(lambda: len(stored_ids(settings)) == 30, 90, "30 stored events")
         _recreate_topic(settings)
         produce(settings, [sale(f"b{i}") for i in range(5)])
-        time.sleep(3)  # the query has seen the new topic's offsets by now
+        checkpoint = settings.checkpoint_dir / "ingest"
+        wait_for(
+            lambda: committed_offsets(checkpoint, settings.topic_pos_sales).get(0) == 5,
+            60,
+            "the query to see the new topic's offsets",
+        )
         produce(settings, [sale(f"c{i}") for i in range(5)])
         # Ours re-reads the recreated topic from its start. Spark's own source (its
         # failOnDataLoss=false) logs the loss and goes on from the offsets it finds: records

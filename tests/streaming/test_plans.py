@@ -2,7 +2,6 @@
 real dead-letter topic (no Spark), and what a plan change makes due."""
 
 import json
-import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -23,7 +22,9 @@ from streaming.query import build_pipeline
 from streaming.schemas import PLANS, STORES
 from streaming.thresholds import ThresholdStore
 from streaming.trigger import Thresholds, due_series
-from tests.conftest import plan, read_topic, sale, store_record
+from tests.support.events import plan, sale, store_record
+from tests.support.topics import read_topic
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2024, 3, 4, 12, tzinfo=UTC)
@@ -410,10 +411,15 @@ def test_the_real_coordinator_takes_the_hand_offs_submission_with_its_reason(
     assert [(d[0], d[1], d[3], d[4]) for d in submitted] == [("S1", "I1", 60, "plan")]
     (wave,) = waves
     assert (wave["total"], wave["skipped"]) == (1, 0)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        found = ray.get(actor.wave.remote(wave["wave_id"]), timeout=30)
-        if found["done"] + found["failed"] == 1:
-            break
-        time.sleep(1)
+
+    def finished() -> dict[str, Any]:
+        found: dict[str, Any] = ray.get(actor.wave.remote(wave["wave_id"]), timeout=30)
+        return found
+
+    def settled() -> bool:
+        found = finished()
+        return bool(found["done"] + found["failed"] == 1)
+
+    wait_for(settled, 180, "the plan's wave")
+    found = finished()
     assert (found["done"], found["failed"]) == (1, 0), found

@@ -17,7 +17,7 @@ import pytest
 
 from shelfcast.embedded import free_port, stop_process, wait_for_port
 from shelfcast.settings import Settings
-from tests.streaming.test_ingest_query import kill_and_resume
+from tests.support.ingest import kill_and_resume
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -103,7 +103,7 @@ def _state(ui: int) -> dict[str, Any]:
         with urllib.request.urlopen(f"http://127.0.0.1:{ui}/json/", timeout=5) as response:
             state: dict[str, Any] = json.load(response)
             return state
-    except OSError:
+    except (OSError, ValueError):  # not up yet, or still serving its HTML page there
         return {}
 
 

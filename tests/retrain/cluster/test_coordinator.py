@@ -20,19 +20,14 @@ from retrain.stores.registry import CHAMPION, model_name
 from shelfcast.retrain_command import run_wave
 from shelfcast.retrain_config import retrain_config
 from shelfcast.settings import Settings
-from tests.conftest import RETRAIN_FAST, demand, read_topic, write_daily
+from tests.support.retrain import RETRAIN_FAST, START
+from tests.support.series import demand, write_daily
+from tests.support.topics import read_topic
+from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
-START = date(2023, 1, 1)
 FAST = RETRAIN_FAST
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
 
 
 def test_two_waves_publish_one_valid_forecast_per_series_each_and_track_them(
@@ -298,15 +293,23 @@ def test_a_kafka_outage_retries_the_publish_not_the_task(
     from shelfcast.kafka import ensure_topics
     from shelfcast.settings import load_settings
 
-    # The forecasts go to a broker that is not there yet: it starts 40 s after the task
-    # finished, longer than the backoff and than one publish's own wait.
+    # The forecasts go to a broker that is not there yet: it starts once the coordinator has
+    # waited for Kafka's confirmation longer than its report of a slow delivery (10 s) and
+    # far longer than the task's retry backoff, so a task retried for it would show.
     address = f"127.0.0.1:{free_port()}"
     settings = retrain_settings().model_copy(update={"bootstrap_servers": address})
     version = write_daily(settings, {("S1", "I1"): demand(120)}, START)
     actor = coordinator(retrain_config(settings))
     wave = ray.get(actor.submit.remote([("S1", "I1", 0.0)], version))
     wait_for(lambda: any(u["status"] == "running" for u in ray.get(actor.peek_updates.remote())))
-    time.sleep(40)
+    wait_for(
+        lambda: any(
+            "not confirmed by Kafka" in (u.get("error") or "")
+            for u in ray.get(actor.peek_updates.remote())
+        ),
+        120,
+        "the coordinator to report the forecast unconfirmed",
+    )
     broker = start_broker(load_settings(data_dir=tmp_path / "late", bootstrap_servers=address))
     try:
         ensure_topics(settings)

@@ -2,7 +2,6 @@
 series' first wave, reused by later waves, retrained on their trigger, and a broken one falls
 back to the series' own families with the reason on the forecast."""
 
-import time
 from collections.abc import Callable
 from datetime import date, timedelta
 
@@ -12,7 +11,9 @@ from contracts import parse_forecast
 from retrain.stores.registry import CHAMPION, group_model_name
 from shelfcast.retrain_command import run_wave
 from shelfcast.settings import Settings
-from tests.conftest import demand, read_topic, write_daily
+from tests.support.series import demand, write_daily
+from tests.support.topics import read_topic
+from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -41,13 +42,6 @@ def _group_versions(settings: Settings) -> list[int]:
     return sorted(int(v.version) for v in found)
 
 
-def _wait_for(check: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.5)
-
-
 def test_a_group_model_trains_first_then_serves_later_waves_and_retrains_a_week_on(
     retrain_settings: Callable[..., Settings],
 ) -> None:
@@ -68,7 +62,7 @@ def test_a_group_model_trains_first_then_serves_later_waves_and_retrains_a_week_
     # Four more: the group's data is now a week past its model's; a retrain runs beside.
     _write(settings, 4, START + timedelta(days=243), 2, seed=20)
     run_wave(settings, keys, cold=False)
-    _wait_for(lambda: _group_versions(settings) == [1, 2], 120)
+    wait_for(lambda: _group_versions(settings) == [1, 2], 120)
 
     forecasts = [
         parse_forecast(m.value()) for m in read_topic(settings, settings.topic_forecasts, 9)
@@ -144,5 +138,5 @@ def test_a_corrupt_group_model_falls_back_to_the_series_families_with_the_reason
         assert forecast.group_model_version is None
     # The first series to find it broken has the group retrained: the rest (and later
     # waves) use the new model.
-    _wait_for(lambda: _group_versions(settings) == [1, 2], 120)
+    wait_for(lambda: _group_versions(settings) == [1, 2], 120)
     assert all(f.group_model_version in (None, 2) for f in forecasts)

@@ -26,8 +26,10 @@ from contracts import parse_forecast
 from shelfcast.embedded import RAY_NODE_ENV, free_port, ray_node_command, stop_process
 from shelfcast.retrain_config import retrain_config
 from shelfcast.settings import Settings
-from tests.conftest import demand, read_topic, write_daily
-from tests.retrain.cluster.test_coordinator import FAST, START, wait_for
+from tests.support.retrain import RETRAIN_FAST, START
+from tests.support.series import demand, write_daily
+from tests.support.topics import read_topic
+from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -36,7 +38,7 @@ HOST = "127.0.0.2"
 # a node to die or join while it runs.
 SERIES = [(f"S{n}", "I1") for n in range(12)]  # a node joining mid-wave needs them all
 FEW = SERIES[:8]
-QUICK = {**FAST, "retrain_max_attempts": 3}  # a task killed with its node is one attempt
+QUICK = {**RETRAIN_FAST, "retrain_max_attempts": 3}  # a task killed with its node is one attempt
 SLOW = {**QUICK, "retrain_cold_trials": 12}
 # A node killed without a word is declared dead after ~3 s (Ray's default is ~15 s).
 HEALTH = {

@@ -16,8 +16,10 @@ from shelfcast.retrain_config import retrain_config
 from shelfcast.settings import Settings
 from streaming.schemas import SERIES_STATE
 from streaming.tables import TableStore
-from tests.conftest import demand, read_topic, write_daily
-from tests.retrain.cluster.test_coordinator import START, wait_for
+from tests.support.retrain import START
+from tests.support.series import demand, write_daily
+from tests.support.topics import read_topic
+from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 

@@ -5,7 +5,7 @@ from datetime import date, timedelta
 import numpy as np
 
 from retrain.kernel.calendar import CalendarConfig, classify, fill_closed, holiday_names
-from tests.conftest import demand
+from tests.support.series import demand
 
 GERMANY = CalendarConfig(country="DE")
 START = date(2022, 1, 3)  # a Monday

@@ -15,7 +15,7 @@ from retrain.kernel.series import History
 from retrain.kernel.tuning import TuneConfig
 from retrain.prophet.fit import FitOptions, FitStats
 from retrain.stores.studies import StudyRef, open_study, save_warm_state, warm_state
-from tests.conftest import demand
+from tests.support.series import demand
 
 # Three cheap families keep the tests quick; test_families covers every family.
 FAST = ("prophet", "ets", "naive")

@@ -20,7 +20,7 @@ from retrain.kernel.families import (
 from retrain.kernel.series import History
 from retrain.kernel.tuning import TuneConfig
 from retrain.prophet.fit import FitOptions, FitStats
-from tests.conftest import demand
+from tests.support.series import demand
 
 START = date(2023, 1, 2)
 

@@ -20,17 +20,7 @@ from retrain.prophet.fit import (
 )
 from retrain.prophet.folds import FoldScorer, _Reference, fold_inputs
 from retrain.prophet.inprocess import InProcessBackend, log_posterior
-
-SAMPLE = Path(__file__).resolve().parents[2] / "data" / "kaggle_sample.csv.gz"
-
-
-def real_series() -> list[pd.DataFrame]:
-    """Eight store-item series of the shared Kaggle data (2015-11 to 2017-12), as shipped."""
-    frame = pd.read_csv(SAMPLE, parse_dates=["date"])
-    return [
-        rows[["date", "sales"]].rename(columns={"date": "ds", "sales": "y"}).iloc[:-28]
-        for _, rows in frame.groupby(["store", "item"])
-    ]
+from tests.support.data import real_series
 
 
 def shaped_series() -> list[pd.DataFrame]:

@@ -10,7 +10,7 @@ import pytest
 
 from retrain.prophet.fit import FitOptions, Params, fit_prophet
 from retrain.prophet.predict import predict_frame
-from tests.retrain.prophet.test_inprocess import real_series
+from tests.support.data import real_series
 
 
 @pytest.mark.parametrize("mode", ["additive", "multiplicative"])

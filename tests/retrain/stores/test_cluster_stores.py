@@ -1,5 +1,5 @@
 """The cluster-mode stores of docker-compose.yml on real processes: Optuna studies in
-PostgreSQL and MLflow's tracking server on PostgreSQL (tests/postgres.py starts both).
+PostgreSQL and MLflow's tracking server on PostgreSQL (bench/postgres.py starts both).
 
 Settings come the compose way: ``SHELFCAST_MLFLOW_TRACKING_URI`` in the environment and the
 Optuna database URL, password and all, as the secret file ``shelfcast_optuna_storage`` in
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.postgres import OPTUNA_SECRET, TRACKING_ENV, MlflowServer, PostgresCluster
 from contracts import parse_forecast
 from retrain.kernel.fallback import SeriesFit
 from retrain.prophet.fit import Params
@@ -23,8 +24,8 @@ from retrain.stores.studies import StudyRef, open_study, save_warm_state, study_
 from shelfcast.cli import main
 from shelfcast.retrain_command import run_wave
 from shelfcast.settings import Settings
-from tests.conftest import demand, read_topic, write_daily
-from tests.postgres import OPTUNA_SECRET, TRACKING_ENV, MlflowServer, PostgresCluster
+from tests.support.series import demand, write_daily
+from tests.support.topics import read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

@@ -12,7 +12,7 @@ from retrain.kernel.series import History, history_from_daily
 from retrain.stores.history import load_history
 from shelfcast.settings import Settings
 from streaming.tables import TableStore
-from tests.conftest import write_daily
+from tests.support.series import write_daily
 
 START = date(2024, 1, 1)
 

@@ -11,7 +11,7 @@ from deltalake import DeltaTable
 
 from contracts import parse_forecast
 from shelfcast.settings import Settings
-from tests.conftest import read_topic
+from tests.support.topics import read_topic
 
 __all__ = ["assert_invariants", "settled", "stored"]
 

@@ -1,5 +1,6 @@
-"""``shelfcast run`` as a process of its own, as an operator starts it: for the tests that
-stop, signal or kill the service (shutdown and fault injection)."""
+"""``shelfcast run`` as a process of its own, as an operator starts it: for every test that
+runs, stops, signals or kills the service as a process (shutdown, fault injection, the
+service killed mid-wave). :data:`FAST` is the retraining every service test runs with."""
 
 import json
 import os
@@ -8,13 +9,28 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
 
 from retrain.cluster.client import COORDINATOR, connect
 from shelfcast.retrain_config import ray_config
 from shelfcast.settings import Settings
-from tests.shelfcast.test_service import FAST
 
-__all__ = ["ServiceProcess", "services"]
+__all__ = ["FAST", "ServiceProcess", "last_handoff_at", "service_status", "services"]
+
+# The service's settings in tests: few trials, a short horizon, no metrics port, quick idle
+# ticks, a group model of one trial on two folds.
+FAST: dict[str, Any] = {
+    "retrain_cold_trials": 3,
+    "retrain_warm_trials": 1,
+    "retrain_horizon_days": 7,
+    "retrain_uncertainty_samples": 20,
+    "metrics_port": 0,
+    "handoff_idle_seconds": 1.0,
+    "retrain_group_cold_trials": 1,
+    "retrain_group_warm_trials": 0,
+    "retrain_group_folds": 2,
+}
 
 
 class ServiceProcess:
@@ -96,13 +112,14 @@ class ServiceProcess:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(30)
 
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it has not exited within 90 s."""
+    def stop(self) -> int | None:
+        """SIGTERM, then SIGKILL if it has not exited within 90 s; its exit code (None when
+        it was not running)."""
         if self.proc is None or self.proc.poll() is not None:
-            return
+            return None
         self.proc.send_signal(signal.SIGTERM)
         try:
-            self.proc.wait(90)
+            return self.proc.wait(90)
         finally:
             if self.proc.poll() is None:
                 os.killpg(self.proc.pid, signal.SIGKILL)
@@ -136,3 +153,18 @@ def services(
             ray.kill(ray.get_actor(COORDINATOR, namespace=svc.settings.ray_namespace))
         except ValueError:
             pass
+
+
+def service_status(settings: Settings) -> dict[str, Any]:
+    """The service's status file (what ``shelfcast status`` shows of it); empty before one."""
+    try:
+        data: dict[str, Any] = json.loads(settings.service_status_file.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data
+
+
+def last_handoff_at(settings: Settings) -> datetime | None:
+    """When the service's last hand-off (after a micro-batch, or an idle tick) ran."""
+    at = (service_status(settings).get("last_handoff") or {}).get("at")
+    return datetime.fromisoformat(at) if at else None

@@ -7,7 +7,8 @@ private socket folder), one database and one password-protected user per store, 
 never its command line), artifacts served from a local folder. ``initdb`` and ``postgres``
 refuse to run as root: as root they run as the ``postgres`` user Debian's package creates.
 
-Used by the test fixtures (tests/conftest.py) and by ``bench.stores``; stopped by pid.
+Used by ``bench.stores`` and by the test fixtures (tests/conftest.py), so it lives here, where
+the benchmarks need not import the tests; stopped by pid.
 """
 
 import contextlib
