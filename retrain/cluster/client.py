@@ -53,9 +53,16 @@ def connect(ray_config: RayConfig) -> None:
 
     if ray.is_initialized():
         return
+    nodes = _node_addresses(ray_config.address) if host.startswith("127.") else None
     # A head on a loopback address (127.0.0.2, ...: nodes of one machine with addresses of
-    # their own) is this machine's node: join as that node, not as 127.0.0.1.
-    own: dict[str, Any] = {"_node_ip_address": host} if host.startswith("127.") else {}
+    # their own) is this machine's node: join as that node, not as 127.0.0.1. A head started
+    # the plain way ('ray start --head --port P') registers under the machine's outward
+    # address though, and no node answers to the loopback one: join as Ray does then.
+    own: dict[str, Any] = (
+        {"_node_ip_address": host}
+        if host.startswith("127.") and (not nodes or host in nodes)
+        else {}
+    )
     try:
         ray.init(
             address=ray_config.address,
@@ -65,10 +72,31 @@ def connect(ray_config: RayConfig) -> None:
             **own,
         )
     except (ConnectionError, RuntimeError, ValueError) as exc:
+        port = ray_config.address.rpartition(":")[2]
+        hint = (
+            f" Its nodes are registered under {', '.join(sorted(nodes))}: set "
+            f"SHELFCAST_RAY_ADDRESS to {sorted(nodes)[0]}:{port}."
+            if nodes and host not in nodes
+            else ""
+        )
         raise RetrainError(
-            f"Cannot join the Ray cluster at {ray_config.address}: {exc}. Start the embedded "
-            "one with 'shelfcast up', or set SHELFCAST_RAY_ADDRESS to your cluster's head."
+            f"Cannot join the Ray cluster at {ray_config.address}: {exc}.{hint} Start the "
+            "embedded one with 'shelfcast up', or set SHELFCAST_RAY_ADDRESS to your cluster's "
+            "head."
         ) from exc
+
+
+def _node_addresses(address: str, timeout: float = 10.0) -> set[str] | None:
+    """The addresses the cluster's live nodes are registered under, asked of its GCS; None
+    when it cannot say (not reachable, or Ray's client for it changed)."""
+    try:
+        from ray._raylet import GcsClient  # type: ignore[attr-defined]
+
+        nodes = GcsClient(address=address).get_all_node_info(timeout=timeout)
+        return {str(node.node_manager_address) for node in nodes.values() if int(node.state) == 0}
+    except Exception as exc:  # a private API of Ray's: joining goes on as before without it
+        log.debug("the nodes of the Ray cluster at %s not read: %s", address, exc)
+        return None
 
 
 def _placement(ray_config: RayConfig, name: str) -> dict[str, Any]:

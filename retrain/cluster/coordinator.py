@@ -5,8 +5,14 @@ a restarted driver reconnects by name and finds the queue as it was. ``submit`` 
 work and returns; a pump inside the actor starts one Ray task per series, at most one per CPU
 of the cluster. Each task records its series in MLflow (under the wave's run, which the
 coordinator opens and closes); the coordinator publishes the forecast. A series is done once
-Kafka confirmed delivery. MLflow's wave runs and the producer are its :mod:`sinks
-<retrain.cluster.sinks>`.
+Kafka confirmed delivery. MLflow's wave runs, the producer and its Delta reads are its
+:mod:`sinks <retrain.cluster.sinks>`.
+
+A failure counts toward the series' poison only when it is the series' own: an outage of
+MLflow, the Optuna storage, Delta, Ray or Kafka (:mod:`retrain.cluster.outages`) is retried
+until the system returns. So is a task that ran over its time limit without being the cause:
+one whose heartbeat stopped (its worker hung, was stopped or lost), or that used under half
+its time in CPU (it waited on a store, a lock, an overloaded node).
 """
 
 import asyncio
@@ -14,19 +20,21 @@ import logging
 import time
 import uuid
 from collections import Counter, deque
+from dataclasses import dataclass
 from typing import Any
 
 import ray
 
 from retrain.cluster.groups import GroupScheduler
 from retrain.cluster.identity import retrain_identity
+from retrain.cluster.outages import outage_of
 from retrain.cluster.prewarm import prewarm
 from retrain.cluster.queue import Job, Request, RetrainQueue
 from retrain.cluster.recovery import busy_series
 from retrain.cluster.sinks import Sinks, error_text, forecast_message
-from retrain.cluster.task import TaskResult, run_job
+from retrain.cluster.task import HEARTBEAT_SECONDS, TaskResult, run_job
 from retrain.config import CoordinatorConfig
-from retrain.errors import RetrainError
+from retrain.errors import InfrastructureError, RetrainError
 from retrain.group.train import train_group
 from retrain.stores.registry import GroupRecord
 
@@ -35,6 +43,21 @@ __all__ = ["Coordinator"]
 log = logging.getLogger("shelfcast.coordinator")
 
 _train = ray.remote(num_cpus=1, max_retries=0)(run_job)
+
+# A task silent for this many heartbeats has stopped answering.
+_SILENT_BEATS = 3
+# A task over its limit that used less CPU than this share of it mostly waited.
+_BUSY_SHARE = 0.5
+
+
+@dataclass
+class _Beat:
+    """What a running task last said: its process, when it started, its CPU seconds."""
+
+    pid: int
+    first: float  # time.monotonic() of its start
+    at: float  # of its last heartbeat
+    cpu: float = 0.0
 
 
 class Coordinator:
@@ -52,7 +75,10 @@ class Coordinator:
         # Numbered from the clock: news of a coordinator that replaces a lost one (Ray
         # restarts it) is numbered above its predecessor's.
         self.queue = RetrainQueue(
-            policy.max_attempts, policy.backoff_seconds, int(time.time() * 1e6)
+            policy.max_attempts,
+            policy.backoff_seconds,
+            int(time.time() * 1e6),
+            policy.outage_max_seconds,
         )
         self._task = _train if task is None else ray.remote(num_cpus=1, max_retries=0)(task)
         self.sinks = Sinks(config)
@@ -63,10 +89,11 @@ class Coordinator:
         self._wave_methods: dict[str, Counter[str]] = {}
         self._recent: deque[tuple[float, float]] = deque(maxlen=10_000)
         self._latest: deque[dict[str, Any]] = deque(maxlen=20)
-        self._pids: dict[str, int] = {}
+        self._beats: dict[str, _Beat] = {}
         self.published = 0
         self._rebuilt = False
         self._spec_ref: Any = None
+        self._closing = self._close_again = False
         self.groups = GroupScheduler(config.task.groups, self._train_group, self._poke)
 
     # calls ----------------------------------------------------------------------------------
@@ -139,15 +166,25 @@ class Coordinator:
                 k: {"version": p.version, "data": p.data, "error": p.error}
                 for k, p in self.queue.poison.items()
             },
+            # Systems that failed, with the series waiting for them (none count as failures).
+            "outages": self.queue.outage_summary(),
             "latest": list(self._latest),
             "groups": self.groups.status(),
         }
 
     async def started(self, key: str, pid: int) -> None:
-        self._pids[key] = pid
+        """A task of ``key`` started in process ``pid``."""
+        now = time.monotonic()
+        self._beats[key] = _Beat(pid, now, now)
+
+    async def beat(self, key: str, pid: int, cpu: float) -> None:
+        """The heartbeat of ``key``'s task: alive, having used ``cpu`` seconds."""
+        beat = self._beats.get(key)
+        if beat is not None and beat.pid == pid:  # not a late beat of an earlier attempt
+            beat.at, beat.cpu = time.monotonic(), cpu
 
     async def running_pids(self) -> dict[str, int]:
-        return {k: p for k, p in self._pids.items() if k in self.queue.running}
+        return {k: b.pid for k, b in self._beats.items() if k in self.queue.running}
 
     async def identity(self) -> dict[str, str]:
         """The retrain settings in use, for a driver to compare with its own."""
@@ -161,7 +198,8 @@ class Coordinator:
         self._spec_ref = None
         self.queue.max_attempts = config.policy.max_attempts
         self.queue.backoff_seconds = config.policy.backoff_seconds
-        # Rebuilt on the I/O thread at the next result, with the new addresses.
+        self.queue.outage_max_seconds = config.policy.outage_max_seconds
+        # MLflow is opened again at its next use, the producer at once, with the new addresses.
         self.sinks.reconfigure(config)
 
     async def ping(self) -> str:
@@ -234,7 +272,7 @@ class Coordinator:
         if self._rebuilt:
             return
         self._rebuilt = True
-        found, version = await self.sinks.run(
+        found, version = await self.sinks.read(
             busy_series, self.config.delta_dir, self.shard, self.shards
         )
         held = self.queue.queued.keys() | self.queue.running.keys()
@@ -257,7 +295,8 @@ class Coordinator:
             result = await self._train(job, me, wave_run)
         except Exception as exc:
             error = self.sinks.redacted(error_text(exc))
-            outcome = self.queue.fail(job.key, error, time.time())
+            outage = outage_of(exc)
+            outcome = self.queue.fail(job.key, error, time.time(), outage)
             log.warning("retrain of %s failed (%s): %s", job.key, outcome, error)
         else:
             self.groups.seen(job, result.fit.data_through, broken=result.group_error)
@@ -283,9 +322,9 @@ class Coordinator:
             )
         finally:
             self._tasks.pop(job.key, None)
-            self._pids.pop(job.key, None)
-            await self._close_finished_waves()
+            self._beats.pop(job.key, None)
             self._poke()
+            await self._close_finished_waves()
 
     async def _deliver(self, result: TaskResult) -> dict[str, Any]:
         """Publish the task's forecast and return it once Kafka confirmed it."""
@@ -313,18 +352,68 @@ class Coordinator:
         args = (job, self._spec_ref, me, wave_run) + ((group,) if group is not None else ())
         ref = self._task.remote(*args)
         limit = self.config.policy.task_timeout_seconds
-        try:
-            result: TaskResult = await asyncio.wait_for(asyncio.wrap_future(ref.future()), limit)
-        except TimeoutError:
-            # force: a hung task never reaches a cancellation point; its worker is killed.
-            ray.cancel(ref, force=True)
-            raise RetrainError(
-                f"The retrain of {job.key} ran over {limit:g} s and was stopped; it is retried. "
-                "If its series is just slow, raise SHELFCAST_RETRAIN_TASK_TIMEOUT_SECONDS."
-            ) from None
-        return result
+        submitted = time.monotonic()
+        future = asyncio.wrap_future(ref.future())
+        while True:
+            # The limit counts from the task's start: waiting for a CPU is not running.
+            beat = self._beats.get(job.key)
+            left = (beat.first if beat is not None else submitted) + limit - time.monotonic()
+            if left <= 0:
+                break
+            done, _ = await asyncio.wait({future}, timeout=left)
+            if done:
+                result: TaskResult = future.result()
+                return result
+        # force: a hung task never reaches a cancellation point; its worker is killed.
+        ray.cancel(ref, force=True)
+        raise self._overran(job, limit)
+
+    def _overran(self, job: Job, limit: float) -> RetrainError:
+        """The error of a task stopped at its limit: the series' own only when it computed."""
+        key, beat = job.key, self._beats.get(job.key)
+        again = "It is retried, and does not count against the series."
+        if beat is None:
+            return InfrastructureError(
+                f"The retrain of {key} did not start within {limit:g} s: Ray had no worker "
+                f"for it. {again}",
+                "Ray",
+            )
+        silent = time.monotonic() - beat.at
+        if silent > _SILENT_BEATS * HEARTBEAT_SECONDS:
+            return InfrastructureError(
+                f"The retrain of {key} ran over {limit:g} s and was stopped: its worker (pid "
+                f"{beat.pid}) had not answered for {silent:.0f} s (hung, stopped, or its node "
+                f"lost). {again}",
+                "Ray",
+            )
+        if beat.cpu < _BUSY_SHARE * limit:
+            return InfrastructureError(
+                f"The retrain of {key} ran over {limit:g} s and was stopped having used "
+                f"{beat.cpu:.0f} CPU-s: it waited (on a store, a lock, or an overloaded node) "
+                f"more than it computed. {again}",
+                "stalled task",
+            )
+        return RetrainError(
+            f"The retrain of {key} ran over {limit:g} s and was stopped ({beat.cpu:.0f} CPU-s); "
+            "it is retried. If its series is just slow, raise "
+            "SHELFCAST_RETRAIN_TASK_TIMEOUT_SECONDS."
+        )
 
     async def _close_finished_waves(self) -> None:
+        """Close the MLflow runs of finished waves (one closer at a time: a slow MLflow never
+        holds a finished task)."""
+        self._close_again = True
+        if self._closing:
+            return
+        self._closing = True
+        try:
+            while self._close_again:
+                self._close_again = False
+                await self._close_waves()
+        finally:
+            self._closing = False
+
+    async def _close_waves(self) -> None:
         for wave_id in [w for w in self._wave_methods if w not in self.queue.waves]:
             del self._wave_methods[wave_id]
         for wave_id in self.sinks.open_waves:

@@ -14,11 +14,14 @@ import side by side. On a small machine, where Spark's start and the coordinator
 same cores, workers importing side by side each got a fraction of a core and the first
 series waited for all of them (2 cores: its worker was ready 2.5-4 s later; ~4 CPU-s of
 imports each). They wait on a file lock: Ray gives the CPU of a task that waits in
-``ray.wait`` to another task, which then started a cold worker.
+``ray.wait`` to another task, which then started a cold worker. The lock is one file per user
+and node, reused by every start, in a folder only that user may enter
+(``<tmp>/shelfcast-<uid>``); it records the last starts whose first import is done.
 """
 
 import fcntl
 import os
+import stat
 import tempfile
 import time
 import uuid
@@ -27,11 +30,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FIRST_WAIT_SECONDS", "prewarm", "warm_imports"]
+__all__ = ["FIRST_WAIT_SECONDS", "lock_path", "prewarm", "warm_imports"]
 
 # How long a worker waits for the node's first one before importing anyway.
 FIRST_WAIT_SECONDS = 60.0
-_DONE = "imported"
+# Starts remembered in the lock file (shards start side by side, each with its token).
+_KEEP_TOKENS = 64
 
 
 def warm_imports(token: str | None) -> int:
@@ -63,10 +67,10 @@ def warm_imports(token: str | None) -> int:
 def _first_alone(token: str | None) -> Iterator[None]:
     """The body runs alone in the node's first worker of ``token``, side by side in the
     others once it has run (or after FIRST_WAIT_SECONDS)."""
-    if not token:
+    path = lock_path() if token else None
+    if not token or path is None:
         yield
         return
-    path = Path(tempfile.gettempdir()) / f"shelfcast-prewarm-{token}.lock"
     with path.open("a+") as lock:
         deadline = time.monotonic() + FIRST_WAIT_SECONDS
         while True:
@@ -79,7 +83,8 @@ def _first_alone(token: str | None) -> Iterator[None]:
                     return
                 time.sleep(0.05)
         lock.seek(0)
-        if lock.read() == _DONE:  # another worker went first: side by side now
+        done = lock.read().split()
+        if token in done:  # another worker went first: side by side now
             fcntl.flock(lock, fcntl.LOCK_UN)
             yield
             return
@@ -87,10 +92,28 @@ def _first_alone(token: str | None) -> Iterator[None]:
             yield
             lock.seek(0)
             lock.truncate()
-            lock.write(_DONE)
+            lock.write("\n".join([*done[-(_KEEP_TOKENS - 1) :], token]) + "\n")
             lock.flush()
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def lock_path() -> Path | None:
+    """This user's prewarm lock on this node, in a folder only the user may enter; None when
+    that folder is not such a folder (another user made it, or opened it up): no order then."""
+    folder = Path(tempfile.gettempdir()) / f"shelfcast-{os.getuid()}"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        info = os.lstat(folder)
+    except OSError:
+        return None
+    if (
+        not stat.S_ISDIR(info.st_mode)
+        or info.st_uid != os.getuid()
+        or stat.S_IMODE(info.st_mode) & 0o077
+    ):
+        return None
+    return folder / "prewarm.lock"
 
 
 def prewarm(cpus: int) -> list[Any]:

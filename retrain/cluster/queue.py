@@ -7,6 +7,9 @@ No Ray here: the coordinator actor owns one instance and drives it with the cloc
   is poison at its own data (its stored events, ``Request.data``) and skipped until it has
   more. Every micro-batch makes a new ``daily_sales`` version, so the version alone barely
   held; it is the test only for submissions that do not say (``shelfcast retrain --series``).
+- An outage (a failure of a system the series depends on, not of its model) never counts:
+  the series retries after ``backoff * 2**(outages-1)`` seconds, at most ``outage_max_seconds``,
+  for as long as the outage lasts, and is listed in :attr:`RetrainQueue.outages` meanwhile.
 """
 
 import heapq
@@ -17,12 +20,15 @@ from typing import Any
 
 from contracts.series import parse_series_key, series_key
 
-__all__ = ["Job", "Poison", "Request", "RetrainQueue", "Wave"]
+__all__ = ["Job", "Outage", "Poison", "Request", "RetrainQueue", "Wave"]
 
 _KEEP_WAVES = 200
 _KEEP_UPDATES = 100_000
 
 QUEUED, RUNNING, DONE, FAILED, POISON = "queued", "running", "done", "failed", "poison"
+OUTAGE = "outage"  # a failure that did not count: the series waits for the system to return
+# The shortest retry delay after an outage (the policy's backoff may be 0).
+_MIN_OUTAGE_DELAY = 0.5
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,16 @@ class Poison:
 
 
 @dataclass(frozen=True)
+class Outage:
+    """A series waiting for a system to return: which, since when, its last error."""
+
+    system: str
+    error: str
+    since: float
+    retries: int
+
+
+@dataclass(frozen=True)
 class Job:
     """A queued or running retrain of one series at one data version."""
 
@@ -81,6 +97,7 @@ class Job:
     seq: int = 0
     data: int | None = None
     reason: str = "sales"
+    outages: int = 0  # failures in a row that were outages (they set its retry delay)
 
     @property
     def key(self) -> str:
@@ -123,10 +140,16 @@ class RetrainQueue:
     """Queued, running, poisoned series and the waves they belong to."""
 
     def __init__(
-        self, max_attempts: int = 3, backoff_seconds: float = 2.0, seq_base: int = 0
+        self,
+        max_attempts: int = 3,
+        backoff_seconds: float = 2.0,
+        seq_base: int = 0,
+        outage_max_seconds: float = 30.0,
     ) -> None:
         self.max_attempts = max_attempts
         self.backoff_seconds = backoff_seconds
+        self.outage_max_seconds = outage_max_seconds
+        self.outages: dict[str, Outage] = {}
         self.queued: dict[str, Job] = {}
         # Queued jobs by (priority, arrival), with stale entries skipped when popped: a take
         # costs log(n) per job, not a sort of the whole queue (which, once per finished
@@ -258,16 +281,24 @@ class RetrainQueue:
 
     def succeed(self, key: str, now: float, **info: Any) -> None:
         job = self.running.pop(key)
+        self.outages.pop(key, None)
         self._note(key, DONE, **{"version": job.version, "error": None, **info})
         self._count(job, now, ok=True)
         self._requeue_rerun(key)
 
-    def fail(self, key: str, error: str, now: float) -> str:
-        """Record a failure; returns ``queued`` (a retry is scheduled) or ``poison``."""
+    def fail(self, key: str, error: str, now: float, outage: str | None = None) -> str:
+        """Record a failure; returns ``queued`` (a retry is scheduled) or ``poison``.
+
+        With ``outage`` (the system that failed), the failure is not the series': it does not
+        count toward poison, and the series is retried after a bounded backoff (``outage``
+        is returned)."""
         job = self.running.pop(key)
         newer = self.rerun.pop(key, None)
         if newer is not None:
-            job = replace(newer, attempts=job.attempts)
+            job = replace(newer, attempts=job.attempts, outages=job.outages)
+        if outage is not None:
+            return self._wait_out(job, error, now, outage)
+        self.outages.pop(key, None)
         attempts = job.attempts + 1
         if attempts >= self.max_attempts:
             self.poison[key] = Poison(job.version, job.data, error)
@@ -278,6 +309,20 @@ class RetrainQueue:
         self._enqueue(replace(job, attempts=attempts, not_before=now + delay))
         self._note(key, QUEUED, version=job.version, error=error, attempts=attempts)
         return QUEUED
+
+    def _wait_out(self, job: Job, error: str, now: float, system: str) -> str:
+        outages = job.outages + 1
+        base = max(self.backoff_seconds, _MIN_OUTAGE_DELAY)
+        delay = min(base * 2 ** min(outages - 1, 30), self.outage_max_seconds)
+        self._enqueue(replace(job, outages=outages, not_before=now + delay))
+        before = self.outages.get(job.key)
+        self.outages[job.key] = Outage(
+            system, error, before.since if before is not None else now, outages
+        )
+        self._note(
+            job.key, QUEUED, version=job.version, error=error, attempts=job.attempts, outage=system
+        )
+        return OUTAGE
 
     def report(self, key: str, error: str) -> None:
         """Tell the driver about a running series' trouble (e.g. its forecast not sent yet)."""
@@ -350,4 +395,16 @@ class RetrainQueue:
             "running": len(self.running),
             "rerun": len(self.rerun),
             "poison": len(self.poison),
+            "outage": len(self.outages),
         }
+
+    def outage_summary(self) -> dict[str, dict[str, Any]]:
+        """Per failed system: how many series wait for it, since when, the latest error."""
+        out: dict[str, dict[str, Any]] = {}
+        for key, o in self.outages.items():
+            entry = out.setdefault(
+                o.system, {"series": 0, "since": o.since, "error": o.error, "example": key}
+            )
+            entry["series"] += 1
+            entry["since"] = min(entry["since"], o.since)
+        return out

@@ -8,13 +8,17 @@ series a second whatever the cluster's size. Kafka stays on the coordinator, onc
 
 import os
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
 from retrain.cluster.queue import Job
+from retrain.errors import InfrastructureError
 from retrain.group.config import GroupSpec
 from retrain.group.features import group_view, series_input
 from retrain.group.model import GroupModel
@@ -30,7 +34,10 @@ from retrain.stores.plans import load_plans, load_stores
 from retrain.stores.registry import GroupRecord
 from retrain.stores.studies import StudyRef, open_study, save_warm_state, study_name, warm_state
 
-__all__ = ["TaskResult", "TaskSpec", "run_job"]
+__all__ = ["HEARTBEAT_SECONDS", "TaskResult", "TaskSpec", "heartbeat", "run_job"]
+
+# How often a running task tells the coordinator it is alive, and the CPU it has used.
+HEARTBEAT_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -162,16 +169,59 @@ def run_job(
 ) -> TaskResult:
     """Retrain one series; every modelling failure falls back inside (see ``retrain_one``).
 
-    ``reporter`` (the coordinator's handle) hears that the job started and in which process;
-    the series' MLflow run is a child of ``wave_run_id``; ``group`` is its group's model, or
-    why it has none (the series then uses its own families, and the reason is recorded).
-    Failing to record raises (the coordinator retries the job): a forecast is only published
-    with its model version. A job for a plan change (``job.reason == "plan"``) refits the
-    champion with the new plans, nothing is re-tuned.
+    ``reporter`` (the coordinator's handle) hears that the job started, in which process, and
+    its heartbeat while it runs (:func:`heartbeat`); the series' MLflow run is a child of
+    ``wave_run_id``; ``group`` is its group's model, or why it has none (the series then uses
+    its own families, and the reason is recorded). Failing to record raises (the coordinator
+    retries the job; an MLflow, Optuna storage or Delta outage as
+    :class:`~retrain.errors.InfrastructureError`, which never counts toward poison): a
+    forecast is only published with its model version. A job for a plan change
+    (``job.reason == "plan"``) refits the champion with the new plans, nothing is re-tuned.
     """
+    with heartbeat(reporter, job.key):
+        return _run(job, spec, wave_run_id, group)
+
+
+def _cpu_seconds() -> float:
+    """This process' CPU time, with its finished children's (a cmdstan fit is one)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+@contextmanager
+def heartbeat(reporter: Any, key: str, every: float = HEARTBEAT_SECONDS) -> Iterator[None]:
+    """Tell ``reporter`` (the coordinator) that the task of ``key`` started, in which process,
+    then every ``every`` seconds the CPU seconds it has used since. A task that runs over its
+    time limit having said nothing for a while (hung, stopped, its node lost), or having
+    mostly waited, is an outage there, not the series' failure. A thread of the task's own
+    process, so it stops with it."""
+    if reporter is None:
+        yield
+        return
+    pid = os.getpid()
+    reporter.started.remote(key, pid)
+    first = _cpu_seconds()
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every):
+            try:
+                reporter.beat.remote(key, pid, _cpu_seconds() - first)
+            except Exception:  # the coordinator is gone: the task goes on
+                return
+
+    thread = threading.Thread(target=beat, name="shelfcast-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+
+
+def _run(
+    job: Job, spec: TaskSpec, wave_run_id: str | None, group: GroupRecord | str | None
+) -> TaskResult:
     began = time.perf_counter()
-    if reporter is not None:
-        reporter.started.remote(job.key, os.getpid())
     history = load_history(
         spec.daily_sales_uri, job.store_id, job.item_id, job.version, spec.history_days
     )
@@ -195,6 +245,8 @@ def run_job(
     if group is not None:
         try:
             view = _view(spec, job, history, group, plans, store)
+        except InfrastructureError:
+            raise  # MLflow away: the model is not broken, the series is retried
         except Exception as exc:  # a broken group model leaves the series' own families
             notes.append(f"group model {group.group} v{group.version}: {type(exc).__name__}: {exc}")
             group_error = notes[-1]

@@ -22,8 +22,9 @@ import pyarrow.dataset as pads
 from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
-from retrain.errors import RetrainError
+from retrain.errors import InfrastructureError, RetrainError
 from retrain.kernel.series import PRICE_DAYS, History, history_from_daily
+from retrain.stores.transient import transient
 
 __all__ = ["SeriesRows", "load_group", "load_history", "store_ids"]
 
@@ -85,6 +86,12 @@ def load_history(
             "run 'shelfcast ingest' first or check --data-dir."
         ) from exc
     except (DeltaError, OSError, pa.ArrowException) as exc:
+        if transient(exc):
+            raise InfrastructureError(
+                f"Cannot read daily_sales version {version} for {store_id}|{item_id}: {exc}. "
+                "Its storage did not answer; the series is retried until it does.",
+                "Delta",
+            ) from exc
         raise RetrainError(
             f"Cannot read daily_sales version {version} for {store_id}|{item_id}: {exc}. "
             "An old version may have been vacuumed; submit the series again at the latest one."

@@ -15,8 +15,9 @@ import pyarrow as pa
 from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
-from retrain.errors import RetrainError
+from retrain.errors import InfrastructureError, RetrainError
 from retrain.kernel.plans import Plan, StoreInfo
+from retrain.stores.transient import transient
 
 __all__ = ["load_plans", "load_stores"]
 
@@ -38,6 +39,11 @@ def _read(uri: str, filters: list[tuple[str, str, list[str]]] | None) -> pa.Tabl
         table.update_incremental()
         rows: pa.Table = table.to_pyarrow_table(filters=filters)
     except (DeltaError, OSError, pa.ArrowException) as exc:
+        if transient(exc):
+            raise InfrastructureError(
+                f"Cannot read {uri}: {exc}. Its storage did not answer; retried until it does.",
+                "Delta",
+            ) from exc
         raise RetrainError(f"Cannot read {uri}: {exc}. Check the data directory.") from exc
     return rows
 

@@ -23,8 +23,9 @@ from typing import Any
 from urllib.parse import unquote
 
 from contracts.series import series_key
-from retrain.errors import RetrainError
+from retrain.errors import InfrastructureError, RetrainError
 from retrain.kernel.fallback import SeriesFit
+from retrain.stores.transient import transient
 
 __all__ = ["GroupRecord", "Tracker", "group_model_name", "model_name", "redact"]
 
@@ -110,9 +111,10 @@ class Tracker:
             else:
                 self.experiment_id = found.experiment_id
         except Exception as exc:
-            raise RetrainError(
-                f"Cannot use MLflow at {_safe(uri)}: {redact(str(exc), uri)}. "
-                "Start the tracking server or fix SHELFCAST_MLFLOW_TRACKING_URI."
+            raise _failure(
+                f"Cannot use MLflow at {_safe(uri)}: {redact(str(exc), uri)}.",
+                exc,
+                "Start the tracking server or fix SHELFCAST_MLFLOW_TRACKING_URI.",
             ) from exc
         self._registered: set[str] = set()
 
@@ -134,21 +136,37 @@ class Tracker:
         return str(self.experiment_id)
 
     def start_wave(self, wave_id: str, tags: dict[str, str]) -> str:
-        run = self.client.create_run(
-            self._experiment_id(),
-            run_name=f"wave-{wave_id}",
-            tags={"shelfcast.kind": "wave", "shelfcast.wave": wave_id, **tags},
-        )
+        try:
+            run = self.client.create_run(
+                self._experiment_id(),
+                run_name=f"wave-{wave_id}",
+                tags={"shelfcast.kind": "wave", "shelfcast.wave": wave_id, **tags},
+            )
+        except RetrainError:
+            raise
+        except Exception as exc:
+            raise self._failed(f"Starting the run of wave {wave_id}", exc) from exc
         return str(run.info.run_id)
 
     def finish_wave(self, run_id: str, metrics: dict[str, float]) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self.client.log_batch(
-            run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()]
+        try:
+            self.client.log_batch(
+                run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()]
+            )
+            self.client.set_terminated(run_id, "FINISHED")
+        except Exception as exc:
+            raise self._failed(f"Finishing the wave run {run_id}", exc) from exc
+
+    def _failed(self, doing: str, exc: Exception, advice: str = "") -> RetrainError:
+        """``exc`` of MLflow as our error: an outage (retried until MLflow answers) or not."""
+        return _failure(
+            f"{doing} in MLflow at {self.display_uri} failed: {redact(str(exc), self.uri)}.",
+            exc,
+            advice,
         )
-        self.client.set_terminated(run_id, "FINISHED")
 
     def record_series(
         self,
@@ -176,10 +194,10 @@ class Tracker:
                     self.client.set_terminated(run_id, "FAILED")
             if isinstance(exc, RetrainError):
                 raise
-            raise RetrainError(
-                f"Recording {store_id}|{item_id} in MLflow at {self.display_uri} failed: "
-                f"{redact(str(exc), self.uri)}. "
-                "The series is retried; check that the tracking store is reachable."
+            raise self._failed(
+                f"Recording {store_id}|{item_id}",
+                exc,
+                "The series is retried; check that the tracking store is reachable.",
             ) from exc
         return run_id, version
 
@@ -283,10 +301,10 @@ class Tracker:
             if run_id is not None:
                 with contextlib.suppress(Exception):
                     self.client.set_terminated(run_id, "FAILED")
-            raise RetrainError(
-                f"Recording group model {group!r} in MLflow at {self.display_uri} failed: "
-                f"{redact(str(exc), self.uri)}. The group is retrained later; its series use "
-                "their own models meanwhile."
+            raise self._failed(
+                f"Recording group model {group!r}",
+                exc,
+                "The group is retrained later; its series use their own models meanwhile.",
             ) from exc
         return GroupRecord(
             group, int(version.version), source, through, trained_at, series, rows, score
@@ -321,20 +339,22 @@ class Tracker:
                     int(tags.get("rows", "0")),
                     float(score) if score else None,
                 )
-        except (MlflowException, KeyError, ValueError) as exc:
-            raise RetrainError(
-                f"Cannot list the group models in MLflow at {self.display_uri}: "
-                f"{redact(str(exc), self.uri)}"
-            ) from exc
+        except (MlflowException, KeyError, ValueError, OSError) as exc:
+            raise self._failed("Listing the group models", exc) from exc
         return out
 
     def group_model_bytes(self, record: GroupRecord) -> bytes:
         """The model file of a group version."""
-        with tempfile.TemporaryDirectory(prefix="shelfcast-group-") as tmp:
-            local = self._mlflow.artifacts.download_artifacts(
-                artifact_uri=record.model_uri, dst_path=tmp, tracking_uri=self.uri
-            )
-            return Path(local).read_bytes()
+        try:
+            with tempfile.TemporaryDirectory(prefix="shelfcast-group-") as tmp:
+                local = self._mlflow.artifacts.download_artifacts(
+                    artifact_uri=record.model_uri, dst_path=tmp, tracking_uri=self.uri
+                )
+                return Path(local).read_bytes()
+        except Exception as exc:
+            raise self._failed(
+                f"Reading group model {record.group} v{record.version}", exc
+            ) from exc
 
     def _set_champion(self, name: str, version: str) -> None:
         """``MlflowClient.set_registered_model_alias`` first checks that the model is not a
@@ -355,7 +375,9 @@ class Tracker:
             version = self.client.get_model_version_by_alias(
                 model_name(store_id, item_id), CHAMPION
             )
-        except MlflowException:
+        except MlflowException as exc:
+            if transient(exc):  # MLflow away is not "no champion"
+                raise self._failed(f"Reading the champion of {store_id}|{item_id}", exc) from exc
             return None
         with tempfile.TemporaryDirectory(prefix="shelfcast-model-") as tmp:
             local = self._mlflow.artifacts.download_artifacts(
@@ -393,6 +415,15 @@ class Tracker:
             if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
                 raise
         self._registered.add(name)
+
+
+def _failure(text: str, exc: BaseException, advice: str) -> RetrainError:
+    if transient(exc):
+        return InfrastructureError(
+            f"{text} MLflow is unreachable or failing; the work is retried until it answers.",
+            "MLflow",
+        )
+    return RetrainError(f"{text} {advice}".rstrip())
 
 
 @cache

@@ -3,22 +3,34 @@
 Default: JournalStorage on files under ``<data_dir>/optuna``, sharded by series, because
 opening a journal replays it whole and SQLite locks under parallel writers. A database URL
 (PostgreSQL in cluster mode) replaces it. Storages are opened once per worker process.
+
+A journal's writers take an ``flock`` on ``<journal>.flock``, which the kernel releases when
+its holder dies. Optuna's default lock is a symlink that outlives a worker killed while
+writing (Ray's force cancel of a hung task, the OOM killer): every writer of that journal then
+waited out its 30 s grace period, and the killed task's retry ran over a 30 s task timeout.
+Every process writing a journal must be of this version or later (the two locks do not see
+each other).
 """
 
+import fcntl
+import os
+import threading
 import zlib
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
-from retrain.errors import RetrainError
+from retrain.errors import InfrastructureError, RetrainError
 from retrain.kernel.fallback import WarmState
 from retrain.prophet.fit import Params
+from retrain.stores.transient import transient
 
-__all__ = ["StudyRef", "open_study", "save_warm_state", "study_name", "warm_state"]
+__all__ = ["JournalFlock", "StudyRef", "open_study", "save_warm_state", "study_name", "warm_state"]
 
 _WARM = "shelfcast_warm"
 # Written separately before 2026-11 (two storage writes); still read.
@@ -30,10 +42,60 @@ def study_name(store_id: str, item_id: str) -> str:
     return f"shelfcast|{store_id}|{item_id}"
 
 
+T = TypeVar("T")
+
+
+class JournalFlock(JournalFileOpenLock):
+    """A journal's write lock as an ``flock``: released by the kernel when its holder dies.
+
+    A subclass of Optuna's open lock only for its type; every thread takes a descriptor of its
+    own (an ``flock`` belongs to an open file, so threads exclude each other too)."""
+
+    def __init__(self, journal: str) -> None:
+        super().__init__(journal)
+        self.path = journal + ".flock"
+        self._held = threading.local()
+
+    def acquire(self) -> bool:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # waits; the GIL is released meanwhile
+        except BaseException:
+            os.close(fd)
+            raise
+        self._held.fd = fd
+        return True
+
+    def release(self) -> None:
+        fd = getattr(self._held, "fd", None)
+        if fd is None:
+            raise RuntimeError(f"{self.path} is not held by this thread")
+        self._held.fd = None
+        os.close(fd)  # closing the only descriptor releases the lock
+
+
 @cache
 def _journal(path: str) -> BaseStorage:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(path))
+    return JournalStorage(JournalFileBackend(path, lock_obj=JournalFlock(path)))
+
+
+def _storage_call(what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` on the Optuna storage, its failures translated: an outage (the
+    database or the journal's disk away) is retried by the coordinator until it answers."""
+    try:
+        return fn(*args, **kwargs)
+    except (KeyError, RetrainError):
+        raise
+    except Exception as exc:
+        if transient(exc):
+            raise InfrastructureError(
+                f"The Optuna storage failed while {what}: {exc}. It is retried until the "
+                "storage answers; check SHELFCAST_OPTUNA_STORAGE's database, or the data dir's "
+                "disk.",
+                "Optuna storage",
+            ) from exc
+        raise RetrainError(f"The Optuna storage refused {what}: {exc}") from exc
 
 
 @cache
@@ -56,10 +118,13 @@ class StudyRef:
             shard = zlib.crc32(name.encode()) % self.shards
             return _journal(str(self.journal_dir / f"studies-{shard:03d}.log"))
         except Exception as exc:
-            raise RetrainError(
+            text = (
                 f"Cannot open the Optuna storage ({'database' if self.url else self.journal_dir}):"
                 f" {exc}. Check SHELFCAST_OPTUNA_STORAGE or that the data dir is writable."
-            ) from exc
+            )
+            if transient(exc):
+                raise InfrastructureError(text, "Optuna storage") from exc
+            raise RetrainError(text) from exc
 
 
 def open_study(ref: StudyRef, name: str, cold: bool, seed: int | None = None) -> optuna.Study:
@@ -68,28 +133,42 @@ def open_study(ref: StudyRef, name: str, cold: bool, seed: int | None = None) ->
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=5)
     if cold:
         try:
-            optuna.delete_study(study_name=name, storage=storage)
+            _storage_call(
+                f"deleting study {name}", optuna.delete_study, study_name=name, storage=storage
+            )
         except KeyError:
             pass
     else:
         # Loading first: on a journal, ``create_study`` appends (and fsyncs) a create record
         # every time, even when the study exists.
         try:
-            return optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+            study: optuna.Study = _storage_call(
+                f"loading study {name}",
+                optuna.load_study,
+                study_name=name,
+                storage=storage,
+                sampler=sampler,
+            )
+            return study
         except KeyError:
             pass
-    return optuna.create_study(
+    created: optuna.Study = _storage_call(
+        f"creating study {name}",
+        optuna.create_study,
         study_name=name,
         storage=storage,
         sampler=sampler,
         direction="minimize",
         load_if_exists=True,
     )
+    return created
 
 
 def warm_state(study: optuna.Study) -> WarmState:
     """The params and fitted values the last wave chose, if any."""
-    attrs: dict[str, Any] = study.user_attrs
+    attrs: dict[str, Any] = _storage_call(
+        f"reading study {study.study_name}", lambda: study.user_attrs
+    )
     saved = attrs.get(_WARM) or {
         "params": attrs.get(_OLD_PARAMS),
         "stan_init": attrs.get(_OLD_INIT),
@@ -110,4 +189,5 @@ def save_warm_state(
 ) -> None:
     """One storage write (each is an fsync on a journal file)."""
     if params is not None or init is not None or choice is not None:
-        study.set_user_attr(_WARM, {"params": params, "stan_init": init, "choice": choice})
+        value = {"params": params, "stan_init": init, "choice": choice}
+        _storage_call(f"writing study {study.study_name}", study.set_user_attr, _WARM, value)

@@ -120,3 +120,45 @@ def test_take_matches_a_full_sort_through_coalescing_retries_and_backoff() -> No
             assert due == max(0.0, soonest - now)
         else:
             assert due is None
+
+
+def test_an_outage_is_retried_with_a_bounded_backoff_and_never_poisons() -> None:
+    q = RetrainQueue(max_attempts=2, backoff_seconds=1, outage_max_seconds=8)
+    q.submit([req("a")], version=7, wave_id="w", now=0)
+    delays, now = [], 0.0
+    for _ in range(6):  # far more outages than attempts: still queued, never poison
+        (job,) = q.take(now, 1)
+        assert q.fail("S1|a", "MLflow away", now, outage="MLflow") == "outage"
+        due = q.next_due(now)
+        assert due is not None
+        delays.append(due)
+        now += due
+    assert delays == [1, 2, 4, 8, 8, 8]  # doubling from the backoff, capped
+    assert job.attempts == 0 and "S1|a" not in q.poison
+    assert q.depth()["outage"] == 1
+    (summary,) = q.outage_summary().values()
+    assert summary["series"] == 1 and summary["since"] == 0 and summary["error"] == "MLflow away"
+    assert q.updates[-1]["status"] == "queued" and q.updates[-1]["outage"] == "MLflow"
+    assert q.updates[-1]["error"] == "MLflow away"  # the series' last_error meanwhile
+
+    # Once the system is back, the series' own failures count as before.
+    q.take(now, 1)
+    assert q.fail("S1|a", "its model broke", now) == "queued"
+    assert q.depth()["outage"] == 0
+    (job,) = q.take(now + 1, 1)
+    assert job.attempts == 1
+    assert q.fail("S1|a", "its model broke", now + 1) == "poison"
+
+
+def test_a_success_ends_the_outage_and_its_backoff() -> None:
+    q = RetrainQueue(backoff_seconds=1)
+    q.submit([req("a")], version=1, wave_id="w", now=0)
+    for now in (0, 1, 3):
+        q.take(now, 1)
+        q.fail("S1|a", "Kafka away", now, outage="Kafka")
+    q.take(7, 1)
+    q.succeed("S1|a", now=7)
+    assert q.outage_summary() == {} and q.waves["w"].done == 1
+    q.submit([req("a")], version=2, wave_id="w2", now=8)
+    (job,) = q.take(8, 1)
+    assert job.outages == 0

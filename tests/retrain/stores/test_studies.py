@@ -87,3 +87,40 @@ def test_a_failed_task_error_keeps_no_store_credentials(tmp_path: Path) -> None:
     text = coordinator.sinks.redacted(error)
     assert "s3cr/et" not in text and "t0k/en" not in text
     assert "db:5432/optuna" in text and "mlflow.example:5000" in text
+
+
+def test_a_writer_killed_holding_the_journal_lock_holds_no_one_up(tmp_path: Path) -> None:
+    """Ray's force cancel of a hung task (or the OOM killer) may strike while it writes its
+    journal: the next writer goes on at once, where Optuna's default lock (a symlink left
+    behind) made every writer of that journal wait out a 30 s grace period."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from pathlib import Path\n"
+            "from retrain.stores.studies import StudyRef\n"
+            "storage = StudyRef(Path(sys.argv[1]), 1).storage('s')\n"
+            "storage._backend._lock.acquire()\n"
+            "print('held', flush=True)\n"
+            "time.sleep(600)\n",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(30)
+    began = time.monotonic()
+    study = open_study(StudyRef(tmp_path, 1), "s", cold=False)  # creating it writes
+    save_warm_state(study, Params().as_dict(), INIT)
+    assert time.monotonic() - began < 5
+    assert warm_state(open_study(StudyRef(tmp_path, 1), "s", cold=False)).params is not None
