@@ -1,10 +1,17 @@
-"""The environment the embedded Ray head and its workers inherit."""
+"""The environment the embedded Ray head and its workers inherit, and joining a head that was
+started another way."""
 
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
 from retrain.cluster.client import loopback_ray_env
+from shelfcast.embedded import free_port, stop_process, wait_for_port
 
 
 def test_usage_reports_are_off_unless_the_environment_turns_them_on(
@@ -20,3 +27,62 @@ def test_usage_reports_are_off_unless_the_environment_turns_them_on(
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "false")
     loopback_ray_env()
     assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "false"
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_a_head_started_the_plain_way_is_joined_by_its_loopback_address(tmp_path: Path) -> None:
+    """``ray start --head --port P`` (no --node-ip-address) registers the node under the
+    machine's outward address; SHELFCAST_RAY_ADDRESS=127.0.0.1:P joins it as ``ray.init``
+    does. It failed with "Cannot join the Ray cluster", after a minute."""
+    port = free_port()
+    pinned = [
+        f"--{name}={free_port()}"
+        for name in (
+            "node-manager-port",
+            "object-manager-port",
+            "dashboard-agent-listen-port",
+            "dashboard-agent-grpc-port",
+            "runtime-env-agent-port",
+            "metrics-export-port",
+        )
+    ]
+    temp = Path(tempfile.mkdtemp(prefix="shelfcast-ray-", dir="/tmp"))  # socket paths: short
+    command = [
+        str(Path(sys.executable).with_name("ray")),
+        "start",
+        "--head",
+        "--block",
+        f"--port={port}",
+        "--num-cpus=1",
+        '--resources={"shelfcast_coordinator": 1}',
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+        f"--temp-dir={temp}",
+        *pinned,  # other heads run on this machine: no port of Ray's defaults
+    ]
+    with (tmp_path / "head.log").open("ab") as log:
+        head = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        assert wait_for_port("127.0.0.1", port, 90), (tmp_path / "head.log").read_text()
+        joined = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys, ray\n"
+                "from retrain.cluster.client import connect\n"
+                "from retrain.config import RayConfig\n"
+                "connect(RayConfig(sys.argv[1]))\n"
+                "print('joined', ray.cluster_resources().get('shelfcast_coordinator'))\n",
+                f"127.0.0.1:{port}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=150,
+        )
+        assert "joined 1.0" in joined.stdout, joined.stdout + joined.stderr[-3000:]
+    finally:
+        stop_process(head.pid, timeout=5)
+        shutil.rmtree(temp, ignore_errors=True)
