@@ -42,6 +42,8 @@ class Metrics:
             ["stage"],
             registry=r,
         )
+        for stage in ("load", "study", "model", "record", "publish"):
+            self.retrain_stage_seconds.labels(stage=stage)  # exported from the start
         self.handoff_seconds = Histogram(
             "shelfcast_handoff_seconds",
             "Seconds of one hand-off (news stored, due series picked and handed to Ray)",
