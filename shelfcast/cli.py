@@ -148,6 +148,22 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from shelfcast.importer import import_history
+
+    report = import_history(_settings(args), args.file, args.chunk_rows)
+    if report.already_done:
+        print(f"{args.file} was imported before ({report.app_id}): nothing to do")
+        return 0
+    print(
+        f"imported {report.rows:,} days of {report.series:,} series in {report.stores:,} stores "
+        f"({report.first_day} to {report.last_day}) into daily_sales and series_state"
+        + (f"; {report.duplicates:,} duplicate rows summed" if report.duplicates else "")
+        + (f"; {report.skipped_chunks} chunks had landed before" if report.skipped_chunks else "")
+    )
+    return 0
+
+
 def cmd_retrain(args: argparse.Namespace) -> int:
     from shelfcast.retrain_command import all_series, parse_series, run_wave
 
@@ -342,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
         "ingest": (cmd_ingest, "run the ingest query in the foreground"),
         "simulate": (cmd_simulate, "send synthetic POS events, store records and promotions"),
         "replay": (cmd_replay, "send a daily sales CSV as POS events (and plans, stores)"),
+        "import": (cmd_import, "bulk-load daily history into Delta (the service stopped)"),
         "retrain": (cmd_retrain, "re-tune and forecast series now, on the Ray cluster"),
         "run": (cmd_run, "run the whole service: ingest, trigger policy, hand-off to Ray"),
         "prune-models": (cmd_prune_models, "delete old model versions and their files"),
@@ -354,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (func, text) in commands.items():
         parsers[name] = p = sub.add_parser(name, help=text, description=text)
         p.set_defaults(func=func)
-        _common(p, kafka=name not in ("down", "prune-models"))
+        _common(p, kafka=name not in ("down", "prune-models", "import"))
     sim = parsers["simulate"]
     sim.add_argument("--stores", type=int, default=5)
     sim.add_argument("--items", type=int, default=20)
@@ -406,6 +423,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=60,
         metavar="DAYS",
         help="send each plan this many days before the sales of its first day (default 60)",
+    )
+    imp = parsers["import"]
+    imp.add_argument("file", type=Path, help="SALES.csv[.gz] or .parquet (or a folder of them)")
+    imp.add_argument(
+        "--chunk-rows",
+        type=int,
+        default=4_000_000,
+        metavar="N",
+        help="rows appended per commit, whole stores (default 4,000,000)",
     )
     ret = parsers["retrain"]
     which = ret.add_mutually_exclusive_group(required=True)

@@ -35,6 +35,21 @@ class Metrics:
             registry=r,
             buckets=(0.25, 0.5, 1, 2, 5, 10, 30, 60),
         )
+        self.retrain_stage_seconds = Counter(
+            "shelfcast_retrain_stage_seconds",
+            "Seconds of finished retrains by stage: load, study, model, record (in the task), "
+            "publish (the coordinator's wait for Kafka)",
+            ["stage"],
+            registry=r,
+        )
+        for stage in ("load", "study", "model", "record", "publish"):
+            self.retrain_stage_seconds.labels(stage=stage)  # exported from the start
+        self.handoff_seconds = Histogram(
+            "shelfcast_handoff_seconds",
+            "Seconds of one hand-off (news stored, due series picked and handed to Ray)",
+            registry=r,
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5),
+        )
         self.submitted = Counter(
             "shelfcast_series_submitted", "Series handed to the coordinator", registry=r
         )
@@ -65,6 +80,10 @@ class Metrics:
         self.published.inc(report.get("published", 0))
         for seconds in report.get("retrain_seconds", []):
             self.retrain_seconds.observe(seconds)
+        for stage, seconds in (report.get("stage_seconds") or {}).items():
+            self.retrain_stage_seconds.labels(stage=stage).inc(seconds)
+        if "seconds" in report:
+            self.handoff_seconds.observe(report["seconds"])
         for ratio in report.get("drift_ratios", []):
             if ratio is not None:
                 self.drift.observe(ratio)

@@ -72,6 +72,7 @@ def task_spec(settings: Settings) -> "TaskSpec":
             selection=settings.retrain_selection_rule,
             reselect_every=settings.retrain_reselect_every,
             drift_ratio=settings.retrain_drift_ratio,
+            families=settings.retrain_families or TuneConfig.families,
             calendar=CalendarConfig(
                 country=settings.retrain_holiday_country,
                 subdivision=settings.retrain_holiday_subdivision,

@@ -134,6 +134,8 @@ class Settings(BaseSettings):
     retrain_holiday_country: str | None = None
     retrain_holiday_subdivision: str | None = None
     retrain_closure_min_level: float = Field(default=5.0, ge=0)
+    # The families a series' selection may choose from (empty: all of them).
+    retrain_families: Annotated[tuple[str, ...], NoDecode] = ()
     # The group model (one LightGBM across a group of series; retrain/group)
     retrain_group_enabled: bool = True
     retrain_group_by: Literal["all", "store", "hash"] = "all"
@@ -178,11 +180,21 @@ class Settings(BaseSettings):
             )
         return SecretStr(token.get_secret_value().strip())
 
-    @field_validator("console_allowed_hosts", mode="before")
+    @field_validator("console_allowed_hosts", "retrain_families", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("retrain_families")
+    @classmethod
+    def _known_families(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from retrain.kernel.families import FAMILIES
+
+        unknown = [f for f in value if f not in FAMILIES]
+        if unknown:
+            raise ValueError(f"unknown families {unknown}; choose among {', '.join(FAMILIES)}")
         return value
 
     @field_validator("delta_vacuum_retention_hours")

@@ -97,6 +97,7 @@ class Handoff:
     def _run(
         self, app: str, batch_id: int, changed: tuple[tuple[str, str], ...], version: int
     ) -> None:
+        began = time.perf_counter()
         now = datetime.now(UTC)
         try:
             updates = self.client.peek_updates()
@@ -157,6 +158,10 @@ class Handoff:
             # news stays on the coordinator and the next batch (another id) stores it.
             log.info("%s batch %d was stored before: its retrain news waits", app, batch_id)
         self._clear_forced(due, thresholds.force)
+        stages: Counter[str] = Counter()
+        for u in updates:
+            if u["status"] == "done":
+                stages.update(u.get("stages") or {})
         self.last = HandoffReport(
             at=now.isoformat(),
             submitted=len(due),
@@ -168,15 +173,18 @@ class Handoff:
             due=[d.key for d in due][:20],
             reasons=dict(Counter(d.kind for d in due)),
             thresholds_unreadable=unreadable,
+            stage_seconds=dict(stages),
+            seconds=time.perf_counter() - began,
         )
         for listener in self.listeners:
             listener(self.last)
         if due or published:
             log.info(
-                "handed %d series to Ray at daily_sales v%d; %d forecasts published",
+                "handed %d series to Ray at daily_sales v%d; %d forecasts published (%.2f s)",
                 len(due),
                 version,
                 published,
+                self.last["seconds"],
             )
 
     def _apply_updates(

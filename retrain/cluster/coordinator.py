@@ -300,7 +300,9 @@ class Coordinator:
             log.warning("retrain of %s failed (%s): %s", job.key, outcome, error)
         else:
             self.groups.seen(job, result.fit.data_through, broken=result.group_error)
+            delivering = time.perf_counter()
             message = await self._deliver(result)
+            stages = {**result.stages, "publish": time.perf_counter() - delivering}
             fit = result.fit
             self._recent.append((time.time(), result.seconds))
             self._wave_methods.setdefault(job.wave_id, Counter())[
@@ -319,6 +321,7 @@ class Coordinator:
                 forecast=message,
                 mase_scale=fit.mase_scale,
                 node=result.node_id,
+                stages=stages,
             )
         finally:
             self._tasks.pop(job.key, None)

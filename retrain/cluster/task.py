@@ -91,6 +91,9 @@ class TaskResult:
     node_id: str = ""  # the Ray node the task ran on
     group_version: int | None = None  # the group model that served it
     group_error: str | None = None  # its group model could not be used
+    # Seconds by stage: load (history, plans, stores), study (Optuna storage: open, warm
+    # state, save), model (selection, refit, forecast), record (MLflow).
+    stages: dict[str, float] = field(default_factory=dict)
 
 
 @cache
@@ -229,6 +232,7 @@ def _run(
     ref = StudyRef(spec.journal_dir, spec.journal_shards, spec.optuna_url)
     study = open_study(ref, study_name(job.store_id, job.item_id), cold=job.cold)
     warm = WarmState() if job.cold else warm_state(study)
+    opened = time.perf_counter()
 
     def last_good() -> str | None:
         champion: str | None = _tracker(spec.tracking_uri, spec.experiment).champion_json(
@@ -237,6 +241,7 @@ def _run(
         return champion
 
     tune, plan, plans, store = _known_ahead(spec, job, history)
+    known = time.perf_counter()
     view: GroupView | None = None
     group_error: str | None = None
     notes: list[str] = [group] if isinstance(group, str) else []
@@ -266,6 +271,7 @@ def _run(
             retune=job.reason != "plan",
             notes=notes,
         )
+    modelled = time.perf_counter()
     if fit.method in ("tuned", "defaults"):
         save_warm_state(study, fit.params, fit.stan_init, fit.choice)
     recording = time.perf_counter()
@@ -295,4 +301,10 @@ def _run(
         node_id=ray.get_runtime_context().get_node_id() if ray.is_initialized() else "",
         group_version=group.version if group is not None and fit.uses_group else None,
         group_error=group_error,
+        stages={
+            "load": (loaded - began) + (known - opened),
+            "study": (opened - loaded) + (recording - modelled),
+            "model": modelled - known,
+            "record": finished - recording,
+        },
     )

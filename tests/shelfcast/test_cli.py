@@ -15,6 +15,7 @@ COMMANDS: dict[str, list[list[str]]] = {
     "ingest": [],
     "simulate": [["--days", "3"], ["--seed", "1"]],
     "replay": [["sales.csv"], ["--rate", "5"]],
+    "import": [["sales.csv"], ["--chunk-rows", "10"]],
     "retrain": [["--series", "S1|I1"], ["--cold"]],
     "run": [],
     "prune-models": [["--keep", "3"], ["--dry-run"]],
