@@ -19,8 +19,8 @@ from shelfcast.settings import Settings, load_settings
 from streaming.bulk import IMPORTED_BATCH_ID
 from streaming.schemas import DAILY_SALES, SERIES_STATE
 from streaming.trigger import Thresholds, due_series
-from tests.conftest import sale
-from tests.streaming.test_pipeline import pipeline, raw
+from tests.support.events import sale
+from tests.support.pipeline import pipeline, raw
 
 START = date(2024, 1, 1)
 

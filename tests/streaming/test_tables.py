@@ -84,7 +84,7 @@ def test_a_vacuum_shorter_than_a_retrain_may_read_is_refused(tmp_path: Path) -> 
     for hours in (0, 0.5, float("nan"), float("inf")):
         with pytest.raises(TableError, match="SHELFCAST_DELTA_VACUUM_RETENTION_HOURS to at least"):
             store.maintain(hours)
-        with pytest.raises(ConfigError, match=r"retention of .* hours is refused"):
+        with pytest.raises(ConfigError, match=r"retention of .* hours is refused|finite number"):
             load_settings(data_dir=tmp_path, delta_vacuum_retention_hours=hours)
     assert store.read("series_state", version=handed).num_rows == 1
     store.maintain(1)

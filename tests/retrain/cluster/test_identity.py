@@ -25,6 +25,8 @@ def test_differences_name_each_setting_and_never_show_a_secret(tmp_path: Path) -
         "data_dir",
         "spec.daily_sales_uri",
         "spec.journal_dir",
+        "spec.plans_uri",
+        "spec.stores_uri",
         "spec.tracking_uri",
         "spec.tune.cold_trials",
     ]

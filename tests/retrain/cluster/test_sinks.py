@@ -20,8 +20,8 @@ from retrain.errors import InfrastructureError
 from shelfcast.kafka import producer_config
 from shelfcast.retrain_config import retrain_config
 from shelfcast.settings import Settings
-from tests.conftest import read_topic
-from tests.kafka_proxy import broker_behind_proxy, hung_server
+from tests.support.kafka_proxy import broker_behind_proxy, hung_server
+from tests.support.topics import read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
