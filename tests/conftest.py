@@ -143,7 +143,14 @@ def produce() -> Callable[..., int]:
         producer = Producer(producer_config(settings, **config))
         for record in records:
             if isinstance(record, dict):
-                key: Any = f"{record.get('store_id')}|{record.get('item_id')}"
+                # Each contract's own key: a plan's id, a store's id, a sale's series.
+                key: Any = (
+                    record["plan_id"]
+                    if "plan_id" in record
+                    else record["store_id"]
+                    if "open_weekdays" in record
+                    else f"{record.get('store_id')}|{record.get('item_id')}"
+                )
                 value: Any = json.dumps(record)
             else:
                 key, value = record

@@ -87,6 +87,17 @@ def test_every_kafka_listener_authenticates_and_nothing_goes_without_an_acl() ->
             assert jaas.startswith("${secrets:/run/secrets:"), (path, jaas)
 
 
+def test_the_acls_cover_every_topic_the_service_uses() -> None:
+    """A topic added to the settings and missing here fails ensure_topics under the profile."""
+    settings = load_settings()
+    topics = {
+        getattr(settings, name) for name in type(settings).model_fields if name.startswith("topic_")
+    } - {settings.topic_partitions, settings.topic_replication}
+    loop = re.search(r"^for topic in (.*); do$", (KAFKA / "acls.sh").read_text(), re.M)
+    assert loop is not None
+    assert set(loop.group(1).split()) == topics
+
+
 def test_the_secure_services_mount_what_they_read(
     base: dict[str, Any], secure: dict[str, Any]
 ) -> None:
