@@ -20,7 +20,7 @@ from tests.support.service import FAST
 from tests.support.tables import stored_ids
 from tests.support.wait import wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.integration, pytest.mark.solo, pytest.mark.timeout(420)]
 
 
 def _left_running(marker: str) -> dict[int, str]:

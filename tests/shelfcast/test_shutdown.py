@@ -17,7 +17,7 @@ from tests.support.invariants import settled
 from tests.support.service import FAST, ServiceProcess, services
 from tests.support.wait import wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(480)]
+pytestmark = [pytest.mark.integration, pytest.mark.solo, pytest.mark.timeout(480)]
 
 SAY_WITHIN = 2.0  # "stopping..." on the terminal
 EXIT_WITHIN = 10.0

@@ -28,7 +28,8 @@ def test_the_first_imports_alone_then_the_others_side_by_side() -> None:
         t.start()
     for t in threads:
         t.join(10)
-    first, second, third = spans["first"], spans["second"], spans["third"]
+    # Whichever took the lock first (on a loaded machine "first" may start late).
+    first, second, third = sorted(spans.values())
     assert second[0] >= first[1] and third[0] >= first[1]  # waited for the first one
     assert second[0] < third[1] and third[0] < second[1]  # then side by side
 
