@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 from contracts.series import series_key
 from streaming.schemas import DAILY_SALES, SERIES_STATE
 
-__all__ = ["daily_increments", "mark_plans_changed", "update_series_state"]
+__all__ = ["blank_state", "daily_increments", "mark_plans_changed", "update_series_state"]
 
 
 def daily_increments(events: pa.Table, batch_id: int) -> pa.Table:
@@ -83,7 +83,7 @@ def update_series_state(
     rows = []
     for new in grouped.to_pylist():
         key = (new["store_id"], new["item_id"])
-        old = before.get(key) or _blank_state(*key)
+        old = before.get(key) or blank_state(*key)
         days: set[date] = set(old["pending_days"] or []) | set(new["sale_date_distinct"])
         batch_days = new["sale_date_distinct"]
         rows.append(
@@ -135,7 +135,8 @@ def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
     return max(present) if present else None
 
 
-def _blank_state(store_id: str, item_id: str) -> dict[str, Any]:
+def blank_state(store_id: str, item_id: str) -> dict[str, Any]:
+    """A ``series_state`` row of a series with nothing since its last retrain."""
     row: dict[str, Any] = dict.fromkeys(SERIES_STATE.names)
     row.update(
         store_id=store_id,

@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 
 from contracts.errors import SeriesKeyError
 from contracts.series import series_key
+from streaming.aggregate import blank_state
 from streaming.errors import TableError
 from streaming.schemas import DAILY_SALES, SERIES_STATE
 from streaming.tables import TableStore
@@ -222,18 +223,11 @@ def _state_rows(
                 "updated_at": now,
             }
             continue
-        row: dict[str, Any] = dict.fromkeys(SERIES_STATE.names)
+        row = blank_state(store_id, item_id)
         row.update(
-            store_id=store_id,
-            item_id=item_id,
-            total_events=0,
-            events_since_retrain=0,
-            days_since_retrain=0,
-            pending_days=[],
             first_sale_day=first,
             last_sale_day=last,
             updated_batch_id=IMPORTED_BATCH_ID,
             updated_at=now,
-            plan_changes_since_retrain=0,
         )
         yield row

@@ -64,11 +64,10 @@ def _on(forecast: Any, days: set[date]) -> list[float]:
     return [p.yhat for p in forecast.points if p.date in days]
 
 
-def test_a_plan_moves_the_forecast_before_any_sale_and_its_cancellation_restores_it(
-    make_settings: Callable[..., Settings],
-    service_on: Callable[..., ServiceProcess],
-    produce: Callable[..., int],
-) -> None:
+def _started(
+    make_settings: Callable[..., Settings], service_on: Callable[..., ServiceProcess]
+) -> tuple[Settings, ServiceProcess]:
+    """The service with a 14-day horizon and the quickest group model study."""
     settings = make_settings(retrain_horizon_days=14)
     svc = service_on(
         settings,
@@ -78,6 +77,15 @@ def test_a_plan_moves_the_forecast_before_any_sale_and_its_cancellation_restores
         SHELFCAST_RETRAIN_GROUP_FOLDS="2",
     )
     svc.start()
+    return settings, svc
+
+
+def test_a_plan_moves_the_forecast_before_any_sale_and_its_cancellation_restores_it(
+    make_settings: Callable[..., Settings],
+    service_on: Callable[..., ServiceProcess],
+    produce: Callable[..., int],
+) -> None:
+    settings, svc = _started(make_settings, service_on)
     past = _promotions("S1", 1, DAYS - 14)
     produce(settings, [store_record("S1")], topic=settings.topic_pos_stores)
     produce(settings, past, topic=settings.topic_pos_plans)
@@ -122,15 +130,7 @@ def test_a_plan_for_a_store_without_series_is_kept_and_used_when_it_sells(
     service_on: Callable[..., ServiceProcess],
     produce: Callable[..., int],
 ) -> None:
-    settings = make_settings(retrain_horizon_days=14)
-    svc = service_on(
-        settings,
-        SHELFCAST_RETRAIN_HORIZON_DAYS="14",
-        SHELFCAST_RETRAIN_GROUP_COLD_TRIALS="1",
-        SHELFCAST_RETRAIN_GROUP_WARM_TRIALS="0",
-        SHELFCAST_RETRAIN_GROUP_FOLDS="2",
-    )
-    svc.start()
+    settings, svc = _started(make_settings, service_on)
     past = _promotions("S1", 1, DAYS - 14)
     first = START + timedelta(days=DAYS + 7)
     promo_days = {first + timedelta(days=d) for d in range(5)}
