@@ -104,6 +104,7 @@ def run_service(settings: Settings, stop: threading.Event) -> None:
         handoff.listeners.append(on_handoff)
 
     def ticker() -> None:
+        said = ""  # the failure last logged: a lasting outage is said once, not every tick
         while not stop.wait(settings.handoff_idle_seconds / 2):
             handoff = holder.get("handoff")
             try:
@@ -113,7 +114,13 @@ def run_service(settings: Settings, stop: threading.Event) -> None:
                 if handoff is not None and idle and started:
                     handoff.tick()
             except Exception as exc:  # a tick must never take the service down
-                log.warning("idle hand-off failed (%s); will retry", exc)
+                if str(exc) != said:
+                    log.warning("idle hand-off failed (%s); will retry", exc)
+                said = str(exc)
+            else:
+                if said:
+                    log.info("idle hand-off works again")
+                said = ""
 
     thread = threading.Thread(target=ticker, name="shelfcast-ticker", daemon=True)
     thread.start()

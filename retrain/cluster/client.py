@@ -3,6 +3,7 @@
 import contextlib
 import logging
 import os
+import socket
 import threading
 import time
 from typing import Any
@@ -20,6 +21,7 @@ __all__ = [
     "coordinator",
     "coordinators",
     "daily_version",
+    "leave_if_lost",
     "loopback_ray_env",
     "running_status",
 ]
@@ -29,6 +31,11 @@ __all__ = [
 _RESOURCE_SHARE = 0.01
 
 log = logging.getLogger("shelfcast.cluster")
+
+# One join (or leave) at a time in this process; ``_joins`` counts the clusters left, so a
+# handle from an earlier one is never used again.
+_join_lock = threading.RLock()
+_joins = [0]
 
 
 def loopback_ray_env() -> None:
@@ -51,8 +58,22 @@ def connect(ray_config: RayConfig) -> None:
         loopback_ray_env()
     import ray
 
-    if ray.is_initialized():
-        return
+    with _join_lock:
+        if ray.is_initialized():
+            return
+        if not _answers(ray_config.address):
+            # ray.init would wait minutes on a head that is not there.
+            raise RetrainError(
+                f"Cannot join the Ray cluster at {ray_config.address}: nothing listens there. "
+                "Start the embedded one with 'shelfcast up', or set SHELFCAST_RAY_ADDRESS to "
+                "your cluster's head."
+            )
+        _join(ray_config, host)
+
+
+def _join(ray_config: RayConfig, host: str) -> None:
+    import ray
+
     nodes = _node_addresses(ray_config.address) if host.startswith("127.") else None
     # A head on a loopback address (127.0.0.2, ...: nodes of one machine with addresses of
     # their own) is this machine's node: join as that node, not as 127.0.0.1. A head started
@@ -84,6 +105,58 @@ def connect(ray_config: RayConfig) -> None:
             "embedded one with 'shelfcast up', or set SHELFCAST_RAY_ADDRESS to your cluster's "
             "head."
         ) from exc
+
+
+def _answers(address: str, timeout: float = 2.0) -> bool:
+    """Whether anything accepts a connection at the head's GCS address."""
+    host, _, port = address.rpartition(":")
+    if not port.isdigit():
+        return True  # not host:port: Ray's to resolve
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def leave_if_lost(ray_config: RayConfig) -> bool:
+    """Leave the cluster this process joined once it is gone, so that the next call joins
+    the head at ``ray_config.address`` again; True when it left.
+
+    A head that died takes the cluster with it: its GCS, its raylet, the coordinator. This
+    process's connection never works again, even when a head is started anew at the same
+    address (a new cluster). It is left when the GCS does not answer, or answers without this
+    process's node among its live ones. A slow coordinator on a live cluster is not a loss.
+    """
+    import ray
+
+    with _join_lock:
+        if not ray.is_initialized():
+            return False
+        if _answers(ray_config.address):
+            try:
+                from ray._raylet import GcsClient  # type: ignore[attr-defined]
+
+                nodes = GcsClient(address=ray_config.address).get_all_node_info(timeout=10)
+                live = {node_id.hex() for node_id, n in nodes.items() if int(n.state) == 0}
+            except (ImportError, AttributeError, TypeError) as exc:  # Ray's private API
+                log.debug("cannot tell whether the Ray cluster is lost: %s", exc)
+                return False
+            except Exception:  # its GCS does not answer: lost
+                live = set()
+            if ray.get_runtime_context().get_node_id() in live:
+                return False
+            why = "was started anew"
+        else:
+            why = "does not answer"
+        log.warning(
+            "the Ray head at %s %s: leaving its old cluster, to join again when it answers",
+            ray_config.address,
+            why,
+        )
+        ray.shutdown()
+        _joins[0] += 1
+        return True
 
 
 def _node_addresses(address: str, timeout: float = 10.0) -> set[str] | None:
@@ -345,6 +418,7 @@ class _Link:
         self.interval = interval
         self.shard = shard
         self._actor: Any = None
+        self._joined = _joins[0]  # the cluster ``_actor`` lives on
         self._box = Mailbox()
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -353,9 +427,17 @@ class _Link:
 
     def actor(self) -> Any:
         actor = self._actor
-        if actor is None:
-            actor = self._actor = coordinator(self.config, self.owner, self.timeout, self.shard)
+        if actor is None or self._joined != _joins[0]:
+            joined = _joins[0]
+            actor = coordinator(self.config, self.owner, self.timeout, self.shard)
+            self._actor, self._joined = actor, joined
         return actor
+
+    def _lost(self) -> None:
+        """The actor did not answer: look it up again, on a new cluster if its was lost."""
+        # Left first: a thread that finds no actor meanwhile looks it up on the cluster.
+        leave_if_lost(self.config.ray)
+        self._actor = None
 
     def _call(self, method: str, *args: Any) -> Any:
         import ray
@@ -363,7 +445,7 @@ class _Link:
         try:
             return ray.get(getattr(self.actor(), method).remote(*args), timeout=self.timeout)
         except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as exc:
-            self._actor = None
+            self._lost()
             raise RetrainError(
                 f"The retrain coordinator did not answer {method} within {self.timeout:g} s: "
                 f"{exc}. Check the Ray cluster at SHELFCAST_RAY_ADDRESS ('ray status')."
@@ -422,7 +504,8 @@ class _Link:
             try:
                 self._exchange()
             except Exception as exc:
-                self._actor = None
+                with contextlib.suppress(Exception):
+                    self._lost()
                 with self._lock:
                     self._box.replaced()
                     pending = self._box.pending

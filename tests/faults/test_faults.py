@@ -19,7 +19,7 @@ from shelfcast.kafka import ensure_topics
 from shelfcast.settings import Settings
 from tests.support.events import history
 from tests.support.invariants import settled, stored
-from tests.support.service import FAST, ServiceProcess, services
+from tests.support.service import FAST, ServiceProcess, service_status, services
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -213,3 +213,40 @@ def test_a_ray_worker_killed_and_another_hung_mid_wave(
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def test_the_ray_head_lost_mid_wave(
+    make_settings: Callable[..., Settings],
+    produce: Callable[..., int],
+    tmp_path: Path,
+) -> None:
+    """Its own head (the session's serves other tests): killed with its coordinator and
+    workers while a wave runs, down while more sales arrive, then started again at the same
+    address. The service rejoins the new cluster and every series gets its forecast."""
+    from shelfcast.embedded import start_ray
+
+    address = f"127.0.0.1:{free_port()}"
+    head_settings = make_settings(data_dir=tmp_path / "ray", ray_address=address, ray_num_cpus=2)
+    head = start_ray(head_settings)
+    settings = make_settings(**FAST, ray_address=address, data_dir=tmp_path / "svc")
+    svc = ServiceProcess(settings, SHELFCAST_RETRAIN_RETRY_BACKOFF_SECONDS="0.5")
+    try:
+        svc.start()
+        events = _events(6, 60, "h")
+        first, later = events[::2], events[1::2]  # every series in both
+        produce(settings, first)
+        deadline = time.monotonic() + 240
+        while not (service_status(settings).get("last_handoff") or {}).get("submitted"):
+            assert svc.alive(), svc.log()
+            assert time.monotonic() < deadline, "no wave started: " + svc.log()
+            time.sleep(0.5)
+        os.killpg(head.pid, signal.SIGKILL)  # the head: its GCS, raylet, workers, coordinator
+        produce(settings, later)  # sales go on while the cluster is gone
+        time.sleep(20)
+        assert svc.alive(), svc.log()
+        head = start_ray(head_settings)
+        settled(settings, events, 400, svc.alive)
+        assert svc.alive(), svc.log()
+    finally:
+        svc.stop()
+        stop_process(head.pid, timeout=3.0)
