@@ -20,6 +20,7 @@ from shelfcast.settings import Settings
 from tests.support.events import history
 from tests.support.invariants import settled, stored
 from tests.support.service import FAST, ServiceProcess, service_status, services
+from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -242,7 +243,11 @@ def test_the_ray_head_lost_mid_wave(
             time.sleep(0.5)
         os.killpg(head.pid, signal.SIGKILL)  # the head: its GCS, raylet, workers, coordinator
         produce(settings, later)  # sales go on while the cluster is gone
-        time.sleep(20)
+        wait_for(
+            lambda: b"leaving its old cluster" in svc.log_path.read_bytes(),
+            120,
+            "the service to notice that the head is gone",
+        )
         assert svc.alive(), svc.log()
         head = start_ray(head_settings)
         settled(settings, events, 400, svc.alive)
