@@ -101,6 +101,7 @@ def task_spec(settings: Settings) -> "TaskSpec":
             + settings.retrain_group_folds * settings.retrain_horizon_days,
             cpus=settings.retrain_group_cpus,
             timeout_seconds=settings.retrain_group_timeout_seconds,
+            wait_seconds=settings.retrain_group_wait_seconds,
             tune=GroupTuneConfig(
                 horizon=settings.retrain_horizon_days,
                 folds=settings.retrain_group_folds,

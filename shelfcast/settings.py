@@ -148,6 +148,7 @@ class Settings(BaseSettings):
     retrain_group_folds: int = Field(default=4, ge=2, le=10)
     retrain_group_cpus: int = Field(default=1, ge=1)
     retrain_group_timeout_seconds: float = Field(default=3600.0, gt=0, le=86_400)
+    retrain_group_wait_seconds: float = Field(default=300.0, ge=0, le=86_400)
     fit_backend: Literal["cmdstan", "inprocess"] = "inprocess"
     optuna_storage: SecretStr | None = None
     optuna_journal_shards: int = Field(default=8, ge=1)

@@ -29,6 +29,9 @@ __all__ = ["Handoff", "HandoffReport", "RetrainClient", "Submission"]
 
 log = logging.getLogger("shelfcast.handoff")
 
+# The tables a hand-off appends to or merges into.
+HANDOFF_TABLES = ("forecasts", "drift", "series_state")
+
 
 # (store, item, priority, stored events or None, reason): poison holds while the events stay
 # (None: an operator's force, which lifts it); the reason is the trigger's (``Reason``).
@@ -60,8 +63,13 @@ class Handoff:
         app_id: Callable[[], str],
         lock: AbstractContextManager[Any] | None = None,
         served_days: int = SERVED_DAYS,
+        compact_every: int = 50,
     ) -> None:
         self.store = store
+        # The tables it writes get a commit per hand-off; in a long wave without new sales no
+        # micro-batch runs to compact them (the pipeline's maintenance), so it does.
+        self.compact_every = compact_every
+        self._writes = 0
         self.thresholds = thresholds
         self.client = client
         self.app_id = app_id
@@ -151,6 +159,11 @@ class Handoff:
         if touched:
             rows = pa.Table.from_pylist([state[k] for k in sorted(touched)], schema=SERIES_STATE)
             state_stored = self.store.upsert_series_once(rows, app, batch_id)
+        if published or drifted or touched:
+            self._writes += 1
+            if self._writes >= self.compact_every:
+                self.store.compact(HANDOFF_TABLES)
+                self._writes = 0
         if updates and forecasts_stored and drift_stored and state_stored:
             self.client.ack_updates(max(u["seq"] for u in updates))
         elif updates:

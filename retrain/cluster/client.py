@@ -131,8 +131,8 @@ def leave_if_lost(ray_config: RayConfig) -> bool:
     import ray
 
     with _join_lock:
-        if not ray.is_initialized():
-            return False
+        if not ray.is_initialized() or ray_config.address.startswith("ray://"):
+            return False  # Ray Client reconnects by itself
         if _answers(ray_config.address):
             try:
                 from ray._raylet import GcsClient  # type: ignore[attr-defined]

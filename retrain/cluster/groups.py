@@ -38,6 +38,7 @@ class _Group:
     newest: date | None = None  # the newest day its series were forecast from
     drifted: int = 0  # series submitted for drift since its model
     started_at: float = 0.0
+    seconds: float | None = None  # how long its last model took to train
 
     @property
     def busy(self) -> bool:
@@ -149,6 +150,7 @@ class GroupScheduler:
             )
         else:
             state.record, state.error, state.drifted = record, None, 0
+            state.seconds = time.time() - began
             state.retry_seconds = _FIRST_RETRY_SECONDS
             log.info(
                 "group model %s v%d trained in %.1f s (%d series through %s)",
@@ -169,6 +171,7 @@ class GroupScheduler:
                 "series": state.record.series if state.record else None,
                 "validation_mae": state.record.score if state.record else None,
                 "training": state.busy,
+                "train_seconds": state.seconds,
                 "error": state.error,
             }
             for group, state in sorted(self.groups.items())

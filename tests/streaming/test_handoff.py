@@ -257,3 +257,19 @@ def test_each_series_goes_with_its_stored_events_and_a_forced_one_without(
         batch(7, store)
     )
     assert coordinator.data == {"S1|I1": 1, "S1|I2": None}
+
+
+def test_the_tables_a_long_wave_writes_are_compacted_without_micro_batches(
+    tmp_path: Path,
+) -> None:
+    """In a wave without new sales no micro-batch runs the pipeline's maintenance, and each
+    hand-off adds a file to ``forecasts``: the hand-off compacts what it writes itself."""
+    coordinator = Coordinator()
+    store = tables(tmp_path)
+    handoff = Handoff(store, ThresholdStore(tmp_path), coordinator, lambda: "app", compact_every=4)
+    for version in range(1, 11):
+        coordinator.finish("S1", "I1", version)
+        handoff.tick()
+    files = len(DeltaTable(str(tmp_path / "delta" / "forecasts")).file_uris())
+    assert files <= 4, f"{files} files after 10 hand-offs"
+    assert [v for _, _, v in forecast_rows(tmp_path)] == [v for v in range(1, 11) for _ in range(7)]

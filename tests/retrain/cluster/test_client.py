@@ -86,3 +86,39 @@ def test_a_head_started_the_plain_way_is_joined_by_its_loopback_address(tmp_path
     finally:
         stop_process(head.pid, timeout=5)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.mark.integration
+def test_a_cluster_that_answers_is_not_left(ray_address: str) -> None:
+    """The loss check never leaves a live cluster: a slow coordinator is not a lost head."""
+    import ray
+
+    from retrain.cluster.client import connect, leave_if_lost
+    from retrain.config import RayConfig
+
+    connect(RayConfig(ray_address))
+    assert not leave_if_lost(RayConfig(ray_address))
+    assert ray.is_initialized()
+
+
+def test_joining_where_nothing_listens_fails_at_once_with_what_to_do() -> None:
+    """Ray itself waits minutes on a head that is not there (a service rejoining a lost head
+    would hang in it)."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys\n"
+            "from retrain.cluster.client import connect\n"
+            "from retrain.config import RayConfig\n"
+            "connect(RayConfig(sys.argv[1]))\n",
+            f"127.0.0.1:{free_port()}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "nothing listens there" in done.stderr
+    assert "shelfcast up" in done.stderr
