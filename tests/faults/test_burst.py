@@ -4,7 +4,7 @@ values cut), every record is quarantined once, the stream goes on, and every inv
 holds. Before, the driver collected the whole batch and died of it at every restart."""
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from deltalake import DeltaTable
@@ -12,17 +12,12 @@ from deltalake import DeltaTable
 from shelfcast.settings import Settings
 from tests.support.events import history
 from tests.support.invariants import assert_invariants, settled, stored
-from tests.support.service import FAST, ServiceProcess, services
+from tests.support.service import FAST, ServiceProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 RECORD_BYTES = 990_000  # just under the producer's and the broker's ~1 MB default
 BURST = 1_250  # ~1.24 GB: more than the driver's whole heap
-
-
-@pytest.fixture
-def service_on(ray_address: str) -> Iterator[Callable[..., ServiceProcess]]:
-    yield from services(ray_address, ServiceProcess.stop)
 
 
 def burst(tag: str) -> list[tuple[None, bytes]]:

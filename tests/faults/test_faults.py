@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,22 +17,12 @@ import pytest
 from shelfcast.embedded import free_port, start_broker, stop_process, wait_for_port
 from shelfcast.kafka import ensure_topics
 from shelfcast.settings import Settings
-from tests.support.events import history
+from tests.support.events import histories
 from tests.support.invariants import settled, stored
-from tests.support.service import FAST, ServiceProcess, service_status, services
+from tests.support.service import FAST, ServiceProcess, service_status
 from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
-
-
-@pytest.fixture
-def service_on(ray_address: str) -> Iterator[Callable[..., ServiceProcess]]:
-    """Make services; each is stopped and its coordinator actor killed at the end."""
-    yield from services(ray_address, ServiceProcess.stop)
-
-
-def _events(series: int, days: int, tag: str) -> list[dict[str, Any]]:
-    return [e for n in range(series) for e in history("F", f"I{n}", days=days, tag=tag)]
 
 
 def test_service_killed_at_random_points_over_several_rounds(
@@ -43,7 +33,7 @@ def test_service_killed_at_random_points_over_several_rounds(
     rng = random.Random(7)
     settings = make_settings(**FAST)
     svc = service_on(settings)
-    events = _events(5, 60, "k")
+    events = histories(5, 60, "k")
     chunks = [events[k::4] for k in range(4)]
     produced: list[dict[str, Any]] = []
     for round_ in range(3):
@@ -74,7 +64,7 @@ def test_broker_stopped_and_restarted_mid_stream(
         ensure_topics(settings)
         svc = service_on(settings)
         svc.start()
-        events = _events(4, 60, "b")
+        events = histories(4, 60, "b")
         produce(settings, events[: len(events) // 2])
         # Mid-stream: once the service stores events (a broker gone while it starts is a
         # start-up error, reported as such).
@@ -132,9 +122,13 @@ def test_mlflow_unavailable_for_30_seconds(
         settings = make_settings(**FAST, mlflow_tracking_uri=uri)
         svc = service_on(settings, SHELFCAST_MLFLOW_TRACKING_URI=uri)
         svc.start()
-        events = _events(4, 60, "m")
+        events = histories(4, 60, "m")
         produce(settings, events[: len(events) // 2])
-        time.sleep(6)
+        wait_for(  # mid-wave: its series handed to Ray
+            lambda: (service_status(settings).get("last_handoff") or {}).get("submitted"),
+            240,
+            "the first wave",
+        )
         os.killpg(server.pid, signal.SIGKILL)
         server.wait(30)
         produce(settings, events[len(events) // 2 :])
@@ -159,7 +153,7 @@ def test_a_record_at_the_brokers_message_limit_mid_stream(
     settings = make_settings(**FAST)
     svc = service_on(settings)
     svc.start()
-    events = _events(3, 40, "q")
+    events = histories(3, 40, "q")
     big = os.urandom(990_000)  # just under the producer's and broker's ~1 MB default
     produce(settings, events[: len(events) // 2])
     produce(settings, [(None, big)])
@@ -167,91 +161,3 @@ def test_a_record_at_the_brokers_message_limit_mid_stream(
     settled(settings, events, 300, svc.alive)
     quarantine = DeltaTable(str(settings.delta_dir / "quarantine")).to_pyarrow_table()
     assert quarantine.column("raw_value").to_pylist() == [big]  # kept whole, not the copy
-
-
-def test_a_ray_worker_killed_and_another_hung_mid_wave(
-    make_settings: Callable[..., Settings],
-    service_on: Callable[..., ServiceProcess],
-    produce: Callable[..., int],
-) -> None:
-    import ray
-
-    from retrain.cluster.client import COORDINATOR
-
-    settings = make_settings(**FAST)
-    # A cold selection over the model families lasts seconds: long enough to be struck
-    # while it runs, and well within the timeout when it is retried.
-    svc = service_on(
-        settings,
-        SHELFCAST_RETRAIN_TASK_TIMEOUT_SECONDS="30",
-        SHELFCAST_RETRAIN_RETRY_BACKOFF_SECONDS="0.5",
-    )
-    svc.start()
-    events = _events(4, 60, "w")
-    produce(settings, events)
-    struck: list[int] = []
-    deadline = time.monotonic() + 180
-    try:
-        while len(struck) < 2 and time.monotonic() < deadline:
-            assert svc.alive(), svc.log()
-            try:
-                actor = ray.get_actor(COORDINATOR, namespace=settings.ray_namespace)
-                pids = [p for p in ray.get(actor.running_pids.remote()).values() if p]
-            except ValueError:  # not created yet
-                pids = []
-            for pid in pids:
-                if pid not in struck and Path(f"/proc/{pid}").exists():
-                    # The first is killed, the second frozen: it hangs, never a result.
-                    os.kill(pid, signal.SIGKILL if not struck else signal.SIGSTOP)
-                    struck.append(pid)
-                    break
-            time.sleep(0.2)
-        assert len(struck) == 2, f"struck {len(struck)} tasks: " + svc.log()
-        settled(settings, events, 400, svc.alive)
-    finally:
-        for pid in struck:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-
-def test_the_ray_head_lost_mid_wave(
-    make_settings: Callable[..., Settings],
-    produce: Callable[..., int],
-    tmp_path: Path,
-) -> None:
-    """Its own head (the session's serves other tests): killed with its coordinator and
-    workers while a wave runs, down while more sales arrive, then started again at the same
-    address. The service rejoins the new cluster and every series gets its forecast."""
-    from shelfcast.embedded import start_ray
-
-    address = f"127.0.0.1:{free_port()}"
-    head_settings = make_settings(data_dir=tmp_path / "ray", ray_address=address, ray_num_cpus=2)
-    head = start_ray(head_settings)
-    settings = make_settings(**FAST, ray_address=address, data_dir=tmp_path / "svc")
-    svc = ServiceProcess(settings, SHELFCAST_RETRAIN_RETRY_BACKOFF_SECONDS="0.5")
-    try:
-        svc.start()
-        events = _events(6, 60, "h")
-        first, later = events[::2], events[1::2]  # every series in both
-        produce(settings, first)
-        deadline = time.monotonic() + 240
-        while not (service_status(settings).get("last_handoff") or {}).get("submitted"):
-            assert svc.alive(), svc.log()
-            assert time.monotonic() < deadline, "no wave started: " + svc.log()
-            time.sleep(0.5)
-        os.killpg(head.pid, signal.SIGKILL)  # the head: its GCS, raylet, workers, coordinator
-        produce(settings, later)  # sales go on while the cluster is gone
-        wait_for(
-            lambda: b"leaving its old cluster" in svc.log_path.read_bytes(),
-            120,
-            "the service to notice that the head is gone",
-        )
-        assert svc.alive(), svc.log()
-        head = start_ray(head_settings)
-        settled(settings, events, 400, svc.alive)
-        assert svc.alive(), svc.log()
-    finally:
-        svc.stop()
-        stop_process(head.pid, timeout=3.0)

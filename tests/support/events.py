@@ -3,7 +3,7 @@
 from datetime import date, timedelta
 from typing import Any
 
-__all__ = ["history", "plan", "sale", "store_record"]
+__all__ = ["histories", "history", "plan", "sale", "store_record"]
 
 
 def sale(
@@ -76,3 +76,8 @@ def history(store: str, item: str, days: int = 30, tag: str = "h") -> list[dict[
         )
         for k in range(days)
     ]
+
+
+def histories(series: int, days: int, tag: str, store: str = "F") -> list[dict[str, Any]]:
+    """:func:`history` of items ``I0`` .. of one store, series after series."""
+    return [e for n in range(series) for e in history(store, f"I{n}", days=days, tag=tag)]
