@@ -201,6 +201,8 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         # The wave is measured with the group model cached: the cold prime waits for its
         # first model, however long it takes (timed apart in the coordinator's log).
         "retrain_group_wait_seconds": 86_400,
+        "retrain_group_cold_trials": args.group_trials,
+        "retrain_group_cpus": args.group_cpus,
         "retrain_families": args.families or None,
         "ray_num_cpus": args.cpus,
         "ray_coordinator_shards": args.shards,
@@ -402,6 +404,8 @@ def main() -> None:
     parser.add_argument("--cold-trials", type=int, default=20)
     parser.add_argument("--group-by", choices=["all", "store", "hash"], default=None)
     parser.add_argument("--group-buckets", type=int, default=None)
+    parser.add_argument("--group-trials", type=int, default=6, help="a group's cold trials")
+    parser.add_argument("--group-cpus", type=int, default=1, help="CPUs of a group retrain")
     parser.add_argument("--ray", choices=["local", "multinode"], default="local")
     parser.add_argument("--spark", choices=["local", "standalone"], default="local")
     parser.add_argument("--cpus", type=int, default=None, help="CPUs of the local Ray head")
