@@ -56,9 +56,10 @@ def test_a_young_series_tunes_on_the_folds_its_history_allows(tmp_path: Path) ->
     study = open_study(StudyRef(tmp_path, 2), "young", cold=True)
     young = History(date(2023, 1, 1), demand(56 + 2 * 14))  # room for 2 folds, not 4
     fit = retrain_one(young, config, options(tmp_path), study, WarmState(), lambda: None)
-    # Prophet's defaults and seasonal naive on 2 folds (the third trial repeats one of
-    # them, scored once), then the final fit of the chosen model (a combination: two).
-    assert fit.method == "tuned" and fit.fits <= 2 * 2 + 2
+    # At most 3 trials on 2 folds, then the final fit of the chosen model (a combination:
+    # two). Prophet's defaults and seasonal naive come first; the sampler's third trial may
+    # repeat one of them (scored once) or not. On 4 folds even two trials would take 10.
+    assert fit.method == "tuned" and fit.fits <= 3 * 2 + 2
 
 
 def test_warm_is_faster_than_cold_without_losing_accuracy(tmp_path: Path) -> None:
