@@ -135,15 +135,12 @@ def leave_if_lost(ray_config: RayConfig) -> bool:
             return False  # Ray Client reconnects by itself
         if _answers(ray_config.address):
             try:
-                from ray._raylet import GcsClient  # type: ignore[attr-defined]
-
-                nodes = GcsClient(address=ray_config.address).get_all_node_info(timeout=10)
-                live = {node_id.hex() for node_id, n in nodes.items() if int(n.state) == 0}
+                live = _live_nodes(ray_config.address)
             except (ImportError, AttributeError, TypeError) as exc:  # Ray's private API
                 log.debug("cannot tell whether the Ray cluster is lost: %s", exc)
                 return False
             except Exception:  # its GCS does not answer: lost
-                live = set()
+                live = {}
             if ray.get_runtime_context().get_node_id() in live:
                 return False
             why = "was started anew"
@@ -159,14 +156,25 @@ def leave_if_lost(ray_config: RayConfig) -> bool:
         return True
 
 
-def _node_addresses(address: str, timeout: float = 10.0) -> set[str] | None:
-    """The addresses the cluster's live nodes are registered under, asked of its GCS; None
-    when it cannot say (not reachable, or Ray's client for it changed)."""
-    try:
-        from ray._raylet import GcsClient  # type: ignore[attr-defined]
+def _live_nodes(address: str, timeout: float = 10.0) -> dict[str, str]:
+    """The cluster's live nodes, asked of its GCS: node id (hex) -> the address it is
+    registered under. Raises when the GCS does not answer, or Ray's private client for it
+    changed."""
+    from ray._raylet import GcsClient  # type: ignore[attr-defined]
 
-        nodes = GcsClient(address=address).get_all_node_info(timeout=timeout)
-        return {str(node.node_manager_address) for node in nodes.values() if int(node.state) == 0}
+    nodes = GcsClient(address=address).get_all_node_info(timeout=timeout)
+    return {
+        node_id.hex(): str(node.node_manager_address)
+        for node_id, node in nodes.items()
+        if int(node.state) == 0
+    }
+
+
+def _node_addresses(address: str, timeout: float = 10.0) -> set[str] | None:
+    """The addresses the cluster's live nodes are registered under; None when it cannot say
+    (not reachable, or Ray's client for it changed)."""
+    try:
+        return set(_live_nodes(address, timeout).values())
     except Exception as exc:  # a private API of Ray's: joining goes on as before without it
         log.debug("the nodes of the Ray cluster at %s not read: %s", address, exc)
         return None

@@ -14,7 +14,7 @@ from shelfcast.embedded import free_port, stop_process
 from shelfcast.settings import Settings
 from tests.support.events import histories
 from tests.support.invariants import settled
-from tests.support.service import FAST, ServiceProcess, service_status
+from tests.support.service import FAST, ServiceProcess
 from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -87,11 +87,7 @@ def test_the_ray_head_lost_mid_wave(
         events = histories(6, 60, "h")
         first, later = events[::2], events[1::2]  # every series in both
         produce(settings, first)
-        deadline = time.monotonic() + 240
-        while not (service_status(settings).get("last_handoff") or {}).get("submitted"):
-            assert svc.alive(), svc.log()
-            assert time.monotonic() < deadline, "no wave started: " + svc.log()
-            time.sleep(0.5)
+        svc.wait_for_wave()
         os.killpg(head.pid, signal.SIGKILL)  # the head: its GCS, raylet, workers, coordinator
         produce(settings, later)  # sales go on while the cluster is gone
         wait_for(

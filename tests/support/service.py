@@ -127,6 +127,15 @@ class ServiceProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
 
+    def wait_for_wave(self, timeout: float = 240.0) -> None:
+        """Return once the service handed series to Ray (mid-wave: a fault strikes now);
+        fail with its log if it dies or does not within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while not (service_status(self.settings).get("last_handoff") or {}).get("submitted"):
+            assert self.alive(), self.log()
+            assert time.monotonic() < deadline, "no wave started: " + self.log()
+            time.sleep(0.5)
+
 
 def services(
     ray_address: str, end: Callable[[ServiceProcess], None]
