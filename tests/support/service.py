@@ -127,11 +127,18 @@ class ServiceProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
 
+    def _handed_over(self) -> bool:
+        """Whether a hand-off gave Ray series: the recent waves keep it, while the last
+        hand-off is soon one that only published."""
+        status = service_status(self.settings)
+        handoffs = [*(status.get("recent_handoffs") or []), status.get("last_handoff") or {}]
+        return any(h.get("submitted") for h in handoffs)
+
     def wait_for_wave(self, timeout: float = 240.0) -> None:
         """Return once the service handed series to Ray (mid-wave: a fault strikes now);
         fail with its log if it dies or does not within ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
-        while not (service_status(self.settings).get("last_handoff") or {}).get("submitted"):
+        while not self._handed_over():
             assert self.alive(), self.log()
             assert time.monotonic() < deadline, "no wave started: " + self.log()
             time.sleep(0.5)
