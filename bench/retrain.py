@@ -4,7 +4,7 @@ On the shared Kaggle store-item data, the last 28 days are the test period, neve
 The Delta tables hold every series of the data (a task reads its store whole: the
 ``topdown`` family splits the store's total), and the waves run the chosen series.
 (a) cold: every chosen series re-tuned from scratch on data through the cut-off day.
-(b) incremental: the same series tuned cold 7 days earlier, then the 7 new days arrive and
+(b) incremental: the same series tuned cold ``--new-days`` (7) earlier, then those days arrive and
     only the series they touch are re-tuned warm. Both run as waves on one real Ray head
     (plain tasks, one per series), with MLflow tracking and forecasts to Kafka, as in service.
 (c) fresh: ``shelfcast retrain --all`` in its own process, as a user runs it on a cluster
@@ -50,6 +50,17 @@ def choose(frame: pd.DataFrame, n: int) -> pd.DataFrame:
     step = max(1, len(keys) // n)
     chosen = keys.iloc[::step].head(n)
     return frame.merge(chosen, on=["store", "item"])
+
+
+def daily(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every day of each series, a missing one (a closed store, in Rossmann's data) as zero
+    sales: the days the test period scores, and the history the baselines fit."""
+    filled = []
+    for (store, item), rows in frame.groupby(["store", "item"]):
+        days = pd.date_range(rows["date"].min(), rows["date"].max(), freq="D")
+        sales = rows.set_index("date")["sales"].reindex(days, fill_value=0)
+        filled.append(pd.DataFrame({"date": days, "store": store, "item": item, "sales": sales}))
+    return pd.concat(filled, ignore_index=True)
 
 
 def forecasts(settings: Settings, expect: int) -> dict[str, Any]:
@@ -98,6 +109,12 @@ def wave(settings: Settings, keys: list[tuple[str, str, float]], cold: bool) -> 
         "fit_ms": 1000 * fit / max(len(done), 1),
         "record_ms": 1000 * record / max(len(done), 1),
         "methods": summary["methods"],
+        "stages_ms": {
+            stage: 1000 * sum(u.get("stages", {}).get(stage, 0.0) for u in done) / len(done)
+            for stage in ("load", "study", "model", "record", "publish")
+        }
+        if done
+        else {},
     }
 
 
@@ -233,14 +250,21 @@ def main() -> None:
     parser.add_argument("--series", type=int, default=40)
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--parts", default="primed,fresh", help="primed, fresh, or both")
+    parser.add_argument(
+        "--new-days",
+        type=int,
+        default=7,
+        help="days between (b)'s cold wave and its warm one: under the group model's "
+        "SHELFCAST_RETRAIN_GROUP_RETRAIN_DAYS (7), the warm wave predicts from the cached model",
+    )
     args = parser.parse_args()
     parts = set(args.parts.split(","))
 
     everything = pd.read_csv(args.data, parse_dates=["date"])
-    frame = choose(everything, args.series)
+    frame = daily(choose(everything, args.series))
     last = frame["date"].max()
     cut = last - timedelta(days=TEST_DAYS)
-    earlier = cut - timedelta(days=7)
+    earlier = cut - timedelta(days=args.new_days)
     keys = [(str(s), str(i), 0.0) for s, i in frame[["store", "item"]].drop_duplicates().values]
     truth, train = {}, {}
     for (store, item), rows in frame.groupby(["store", "item"]):
@@ -305,6 +329,9 @@ def main() -> None:
     ]:
         print(f"{label:28}{fmt.format(cold[key]):>12}{fmt.format(warm[key]):>18}")
     print(f"methods: cold {cold['methods']}, incremental {warm['methods']}")
+    for name, w in (("cold", cold), ("incremental", warm)):
+        split = ", ".join(f"{k} {v:.0f}" for k, v in w["stages_ms"].items())
+        print(f"{name} task ms by stage: {split}")
     print(f"test MASE: Prophet defaults {base['defaults']:.4f}, seasonal naive {base['naive']:.4f}")
     print(
         f"ratios: incremental/cold speed {warm['per_core_minute'] / cold['per_core_minute']:.2f}x, "

@@ -27,6 +27,7 @@ __all__ = [
     "future_frame",
     "group_view",
     "history_frame",
+    "prediction_frame",
     "series_input",
 ]
 
@@ -171,6 +172,27 @@ def future_frame(
             )
         )
     return pd.concat(parts, ignore_index=True), shut
+
+
+def prediction_frame(
+    series: Sequence[GroupSeries],
+    through: date,
+    days: int,
+    horizon: int,
+    use_plans: bool,
+    categories: dict[str, list[str]] | None = None,
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """The last ``days`` days through ``through`` of every series, then its ``horizon`` days
+    ahead (their ``y`` unknown: zero with weight 0), sorted by series and day; and each
+    series' closed days ahead (forecast zero)."""
+    recent = history_frame(series, through, days, use_plans)
+    ahead, shut = future_frame(series, through, horizon, use_plans)
+    statics = pd.DataFrame([{"unique_id": one.key, **one.static_values()} for one in series])
+    ahead = ahead.merge(statics, on="unique_id", how="left").assign(y=0.0, w=0.0)
+    recent[list(STATICS)] = recent[list(STATICS)].astype(str)
+    frame = pd.concat([recent, ahead[recent.columns]], ignore_index=True)
+    frame = frame.sort_values(["unique_id", "ds"], kind="stable", ignore_index=True)
+    return _categorical(frame, categories), shut
 
 
 def series_input(

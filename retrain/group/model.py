@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from retrain.errors import RetrainError
-from retrain.group.features import STATICS, GroupSeries, future_frame, history_frame
+from retrain.group.features import STATICS, GroupSeries, history_frame, prediction_frame
 
 __all__ = [
     "GroupModel",
@@ -188,15 +188,43 @@ def _predict(
     # In chunks: a prediction frame holds KEEP_DAYS rows per series.
     for first in range(0, len(known), PREDICT_CHUNK):
         chunk = known[first : first + PREDICT_CHUNK]
-        recent = history_frame(chunk, through, KEEP_DAYS, model.use_plans, model.categories)
-        ahead, shut = future_frame(chunk, through, horizon, model.use_plans)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Found null values", category=UserWarning)
-            found = model.forecaster.predict(horizon, new_df=recent, X_df=ahead)
+        frame, shut = prediction_frame(
+            chunk, through, KEEP_DAYS, horizon, model.use_plans, model.categories
+        )
+        found = _direct(model, frame, through)
         for key, rows in found.groupby("unique_id", sort=False):
-            values = np.maximum(rows.sort_values("ds")["global"].to_numpy(float), 0.0)
+            values = np.maximum(rows["global"].to_numpy(float), 0.0)
             out[str(key)] = np.where(shut[str(key)], 0.0, values)
     return out
+
+
+def _direct(model: GroupModel, frame: pd.DataFrame, through: date) -> pd.DataFrame:
+    """The model's forecast of the rows of ``frame`` after ``through``, in one call.
+
+    Every lag is at least the horizon, so each day ahead has its features from the history
+    alone: mlforecast computes them (``preprocess``, on a forecaster of the same
+    configuration: the fitted one keeps its training state) and LightGBM predicts every
+    series and day at once. mlforecast's own ``predict`` is recursive: it updates the
+    features and calls the model once per day ahead, 28 rounds of pandas work that were
+    most of a one-series forecast (110 ms, against ~2.8 ms a series in a batch of 200).
+    """
+    fitted = model.forecaster
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Found null values", category=UserWarning)
+        features = _forecaster(model.params, 0).preprocess(
+            frame,
+            static_features=list(STATICS),
+            dropna=False,
+            weight_col="w",
+            validate_data=False,
+        )
+    ahead = features[features["ds"] > pd.Timestamp(through)]
+    found = ahead[["unique_id", "ds"]].reset_index(drop=True)
+    found["global"] = fitted.models_["global"].predict(ahead[fitted.ts.features_order_])
+    # The target transform's inverse, as mlforecast's predict applies it (log1p's is global).
+    for transform in (fitted.ts.target_transforms or [])[::-1]:
+        found = transform.inverse_transform(found)
+    return found
 
 
 def training_sample(series: Sequence[GroupSeries], max_rows: int) -> list[GroupSeries]:
