@@ -320,10 +320,14 @@ def run_demo(
     from rich.console import Console
 
     from retrain.cluster.client import connect
+    from shelfcast.private import private_dir
     from shelfcast.retrain_config import ray_config
 
     stop = on_signals()
     ours = signal.getsignal(signal.SIGTERM)
+    # Before the first child's log file: made by its mkdir, the data dir would let other
+    # users in, and every process would then warn about the folder the demo itself made.
+    private_dir(settings.data_dir)
     started_stack = not running(settings)
     demo = _Demo(settings, stop, (date(2024, 1, 1), history_days))
     console = Console()

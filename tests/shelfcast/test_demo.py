@@ -6,6 +6,7 @@ sales of its own (the first run's history, sent again, is stored once)."""
 import contextlib
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -158,6 +159,10 @@ def test_ctrl_c_stops_the_demo_and_all_it_started_within_10_s_and_a_second_run_s
                 and _sent(settings) > 0
             ),
         )
+        # The demo made its data dir private before anything wrote there: no warning.
+        assert stat.S_IMODE(data.stat().st_mode) == 0o700
+        for output in (tmp_path / "demo-1.out", service_log):
+            assert b"lets other users" not in output.read_bytes()
         first_ids, first_live = set(stored_ids(demo)), _live_ids(demo)
         sent = _sent(settings)
 
