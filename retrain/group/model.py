@@ -1,8 +1,8 @@
 """One gradient-boosted model across a group of series: fit, forecast, validate.
 
 mlforecast (pinned with LightGBM) builds the lags, rolling statistics, calendar columns and
-the target transform, and runs the forecasting loop. Every lag is at least the horizon, so
-a forecast never feeds on its own predictions: one model serves all 28 days, and a fold's
+the target transform. Every lag is at least the horizon, so a forecast never feeds on its
+own predictions: one model serves all 28 days in one call (see ``_direct``), and a fold's
 forecast is exactly what the service would have published at its cutoff. Measured on
 Rossmann stores, recursive lags of 1-7 days were 16 % worse (closed days and compounding).
 
