@@ -47,6 +47,7 @@ from bench.scale.probe import (
 )
 from bench.scale.stack import Stack, scale_stack
 from shelfcast.embedded import free_port
+from shelfcast.private import private_dir
 
 
 def log(text: str) -> None:
@@ -418,7 +419,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=None, help="kept (default: a temp dir)")
     args = parser.parse_args()
     if args.data_dir is not None:
-        args.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(args.data_dir)
         result = run(args, args.data_dir.resolve())
     else:
         with tempfile.TemporaryDirectory(prefix="shelfcast-scale-") as tmp:
