@@ -11,7 +11,12 @@ forecast on the topic:
 The baseline, run in the same process on the same series, is the retrain alone: a wave
 submitted straight to the coordinator, without Kafka, Spark or the trigger.
 
-    python -m bench.e2e [--series 100] [--singles 20] [--plans 20]
+The series are synthetic by default; ``--data`` takes a sales file (``date,store,item,sales``)
+instead, with its plans and store records beside it as in the Rossmann data
+(``plans.csv.gz``, ``stores.csv``): its history through ``--history-days`` before its last
+day goes through Kafka, the plans known then into the tables, and the sales after are sent.
+
+    python -m bench.e2e [--series 100] [--singles 20] [--plans 20] [--data PATH]
 """
 
 import argparse
@@ -23,20 +28,25 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from bench.stack import embedded_stack
+from bench.stack import embedded_stack, write_plans
 from contracts.series import parse_series_key, series_key
+from retrain.kernel.plans import Plan, StoreInfo
 from shelfcast.kafka import client_config, producer_config
 from shelfcast.retrain_config import retrain_config
 from shelfcast.settings import Settings
 from streaming.thresholds import ThresholdStore
 
 START = date(2024, 1, 1)
+# The days a sales file keeps after the history: the single sales and the wave's day.
+TAIL_DAYS = 28
 
 
 def pct(values: list[float], q: float) -> float:
@@ -126,14 +136,55 @@ def event(series: str, day: date, n: int, quantity: float) -> dict[str, Any]:
     }
 
 
+@dataclass
+class RealData:
+    """A sales file's series: the history sent as POS events, the plans known at its end."""
+
+    frame: pd.DataFrame
+    keys: list[str]
+    next_day: date
+    plans: tuple[dict[str, list[Plan]], dict[str, StoreInfo]] | None
+
+    @classmethod
+    def read(cls, path: Path, series: int, history_days: int) -> "RealData":
+        from bench.retrain import choose, known_plans
+
+        frame = choose(pd.read_csv(path, parse_dates=["date"]), series)
+        through = frame["date"].max() - timedelta(days=TAIL_DAYS)
+        frame = frame[frame["date"] > through - timedelta(days=history_days)]
+        keys = sorted({series_key(str(s), str(i)) for s, i in frame[["store", "item"]].values})
+        return cls(frame, keys, (through + timedelta(days=1)).date(), known_plans(path, through))
+
+    def history(self) -> list[dict[str, Any]]:
+        known = self.frame[self.frame["date"].dt.date < self.next_day]
+        return [
+            event(series_key(str(r.store), str(r.item)), r.date.date(), 0, float(r.sales))
+            for r in known.itertuples()
+        ]
+
+    def sold(self, key: str, day: date) -> float:
+        """The series' sales of ``day`` in the file (a day it was closed: one unit)."""
+        store, item = parse_series_key(key)
+        found = self.frame[
+            (self.frame["store"].astype(str) == store)
+            & (self.frame["item"].astype(str) == item)
+            & (self.frame["date"].dt.date == day)
+        ]
+        return float(found["sales"].iloc[0]) if len(found) else 1.0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=100)
     parser.add_argument("--singles", type=int, default=20)
     parser.add_argument("--plans", type=int, default=20)
     parser.add_argument("--history-days", type=int, default=150)
+    parser.add_argument("--data", type=Path, default=None, help="a sales file (see above)")
     args = parser.parse_args()
     keys = [f"S{n // 10:02d}|I{n % 10:02d}" for n in range(args.series)]
+    real = RealData.read(args.data, args.series, args.history_days) if args.data else None
+    if real is not None:
+        keys = real.keys
 
     with (
         tempfile.TemporaryDirectory() as tmp,
@@ -148,6 +199,8 @@ def main() -> None:
         from shelfcast.service import run_service
 
         ThresholdStore(settings.data_dir).set({"cooldown_seconds": "0"}, who="bench")
+        if real is not None and real.plans is not None:
+            write_plans(settings, *real.plans, 0)
         stop = threading.Event()
         service = threading.Thread(target=run_service, args=(settings, stop), daemon=True)
         service.start()
@@ -158,21 +211,31 @@ def main() -> None:
             f"warm-up: {args.history_days} days of history for {len(keys)} series", file=sys.stderr
         )
         rng = random.Random(7)
-        history = [
-            event(k, START + timedelta(days=d), 0, float(rng.randint(2, 8) + 3 * (d % 7 in (5, 6))))
-            for d in range(args.history_days)
-            for k in keys
-        ]
+        history = (
+            real.history()
+            if real is not None
+            else [
+                event(
+                    k,
+                    START + timedelta(days=d),
+                    0,
+                    float(rng.randint(2, 8) + 3 * (d % 7 in (5, 6))),
+                )
+                for d in range(args.history_days)
+                for k in keys
+            ]
+        )
         send(producer, settings, history)
         watcher.wait_new(keys, {}, timeout=1800)
         watcher.poll(5)  # let the coalesced second round (if any) land too
 
-        day = START + timedelta(days=args.history_days)
+        day = real.next_day if real is not None else START + timedelta(days=args.history_days)
+        sold = real.sold if real is not None else (lambda key, day: 7.0)
         singles = []
         for n in range(args.singles):
             key = keys[n % len(keys)]
             before = dict(watcher.versions)
-            sent = send(producer, settings, [event(key, day, 1, 7)])
+            sent = send(producer, settings, [event(key, day, 1, sold(key, day))])
             arrived = watcher.wait_new([key], before, timeout=120)
             singles.append(arrived[key] - sent)
             watcher.poll(0.5)
@@ -189,7 +252,7 @@ def main() -> None:
 
         day += timedelta(days=1)
         before = dict(watcher.versions)
-        sent = send(producer, settings, [event(k, day, 1, 7) for k in keys])
+        sent = send(producer, settings, [event(k, day, 1, sold(k, day)) for k in keys])
         arrived = watcher.wait_new(keys, before, timeout=1800)
         wave = [arrived[k] - sent for k in keys]
 
