@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from shelfcast.settings import Settings
 __all__ = [
     "ManagedProcess",
     "free_port",
+    "free_ports",
     "ray_node_command",
     "ray_temp_dir",
     "running",
@@ -268,6 +270,26 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_ports(count: int, taken: Collection[int] = ()) -> list[int]:
+    """``count`` distinct TCP ports free on loopback right now, none of ``taken``. The
+    sockets stay bound until all are chosen: one :func:`free_port` after another may be
+    handed the same port twice (a Ray node refuses to start when two of its ports match)."""
+    sockets: list[socket.socket] = []
+    found: list[int] = []
+    try:
+        while len(found) < count:
+            sock = socket.socket()
+            sockets.append(sock)
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+            if port not in taken:
+                found.append(port)
+        return found
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def start_ray(settings: Settings, timeout: float = 60.0) -> ManagedProcess:
     """Start a Ray head on loopback at ``ray_address`` (all its ports pinned or free)."""
     claimed = _claim(
@@ -345,16 +367,18 @@ def ray_node_command(
     the head (``join`` is ``--port=N``) or a worker (``join`` is ``--address=HOST:PORT``)."""
     ray_bin = Path(sys.executable).with_name("ray")
     # Worker ports 0 = any free port: Ray's default range would collide with its own GCS port.
+    names = (
+        "node-manager-port",
+        "object-manager-port",
+        "dashboard-agent-listen-port",
+        "dashboard-agent-grpc-port",
+        "runtime-env-agent-port",
+        "metrics-export-port",
+    )
+    gcs = int(join.rpartition(":")[2].rpartition("=")[2])
     ports = {
-        f"--{name}": str(free_port())
-        for name in (
-            "node-manager-port",
-            "object-manager-port",
-            "dashboard-agent-listen-port",
-            "dashboard-agent-grpc-port",
-            "runtime-env-agent-port",
-            "metrics-export-port",
-        )
+        f"--{name}": str(port)
+        for name, port in zip(names, free_ports(len(names), {gcs}), strict=True)
     }
     head_only = ["--head", "--include-dashboard=false", "--disable-usage-stats"] if head else []
     return [

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from shelfcast.embedded import free_port
+from shelfcast.embedded import free_port, free_ports, ray_node_command
 
 pytestmark = pytest.mark.integration
 
@@ -151,3 +151,18 @@ def test_the_data_dir_and_the_stack_temp_folders_are_private(tmp_path: Path) -> 
     # Spark's Derby home is under the data dir, not /tmp/derby.
     assert spark_config(deep).derby_home == deep.data_dir / "spark" / "derby"
     temp.rmdir()
+
+
+def test_a_ray_nodes_ports_are_distinct_and_never_its_gcs_port() -> None:
+    """Ray refuses to start a node two of whose ports match (it failed a CI run so)."""
+    gcs = free_port()
+    ports = free_ports(300, {gcs})
+    assert len(set(ports)) == 300 and gcs not in ports
+    for join in (f"--port={gcs}", f"--address=127.0.0.1:{gcs}"):
+        command = ray_node_command("127.0.0.1", join, 1, {})
+        pinned = [
+            int(command[i + 1])
+            for i, arg in enumerate(command)
+            if arg.endswith("-port") and "worker" not in arg  # worker ports: 0, any
+        ]
+        assert len(pinned) == 6 and len(set(pinned)) == 6 and gcs not in pinned
