@@ -26,6 +26,7 @@ from shelfcast.private import PRIVATE_UMASK, private_dir, private_temp_dir
 from shelfcast.settings import Settings
 
 __all__ = [
+    "RAY_NODE_PORTS",
     "ManagedProcess",
     "free_port",
     "free_ports",
@@ -263,6 +264,17 @@ def start_broker(
     return proc
 
 
+# The ports of a Ray node that ``ray start`` takes as options, pinned to free ones on loopback.
+RAY_NODE_PORTS = (
+    "node-manager-port",
+    "object-manager-port",
+    "dashboard-agent-listen-port",
+    "dashboard-agent-grpc-port",
+    "runtime-env-agent-port",
+    "metrics-export-port",
+)
+
+
 def free_port() -> int:
     """A TCP port free on loopback right now."""
     with socket.socket() as sock:
@@ -367,19 +379,9 @@ def ray_node_command(
     the head (``join`` is ``--port=N``) or a worker (``join`` is ``--address=HOST:PORT``)."""
     ray_bin = Path(sys.executable).with_name("ray")
     # Worker ports 0 = any free port: Ray's default range would collide with its own GCS port.
-    names = (
-        "node-manager-port",
-        "object-manager-port",
-        "dashboard-agent-listen-port",
-        "dashboard-agent-grpc-port",
-        "runtime-env-agent-port",
-        "metrics-export-port",
-    )
     gcs = int(join.rpartition(":")[2].rpartition("=")[2])
-    ports = {
-        f"--{name}": str(port)
-        for name, port in zip(names, free_ports(len(names), {gcs}), strict=True)
-    }
+    chosen = free_ports(len(RAY_NODE_PORTS), {gcs})
+    ports = {f"--{name}": str(port) for name, port in zip(RAY_NODE_PORTS, chosen, strict=True)}
     head_only = ["--head", "--include-dashboard=false", "--disable-usage-stats"] if head else []
     return [
         str(ray_bin),

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from retrain.cluster.client import loopback_ray_env
-from shelfcast.embedded import free_port, stop_process, wait_for_port
+from shelfcast.embedded import RAY_NODE_PORTS, free_port, free_ports, stop_process, wait_for_port
 
 
 def test_usage_reports_are_off_unless_the_environment_turns_them_on(
@@ -36,17 +36,8 @@ def test_a_head_started_the_plain_way_is_joined_by_its_loopback_address(tmp_path
     machine's outward address; SHELFCAST_RAY_ADDRESS=127.0.0.1:P joins it as ``ray.init``
     does. It failed with "Cannot join the Ray cluster", after a minute."""
     port = free_port()
-    pinned = [
-        f"--{name}={free_port()}"
-        for name in (
-            "node-manager-port",
-            "object-manager-port",
-            "dashboard-agent-listen-port",
-            "dashboard-agent-grpc-port",
-            "runtime-env-agent-port",
-            "metrics-export-port",
-        )
-    ]
+    chosen = free_ports(len(RAY_NODE_PORTS), {port})
+    pinned = [f"--{name}={p}" for name, p in zip(RAY_NODE_PORTS, chosen, strict=True)]
     temp = Path(tempfile.mkdtemp(prefix="shelfcast-ray-", dir="/tmp"))  # socket paths: short
     command = [
         str(Path(sys.executable).with_name("ray")),
