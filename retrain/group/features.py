@@ -3,9 +3,10 @@
 Pure: series, their plans and their closures in, pandas frames out. mlforecast computes the
 lags, rolling statistics, calendar columns and the target transform from ``y``; what it
 cannot know is built here: the days around holidays, closures and promotions (all known
-ahead), and which days count. Closed days stay in the frame as zeros with weight 0 rather
-than as missing rows: mlforecast's lags are positions, not dates, so a gap would shift every
-lag behind it.
+ahead), and which days count. Closed days stay in the frame with weight 0 rather than as
+missing rows: mlforecast's lags are positions, not dates, so a gap would shift every lag
+behind it. Their ``y`` is what the lags read there (see :func:`lag_source`), never NaN: one
+NaN turns every later rolling mean of the series NaN in coreforecast.
 """
 
 from collections.abc import Sequence
@@ -27,12 +28,16 @@ __all__ = [
     "future_frame",
     "group_view",
     "history_frame",
+    "lag_source",
     "prediction_frame",
     "series_input",
 ]
 
 # Days after the horizon whose plans count: "days to the next promotion" looks this far.
 PLAN_LOOKAHEAD = 30
+
+# Weeks before a closure whose same-weekday sales stand in for its days (see lag_source).
+LAG_FILL_WEEKS = 8
 
 # Categorical columns that stay constant per series (mlforecast's static features).
 STATICS = ("store", "item", "store_type", "assortment")
@@ -110,6 +115,37 @@ def exog_columns(
     return out
 
 
+def lag_source(values: np.ndarray, closed: np.ndarray) -> np.ndarray:
+    """``values`` as the lags read them: a closed day holds the mean of what the series sold
+    on the same weekday in the :data:`LAG_FILL_WEEKS` open weeks before its closure began
+    (zero where it sold on none of them: a weekly rest day stays zero).
+
+    A closure is not a collapse of demand. Read as zeros, a store shut for months forecasts
+    nothing for weeks after it reopens, because every lag of 28-91 days reads the closure;
+    a public holiday reads as a dead day four weeks later. The rows keep weight 0, so what
+    is filled in here only ever feeds a lag, never a target.
+    """
+    out = np.where(closed, 0.0, values).astype(float)
+    shut = np.flatnonzero(closed)
+    if not len(shut):
+        return out
+    # The first day of the closure each closed day belongs to.
+    starts = shut[np.r_[True, np.diff(shut) > 1]]
+    began = starts[np.searchsorted(starts, shut, side="right") - 1]
+    # Whole weeks back from the day to the last same weekday before its closure began.
+    back = (shut - began) // 7 + 1
+    total = np.zeros(len(shut))
+    count = np.zeros(len(shut))
+    for week in range(LAG_FILL_WEEKS):
+        at = shut - 7 * (back + week)
+        seen = at >= 0
+        seen[seen] = ~closed[at[seen]]
+        total[seen] += values[at[seen]]
+        count[seen] += 1
+    out[shut] = np.divide(total, count, out=np.zeros(len(shut)), where=count > 0)
+    return out
+
+
 def _categorical(frame: pd.DataFrame, categories: dict[str, list[str]] | None) -> pd.DataFrame:
     for name in STATICS:
         values = frame[name].astype(str)
@@ -136,10 +172,12 @@ def history_frame(
         n = last - first + 1
         closed = one.shut()
         exog = exog_columns(one.plan, closed, use_plans, one.price)
+        # Over the whole history: a closure that began before the window reads its past.
+        lags = lag_source(one.values[: last + 1], closed[: last + 1])
         frame = {
             "unique_id": one.key,
             "ds": pd.date_range(one.start + timedelta(days=first), periods=n, freq="D"),
-            "y": np.where(closed[first : last + 1], 0.0, one.values[first : last + 1]),
+            "y": lags[first:],
             "w": (~closed[first : last + 1]).astype(float),
             **{name: values[first : last + 1] for name, values in exog.items()},
         }
@@ -210,9 +248,10 @@ def series_input(
 ) -> GroupSeries:
     """One series' daily values (absent days zero) with its closures and what its store
     planned (``plans`` None: plans are not used at all; store metadata still is)."""
-    closures = classify(start, values, horizon, store.calendar(calendar) if store else calendar)
     days = len(values) + horizon + PLAN_LOOKAHEAD
     plan = day_plan(start, days, plans_for(plans or (), item_id), store, calendar)
+    own = store.calendar(calendar) if store else calendar
+    closures = classify(start, values, horizon, own, plan.known and plan.weekdays_known)
     if store is not None:
         statics = {
             "store_type": store.store_type or "",

@@ -97,8 +97,15 @@ class Closures:
         return bool(self.closed.any())
 
 
-def classify(start: date, values: np.ndarray, horizon: int, config: CalendarConfig) -> Closures:
-    """The closure masks of a history starting on ``start`` and the ``horizon`` days after it."""
+def classify(
+    start: date, values: np.ndarray, horizon: int, config: CalendarConfig, declared: bool = False
+) -> Closures:
+    """The closure masks of a history starting on ``start`` and the ``horizon`` days after it.
+
+    ``declared``: the store publishes its opening weekdays and its closures ahead (plans), so
+    a weekday is not guessed closed from its last weeks. The guess would keep a store that
+    reopens after a long closure shut for the whole horizon, against its own plans.
+    """
     n = len(values)
     recent = values[-YEAR:]
     open_days = recent[recent > 0]
@@ -109,7 +116,7 @@ def classify(start: date, values: np.ndarray, horizon: int, config: CalendarConf
     if not busy or not closed.any():
         return Closures(busy, closed, future)
     weeks = config.closure_weeks
-    for offset in range(horizon):
+    for offset in range(0 if declared else horizon):
         # Same weekday in the last ``weeks`` weeks of history.
         index = n + offset
         past = [index - 7 * k for k in range(1, weeks + 5) if 0 <= index - 7 * k < n][:weeks]

@@ -43,7 +43,8 @@ def prepare(
     """The series as the families see it, and its closures (history and the next ``horizon``
     days). ``plan`` (from the history's first day through the horizon) adds the planned
     closures and the regressors."""
-    closures = classify(history.start, history.values, horizon, calendar)
+    declared = plan is not None and plan.known and plan.weekdays_known
+    closures = classify(history.start, history.values, horizon, calendar, declared)
     n = len(history.values)
     regressors = None
     if plan is not None and len(plan) >= n + horizon:

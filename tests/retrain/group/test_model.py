@@ -13,6 +13,7 @@ from retrain.group.features import (
     future_frame,
     group_view,
     history_frame,
+    lag_source,
     series_input,
 )
 from retrain.group.model import KEEP_DAYS, GroupModel, GroupParams, fit_group
@@ -96,6 +97,49 @@ def test_closed_days_stay_in_the_frame_with_weight_zero() -> None:
     sundays = frame["ds"].dt.dayofweek == 6
     assert (frame.loc[sundays, "w"] == 0).all() and (frame.loc[~sundays, "w"] == 1).all()
     assert {"promo", "promo_to", "closed_tomorrow", "holiday_since"} <= set(frame.columns)
+
+
+def test_a_closed_day_reads_as_its_weekday_in_the_weeks_before_the_closure() -> None:
+    days = 7 * 20
+    weekday = np.arange(days) % 7
+    values = np.where(weekday == 6, 0.0, 10.0 + weekday)  # shut every seventh day
+    values[100] = 0.0  # one day shut (a holiday)
+    values[110:130] = 0.0  # shut for three weeks
+    closed = (weekday == 6) | (values == 0)
+    read = lag_source(values, closed)
+    assert (read[weekday == 6] == 0).all()  # a weekly rest day: never open, stays zero
+    assert read[100] == 10.0 + weekday[100]
+    # Deep in the long closure: the same weekday before it began, not zeros.
+    expected = np.where(weekday[110:130] == 6, 0.0, 10.0 + weekday[110:130])
+    np.testing.assert_array_equal(read[110:130], expected)
+    assert np.array_equal(read[~closed], values[~closed])
+
+
+def test_a_store_that_reopens_after_months_shut_is_forecast_at_its_old_level() -> None:
+    days = 540
+    series = _group(days=days, stores=4)
+    through = START + timedelta(days=days - 1)
+    # Store S0 was shut for the 120 days before the origin and reopens the day after it.
+    old = series[0]
+    closure = Plan("closure", through - timedelta(days=119), through)
+    values = old.values.copy()
+    values[-120:] = 0.0
+    shut = series_input(
+        old.key,
+        old.store_id,
+        old.item_id,
+        START,
+        values,
+        [*_promos(days, 3), closure],
+        StoreInfo("S0", "DE", "NW", (1, 2, 3, 4, 5, 6), "a", "b"),
+        CalendarConfig(),
+        28,
+    )
+    model = fit_group([shut, *series[1:]], through, QUICK, folds=0)
+    forecast = model.predict([shut], through)[shut.key]
+    before = old.values[-240:-120]
+    level = before[before > 0].mean()
+    assert 0.6 * level < forecast[forecast > 0].mean() < 1.5 * level
 
 
 def test_the_group_model_learns_promotions_across_stores_and_forecasts_a_new_one() -> None:

@@ -36,6 +36,20 @@ def test_a_busy_series_zero_days_are_closures_and_recur_in_the_forecast() -> Non
     assert np.array_equal(closures.future_closed, expected)
 
 
+def test_a_store_that_declares_its_plans_reopens_when_they_say_after_a_long_closure() -> None:
+    days = 700
+    values = busy_store(days)
+    values[-100:] = 0.0  # shut for the last 100 days
+    # Guessed from its last weeks, every day ahead stays shut ...
+    assert classify(START, values, 28, GERMANY).future_closed.all()
+    # ... but a store that publishes its opening weekdays and closures is taken at its word.
+    declared = classify(START, values, 28, GERMANY, declared=True)
+    future = [START + timedelta(days=days + k) for k in range(28)]
+    holidays = holiday_names(GERMANY, future[0], future[-1])
+    ahead = zip(future, declared.future_closed, strict=True)
+    assert not any(shut for day, shut in ahead if day not in holidays)
+
+
 def test_a_holiday_the_store_opened_on_last_time_is_not_forecast_closed() -> None:
     days = 700
     values = busy_store(days)
