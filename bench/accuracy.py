@@ -470,6 +470,7 @@ def score(results: list[dict[str, Any]], methods: list[str]) -> dict[str, dict[s
             "min_coverage": float(np.nanmin(per_origin_cover))
             if per_origin_cover
             else float("nan"),
+            **{f"coverage {i + 1}": v for i, v in enumerate(per_origin_cover)},
             "core_s": seconds / runs if runs else float("nan"),
         }
     return table
@@ -498,6 +499,10 @@ def print_table(
             + f"{row['mean']:>8.4f}{gain:>+9.1%}{row['coverage']:>9.1%}"
             + f"{row['min_coverage']:>9.1%}{row['core_s']:>8.2f}"
         )
+    for name in present:
+        if name.startswith("Shelfcast warm"):
+            cover = [row for h, row in table[name].items() if h.startswith("coverage ")]
+            print(f"{name}, 80 % coverage by origin: " + " ".join(f"{c:.1%}" for c in cover))
     if best:
         print(f"best untuned per-series: {best}")
     return table
