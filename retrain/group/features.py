@@ -117,8 +117,8 @@ def exog_columns(
 
 def lag_source(values: np.ndarray, closed: np.ndarray) -> np.ndarray:
     """``values`` as the lags read them: a closed day holds the mean of what the series sold
-    on the same weekday in the :data:`LAG_FILL_WEEKS` open weeks before its closure began
-    (zero where it sold on none of them: a weekly rest day stays zero).
+    on its weekday in the :data:`LAG_FILL_WEEKS` weeks before its closure began, over the
+    days it was open then (zero if none was: a weekly rest day stays zero).
 
     A closure is not a collapse of demand. Read as zeros, a store shut for months forecasts
     nothing for weeks after it reopens, because every lag of 28-91 days reads the closure;
