@@ -277,9 +277,7 @@ RAY_NODE_PORTS = (
 
 def free_port() -> int:
     """A TCP port free on loopback right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
 
 
 def free_ports(count: int, taken: Collection[int] = ()) -> list[int]:
