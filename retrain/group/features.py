@@ -251,7 +251,7 @@ def series_input(
     days = len(values) + horizon + PLAN_LOOKAHEAD
     plan = day_plan(start, days, plans_for(plans or (), item_id), store, calendar)
     own = store.calendar(calendar) if store else calendar
-    closures = classify(start, values, horizon, own, plan.known and plan.weekdays_known)
+    closures = classify(start, values, horizon, own, plan.declares_closures)
     if store is not None:
         statics = {
             "store_type": store.store_type or "",

@@ -87,6 +87,12 @@ class DayPlan:
     def __len__(self) -> int:
         return len(self.holiday)
 
+    @property
+    def declares_closures(self) -> bool:
+        """The store publishes its plans and its opening weekdays: they, not a guess from
+        its last weeks, say when it is closed ahead (see ``calendar.classify``)."""
+        return self.known and self.weekdays_known
+
     def window(self, first: int, length: int) -> "DayPlan":
         """Days ``[first, first + length)``."""
         cut = slice(first, first + length)

@@ -43,19 +43,21 @@ def prepare(
     """The series as the families see it, and its closures (history and the next ``horizon``
     days). ``plan`` (from the history's first day through the horizon) adds the planned
     closures and the regressors."""
-    declared = plan is not None and plan.known and plan.weekdays_known
-    closures = classify(history.start, history.values, horizon, calendar, declared)
     n = len(history.values)
+    # A plan too short for the horizon says nothing ahead: its closures are not used below.
+    covered = plan if plan is not None and len(plan) >= n + horizon else None
+    declared = covered is not None and covered.declares_closures
+    closures = classify(history.start, history.values, horizon, calendar, declared)
     regressors = None
-    if plan is not None and len(plan) >= n + horizon:
-        planned = plan.closed[: n + horizon]
+    if covered is not None:
+        planned = covered.closed[: n + horizon]
         # A planned closure (or a weekday the store does not open) without sales is closed;
         # a sale on such a day wins over the plan.
         closed = closures.closed | (planned[:n] & (history.values <= 0))
         future = closures.future_closed | planned[n:]
         closures = replace(closures, closed=closed, future_closed=future)
-        if plan.known:
-            regressors = regressor_frame(plan, np.r_[closed, future], n + horizon)
+        if covered.known:
+            regressors = regressor_frame(covered, np.r_[closed, future], n + horizon)
     values = np.where(closures.closed, np.nan, history.values.astype(float))
     names = holiday_names(calendar, history.start, history.end + timedelta(days=horizon))
     frame = (

@@ -5,6 +5,9 @@ from datetime import date, timedelta
 import numpy as np
 
 from retrain.kernel.calendar import CalendarConfig, classify, fill_closed, holiday_names
+from retrain.kernel.plans import Plan, StoreInfo, day_plan
+from retrain.kernel.prepare import prepare
+from retrain.kernel.series import History
 from tests.support.series import demand
 
 GERMANY = CalendarConfig(country="DE")
@@ -48,6 +51,22 @@ def test_a_store_that_declares_its_plans_reopens_when_they_say_after_a_long_clos
     holidays = holiday_names(GERMANY, future[0], future[-1])
     ahead = zip(future, declared.future_closed, strict=True)
     assert not any(shut for day, shut in ahead if day not in holidays)
+
+
+def test_a_declared_plan_too_short_for_the_horizon_leaves_closures_to_the_guess() -> None:
+    days = 700
+    values = busy_store(days)
+    store = StoreInfo("S", "DE", None, (1, 2, 3, 4, 5, 6))
+    plans = [Plan("promotion", START, START + timedelta(days=6))]
+    future = [START + timedelta(days=days + k) for k in range(28)]
+    sundays = np.array([d.weekday() == 6 for d in future])
+    history = History(START, values)
+    for length, kind in ((days + 28, "covers the horizon"), (days + 5, "too short")):
+        plan = day_plan(START, length, plans, store, GERMANY)
+        assert plan.declares_closures
+        _, closures = prepare(history, 28, GERMANY, plan=plan)
+        # Sundays are closed ahead either way: by the plan's weekdays, or by the guess.
+        assert closures.future_closed[sundays].all(), kind
 
 
 def test_a_holiday_the_store_opened_on_last_time_is_not_forecast_closed() -> None:
