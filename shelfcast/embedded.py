@@ -151,13 +151,16 @@ def _launch(
     address: tuple[str, int],
     timeout: float,
     env: dict[str, str] | None = None,
+    ready: bytes | None = None,
 ) -> ManagedProcess:
-    """Start ``command`` in its own session with a pid file and a log; wait for its port."""
+    """Start ``command`` in its own session with a pid file and a log; wait for its port and,
+    when given, for the ``ready`` line in its log."""
     host, port = address
     private_dir(settings.data_dir)
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     log_path = settings.run_dir / f"{name}.log"
     out = log_path.open("ab")
+    offset = out.tell()  # the log is appended to: an earlier start's lines are not this one's
     try:
         proc = subprocess.Popen(
             command,
@@ -182,13 +185,38 @@ def _launch(
             "'shelfcast down' could not tell it from a later process with the same pid."
         )
     _pid_file(settings, name).write_text(f"{proc.pid} {started}")
+    deadline = time.monotonic() + timeout
     if not wait_for_port(host, port, timeout) or proc.poll() is not None:
         stop_process(proc.pid)
         raise EmbeddedStackError(
             f"The embedded {what} did not listen on {host}:{port} within {timeout:.0f} s; "
             f"see {log_path}."
         )
+    if ready is not None and not _logged(proc, log_path, offset, ready, deadline):
+        ended = proc.poll() is not None
+        stop_process(proc.pid)
+        how = "exited during its start" if ended else f"did not start within {timeout:.0f} s"
+        raise EmbeddedStackError(
+            f"The embedded {what} listened on {host}:{port} but {how}; see {log_path}, "
+            "then start it again."
+        )
     return ManagedProcess(name, proc.pid)
+
+
+def _logged(
+    proc: subprocess.Popen[bytes], log: Path, offset: int, line: bytes, deadline: float
+) -> bool:
+    """Whether ``line`` appears in ``log`` after ``offset`` while ``proc`` runs, by the
+    deadline."""
+    while time.monotonic() < deadline:
+        with log.open("rb") as found:
+            found.seek(offset)
+            if line in found.read():
+                return proc.poll() is None
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.1)
+    return False
 
 
 def _claim(
@@ -300,6 +328,10 @@ def free_ports(count: int, taken: Collection[int] = ()) -> list[int]:
             sock.close()
 
 
+# What 'ray start --block' logs once its node is up.
+RAY_STARTED = b"Ray runtime started."
+
+
 def start_ray(settings: Settings, timeout: float = 60.0) -> ManagedProcess:
     """Start a Ray head on loopback at ``ray_address`` (all its ports pinned or free)."""
     claimed = _claim(
@@ -320,7 +352,13 @@ def start_ray(settings: Settings, timeout: float = 60.0) -> ManagedProcess:
     command = ray_node_command(
         host, f"--port={port}", cpus, resources, head=True, extra=("--temp-dir", str(temp))
     )
-    return _launch(settings, "ray", "Ray head", command, claimed, timeout, env=RAY_NODE_ENV)
+    # Its GCS listens seconds before the node is up, and 'ray start' still gives up when the
+    # node does not register within Ray's own 30 s (seen on 2 cores busy starting JVMs): the
+    # head is ready once it says so.
+    return _launch(
+        settings, "ray", "Ray head", command, claimed, timeout, env=RAY_NODE_ENV,
+        ready=RAY_STARTED,
+    )  # fmt: skip
 
 
 # Ray's sockets live at <temp dir>/session_<date>_<time>_<pid>/sockets/plasma_store, and a

@@ -14,6 +14,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -448,12 +449,22 @@ def test_a_ray_head_with_token_auth_runs_code_only_for_a_driver_with_the_token(
     ray_head_with_token: tuple[str, Path],
 ) -> None:
     address, token = ray_head_with_token
-    joined = _join(address, {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)})
-    assert joined.returncode == 0 and "joined 42" in joined.stdout, joined.stderr[-3000:]
-    for env in ({}, {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "not-the-token-" * 3}):
-        refused = _join(address, env)
-        assert refused.returncode != 0 and "joined" not in refused.stdout, env
-        assert "auth" in refused.stderr.lower(), refused.stderr[-2000:]
+    wrong: list[dict[str, str]] = [
+        {},
+        {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "not-the-token-" * 3},
+    ]
+    # Side by side: a refused driver spends most of its time waiting to give up.
+    with ThreadPoolExecutor(3) as pool:
+        joining = pool.submit(
+            _join, address, {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+        )
+        refusals = [(env, pool.submit(_join, address, env)) for env in wrong]
+        joined = joining.result()
+        assert joined.returncode == 0 and "joined 42" in joined.stdout, joined.stderr[-3000:]
+        for env, refusing in refusals:
+            refused = refusing.result()
+            assert refused.returncode != 0 and "joined" not in refused.stdout, env
+            assert "auth" in refused.stderr.lower(), refused.stderr[-2000:]
 
 
 def _spark_class(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:

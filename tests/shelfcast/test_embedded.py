@@ -166,3 +166,35 @@ def test_a_ray_nodes_ports_are_distinct_and_never_its_gcs_port() -> None:
             if arg.endswith("-port") and "worker" not in arg  # worker ports: 0, any
         ]
         assert len(pinned) == 6 and len(set(pinned)) == 6 and gcs not in pinned
+
+
+_LISTENER = """
+import socket, sys, time
+server = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+time.sleep(0.5)
+if sys.argv[2] == "ready":
+    print("Ray runtime started.", flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("outcome", ["ready", "exits"])
+def test_a_node_that_listens_is_started_only_once_it_logs_that_it_is_up(
+    tmp_path: Path, outcome: str
+) -> None:
+    """A Ray head's GCS listens before its node is up, and 'ray start' may still give up (as
+    it once did on a busy machine): started means the line that says so, not the port."""
+    from shelfcast.embedded import RAY_STARTED, _launch, stop_process
+    from shelfcast.errors import EmbeddedStackError
+    from shelfcast.settings import load_settings
+
+    settings = load_settings(data_dir=tmp_path / "data")
+    port = free_port()
+    command = [sys.executable, "-c", _LISTENER, str(port), outcome]
+    address = ("127.0.0.1", port)
+    if outcome == "ready":
+        started = _launch(settings, "node", "node", command, address, 30, ready=RAY_STARTED)
+        stop_process(started.pid)
+    else:
+        with pytest.raises(EmbeddedStackError, match=r"exited during its start; see .*node\.log"):
+            _launch(settings, "node", "node", command, address, 30, ready=RAY_STARTED)
