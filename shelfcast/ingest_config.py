@@ -12,7 +12,7 @@ from shelfcast.jars import SETUP_HINT, spark_jars
 from shelfcast.kafka import kafka_client
 from shelfcast.settings import Settings
 from streaming.config import IngestConfig, SourceConfig, Topics
-from streaming.spark import SparkConfig
+from streaming.spark import SparkConfig, class_archive_path
 from streaming.validate import Limits
 
 __all__ = ["ingest_config", "source_config", "spark_config"]
@@ -36,6 +36,7 @@ def spark_config(settings: Settings) -> SparkConfig:
         driver_memory=settings.spark_driver_memory,
         jars=jars,
         derby_home=settings.data_dir / "spark" / "derby",
+        class_archive=class_archive_path(),
     )
 
 

@@ -113,6 +113,9 @@ class SparkConfig:
     # Derby's home (Spark's catalog): a folder of ours, never a shared one such as /tmp/derby;
     # None: a private new temporary folder.
     derby_home: Path | None = None
+    # A class-data archive of the driver's classes (streaming.spark.record_class_archive):
+    # used when the file exists, else the JVM loads its classes from the jars as usual.
+    class_archive: Path | None = None
 
     @property
     def delta(self) -> bool:

@@ -12,7 +12,7 @@ from pyspark.sql import SparkSession
 
 from streaming.config import SparkConfig
 
-__all__ = ["SparkConfig", "spark_session"]
+__all__ = ["SparkConfig", "class_archive_path", "record_class_archive", "spark_session"]
 
 # Spark's default redaction plus the Kafka JAAS line, which carries the SASL password.
 _REDACT = r"(?i)secret|password|token|access[.]?key|jaas"
@@ -38,7 +38,7 @@ def spark_session(config: SparkConfig, app_name: str = "shelfcast-ingest") -> Sp
         .config("spark.python.worker.reuse", "true")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.redaction.regex", _REDACT)
-        .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={_derby_home(config)}")
+        .config("spark.driver.extraJavaOptions", " ".join(_driver_options(config)))
     )
     if config.jars:
         # Local files only: nothing is resolved or downloaded when the session starts.
@@ -56,6 +56,62 @@ def spark_session(config: SparkConfig, app_name: str = "shelfcast-ingest") -> Sp
         signal.signal(signal.SIGINT, previous)
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+def _driver_options(config: SparkConfig, record_to: Path | None = None) -> list[str]:
+    options = [f"-Dderby.system.home={_derby_home(config)}"]
+    if record_to is not None:
+        options.append(f"-XX:ArchiveClassesAtExit={record_to}")
+    elif config.class_archive is not None and config.class_archive.is_file():
+        options.append(f"-XX:SharedArchiveFile={config.class_archive}")
+    return options
+
+
+def class_archive_path() -> Path:
+    """Where this environment keeps its archive of Spark's driver classes: in the virtualenv,
+    named by the pyspark version whose jars it holds (another version's archive is not
+    used)."""
+    import pyspark
+
+    return Path(sys.prefix) / "share" / "shelfcast" / f"spark-{pyspark.__version__}.jsa"
+
+
+def record_class_archive(config: SparkConfig, path: Path) -> None:
+    """Start a session on ``config``, run a small job and stop: the JVM writes the classes it
+    loaded to ``path`` when it exits, with this process (JDK class-data sharing). A session
+    that maps them starts in about half the time (docs/benchmarks.md); a JVM that cannot use
+    them (another Java) says so in one warning line and starts as before. Its JVM ends with
+    it: run it in a process of its own (``shelfcast.class_archive``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    builder = (
+        SparkSession.builder.master(config.master)
+        .appName("shelfcast-class-archive")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.driver.extraJavaOptions", " ".join(_driver_options(config, path)))
+    )
+    if config.jars:
+        builder = builder.config("spark.jars", ",".join(str(jar) for jar in config.jars))
+    spark = builder.getOrCreate()
+    try:
+        import pandas as pd
+
+        # What an ingest batch exercises first: Arrow from pandas, a grouped aggregate
+        # (code generation), a collect.
+        frame = spark.createDataFrame(pd.DataFrame({"k": ["a", "b", "a"], "v": [1.0, 2.0, 3.0]}))
+        frame.groupBy("k").sum("v").collect()
+        spark.range(1000).selectExpr("id % 7 AS k").groupBy("k").count().toPandas()
+    finally:
+        from pyspark import SparkContext
+
+        gateway = SparkContext._gateway  # noqa: SLF001 (pyspark keeps its JVM process there)
+        spark.stop()
+        # The JVM writes the archive when it exits, which it does once its stdin closes.
+        proc = getattr(gateway, "proc", None)
+        if proc is not None and proc.stdin is not None:
+            proc.stdin.close()
+            proc.wait(120)
 
 
 def _derby_home(config: SparkConfig) -> Path:
