@@ -22,6 +22,10 @@ def spark_session(config: SparkConfig, app_name: str = "shelfcast-ingest") -> Sp
     """Get or create the session. The Python data source is registered where it is used
     (:func:`streaming.source.kafka_stream`): a registration makes Spark look up the Python
     data sources first, in a Python worker of its own (~1 s of a start)."""
+    return _session(config, app_name)
+
+
+def _session(config: SparkConfig, app_name: str, record_to: Path | None = None) -> SparkSession:
     # Workers, including the streaming-source runner, must import our installed package.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -38,7 +42,7 @@ def spark_session(config: SparkConfig, app_name: str = "shelfcast-ingest") -> Sp
         .config("spark.python.worker.reuse", "true")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.redaction.regex", _REDACT)
-        .config("spark.driver.extraJavaOptions", " ".join(_driver_options(config)))
+        .config("spark.driver.extraJavaOptions", " ".join(_driver_options(config, record_to)))
     )
     if config.jars:
         # Local files only: nothing is resolved or downloaded when the session starts.
@@ -83,17 +87,7 @@ def record_class_archive(config: SparkConfig, path: Path) -> None:
     them (another Java) says so in one warning line and starts as before. Its JVM ends with
     it: run it in a process of its own (``shelfcast.class_archive``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    builder = (
-        SparkSession.builder.master(config.master)
-        .appName("shelfcast-class-archive")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.driver.extraJavaOptions", " ".join(_driver_options(config, path)))
-    )
-    if config.jars:
-        builder = builder.config("spark.jars", ",".join(str(jar) for jar in config.jars))
-    spark = builder.getOrCreate()
+    spark = _session(config, "shelfcast-class-archive", record_to=path)
     try:
         import pandas as pd
 
