@@ -5,7 +5,7 @@ Everything starts side by side, the longest first: the service (Spark's JVM) wit
 broker and the Ray head; the history goes on the topic as soon as the topics exist, before
 the service's query reads its first micro-batch, which then holds all of it. On 2 cores
 every process of the start-up competes for the same CPU, so the demo's JVMs start lighter
-(see DEMO_JVM_OPTIONS). Ctrl-C stops everything the demo started (and only that), by pid,
+(the client JIT only). Ctrl-C stops everything the demo started (and only that), by pid,
 within seconds: the service drains its batch in flight (bounded), then the simulator and
 the stack go down together.
 
@@ -30,7 +30,14 @@ from typing import Any
 
 from rich.console import RenderableType
 
-from shelfcast.embedded import running, start_broker, start_ray, stop_all, stop_process
+from shelfcast.embedded import (
+    client_jit_options,
+    running,
+    start_broker,
+    start_ray,
+    stop_all,
+    stop_process,
+)
 from shelfcast.kafka import ensure_topics
 from shelfcast.live import (
     Poller,
@@ -55,17 +62,12 @@ SERVICE_STOP_SECONDS = 6.0
 # (the stack's own start gives up after 60 s).
 STACK_WAIT_SECONDS = 90
 
-# The JVMs the demo starts (its broker, the service's Spark driver) compile with the client
-# JIT only: a demo at 40 events/s never needs C2's peak speed, and C2's compiler threads
-# took ~5 CPU-s of Spark's start and ~2 of the broker's, on 2 cores that every process of the
-# start-up shares. The service run by itself ('shelfcast run', 'up') keeps the JVM default.
-DEMO_JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
-
 
 def _jvm_env() -> dict[str, str]:
-    """``JAVA_TOOL_OPTIONS`` with the demo's JVM options after any already set."""
-    given = os.environ.get("JAVA_TOOL_OPTIONS", "")
-    return {"JAVA_TOOL_OPTIONS": f"{given} {DEMO_JVM_OPTIONS}".strip()}
+    """The demo's JVMs (its broker, the service's Spark driver) with the client JIT only
+    (:data:`shelfcast.embedded.CLIENT_JIT`): a demo at 40 events/s never needs C2's peak
+    speed."""
+    return {"JAVA_TOOL_OPTIONS": client_jit_options(os.environ.get("JAVA_TOOL_OPTIONS", ""))}
 
 
 def _cli(settings: Settings, *args: str) -> list[str]:

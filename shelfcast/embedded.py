@@ -26,8 +26,10 @@ from shelfcast.private import PRIVATE_UMASK, private_dir, private_temp_dir
 from shelfcast.settings import Settings
 
 __all__ = [
+    "CLIENT_JIT",
     "RAY_NODE_PORTS",
     "ManagedProcess",
+    "client_jit_options",
     "free_port",
     "free_ports",
     "ray_node_command",
@@ -42,6 +44,16 @@ __all__ = [
 
 
 log = logging.getLogger("shelfcast.embedded")
+
+# The client JIT only, for JVMs that live seconds to minutes (the demo's, the tests'): C2's
+# compiler threads took ~5 CPU-s of Spark's start and ~2 of the broker's on 2 cores that every
+# other process of the start-up shares. 'shelfcast run' and 'up' keep the JVM default.
+CLIENT_JIT = "-XX:TieredStopAtLevel=1"
+
+
+def client_jit_options(given: str) -> str:
+    """``JAVA_TOOL_OPTIONS`` ``given``, with :data:`CLIENT_JIT` after them once."""
+    return given if CLIENT_JIT in given.split() else f"{given} {CLIENT_JIT}".strip()
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,13 @@ import yaml
 from confluent_kafka import Producer
 
 from retrain.cluster.client import loopback_ray_env
-from shelfcast.embedded import free_port, start_broker, start_ray, stop_process
+from shelfcast.embedded import (
+    client_jit_options,
+    free_port,
+    start_broker,
+    start_ray,
+    stop_process,
+)
 from shelfcast.errors import EmbeddedStackError
 from shelfcast.kafka import ensure_topics, producer_config
 from shelfcast.settings import Settings, load_settings
@@ -29,14 +35,10 @@ if TYPE_CHECKING:
 loopback_ray_env()
 
 # Every JVM of the suite (brokers, Spark drivers, a standalone cluster) lives seconds to a
-# minute, so the client JIT is all it uses; C2's compiler threads were ~28 % of the CPU of the
-# kill -9 ingest tests (135 core-s against 97), CPU that every test beside them shares on
-# 2 cores. The demo's JVMs run the same way (shelfcast.demo.DEMO_JVM_OPTIONS).
-_CLIENT_JIT = "-XX:TieredStopAtLevel=1"
-if _CLIENT_JIT not in os.environ.get("JAVA_TOOL_OPTIONS", ""):
-    os.environ["JAVA_TOOL_OPTIONS"] = (
-        f"{os.environ.get('JAVA_TOOL_OPTIONS', '')} {_CLIENT_JIT}".strip()
-    )
+# minute, so the client JIT is all it uses, as the demo's do; C2's compiler threads were ~28 %
+# of the CPU of the kill -9 ingest tests (135 core-s against 97), CPU that every test beside
+# them shares on 2 cores.
+os.environ["JAVA_TOOL_OPTIONS"] = client_jit_options(os.environ.get("JAVA_TOOL_OPTIONS", ""))
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -198,3 +198,11 @@ def test_a_node_that_listens_is_started_only_once_it_logs_that_it_is_up(
     else:
         with pytest.raises(EmbeddedStackError, match=r"exited during its start; see .*node\.log"):
             _launch(settings, "node", "node", command, address, 30, ready=RAY_STARTED)
+
+
+def test_the_client_jit_is_added_once_after_the_options_given() -> None:
+    from shelfcast.embedded import CLIENT_JIT, client_jit_options
+
+    assert client_jit_options("") == CLIENT_JIT
+    assert client_jit_options("-Xmx1g") == f"-Xmx1g {CLIENT_JIT}"
+    assert client_jit_options(f"-Xmx1g {CLIENT_JIT}") == f"-Xmx1g {CLIENT_JIT}"
