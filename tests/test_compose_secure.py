@@ -486,7 +486,9 @@ def _apps(ui: int) -> list[str]:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{ui}/json", timeout=5) as answer:
             state = json.loads(answer.read())
-    except OSError:
+    # The UI listens before its pages are attached: until "/json" is, the root page answers
+    # it with HTML.
+    except (OSError, json.JSONDecodeError):
         return []
     return [app["name"] for app in state.get("activeapps", []) + state.get("completedapps", [])]
 
@@ -552,7 +554,8 @@ def test_a_spark_master_with_authentication_registers_only_a_driver_with_the_sec
         while "SaslMessage" not in refused.read_text():
             assert time.monotonic() < deadline, refused.read_text()[-3000:]
             time.sleep(1)
-        assert "without-secret" not in _apps(ui)
+        apps = _apps(ui)
+        assert "with-secret" in apps and "without-secret" not in apps, apps
     finally:
         for driver in drivers:
             stop_process(driver.pid, timeout=5)
