@@ -2,6 +2,7 @@
 
 import json
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +168,12 @@ def render_status(status: dict[str, Any]) -> str:
             f"{len(c['poisoned'])} poisoned; {c['retrains_last_minute']} retrains in the "
             f"last minute; {c['published']} forecasts published"
         )
+        for system, o in sorted((c.get("outages") or {}).items()):
+            since = datetime.fromtimestamp(o["since"], UTC).isoformat()[:19]
+            out.append(
+                f"  {o['series']} series waiting for {system} since {since} (an outage, "
+                f"retried until it answers): {o['error']}"
+            )
         for f in c["latest"][:10]:
             mase = f"{f['validation_mase']:.3f}" if f["validation_mase"] is not None else "-"
             out.append(

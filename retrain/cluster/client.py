@@ -397,7 +397,8 @@ def _combined(each: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def merge_status(each: list[dict[str, Any]]) -> dict[str, Any]:
-    """The status of several shards as one (counts summed, latest forecasts merged)."""
+    """The status of several shards as one (counts summed, latest forecasts and outages
+    merged)."""
     out: dict[str, Any] = {"shards": each}
     for name in ("queued", "running", "rerun", "poison", "capacity", "published"):
         out[name] = sum(int(s.get(name) or 0) for s in each)
@@ -409,6 +410,13 @@ def merge_status(each: list[dict[str, Any]]) -> dict[str, Any]:
         sum(n * m for n, m in timed if m is not None) / total if total else None
     )
     out["poisoned"] = {k: v for s in each for k, v in s["poisoned"].items()}
+    outages: dict[str, dict[str, Any]] = {}
+    for shard in each:
+        for system, o in (shard.get("outages") or {}).items():
+            seen = outages.setdefault(system, {**o, "series": 0})
+            seen["series"] += o["series"]
+            seen["since"] = min(seen["since"], o["since"])
+    out["outages"] = outages
     latest = [entry for s in each for entry in s["latest"]]
     out["latest"] = sorted(latest, key=lambda e: str(e["at"]), reverse=True)[:20]
     return out

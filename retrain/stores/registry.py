@@ -10,6 +10,7 @@ lose the last commits, the file stays consistent), ~35 % less per series.
 """
 
 import contextlib
+import os
 import re
 import sqlite3
 import string
@@ -99,6 +100,8 @@ class Tracker:
         self.experiment = experiment
         if uri.startswith("sqlite:"):
             _sqlite_without_fsync_per_commit()
+        else:
+            _bounded_client_retries()
         try:
             self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
             found = self.client.get_experiment_by_name(experiment)
@@ -424,6 +427,23 @@ def _failure(text: str, exc: BaseException, advice: str) -> RetrainError:
             "MLflow",
         )
     return RetrainError(f"{text} {advice}".rstrip())
+
+
+# MLflow's HTTP client retries a refused or failing call 7 times over ~4 min by default. A
+# retrain blocked that long holds its worker, and the outage shows nowhere: its series are
+# "running". Shelfcast retries an MLflow outage itself, listed in the status
+# (retrain.cluster.outages), so the client only rides out blips: 3 retries, ~12 s.
+_CLIENT_RETRIES = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "2",
+}
+
+
+@cache
+def _bounded_client_retries() -> None:
+    """MLflow's client retries as :data:`_CLIENT_RETRIES`, unless the environment sets them."""
+    for name, value in _CLIENT_RETRIES.items():
+        os.environ.setdefault(name, value)
 
 
 @cache

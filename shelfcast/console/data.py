@@ -318,6 +318,15 @@ def waves_view(waves: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return shown
 
 
+def outages_view(outages: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The systems series wait for, by name, each with the UTC time it failed from."""
+    return [
+        {**o, "system": system, "since": datetime.fromtimestamp(float(o["since"]), UTC)
+         .isoformat()[:19]}
+        for system, o in sorted(outages.items())
+    ]  # fmt: skip
+
+
 def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
     """Dates and times as ISO text, as the API sends them."""
     out: dict[str, Any] = json.loads(json.dumps(value, default=str))

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, Response
 
 from shelfcast.console.api import MAX_PAGE, health, series_detail, series_page, threshold_view
-from shelfcast.console.data import waves_view
+from shelfcast.console.data import outages_view, waves_view
 from shelfcast.console.state import Console, console
 
 __all__ = ["router"]
@@ -75,6 +75,7 @@ async def page_queue(shared: Shared, request: Request) -> Response:
         coordinator = dict(current.get("coordinator", {}))
         if "waves" in coordinator:
             coordinator["waves"] = waves_view(coordinator["waves"])
+        coordinator["outages"] = outages_view(coordinator.get("outages") or {})
         current["coordinator"] = coordinator
         return page(shared, request, "queue.html", nav="queue", status=current)
 

@@ -428,3 +428,21 @@ def test_the_console_port_off_and_its_address(monkeypatch: pytest.MonkeyPatch) -
     assert console_url(load_settings(console_port=0)) is None
     assert console_url(load_settings(console_port=8470)) == "http://127.0.0.1:8470/"
     assert console_url(load_settings(console_port=8470, console_host="::1")) == "http://[::1]:8470/"
+
+
+def test_the_queue_page_lists_the_series_waiting_for_an_outage(tmp_path: Path) -> None:
+    outage = {"series": 3, "since": 1_700_000_000.0, "error": "MLflow is unreachable",
+              "example": "S1|A"}  # fmt: skip
+    status = {**STATUS, "coordinator": {**STATUS["coordinator"], "outages": {"MLflow": outage}}}
+    settings = load_settings(data_dir=tmp_path / "data")
+    client = TestClient(create_app(settings, lambda: status), base_url="http://127.0.0.1")
+    page = client.get("/queue").text
+    assert 'id="outages"' in page
+    assert "<td>MLflow</td>" in page and "2023-11-14T22:13:20" in page
+    assert 'href="/series/S1%7CA"' in page and "MLflow is unreachable" in page
+    assert (
+        'id="outages"'
+        not in TestClient(create_app(settings, lambda: STATUS), base_url="http://127.0.0.1")
+        .get("/queue")
+        .text
+    )

@@ -109,6 +109,7 @@ def test_shard_statuses_add_up() -> None:
             "cpu_seconds": 0.5,
             "poisoned": {f"S{n}|I": {"error": "x"}},
             "latest": [{"series": f"S{n}|I", "at": latest}],
+            "outages": {"MLflow": {"series": n, "since": 100.0 - n, "error": "e", "example": "k"}},
         }
 
     merged = merge_status([status(1, "2026-01-01T00:00:01"), status(3, "2026-01-01T00:00:02")])
@@ -117,6 +118,7 @@ def test_shard_statuses_add_up() -> None:
     assert set(merged["poisoned"]) == {"S1|I", "S3|I"}
     assert [e["series"] for e in merged["latest"]] == ["S3|I", "S1|I"]
     assert len(merged["shards"]) == 2
+    assert merged["outages"]["MLflow"] == {"series": 4, "since": 97.0, "error": "e", "example": "k"}
 
 
 def test_the_busy_series_of_series_state_are_what_a_new_coordinator_resubmits(

@@ -1,0 +1,19 @@
+"""What ``shelfcast status`` prints of the coordinator's status."""
+
+from shelfcast.status import render_status
+
+
+def test_status_lists_each_outage_with_the_series_waiting_for_it() -> None:
+    coordinator = {
+        "queued": 3, "running": 0, "capacity": 2, "poisoned": {}, "retrains_last_minute": 0,
+        "published": 7, "latest": [],
+        "outages": {"MLflow": {"series": 3, "since": 1_700_000_000.0,
+                               "error": "MLflow is unreachable", "example": "S1|A"}},
+    }  # fmt: skip
+    text = render_status(
+        {"service": {}, "lag": {}, "series": {}, "families": {}, "coordinator": coordinator}
+    )
+    assert (
+        "  3 series waiting for MLflow since 2023-11-14T22:13:20 (an outage, retried until it "
+        "answers): MLflow is unreachable"
+    ) in text.splitlines()
