@@ -34,7 +34,7 @@ from streaming.offsets import (
     shaped,
 )
 
-__all__ = ["RAW_SCHEMA", "KafkaDataSource", "KafkaRange"]
+__all__ = ["RAW_SCHEMA", "KafkaDataSource", "KafkaRange", "close_readers", "read_range"]
 
 RAW_SCHEMA = (
     "key binary, value binary, topic string, partition int, offset long, timestamp timestamp"
@@ -232,6 +232,13 @@ def _reader_consumer(config: dict[str, str]) -> Consumer:
     if consumer is None:
         consumer = _READER_CONSUMERS[key] = Consumer(config)
     return consumer
+
+
+def close_readers() -> None:
+    """Close the consumers :func:`read_range` keeps in this process (one per configuration,
+    for the process's life otherwise: a Python worker of Spark reads many ranges)."""
+    while _READER_CONSUMERS:
+        _READER_CONSUMERS.popitem()[1].close()
 
 
 def read_range(config: dict[str, str], part: KafkaRange) -> Iterator[pa.RecordBatch]:

@@ -11,7 +11,7 @@ from shelfcast.ingest_config import source_config
 from shelfcast.kafka import client_config, ensure_topics
 from shelfcast.settings import Settings
 from streaming.errors import KafkaSourceError
-from streaming.kafka_source import KafkaRange, KafkaStreamReader, read_range
+from streaming.kafka_source import KafkaRange, KafkaStreamReader, close_readers, read_range
 
 pytestmark = pytest.mark.integration
 
@@ -111,3 +111,9 @@ def test_read_range_stops_at_its_end(
     batches = list(read_range(config, KafkaRange(settings.topic_pos_sales, 0, 10, 25)))
     table = pa.Table.from_batches(batches)
     assert table.column("offset").to_pylist() == list(range(10, 25))
+    close_readers()  # the process's cached consumer closed: the next range opens another
+    again = pa.Table.from_batches(
+        list(read_range(config, KafkaRange(settings.topic_pos_sales, 0, 38, 40)))
+    )
+    assert again.column("offset").to_pylist() == [38, 39]
+    close_readers()
