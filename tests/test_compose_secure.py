@@ -23,6 +23,7 @@ import yaml
 
 from shelfcast.embedded import free_port, ray_node_command, stop_process, wait_for_port
 from shelfcast.settings import load_settings
+from tests.support.wait import wait_for_ray_node
 
 ROOT = Path(__file__).resolve().parents[1]
 SECURE = ROOT / "docker-compose.secure.yml"
@@ -423,7 +424,7 @@ def ray_head_with_token(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     head = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
                             stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     try:
-        assert wait_for_port("127.0.0.1", port, 90), (tmp_path / "ray.log").read_text()[-3000:]
+        wait_for_ray_node(head, tmp_path / "ray.log")
         yield f"127.0.0.1:{port}", token
     finally:
         stop_process(head.pid, timeout=3.0)

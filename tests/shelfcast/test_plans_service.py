@@ -51,9 +51,12 @@ def _sales(
 
 
 def _latest(settings: Settings, expect: int) -> dict[str, Any]:
-    """The newest forecast per series after ``expect`` messages."""
+    """The newest forecast per series after ``expect`` messages (the first come once the
+    service has started, joined Ray and retrained: minutes on a busy machine)."""
     found: dict[str, Any] = {}
-    for message in read_topic(settings, settings.topic_forecasts, expect):
+    messages = read_topic(settings, settings.topic_forecasts, expect, timeout=240)
+    assert len(messages) >= expect, f"{len(messages)} of {expect} forecasts within 240 s"
+    for message in messages:
         forecast = parse_forecast(message.value())
         if forecast.key not in found or forecast.model_version > found[forecast.key].model_version:
             found[forecast.key] = forecast

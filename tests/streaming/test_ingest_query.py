@@ -1,7 +1,6 @@
 """The ingest query on a real Spark and broker: in-process, and as a process killed with -9."""
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from streaming.query import build_pipeline, explain_failure, start_query, stop_g
 from tests.support.events import plan, sale, store_record
 from tests.support.ingest import kill_and_resume
 from tests.support.tables import quarantined, stored_ids, table_rows
+from tests.support.topics import recreate_sales_topic
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.integration
@@ -81,25 +81,6 @@ def test_exactly_once_across_kill_minus_nine(
     kill_and_resume(make_settings(ingest_source=source), produce, tmp_path)
 
 
-def _recreate_topic(settings: Settings) -> None:
-    from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
-
-    from shelfcast.kafka import client_config, ensure_topics
-
-    admin = AdminClient(client_config(settings))
-    for future in admin.delete_topics([settings.topic_pos_sales]).values():
-        future.result(30)
-    deadline = time.monotonic() + 30
-    while True:  # deletion is asynchronous: the name is free a moment later
-        try:
-            ensure_topics(settings)
-            return
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
 @SOURCES
 def test_offsets_that_go_backwards_stop_the_query_with_what_to_do(
     spark: Any, make_settings: Callable[..., Settings], produce: Callable[..., int], source: str
@@ -109,7 +90,7 @@ def test_offsets_that_go_backwards_stop_the_query_with_what_to_do(
     try:
         produce(settings, [sale(f"a{i}") for i in range(30)])
         wait_for(lambda: len(stored_ids(settings)) == 30, 90, "30 stored events")
-        _recreate_topic(settings)
+        recreate_sales_topic(settings)
         produce(settings, [sale(f"b{i}") for i in range(5)])
         wait_for(lambda: not query.isActive, 60, "the query to stop")
         error = explain_failure(str(query.exception()))
@@ -132,7 +113,7 @@ def test_offsets_that_go_backwards_resume_from_earliest_when_asked(
     try:
         produce(settings, [sale(f"a{i}") for i in range(30)])
         wait_for(lambda: len(stored_ids(settings)) == 30, 90, "30 stored events")
-        _recreate_topic(settings)
+        recreate_sales_topic(settings)
         produce(settings, [sale(f"b{i}") for i in range(5)])
         checkpoint = settings.checkpoint_dir / "ingest"
         wait_for(

@@ -5,13 +5,12 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 
 from shelfcast.ingest_config import source_config
-from shelfcast.kafka import client_config, ensure_topics
 from shelfcast.settings import Settings
 from streaming.errors import KafkaSourceError
 from streaming.kafka_source import KafkaRange, KafkaStreamReader, close_readers, read_range
+from tests.support.topics import recreate_sales_topic
 
 pytestmark = pytest.mark.integration
 
@@ -34,27 +33,12 @@ def test_end_offsets_are_the_brokers_watermarks(
     source.stop()
 
 
-def _recreate(settings: Settings) -> None:
-    admin = AdminClient(client_config(settings))
-    for future in admin.delete_topics([settings.topic_pos_sales]).values():
-        future.result(30)
-    for _ in range(100):
-        try:
-            ensure_topics(settings)
-            return
-        except Exception:  # deletion is asynchronous: the name is free a moment later
-            import time
-
-            time.sleep(0.2)
-    ensure_topics(settings)
-
-
 def test_offsets_that_go_backwards_fail_with_what_to_do(
     make_settings: Callable[..., Settings], produce: Callable[..., int]
 ) -> None:
     settings = make_settings(topic_partitions=1)
     produce(settings, [(None, b"%d" % i) for i in range(50)])
-    _recreate(settings)
+    recreate_sales_topic(settings)
     produce(settings, [(None, b"new%d" % i) for i in range(5)])
     source = reader(settings)
     with pytest.raises(KafkaSourceError, match="SHELFCAST_INGEST_ON_DATA_LOSS=earliest"):
@@ -67,7 +51,7 @@ def test_offsets_that_go_backwards_resume_from_earliest_when_asked(
 ) -> None:
     settings = make_settings(topic_partitions=1, ingest_on_data_loss="earliest")
     produce(settings, [(None, b"%d" % i) for i in range(50)])
-    _recreate(settings)
+    recreate_sales_topic(settings)
     produce(settings, [(None, b"new%d" % i) for i in range(5)])
     source = reader(settings)
     start = {"0": 50}

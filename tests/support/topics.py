@@ -7,7 +7,7 @@ from typing import Any
 from contracts import parse_forecast
 from shelfcast.settings import Settings
 
-__all__ = ["forecast_keys", "read_topic"]
+__all__ = ["forecast_keys", "read_topic", "recreate_sales_topic"]
 
 
 def read_topic(settings: Settings, topic: str, expect: int, timeout: float = 60.0) -> list[Any]:
@@ -46,3 +46,30 @@ def forecast_keys(settings: Settings, expect: int, timeout: float = 120) -> list
     """The series keys of the forecasts on the forecast topic (see :func:`read_topic`)."""
     messages = read_topic(settings, settings.topic_forecasts, expect, timeout)
     return [parse_forecast(m.value()).key for m in messages]
+
+
+def recreate_sales_topic(settings: Settings, timeout: float = 60.0) -> None:
+    """Delete the sales topic and create it again, empty (offsets start over at 0)."""
+    from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
+
+    from shelfcast.kafka import client_config, ensure_topics
+
+    topic = settings.topic_pos_sales
+    admin = AdminClient(client_config(settings))
+    for future in admin.delete_topics([topic]).values():
+        future.result(30)
+    deadline = time.monotonic() + timeout
+    # Deletion is asynchronous: until the broker's metadata drops the name, ensure_topics
+    # finds it and creates nothing; until the deletion completes, creating it is refused.
+    while True:
+        try:
+            if topic not in admin.list_topics(timeout=10).topics:
+                ensure_topics(settings)
+                meta = admin.list_topics(topic, timeout=10).topics.get(topic)
+                if meta is not None and meta.error is None and meta.partitions:
+                    return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+        assert time.monotonic() < deadline, f"{topic} not recreated within {timeout:g} s"
+        time.sleep(0.2)

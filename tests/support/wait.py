@@ -1,9 +1,11 @@
 """Waiting on a condition, never for a fixed time."""
 
+import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-__all__ = ["wait_for"]
+__all__ = ["wait_for", "wait_for_ray_node"]
 
 
 def wait_for(
@@ -18,3 +20,17 @@ def wait_for(
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(interval)
+
+
+def wait_for_ray_node(proc: "subprocess.Popen[bytes]", log: Path, timeout: float = 120.0) -> None:
+    """Return once the ``ray start`` running as ``proc`` logged that its node is up; fail with
+    its log if it exits first. Its port listens seconds before that, and a node that misses
+    Ray's 30 s to register on a busy machine exits then."""
+    from shelfcast.embedded import RAY_STARTED
+
+    wait_for(
+        lambda: proc.poll() is not None or RAY_STARTED in log.read_bytes(),
+        timeout,
+        "the Ray node to start",
+    )
+    assert proc.poll() is None, log.read_text(errors="replace")[-3000:]

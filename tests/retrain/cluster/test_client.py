@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from retrain.cluster.client import loopback_ray_env
-from shelfcast.embedded import RAY_NODE_PORTS, free_port, free_ports, stop_process, wait_for_port
+from shelfcast.embedded import RAY_NODE_PORTS, free_port, free_ports, stop_process
+from tests.support.wait import wait_for_ray_node
 
 
 def test_usage_reports_are_off_unless_the_environment_turns_them_on(
@@ -57,7 +58,7 @@ def test_a_head_started_the_plain_way_is_joined_by_its_loopback_address(tmp_path
             command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
-        assert wait_for_port("127.0.0.1", port, 90), (tmp_path / "head.log").read_text()
+        wait_for_ray_node(head, tmp_path / "head.log")
         joined = subprocess.run(
             [
                 sys.executable,

@@ -437,7 +437,7 @@ def test_a_coordinator_that_does_not_answer_never_holds_up_the_hand_off(
             assert client.peek_updates() == []
             client.submit([("S1", "I1", 1.0, 100)], version)
             client.ack_updates(0)
-            assert time.monotonic() - began < 0.5, f"batch {batch} waited for Ray"
+            assert time.monotonic() - began < 1.5, f"batch {batch} waited for Ray"
             time.sleep(1)
 
         # The outage ends (the wedged actor is gone): what was handed over arrives, and the

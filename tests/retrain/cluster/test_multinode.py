@@ -29,7 +29,7 @@ from shelfcast.settings import Settings
 from tests.support.retrain import RETRAIN_FAST, START
 from tests.support.series import demand, write_daily
 from tests.support.topics import read_topic
-from tests.support.wait import wait_for
+from tests.support.wait import wait_for, wait_for_ray_node
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -130,13 +130,11 @@ class Cluster:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     import ray
 
-    from shelfcast.embedded import wait_for_port
-
     ray.shutdown()  # leave the session's head; its tests join it again when they need it
     found = Cluster(tmp_path_factory.mktemp("ray-nodes"))
     try:
         found.start_head()
-        assert wait_for_port(HOST, int(found.address.rpartition(":")[2]), 60)
+        wait_for_ray_node(found.procs["head"], found.root / "head.log")
         ray.init(
             address=found.address,
             log_to_driver=False,

@@ -84,7 +84,7 @@ def _stored(bootstrap: str, topic: str) -> list[bytes]:
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
         consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
         keys: list[bytes] = []
-        idle = time.monotonic() + 2
+        idle = time.monotonic() + 5  # a fresh consumer's first fetch, on a busy machine
         while time.monotonic() < idle:
             for msg in consumer.consume(100, 0.2):
                 if msg.error() is None:

@@ -122,5 +122,5 @@ def test_a_writer_killed_holding_the_journal_lock_holds_no_one_up(tmp_path: Path
     began = time.monotonic()
     study = open_study(StudyRef(tmp_path, 1), "s", cold=False)  # creating it writes
     save_warm_state(study, Params().as_dict(), INIT)
-    assert time.monotonic() - began < 5
+    assert time.monotonic() - began < 20  # not the 30 s grace wait
     assert warm_state(open_study(StudyRef(tmp_path, 1), "s", cold=False)).params is not None
