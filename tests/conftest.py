@@ -21,13 +21,12 @@ from shelfcast.embedded import (
     client_jit_options,
     free_port,
     start_broker,
-    start_ray,
     stop_process,
 )
-from shelfcast.errors import EmbeddedStackError
 from shelfcast.kafka import ensure_topics, producer_config
 from shelfcast.settings import Settings, load_settings
 from streaming.kafka_source import close_readers
+from tests.support.ray_head import start_head
 from tests.support.retrain import RETRAIN_FAST
 from tests.support.service import FAST, ServiceProcess, services
 
@@ -67,12 +66,7 @@ def ray_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     settings = load_settings(
         data_dir=tmp_path_factory.mktemp("ray"), ray_address=address, ray_num_cpus=2
     )
-    try:
-        proc = start_ray(settings)
-    except EmbeddedStackError:
-        # 'ray start' gives its node 30 s to register, and once ran over them on 2 cores busy
-        # starting the other worker's broker and JVMs: once more, then the error stands.
-        proc = start_ray(settings)
+    proc = start_head(settings)
     yield address
     import ray
 

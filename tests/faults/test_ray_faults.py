@@ -14,6 +14,7 @@ from shelfcast.embedded import free_port, stop_process
 from shelfcast.settings import Settings
 from tests.support.events import histories
 from tests.support.invariants import settled
+from tests.support.ray_head import start_head
 from tests.support.service import FAST, ServiceProcess
 from tests.support.wait import wait_for
 
@@ -75,11 +76,9 @@ def test_the_ray_head_lost_mid_wave(
     """Its own head (the session's serves other tests): killed with its coordinator and
     workers while a wave runs, down while more sales arrive, then started again at the same
     address. The service rejoins the new cluster and every series gets its forecast."""
-    from shelfcast.embedded import start_ray
-
     address = f"127.0.0.1:{free_port()}"
     head_settings = make_settings(data_dir=tmp_path / "ray", ray_address=address, ray_num_cpus=2)
-    head = start_ray(head_settings)
+    head = start_head(head_settings)
     settings = make_settings(**FAST, ray_address=address, data_dir=tmp_path / "svc")
     svc = ServiceProcess(settings, SHELFCAST_RETRAIN_RETRY_BACKOFF_SECONDS="0.5")
     try:
@@ -96,7 +95,7 @@ def test_the_ray_head_lost_mid_wave(
             "the service to notice that the head is gone",
         )
         assert svc.alive(), svc.log()
-        head = start_ray(head_settings)
+        head = start_head(head_settings)
         settled(settings, events, 400, svc.alive)
         assert svc.alive(), svc.log()
     finally:
