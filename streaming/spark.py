@@ -2,6 +2,8 @@
 
 import functools
 import os
+import re
+import shutil
 import signal
 import sys
 import tempfile
@@ -73,11 +75,33 @@ def _driver_options(config: SparkConfig, record_to: Path | None = None) -> list[
 
 def class_archive_path() -> Path:
     """Where this environment keeps its archive of Spark's driver classes: in the virtualenv,
-    named by the pyspark version whose jars it holds (another version's archive is not
-    used)."""
+    named by the pyspark version whose jars it holds and the Java runtime that wrote it. An
+    archive of another version or Java is not used: after an upgrade, Spark starts without
+    one (a mismatched archive costs a warning line at every start) until setup records the
+    new one."""
     import pyspark
 
-    return Path(sys.prefix) / "share" / "shelfcast" / f"spark-{pyspark.__version__}.jsa"
+    name = f"spark-{pyspark.__version__}-java-{java_runtime()}.jsa"
+    return Path(sys.prefix) / "share" / "shelfcast" / name
+
+
+def java_runtime() -> str:
+    """The runtime version of the Java that Spark starts (``JAVA_HOME``'s, else the ``java``
+    on the PATH), from its ``release`` file: ``17.0.15+6-Debian-1deb12u1``; ``unknown``
+    without one."""
+    home = os.environ.get("JAVA_HOME")
+    found = str(Path(home) / "bin" / "java") if home else shutil.which("java")
+    if found is None:
+        return "unknown"
+    try:
+        release = (Path(found).resolve().parent.parent / "release").read_text()
+    except OSError:
+        return "unknown"
+    for line in release.splitlines():
+        key, _, value = line.partition("=")
+        if key == "JAVA_RUNTIME_VERSION" and value.strip('"'):
+            return re.sub(r"[^A-Za-z0-9._+-]", "_", value.strip('"'))
+    return "unknown"
 
 
 def record_class_archive(config: SparkConfig, path: Path) -> None:
