@@ -124,13 +124,17 @@ def kill_and_resume(settings: Settings, produce: Callable[..., int], tmp_path: P
     send_plans(0)
     produced = 2000
     for round_ in range(3):
+        began = log.stat().st_size if log.exists() else 0
         proc = start_ingest(settings, log)
+
+        def running(p: subprocess.Popen[bytes] = proc, began: int = began) -> bool:
+            # This start's query runs (the events stored before do not say so: a kill would
+            # land while its JVM starts), and the first batch is in.
+            up = b"ingest running" in log.read_bytes()[began:] and len(stored_ids(settings)) > 0
+            return up or p.poll() is not None
+
         try:
-            wait_for(
-                lambda p=proc: len(stored_ids(settings)) > 0 or p.poll() is not None,  # type: ignore[misc]
-                120,
-                "the first batch",
-            )
+            wait_for(running, 120, "the query to run and store a first batch")
             assert proc.poll() is None, log.read_text()[-3000:]
             chunk = events[produced : produced + 1300] + retries[round_ * 100 : round_ * 100 + 100]
             produce(settings, chunk)
