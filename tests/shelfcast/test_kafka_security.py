@@ -18,6 +18,7 @@ from shelfcast.embedded import free_port, start_broker, stop_process
 from shelfcast.ingest_config import ingest_config, source_config
 from shelfcast.kafka import client_config, ensure_topics, producer_config
 from shelfcast.settings import Settings, load_settings
+from streaming.dead_letters import DeadLetterTopic
 from streaming.query import build_pipeline, start_query, stop_gracefully
 from tests.support.events import sale
 from tests.support.tables import stored_ids
@@ -94,6 +95,10 @@ def test_ingest_and_publish_through_scram(spark: Any, secure: Settings, source: 
         assert len(read_topic(settings, settings.topic_dlq, 1, timeout=30)) == 1
     finally:
         stop_gracefully(query)
+        # Spark's callback keeps the pipeline for the session's life: its producer would
+        # call this module's broker, stopped after it, to the end of the run.
+        if isinstance(pipeline.dead_letters, DeadLetterTopic):
+            pipeline.dead_letters.close()
     assert DeltaTable(str(settings.delta_dir / "quarantine")).to_pyarrow_table().num_rows == 1
 
     publisher = ForecastPublisher(producer_config(settings), settings.topic_forecasts)
