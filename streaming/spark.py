@@ -14,7 +14,13 @@ from pyspark.sql import SparkSession
 
 from streaming.config import SparkConfig
 
-__all__ = ["SparkConfig", "class_archive_path", "record_class_archive", "spark_session"]
+__all__ = [
+    "SparkConfig",
+    "class_archive_path",
+    "java_runtime",
+    "record_class_archive",
+    "spark_session",
+]
 
 # Spark's default redaction plus the Kafka JAAS line, which carries the SASL password.
 _REDACT = r"(?i)secret|password|token|access[.]?key|jaas"

@@ -320,11 +320,11 @@ def waves_view(waves: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def outages_view(outages: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """The systems series wait for, by name, each with the UTC time it failed from."""
-    return [
-        {**o, "system": system, "since": datetime.fromtimestamp(float(o["since"]), UTC)
-         .isoformat()[:19]}
-        for system, o in sorted(outages.items())
-    ]  # fmt: skip
+    shown = []
+    for system, o in sorted(outages.items()):
+        since = datetime.fromtimestamp(float(o["since"]), UTC).isoformat()[:19]
+        shown.append({**o, "system": system, "since": since})
+    return shown
 
 
 def _jsonable(value: dict[str, Any]) -> dict[str, Any]:

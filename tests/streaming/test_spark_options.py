@@ -35,7 +35,7 @@ def test_the_archive_lives_in_the_environment_named_by_its_pyspark_and_java(
     path = class_archive_path()
     assert path.is_relative_to(sys.prefix)
     assert path.name == f"spark-{pyspark.__version__}-java-17.0.15+6-Debian_1.jsa"
-    (java / "release").unlink()  # no release file: a name that no other Java shares
+    (java / "release").unlink()  # no release file: no version to name
     assert java_runtime() == "unknown"
     monkeypatch.setenv("JAVA_HOME", str(tmp_path / "nowhere"))
     assert java_runtime() == "unknown"
