@@ -158,12 +158,18 @@ class TableStore:
                 write_deltalake(dt, deltas, mode="append", commit_properties=props)
                 return
             stores = _sql_list(sorted(set(deltas.column("store_id").to_pylist())))
+            # The batch's days bound the target: files whose days all lie outside them are
+            # skipped by their statistics, not read into the join. A batch of a new day for
+            # each of 10,000 series (two years stored, a file a store) merges in 0.07 s and
+            # +85 MB instead of 1.0 s and +730 MB (bench/daily_merge.py).
+            first, last = pc.min_max(deltas.column("day")).values()
             (
                 dt.merge(
                     deltas,
                     predicate=(
-                        f"t.store_id IN ({stores}) AND t.store_id = s.store_id "
-                        "AND t.item_id = s.item_id AND t.day = s.day"
+                        f"t.store_id IN ({stores}) AND t.day >= CAST('{first}' AS DATE) "
+                        f"AND t.day <= CAST('{last}' AS DATE) "
+                        "AND t.store_id = s.store_id AND t.item_id = s.item_id AND t.day = s.day"
                     ),
                     source_alias="s",
                     target_alias="t",

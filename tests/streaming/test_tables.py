@@ -123,3 +123,41 @@ def test_a_table_from_before_the_family_column_gains_it_and_stays_readable(
     status = {"service": {}, "lag": unreachable, "coordinator": unreachable}
     text = render_status({**status, "series": series, "families": families})
     assert "forecasts by family: combo 1" in text
+
+
+def test_a_batch_adds_its_days_into_daily_sales_whether_new_late_or_both(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from streaming.schemas import DAILY_SALES
+
+    store = TableStore(tmp_path)
+    store.ensure()
+    first = date(2024, 1, 1)
+
+    def days(rows: list[tuple[str, int, float]], batch: int) -> None:
+        table = pa.table(
+            {
+                "store_id": [s for s, _, _ in rows],
+                "item_id": ["I"] * len(rows),
+                "day": pa.array([first + timedelta(days=d) for _, d, _ in rows], pa.date32()),
+                "units": [u for _, _, u in rows],
+                "revenue": [0.0] * len(rows),
+                "returns": [0.0] * len(rows),
+                "event_count": [1] * len(rows),
+                "updated_batch_id": [batch] * len(rows),
+            },
+            schema=DAILY_SALES,
+        )
+        assert store.add_daily_once(table, "app", batch)
+
+    days([(s, d, 1.0) for s in ("S1", "S2") for d in range(30)], 1)
+    store.compact(["daily_sales"])  # one file a store, spanning every day
+    days([("S1", 30, 2.0), ("S2", 30, 2.0)], 2)  # a new day: no stored day can match
+    days([("S1", 30, 3.0)], 3)  # the same day again
+    days([("S1", 3, 4.0), ("S2", 31, 5.0)], 4)  # a late day and a new one in one batch
+    rows = store.read("daily_sales").to_pylist()
+    got = {(r["store_id"], (r["day"] - first).days): (r["units"], r["event_count"]) for r in rows}
+    assert len(rows) == len(got) == 2 * 30 + 3
+    assert got[("S1", 30)] == (5.0, 2) and got[("S2", 30)] == (2.0, 1)
+    assert got[("S1", 3)] == (5.0, 2) and got[("S2", 31)] == (5.0, 1)
+    assert got[("S2", 3)] == (1.0, 1)
