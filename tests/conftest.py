@@ -50,13 +50,15 @@ def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     address = f"127.0.0.1:{free_port()}"
     settings = load_settings(data_dir=tmp_path_factory.mktemp("broker"), bootstrap_servers=address)
     proc = start_broker(settings)
-    yield address
-    # The clients this process still holds (a range reader's cached consumer, producers that
-    # reference cycles keep until a collection) would log a refused connection every 50 ms
-    # to the end of the run once their broker is gone.
-    close_readers()
-    gc.collect()
-    stop_process(proc.pid)
+    try:
+        yield address
+        # The clients this process still holds (a range reader's cached consumer, producers
+        # that reference cycles keep until a collection) would log a refused connection every
+        # 50 ms to the end of the run once their broker is gone.
+        close_readers()
+        gc.collect()
+    finally:
+        stop_process(proc.pid)
 
 
 @pytest.fixture(scope="session")

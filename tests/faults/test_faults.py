@@ -135,7 +135,7 @@ def test_mlflow_unavailable_until_retrains_wait_for_it(
         os.killpg(server.pid, signal.SIGKILL)
         server.wait(30)
         produce(settings, events[len(events) // 2 :])
-        wait_for(lambda: _waiting_for_mlflow(settings), 180, "a retrain waiting for MLflow")
+        wait_for(lambda: _waiting_for_mlflow(svc.settings), 180, "a retrain waiting for MLflow")
         assert svc.alive(), svc.log()
         server = _mlflow_server(store, port, tmp_path / "mlflow.log")
         assert wait_for_port("127.0.0.1", port, 90)

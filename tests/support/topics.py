@@ -61,10 +61,13 @@ def recreate_sales_topic(settings: Settings, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     # Deletion is asynchronous: until the broker's metadata drops the name, ensure_topics
     # finds it and creates nothing; until the deletion completes, creating it is refused.
+    created = False
     while True:
         try:
-            if topic not in admin.list_topics(timeout=10).topics:
+            if not created and topic not in admin.list_topics(timeout=10).topics:
                 ensure_topics(settings)
+                created = True
+            if created:
                 meta = admin.list_topics(topic, timeout=10).topics.get(topic)
                 if meta is not None and meta.error is None and meta.partitions:
                     return
