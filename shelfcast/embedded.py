@@ -32,6 +32,7 @@ __all__ = [
     "client_jit_options",
     "free_port",
     "free_ports",
+    "logged",
     "ray_node_command",
     "ray_temp_dir",
     "running",
@@ -204,7 +205,7 @@ def _launch(
             f"The embedded {what} did not listen on {host}:{port} within {timeout:.0f} s; "
             f"see {log_path}."
         )
-    if ready is not None and not _logged(proc, log_path, offset, ready, deadline):
+    if ready is not None and not logged(proc, log_path, offset, ready, deadline):
         ended = proc.poll() is not None
         stop_process(proc.pid)
         how = "exited during its start" if ended else f"did not start within {timeout:.0f} s"
@@ -215,7 +216,7 @@ def _launch(
     return ManagedProcess(name, proc.pid)
 
 
-def _logged(
+def logged(
     proc: subprocess.Popen[bytes], log: Path, offset: int, line: bytes, deadline: float
 ) -> bool:
     """Whether ``line`` appears in ``log`` after ``offset`` while ``proc`` runs, by the

@@ -14,6 +14,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 from deltalake import DeltaTable
 
+from shelfcast.embedded import logged
 from shelfcast.settings import Settings
 from tests.support.events import plan, sale, store_record
 from tests.support.tables import quarantined, stored_ids, table_rows
@@ -126,15 +127,16 @@ def kill_and_resume(settings: Settings, produce: Callable[..., int], tmp_path: P
     for round_ in range(3):
         began = log.stat().st_size if log.exists() else 0
         proc = start_ingest(settings, log)
-
-        def running(p: subprocess.Popen[bytes] = proc, began: int = began) -> bool:
+        try:
             # This start's query runs (the events stored before do not say so: a kill would
             # land while its JVM starts), and the first batch is in.
-            up = b"ingest running" in log.read_bytes()[began:] and len(stored_ids(settings)) > 0
-            return up or p.poll() is not None
-
-        try:
-            wait_for(running, 120, "the query to run and store a first batch")
+            up = logged(proc, log, began, b"ingest running", time.monotonic() + 120)
+            assert up, "the query did not start: " + log.read_text()[-3000:]
+            wait_for(
+                lambda p=proc: len(stored_ids(settings)) > 0 or p.poll() is not None,  # type: ignore[misc]
+                120,
+                "the first batch",
+            )
             assert proc.poll() is None, log.read_text()[-3000:]
             chunk = events[produced : produced + 1300] + retries[round_ * 100 : round_ * 100 + 100]
             produce(settings, chunk)

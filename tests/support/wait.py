@@ -26,11 +26,7 @@ def wait_for_ray_node(proc: "subprocess.Popen[bytes]", log: Path, timeout: float
     """Return once the ``ray start`` running as ``proc`` logged that its node is up; fail with
     its log if it exits first. Its port listens seconds before that, and a node that misses
     Ray's 30 s to register on a busy machine exits then."""
-    from shelfcast.embedded import RAY_STARTED
+    from shelfcast.embedded import RAY_STARTED, logged
 
-    wait_for(
-        lambda: proc.poll() is not None or RAY_STARTED in log.read_bytes(),
-        timeout,
-        "the Ray node to start",
-    )
-    assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
+    up = logged(proc, log, 0, RAY_STARTED, time.monotonic() + timeout)
+    assert up, "the Ray node did not start: " + log.read_text(errors="replace")[-3000:]
