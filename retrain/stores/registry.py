@@ -103,6 +103,8 @@ class Tracker:
         else:
             _bounded_client_retries()
         try:
+            if uri.startswith("sqlite:"):
+                _sqlite_store_created_whole(uri)
             self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
             found = self.client.get_experiment_by_name(experiment)
             if found is None and not create:
@@ -444,6 +446,49 @@ def _bounded_client_retries() -> None:
     """MLflow's client retries as :data:`_CLIENT_RETRIES`, unless the environment sets them."""
     for name, value in _CLIENT_RETRIES.items():
         os.environ.setdefault(name, value)
+
+
+_DRAFT_ABANDONED_SECONDS = 600.0  # building a store's tables takes seconds
+
+
+def _sqlite_store_created_whole(uri: str) -> None:
+    """Create a new SQLite store's tables in a file of its own, then link it into place.
+
+    MLflow creates them through ~50 migrations, which take seconds; a process killed among
+    them (a Ray head lost in the first wave) left a store that no later start could open
+    (``table _alembic_tmp_params already exists``), and every retrain waited on it forever.
+    A store at the path is now either absent or whole. MLflow has no public call that builds
+    the tables into a file of our choosing, hence its ``_initialize_tables``.
+    """
+    raw = uri.removeprefix("sqlite:///")
+    if raw == uri or not raw or "?" in raw or raw == ":memory:":
+        return  # not a file this process can build beside (in memory, or with options)
+    path = Path(unquote(raw))
+    with contextlib.suppress(OSError):
+        if path.stat().st_size > 0:
+            return
+    import sqlalchemy
+    from mlflow.store.db.utils import _initialize_tables
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.new"):  # a draft whose builder was killed
+        with contextlib.suppress(OSError):
+            if time.time() - stale.stat().st_mtime > _DRAFT_ABANDONED_SECONDS:
+                stale.unlink()
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent)
+    os.close(fd)
+    draft = Path(name)
+    try:
+        engine = sqlalchemy.create_engine(f"sqlite:///{draft}")
+        try:
+            _initialize_tables(engine)  # type: ignore[no-untyped-call]
+        finally:
+            engine.dispose()  # the last connection checkpoints the WAL into the file
+        with contextlib.suppress(FileExistsError):  # another process's store won: use it
+            os.link(draft, path)
+    finally:
+        for leftover in (draft, Path(f"{draft}-wal"), Path(f"{draft}-shm")):
+            leftover.unlink(missing_ok=True)
 
 
 @cache

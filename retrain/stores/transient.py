@@ -5,7 +5,8 @@ Read from the exception and its causes, by type and code, without importing the 
 libraries: a connection refused or reset, a timeout, a database that is down or locked
 (SQLAlchemy's operational errors: MLflow's and Optuna's databases), MLflow's "server error",
 "unavailable" and "too many requests" answers. A missing file, a value refused, a missing
-table version are not outages: retrying them changes nothing.
+table version, a SQLite file whose tables are broken are not outages: retrying them changes
+nothing.
 """
 
 __all__ = ["transient"]
@@ -42,12 +43,12 @@ def transient(exc: BaseException) -> bool:
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         kind = type(current)
+        if _sqlite_error(getattr(current, "orig", current)):
+            return _sqlite_outage(str(getattr(current, "orig", current)))
         if kind.__module__.startswith("sqlalchemy") and any(
             c.__name__ in _SQL_OUTAGES for c in kind.__mro__
         ):
             return True
-        if kind.__module__ == "sqlite3" and kind.__name__ == "OperationalError":
-            return True  # "database is locked"
         if isinstance(current, OSError) and not isinstance(current, _NOT_OUTAGES):
             return True
         code = getattr(current, "error_code", None)
@@ -57,3 +58,18 @@ def transient(exc: BaseException) -> bool:
             return True  # a server error, or its client giving up on a connection
         current = current.__cause__ or current.__context__
     return False
+
+
+# SQLite reports a locked or unreachable file and a broken schema alike as OperationalError:
+# only the first passes (a store left half-built by a killed process never did).
+_SQLITE_OUTAGES = ("locked", "busy", "unable to open", "disk i/o error", "disk is full")
+
+
+def _sqlite_error(exc: object) -> bool:
+    kind = type(exc)
+    return kind.__module__ == "sqlite3" and kind.__name__ == "OperationalError"
+
+
+def _sqlite_outage(message: str) -> bool:
+    lowered = message.lower()
+    return any(sign in lowered for sign in _SQLITE_OUTAGES)

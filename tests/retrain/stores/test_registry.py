@@ -113,3 +113,37 @@ def test_credentials_are_redacted_whatever_the_password_holds(password: str) -> 
 def test_uris_without_credentials_are_shown_whole() -> None:
     for uri in ("sqlite:////data/a@b/mlflow.db", "http://mlflow:5000", "file:///tmp/x"):
         assert _safe(uri) == uri
+
+
+# Builds a store and kills itself right after MLflow's migrations create their first
+# ``_alembic_tmp_*`` table (a batch ALTER under way), where a lost Ray head had killed one.
+_KILLED_MID_MIGRATION = """
+import os, signal, sys
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from retrain.stores.registry import Tracker
+
+def strike(conn, cursor, statement, *args):
+    if statement.lstrip().upper().startswith("CREATE TABLE _ALEMBIC_TMP_"):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+event.listen(Engine, "after_cursor_execute", strike)
+Tracker(sys.argv[1], "x")
+"""
+
+
+def test_a_store_whose_creator_is_killed_mid_migration_opens_whole(tmp_path: Path) -> None:
+    """kill -9 while MLflow builds a new SQLite store's tables: the next process opens it
+    (it had stayed half-built for good: ``table _alembic_tmp_params already exists``)."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "mlflow" / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_MID_MIGRATION, uri], cwd=tmp_path, timeout=120
+    )
+    assert killed.returncode == -9, "the creator was not killed mid-migration"
+
+    tracker = Tracker(uri, "shelfcast", artifact_location=str(tmp_path / "artifacts"))
+    assert tracker.client.get_experiment_by_name("shelfcast") is not None

@@ -26,6 +26,16 @@ def test_a_database_that_cannot_be_reached_or_is_locked_is_an_outage(tmp_path: P
     assert transient(sqlite3.OperationalError("database is locked"))
 
 
+def test_a_sqlite_store_with_a_broken_schema_is_not(tmp_path: Path) -> None:
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    with engine.begin() as connection:
+        connection.execute(sqlalchemy.text("CREATE TABLE _alembic_tmp_params (key TEXT)"))
+    with pytest.raises(sqlalchemy.exc.OperationalError) as caught, engine.begin() as connection:
+        connection.execute(sqlalchemy.text("CREATE TABLE _alembic_tmp_params (key TEXT)"))
+    assert not transient(caught.value)
+    assert not transient(sqlite3.OperationalError("duplicate column name: step"))
+
+
 def test_a_refusal_of_what_was_sent_is_not() -> None:
     assert not transient(MlflowException("bad value", error_code=INVALID_PARAMETER_VALUE))
     assert not transient(MlflowException("gone", error_code=RESOURCE_DOES_NOT_EXIST))
