@@ -231,8 +231,8 @@ class Coordinator:
         assert self._wake is not None
         # Meanwhile the workers start and import what a retrain needs (retrain/cluster/prewarm.py).
         self._warming = prewarm(self._cpus())
-        # Before any task starts: a task's fallback reads MLflow too, and several processes
-        # creating a fresh SQLite store at once race on its schema.
+        # Before any task starts: a task's fallback reads MLflow too, and a fresh SQLite store
+        # built here once is not built again, side by side, by every worker.
         try:
             await self.sinks.ready()
         except Exception as exc:

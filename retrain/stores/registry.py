@@ -98,13 +98,12 @@ class Tracker:
         self._mlflow = mlflow
         self.uri = uri
         self.experiment = experiment
-        if uri.startswith("sqlite:"):
-            _sqlite_without_fsync_per_commit()
-        else:
-            _bounded_client_retries()
         try:
             if uri.startswith("sqlite:"):
+                _sqlite_without_fsync_per_commit()
                 _sqlite_store_created_whole(uri)
+            else:
+                _bounded_client_retries()
             self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
             found = self.client.get_experiment_by_name(experiment)
             if found is None and not create:

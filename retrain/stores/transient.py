@@ -43,8 +43,9 @@ def transient(exc: BaseException) -> bool:
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         kind = type(current)
-        if _sqlite_error(getattr(current, "orig", current)):
-            return _sqlite_outage(str(getattr(current, "orig", current)))
+        raised = getattr(current, "orig", current)  # SQLAlchemy's wraps the driver's
+        if _sqlite_error(raised):
+            return _sqlite_outage(str(raised))
         if kind.__module__.startswith("sqlalchemy") and any(
             c.__name__ in _SQL_OUTAGES for c in kind.__mro__
         ):
