@@ -35,6 +35,11 @@ class RayConfig:
     coordinator_resource: str = "shelfcast_coordinator"
     # The queue split over this many named coordinators, by series key.
     coordinator_shards: int = 1
+    # Detached: a coordinator outlives the driver that made it (a service restart finds it
+    # with its queue). Not detached: it dies with that driver, and the Ray workers its tasks
+    # used stay with the driver's job for the next coordinator it makes, where Ray ends a
+    # detached actor's workers with it (each start then pays for fresh workers and imports).
+    coordinator_detached: bool = True
 
 
 @dataclass(frozen=True)

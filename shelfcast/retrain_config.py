@@ -20,6 +20,7 @@ def ray_config(settings: Settings) -> RayConfig:
         namespace=settings.ray_namespace,
         coordinator_resource=settings.ray_coordinator_resource,
         coordinator_shards=settings.ray_coordinator_shards,
+        coordinator_detached=settings.ray_coordinator_detached,
     )
 
 

@@ -115,6 +115,7 @@ class Settings(BaseSettings):
     ray_num_cpus: int | None = Field(default=None, ge=1)
     ray_coordinator_resource: str = "shelfcast_coordinator"  # empty: any node
     ray_coordinator_shards: int = Field(default=1, ge=1, le=64)
+    ray_coordinator_detached: bool = True
 
     # Retrain
     retrain_horizon_days: int = Field(default=28, ge=1, le=366)

@@ -28,7 +28,7 @@ from shelfcast.kafka import ensure_topics, producer_config
 from shelfcast.settings import Settings, load_settings
 from streaming.kafka_source import close_readers
 from tests.support.ray_head import start_head
-from tests.support.retrain import RETRAIN_FAST
+from tests.support.retrain import IN_PROCESS, RETRAIN_FAST
 from tests.support.service import FAST, ServiceProcess, services
 
 if TYPE_CHECKING:
@@ -144,7 +144,9 @@ def retrain_settings(
     made: list[Settings] = []
 
     def make(**overrides: Any) -> Settings:
-        settings = make_settings(ray_address=ray_address, **{**RETRAIN_FAST, **overrides})
+        settings = make_settings(
+            ray_address=ray_address, **{**RETRAIN_FAST, **IN_PROCESS, **overrides}
+        )
         made.append(settings)
         return settings
 
@@ -213,7 +215,7 @@ def service(
     running: list[tuple[threading.Event, threading.Thread, Settings]] = []
 
     def start(**overrides: Any) -> Settings:
-        settings = make_settings(ray_address=ray_address, **{**FAST, **overrides})
+        settings = make_settings(ray_address=ray_address, **{**FAST, **IN_PROCESS, **overrides})
         stop = threading.Event()
         thread = threading.Thread(target=run_service, args=(settings, stop), daemon=True)
         thread.start()

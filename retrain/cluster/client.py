@@ -36,6 +36,9 @@ log = logging.getLogger("shelfcast.cluster")
 # handle from an earlier one is never used again.
 _join_lock = threading.RLock()
 _joins = [0]
+# Coordinators made here without ``coordinator_detached``: Ray ends an actor that is not
+# detached once its maker drops the handle it was made with, so this process keeps it.
+_held: dict[tuple[str, str], Any] = {}
 
 
 def loopback_ray_env() -> None:
@@ -151,6 +154,7 @@ def leave_if_lost(ray_config: RayConfig) -> bool:
             ray_config.address,
             why,
         )
+        _held.clear()  # handles of the old cluster's actors
         ray.shutdown()
         _joins[0] += 1
         return True
@@ -211,9 +215,10 @@ def coordinator(
     shard: int = 0,
     task: Any = None,
 ) -> Any:
-    """The coordinator actor (of ``shard``), created detached on first use; later calls
-    reconnect to it. If it dies (its node is lost), Ray starts it again on a node that has the
-    placement resource, and it rebuilds its queue from ``series_state``.
+    """The coordinator actor (of ``shard``), created on first use (detached unless
+    ``coordinator_detached`` is off); later calls reconnect to it. If it dies (its node is
+    lost), Ray starts it again on a node that has the placement resource, and it rebuilds its
+    queue from ``series_state``.
 
     Its configuration belongs to the service (``owner``): the service's replaces what it
     holds. Any other driver must hold the same retrain settings, or is refused: it would
@@ -232,7 +237,7 @@ def coordinator(
         .options(
             name=name,
             namespace=config.ray.namespace,
-            lifetime="detached",
+            lifetime="detached" if config.ray.coordinator_detached else None,
             get_if_exists=True,
             num_cpus=0,
             max_concurrency=1000,
@@ -241,6 +246,11 @@ def coordinator(
         )
         .remote(config.coordinator, shard, config.shards, task)
     )
+    if not config.ray.coordinator_detached:
+        # The handle that made it counts, not one found by name: keep the maker's.
+        held = _held.get((config.ray.namespace, name))
+        if held is None or held != actor:  # handles compare by actor id
+            _held[(config.ray.namespace, name)] = actor
     try:
         ray.get(actor.ping.remote(), timeout=timeout)  # type: ignore[attr-defined]
         if owner:

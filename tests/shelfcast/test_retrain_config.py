@@ -27,6 +27,7 @@ def test_the_config_holds_each_secret_where_it_is_used_and_shows_none(tmp_path: 
         kafka_sasl_username="shelfcast",
         kafka_sasl_password=SecretStr("k4fka/pw"),
         ray_coordinator_shards=3,
+        ray_coordinator_detached=False,
         ray_namespace="elsewhere",
     )
     config = retrain_config(settings)
@@ -39,6 +40,8 @@ def test_the_config_holds_each_secret_where_it_is_used_and_shows_none(tmp_path: 
     assert coordinator.task.optuna_url == "postgresql://optuna:s3cr/et@db:5432/optuna"
     assert coordinator.artifact_dir is None  # the tracking server keeps the artifacts
     assert (config.shards, config.ray.namespace) == (3, "elsewhere")
+    assert not config.ray.coordinator_detached
+    assert retrain_config(load_settings(data_dir=tmp_path)).ray.coordinator_detached
     assert retrain_config(load_settings(data_dir=tmp_path)).coordinator.artifact_dir == (
         settings.artifact_dir
     )

@@ -3,7 +3,7 @@
 from datetime import date
 from typing import Any
 
-__all__ = ["RETRAIN_FAST", "START"]
+__all__ = ["IN_PROCESS", "RETRAIN_FAST", "START"]
 
 # A few trials, short horizon and history, quick retries.
 RETRAIN_FAST: dict[str, Any] = {
@@ -18,6 +18,12 @@ RETRAIN_FAST: dict[str, Any] = {
     "retrain_group_warm_trials": 0,
     "retrain_group_folds": 2,
 }
+
+# Coordinators made in the test process itself: not detached, so that Ray keeps their
+# workers (imports done) for the next test's coordinator in this process, where a detached
+# one's workers end with it (~8 CPU-s of fresh workers and imports a test on 2 cores).
+# What outlives a service is tested on `shelfcast run` processes, detached as in production.
+IN_PROCESS: dict[str, Any] = {"ray_coordinator_detached": False}
 
 # The first day of the retrain tests' constructed series.
 START = date(2023, 1, 1)

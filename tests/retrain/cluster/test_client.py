@@ -1,18 +1,23 @@
 """The environment the embedded Ray head and its workers inherit, and joining a head that was
 started another way."""
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from retrain.cluster.client import loopback_ray_env
 from shelfcast.embedded import RAY_NODE_PORTS, free_port, free_ports, stop_process
-from tests.support.wait import wait_for_ray_node
+from shelfcast.retrain_config import retrain_config
+from shelfcast.settings import Settings
+from tests.support.wait import wait_for, wait_for_ray_node
 
 
 def test_usage_reports_are_off_unless_the_environment_turns_them_on(
@@ -114,3 +119,64 @@ def test_joining_where_nothing_listens_fails_at_once_with_what_to_do() -> None:
     assert done.returncode != 0
     assert "nothing listens there" in done.stderr
     assert "shelfcast up" in done.stderr
+
+
+@pytest.mark.integration
+def test_a_coordinator_that_is_not_detached_lives_as_long_as_the_process_that_made_it(
+    retrain_settings: Callable[..., Settings],
+) -> None:
+    """Ray ends an actor that is not detached when its maker drops the handle it made it
+    with: the client keeps that handle (a handle found later by name does not count), and
+    the actor ends with the process."""
+    import gc
+
+    import ray
+
+    from retrain.cluster.client import coordinator
+    from retrain.cluster.shards import COORDINATOR
+
+    settings = retrain_settings(ray_coordinator_detached=False)
+    config = retrain_config(settings)
+    coordinator(config)
+    coordinator(config)  # found by name: replaces no handle
+    gc.collect()
+    time.sleep(1.0)  # Ray ends an actor it holds no handle to within milliseconds
+    actor = ray.get_actor(COORDINATOR, namespace=settings.ray_namespace)
+    assert ray.get(actor.ping.remote(), timeout=30) == "ok"
+
+    # Made by a process of its own, which then ends: the actor ends with it.
+    namespace = f"{settings.ray_namespace}-gone"
+    made = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import json, sys\n"
+            "from retrain.cluster.client import coordinator\n"
+            "from shelfcast.retrain_config import retrain_config\n"
+            "from shelfcast.settings import load_settings\n"
+            "coordinator(retrain_config(load_settings(**json.loads(sys.argv[1]))))\n",
+            json.dumps(
+                {
+                    "data_dir": str(settings.data_dir),
+                    "bootstrap_servers": settings.bootstrap_servers,
+                    "ray_address": settings.ray_address,
+                    "ray_namespace": namespace,
+                    "ray_coordinator_detached": False,
+                }
+            ),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr[-2000:]
+
+    def gone() -> bool:
+        try:
+            ray.get_actor(COORDINATOR, namespace=namespace)
+        except ValueError:
+            return True
+        return False
+
+    wait_for(gone, timeout=30, what="the coordinator to end with the process that made it")
