@@ -11,9 +11,11 @@ session's head joins it again.
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -57,6 +59,10 @@ class Cluster:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.joined: dict[str, float] = {}
         self.count = 0
+        # Ray's sessions and its 'current cluster' file, here rather than in the shared
+        # /tmp/ray, where a later plain ray.init() would find this cluster long gone. Short:
+        # Ray's socket paths under it have at most 107 bytes.
+        self.temp = Path(tempfile.mkdtemp(prefix="sc-ray-"))
 
     def _start(self, name: str, command: list[str], **env: str) -> None:
         log = (self.root / f"{name}.log").open("ab")
@@ -74,7 +80,8 @@ class Cluster:
         port = self.address.rpartition(":")[2]
         memory = ("--object-store-memory", str(100 * 1024 * 1024))
         resources = {"shelfcast_coordinator": 1.0}
-        self._start("head", ray_node_command(HOST, f"--port={port}", 0, resources, True, memory))
+        extra = (*memory, "--temp-dir", str(self.temp))
+        self._start("head", ray_node_command(HOST, f"--port={port}", 0, resources, True, extra))
 
     def add_worker(self) -> str:
         """Start one more worker node (1 CPU) and return its name once it has joined."""
@@ -124,6 +131,7 @@ class Cluster:
         for name in reversed(list(self.procs)):
             if self.procs[name].poll() is None:
                 stop_process(self.procs[name].pid, timeout=3.0)
+        shutil.rmtree(self.temp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
