@@ -48,10 +48,17 @@ def loopback_ray_env() -> None:
     and the embedded head listens on loopback only. Ray's and MLflow's usage reports are off
     unless the environment turns them on: the processes started from here (the Ray head, its
     workers) inherit it.
+
+    Token authentication is whatever ``RAY_AUTH_MODE`` says, off when it is unset. Left unset,
+    Ray turns it on for a head, not for a driver, when ``~/.ray/auth_token`` exists, and any
+    plain ``ray.init()`` on the machine writes that file: every later join of the embedded head
+    then failed with ``InvalidAuthToken``. ``RAY_AUTH_MODE=token`` (the secure profile) turns
+    it on for both.
     """
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
 def connect(ray_config: RayConfig) -> None:

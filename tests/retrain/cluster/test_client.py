@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from retrain.cluster.client import loopback_ray_env
-from shelfcast.embedded import RAY_NODE_PORTS, free_port, free_ports, stop_process
+from shelfcast.embedded import RAY_NODE_PORTS, free_port, free_ports, start_ray, stop_process
 from shelfcast.retrain_config import retrain_config
-from shelfcast.settings import Settings
+from shelfcast.settings import Settings, load_settings
 from tests.support.wait import wait_for, wait_for_ray_node
 
 
@@ -33,6 +33,46 @@ def test_usage_reports_are_off_unless_the_environment_turns_them_on(
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "false")
     loopback_ray_env()
     assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "false"
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_a_token_left_in_the_home_by_a_plain_ray_init_does_not_lock_the_embedded_head_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any ``ray.init()`` that starts a local Ray saves a token in ``~/.ray/auth_token``;
+    with ``RAY_AUTH_MODE`` unset, a head started later turned token auth on from it, and
+    drivers, which do not, were refused (``InvalidAuthToken``) for good."""
+    home = tmp_path / "home"
+    (home / ".ray").mkdir(parents=True)
+    (home / ".ray" / "auth_token").write_text("a" * 64)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    settings = load_settings(
+        data_dir=tmp_path / "d", ray_address=f"127.0.0.1:{free_port()}", ray_num_cpus=1
+    )
+    head = start_ray(settings)  # sets the mode for itself and what it starts
+    try:
+        env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+        joined = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys, ray\n"
+                "from retrain.cluster.client import connect\n"
+                "from retrain.config import RayConfig\n"
+                "connect(RayConfig(sys.argv[1]))\n"
+                "print('ran', ray.get(ray.remote(lambda: 1).remote()))\n",
+                settings.ray_address,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=150,
+            env=env,
+        )
+        assert "ran 1" in joined.stdout, joined.stdout + joined.stderr[-3000:]
+    finally:
+        stop_process(head.pid, timeout=5)
 
 
 @pytest.mark.integration
