@@ -1,17 +1,29 @@
 """A Ray head for the tests, started the embedded way."""
 
+import os
+from unittest import mock
+
 from shelfcast.embedded import ManagedProcess, start_ray
 from shelfcast.errors import EmbeddedStackError
 from shelfcast.settings import Settings
 
 __all__ = ["start_head"]
 
+# Idle workers a test head keeps (Ray's default: one per CPU). A `shelfcast run` test's job
+# starts workers of its own, which pushed the test process's warm ones over Ray's limit, and
+# Ray ended them: the next in-process test imported the retrain stack again. With 6, the
+# workers started over test_service.py and test_coordinator.py went from 70 to 50.
+IDLE_WORKERS = 6
+
 
 def start_head(settings: Settings) -> ManagedProcess:
     """``start_ray(settings)``, once more if it fails: 'ray start' gives its node 30 s to
     register, and once ran over them on 2 cores busy starting the other worker's broker and
     JVMs. A second failure stands."""
-    try:
-        return start_ray(settings)
-    except EmbeddedStackError:
-        return start_ray(settings)
+    # Only the head's processes get it (they read it at start), not what the tests start later.
+    limit = os.environ.get("RAY_num_workers_soft_limit", str(IDLE_WORKERS))
+    with mock.patch.dict(os.environ, {"RAY_num_workers_soft_limit": limit}):
+        try:
+            return start_ray(settings)
+        except EmbeddedStackError:
+            return start_ray(settings)
