@@ -27,7 +27,7 @@ from shelfcast.embedded import (
 from shelfcast.kafka import ensure_topics, producer_config
 from shelfcast.settings import Settings, load_settings
 from streaming.kafka_source import close_readers
-from tests.support.ray_head import start_head
+from tests.support.ray_head import start_head, stop_head
 from tests.support.retrain import IN_PROCESS, RETRAIN_FAST
 from tests.support.service import FAST, ServiceProcess, services
 
@@ -75,12 +75,12 @@ def ray_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     settings = load_settings(
         data_dir=tmp_path_factory.mktemp("ray"), ray_address=address, ray_num_cpus=2
     )
-    proc = start_head(settings)
+    start_head(settings)
     yield address
     import ray
 
     ray.shutdown()
-    stop_process(proc.pid, timeout=3.0)
+    stop_head(settings)
 
 
 @pytest.fixture(scope="session")

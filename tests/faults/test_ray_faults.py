@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from shelfcast.embedded import free_port, stop_process
+from shelfcast.embedded import free_port
 from shelfcast.settings import Settings
 from tests.support.events import histories
 from tests.support.invariants import settled
-from tests.support.ray_head import start_head
+from tests.support.ray_head import start_head, stop_head
 from tests.support.service import FAST, ServiceProcess
 from tests.support.wait import wait_for
 
@@ -95,9 +95,9 @@ def test_the_ray_head_lost_mid_wave(
             "the service to notice that the head is gone",
         )
         assert svc.alive(), svc.log()
-        head = start_head(head_settings)
+        start_head(head_settings)
         settled(settings, events, 400, svc.alive)
         assert svc.alive(), svc.log()
     finally:
         svc.stop()
-        stop_process(head.pid, timeout=3.0)
+        stop_head(head_settings)

@@ -3,11 +3,11 @@
 import os
 from unittest import mock
 
-from shelfcast.embedded import ManagedProcess, start_ray
+from shelfcast.embedded import ManagedProcess, start_ray, stop_all
 from shelfcast.errors import EmbeddedStackError
 from shelfcast.settings import Settings
 
-__all__ = ["start_head"]
+__all__ = ["start_head", "stop_head"]
 
 # Idle workers a test head keeps (Ray's default: one per CPU). A `shelfcast run` test's job
 # starts workers of its own, which pushed the test process's warm ones over Ray's limit, and
@@ -27,3 +27,9 @@ def start_head(settings: Settings) -> ManagedProcess:
             return start_ray(settings)
         except EmbeddedStackError:
             return start_ray(settings)
+
+
+def stop_head(settings: Settings) -> None:
+    """Stop the head :func:`start_head` started on ``settings``, as 'shelfcast down' does:
+    with the private temp folder it made when its data dir's path was too long for Ray."""
+    stop_all(settings)

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from retrain.cluster.client import loopback_ray_env
-from shelfcast.embedded import RAY_NODE_PORTS, free_port, free_ports, start_ray, stop_process
+from shelfcast.embedded import RAY_NODE_PORTS, free_port, free_ports, stop_process
 from shelfcast.retrain_config import retrain_config
 from shelfcast.settings import Settings, load_settings
+from tests.support.ray_head import start_head, stop_head
 from tests.support.wait import wait_for, wait_for_ray_node
 
 
@@ -51,7 +52,7 @@ def test_a_token_left_in_the_home_by_a_plain_ray_init_does_not_lock_the_embedded
     settings = load_settings(
         data_dir=tmp_path / "d", ray_address=f"127.0.0.1:{free_port()}", ray_num_cpus=1
     )
-    head = start_ray(settings)  # sets the mode for itself and what it starts
+    start_head(settings)  # sets the mode for itself and what it starts
     try:
         env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
         joined = subprocess.run(
@@ -72,7 +73,7 @@ def test_a_token_left_in_the_home_by_a_plain_ray_init_does_not_lock_the_embedded
         )
         assert "ran 1" in joined.stdout, joined.stdout + joined.stderr[-3000:]
     finally:
-        stop_process(head.pid, timeout=5)
+        stop_head(settings)
 
 
 @pytest.mark.integration
