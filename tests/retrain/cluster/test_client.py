@@ -36,6 +36,29 @@ def test_usage_reports_are_off_unless_the_environment_turns_them_on(
     assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "false"
 
 
+def _join(
+    address: str, show: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """A process of its own that joins the head at ``address`` as the service does and
+    prints ``shows <show>``, evaluated there."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, ray\n"
+            "from retrain.cluster.client import connect\n"
+            "from retrain.config import RayConfig\n"
+            "connect(RayConfig(sys.argv[1]))\n"
+            f"print('shows', {show})\n",
+            address,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=150,
+        env=env,
+    )
+
+
 @pytest.mark.integration
 @pytest.mark.timeout(300)
 def test_a_token_left_in_the_home_by_a_plain_ray_init_does_not_lock_the_embedded_head_out(
@@ -55,23 +78,8 @@ def test_a_token_left_in_the_home_by_a_plain_ray_init_does_not_lock_the_embedded
     start_head(settings)  # sets the mode for itself and what it starts
     try:
         env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
-        joined = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                "import sys, ray\n"
-                "from retrain.cluster.client import connect\n"
-                "from retrain.config import RayConfig\n"
-                "connect(RayConfig(sys.argv[1]))\n"
-                "print('ran', ray.get(ray.remote(lambda: 1).remote()))\n",
-                settings.ray_address,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=150,
-            env=env,
-        )
-        assert "ran 1" in joined.stdout, joined.stdout + joined.stderr[-3000:]
+        joined = _join(settings.ray_address, "ray.get(ray.remote(lambda: 1).remote())", env)
+        assert "shows 1" in joined.stdout, joined.stdout + joined.stderr[-3000:]
     finally:
         stop_head(settings)
 
@@ -105,22 +113,8 @@ def test_a_head_started_the_plain_way_is_joined_by_its_loopback_address(tmp_path
         )
     try:
         wait_for_ray_node(head, tmp_path / "head.log")
-        joined = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                "import sys, ray\n"
-                "from retrain.cluster.client import connect\n"
-                "from retrain.config import RayConfig\n"
-                "connect(RayConfig(sys.argv[1]))\n"
-                "print('joined', ray.cluster_resources().get('shelfcast_coordinator'))\n",
-                f"127.0.0.1:{port}",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=150,
-        )
-        assert "joined 1.0" in joined.stdout, joined.stdout + joined.stderr[-3000:]
+        joined = _join(f"127.0.0.1:{port}", "ray.cluster_resources().get('shelfcast_coordinator')")
+        assert "shows 1.0" in joined.stdout, joined.stdout + joined.stderr[-3000:]
     finally:
         stop_process(head.pid, timeout=5)
         shutil.rmtree(temp, ignore_errors=True)
