@@ -27,6 +27,7 @@ from shelfcast.embedded import (
 from shelfcast.kafka import ensure_topics, producer_config
 from shelfcast.settings import Settings, load_settings
 from streaming.kafka_source import close_readers
+from tests.support.durations import FileDurations, longest_files_first
 from tests.support.ray_head import start_head, stop_head
 from tests.support.retrain import IN_PROCESS, RETRAIN_FAST
 from tests.support.service import FAST, ServiceProcess, services
@@ -43,6 +44,30 @@ loopback_ray_env()
 os.environ["JAVA_TOOL_OPTIONS"] = client_jit_options(os.environ.get("JAVA_TOOL_OPTIONS", ""))
 
 ROOT = Path(__file__).resolve().parents[1]
+_DURATIONS = FileDurations()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--store-durations",
+        action="store_true",
+        help="store each test file's seconds in tests/durations.json, the order files run in",
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Longest files first: xdist's workers then end together (tests/support/durations.py).
+    items[:] = longest_files_first(items, _DURATIONS.load())
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _DURATIONS.add(report.nodeid, report.duration)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # The controller's reports cover every worker's tests; a worker stores nothing.
+    if session.config.getoption("store_durations") and not hasattr(session.config, "workerinput"):
+        _DURATIONS.store(ROOT)
 
 
 @pytest.fixture(scope="session")
