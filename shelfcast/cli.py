@@ -197,7 +197,12 @@ def cmd_prune_models(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if settings.mlflow_tracking_uri is None and not settings.mlflow_db.is_file():
         raise ShelfcastError(f"No MLflow store at {settings.mlflow_db}: check --data-dir.")
-    tracker = Tracker(settings.tracking_uri, settings.mlflow_experiment, create=False)
+    tracker = Tracker(
+        settings.tracking_uri,
+        settings.mlflow_experiment,
+        create=False,
+        retries=settings.mlflow_retries,
+    )
     with tqdm(unit="model", file=sys.stderr) as bar:
         pruned = prune_models(tracker, args.keep, args.dry_run, lambda _name: bar.update())
     verb = "would delete" if args.dry_run else "deleted"

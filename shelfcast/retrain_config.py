@@ -89,6 +89,7 @@ def task_spec(settings: Settings) -> "TaskSpec":
         ),
         tracking_uri=settings.tracking_uri,
         experiment=settings.mlflow_experiment,
+        mlflow_retries=settings.mlflow_retries,
         plans_uri=str((delta / "plans").resolve()),
         stores_uri=str((delta / "stores").resolve()),
         groups=GroupSpec(

@@ -155,6 +155,9 @@ class Settings(BaseSettings):
     optuna_journal_shards: int = Field(default=8, ge=1)
     mlflow_tracking_uri: SecretStr | None = None
     mlflow_experiment: str = "shelfcast"
+    # How often a retrain retries a tracking server's failing call (2 s, 4 s, 8 s... apart)
+    # before it counts an MLflow outage and waits for MLflow (listed by 'shelfcast status').
+    mlflow_retries: int = Field(default=3, ge=0, le=10)
 
     @field_validator("data_dir")
     @classmethod

@@ -82,6 +82,7 @@ class Sinks:
                 config.task.tracking_uri,
                 config.task.experiment,
                 None if artifacts is None else artifacts.as_uri(),
+                retries=config.task.mlflow_retries,
             )
         return self._tracker
 

@@ -31,7 +31,7 @@ from retrain.kernel.tuning import TuneConfig
 from retrain.prophet.fit import FitOptions, FitStats
 from retrain.stores.history import load_history
 from retrain.stores.plans import load_plans, load_stores
-from retrain.stores.registry import GroupRecord
+from retrain.stores.registry import CLIENT_RETRIES, GroupRecord
 from retrain.stores.studies import StudyRef, open_study, save_warm_state, study_name, warm_state
 
 __all__ = ["HEARTBEAT_SECONDS", "TaskResult", "TaskSpec", "heartbeat", "run_job"]
@@ -60,6 +60,8 @@ class TaskSpec:
     plans_uri: str = ""
     stores_uri: str = ""
     groups: GroupSpec = field(default_factory=GroupSpec)
+    # A tracking server's failing call retried this often before it counts as an outage.
+    mlflow_retries: int = CLIENT_RETRIES
 
     def group_stores(self) -> GroupStores:
         """Where a group retrain reads and writes."""
@@ -73,6 +75,7 @@ class TaskSpec:
             self.tracking_uri,
             self.experiment,
             self.tune.calendar,
+            self.mlflow_retries,
         )
 
 
@@ -97,16 +100,17 @@ class TaskResult:
 
 
 @cache
-def _tracker(uri: str, experiment: str) -> Any:
+def _tracker(uri: str, experiment: str, retries: int) -> Any:
     from retrain.stores.registry import Tracker
 
-    return Tracker(uri, experiment, create=False)
+    return Tracker(uri, experiment, create=False, retries=retries)
 
 
 @lru_cache(maxsize=4)
-def _group_model(record: GroupRecord, uri: str, experiment: str) -> GroupModel:
+def _group_model(record: GroupRecord, uri: str, experiment: str, retries: int) -> GroupModel:
     """A group model, loaded once per worker and version (a worker keeps it in memory)."""
-    return GroupModel.from_bytes(_tracker(uri, experiment).group_model_bytes(record))
+    tracker = _tracker(uri, experiment, retries)
+    return GroupModel.from_bytes(tracker.group_model_bytes(record))
 
 
 def _known_ahead(
@@ -139,7 +143,7 @@ def _view(
     store: Any,
 ) -> GroupView:
     """The group model's forecast of the series from its fresh days, and its fold forecasts."""
-    model = _group_model(group, spec.tracking_uri, spec.experiment)
+    model = _group_model(group, spec.tracking_uri, spec.experiment, spec.mlflow_retries)
     one = series_input(
         job.key,
         job.store_id,
@@ -235,9 +239,9 @@ def _run(
     opened = time.perf_counter()
 
     def last_good() -> str | None:
-        champion: str | None = _tracker(spec.tracking_uri, spec.experiment).champion_json(
-            job.store_id, job.item_id
-        )
+        champion: str | None = _tracker(
+            spec.tracking_uri, spec.experiment, spec.mlflow_retries
+        ).champion_json(job.store_id, job.item_id)
         return champion
 
     tune, plan, plans, store = _known_ahead(spec, job, history)
@@ -283,9 +287,9 @@ def _run(
     }
     if group is not None and fit.uses_group:
         lineage.update(group=group.group, group_version=group.version)
-    run_id, version = _tracker(spec.tracking_uri, spec.experiment).record_series(
-        wave_run_id, job.store_id, job.item_id, fit, lineage
-    )
+    run_id, version = _tracker(
+        spec.tracking_uri, spec.experiment, spec.mlflow_retries
+    ).record_series(wave_run_id, job.store_id, job.item_id, fit, lineage)
     finished = time.perf_counter()
     import ray
 

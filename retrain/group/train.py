@@ -18,7 +18,7 @@ from retrain.group.tuning import tune_group
 from retrain.kernel.calendar import CalendarConfig
 from retrain.stores.history import load_group, store_ids
 from retrain.stores.plans import load_plans, load_stores
-from retrain.stores.registry import GroupRecord, Tracker
+from retrain.stores.registry import CLIENT_RETRIES, GroupRecord, Tracker
 from retrain.stores.studies import StudyRef, open_study
 
 __all__ = ["GroupStores", "train_group"]
@@ -37,6 +37,7 @@ class GroupStores:
     tracking_uri: str
     experiment: str
     calendar: CalendarConfig
+    mlflow_retries: int = CLIENT_RETRIES
 
     def __repr__(self) -> str:  # the store URLs may hold credentials
         return f"GroupStores({self.daily_sales_uri!r})"
@@ -71,7 +72,9 @@ def train_group(
     ref = StudyRef(Path(stores.journal_dir), stores.journal_shards, stores.optuna_url)
     study = open_study(ref, f"group.{group}", cold=False, seed=spec.tune.seed)
     model: GroupModel = tune_group(inputs, through, study, spec.tune)
-    tracker = Tracker(stores.tracking_uri, stores.experiment, create=False)
+    tracker = Tracker(
+        stores.tracking_uri, stores.experiment, create=False, retries=stores.mlflow_retries
+    )
     seconds = time.perf_counter() - began
     return tracker.record_group(
         group,

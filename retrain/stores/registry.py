@@ -28,7 +28,7 @@ from retrain.errors import InfrastructureError, RetrainError
 from retrain.kernel.fallback import SeriesFit
 from retrain.stores.transient import transient
 
-__all__ = ["GroupRecord", "Tracker", "group_model_name", "model_name", "redact"]
+__all__ = ["CLIENT_RETRIES", "GroupRecord", "Tracker", "group_model_name", "model_name", "redact"]
 
 CHAMPION = "champion"
 _MODEL_FILE = "model.json"
@@ -89,9 +89,12 @@ class Tracker:
         experiment: str,
         artifact_location: str | None = None,
         create: bool = True,
+        retries: int | None = None,
     ) -> None:
         """``create=False`` for readers: they must never create the experiment (and with it
-        a default artifact location in whatever folder they run in)."""
+        a default artifact location in whatever folder they run in). ``retries``: how often
+        a tracking server's failing call is retried before it counts as an outage (None:
+        :data:`CLIENT_RETRIES`, unless the environment sets MLflow's own variable)."""
         import mlflow
         from mlflow import MlflowClient
 
@@ -103,7 +106,7 @@ class Tracker:
                 _sqlite_without_fsync_per_commit()
                 _sqlite_store_created_whole(uri)
             else:
-                _bounded_client_retries()
+                _bound_client_retries(retries)
             self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
             found = self.client.get_experiment_by_name(experiment)
             if found is None and not create:
@@ -434,17 +437,19 @@ def _failure(text: str, exc: BaseException, advice: str) -> RetrainError:
 # retrain blocked that long holds its worker, and the outage shows nowhere: its series are
 # "running". Shelfcast retries an MLflow outage itself, listed in the status
 # (retrain.cluster.outages), so the client only rides out blips: 3 retries, ~12 s.
-_CLIENT_RETRIES = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "2",
-}
+CLIENT_RETRIES = 3
+_RETRIES = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
 
 
-@cache
-def _bounded_client_retries() -> None:
-    """MLflow's client retries as :data:`_CLIENT_RETRIES`, unless the environment sets them."""
-    for name, value in _CLIENT_RETRIES.items():
-        os.environ.setdefault(name, value)
+def _bound_client_retries(retries: int | None) -> None:
+    """MLflow's client retries a failing call ``retries`` times (None: as the environment
+    says, else :data:`CLIENT_RETRIES`), 2 s, 4 s, 8 s... apart. MLflow reads them per call,
+    from the environment of the process."""
+    if retries is None:
+        os.environ.setdefault(_RETRIES, str(CLIENT_RETRIES))
+    else:
+        os.environ[_RETRIES] = str(retries)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "2")
 
 
 _DRAFT_ABANDONED_SECONDS = 600.0  # building a store's tables takes seconds

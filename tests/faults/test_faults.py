@@ -126,12 +126,13 @@ def test_mlflow_unavailable_until_retrains_wait_for_it(
     try:
         assert wait_for_port("127.0.0.1", port, 90), (tmp_path / "mlflow.log").read_text()
         uri = f"http://127.0.0.1:{port}"
-        settings = make_settings(**FAST, mlflow_tracking_uri=uri)
-        svc = service_on(settings, SHELFCAST_MLFLOW_TRACKING_URI=uri)
+        # No client retries: the first refused call is the outage (3 would wait ~12 s more).
+        settings = make_settings(**FAST, mlflow_tracking_uri=uri, mlflow_retries=0)
+        svc = service_on(settings, SHELFCAST_MLFLOW_TRACKING_URI=uri, SHELFCAST_MLFLOW_RETRIES="0")
         svc.start()
         events = histories(4, 60, "m")
         produce(settings, events[: len(events) // 2])
-        time.sleep(6)
+        stored(settings, 120, svc.alive)  # mid-stream
         os.killpg(server.pid, signal.SIGKILL)
         server.wait(30)
         produce(settings, events[len(events) // 2 :])

@@ -29,6 +29,7 @@ def test_the_config_holds_each_secret_where_it_is_used_and_shows_none(tmp_path: 
         ray_coordinator_shards=3,
         ray_coordinator_detached=False,
         ray_namespace="elsewhere",
+        mlflow_retries=0,
     )
     config = retrain_config(settings)
     for part in (config, config.ray, config.coordinator, config.coordinator.task):
@@ -41,6 +42,8 @@ def test_the_config_holds_each_secret_where_it_is_used_and_shows_none(tmp_path: 
     assert coordinator.artifact_dir is None  # the tracking server keeps the artifacts
     assert (config.shards, config.ray.namespace) == (3, "elsewhere")
     assert not config.ray.coordinator_detached
+    assert coordinator.task.mlflow_retries == coordinator.task.group_stores().mlflow_retries == 0
+    assert retrain_config(load_settings(data_dir=tmp_path)).coordinator.task.mlflow_retries == 3
     assert retrain_config(load_settings(data_dir=tmp_path)).ray.coordinator_detached
     assert retrain_config(load_settings(data_dir=tmp_path)).coordinator.artifact_dir == (
         settings.artifact_dir

@@ -1,6 +1,8 @@
 """Which store failures are outages: read from real errors of the real libraries."""
 
+import os
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -46,10 +48,15 @@ def test_a_refusal_of_what_was_sent_is_not() -> None:
 
 
 def test_mlflow_not_listening_is_an_outage_of_mlflow(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    # The setting wins over MLflow's own variable, which it sets for the whole process (put
+    # back after the test by monkeypatch).
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "7")
+    began = time.monotonic()
     with pytest.raises(InfrastructureError) as caught:
-        Tracker(f"http://127.0.0.1:{free_port()}", "shelfcast")
+        Tracker(f"http://127.0.0.1:{free_port()}", "shelfcast", retries=0)
     assert caught.value.system == "MLflow" and "retried until it answers" in str(caught.value)
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "0"
+    assert time.monotonic() - began < 10, "one try, not 7 retries over ~4 min"
 
 
 def test_an_mlflow_refusal_stays_the_series_error(tmp_path: Path) -> None:
