@@ -157,7 +157,8 @@ class Settings(BaseSettings):
     mlflow_experiment: str = "shelfcast"
     # How often a retrain retries a tracking server's failing call (2 s, 4 s, 8 s... apart)
     # before it counts an MLflow outage and waits for MLflow (listed by 'shelfcast status').
-    mlflow_retries: int = Field(default=3, ge=0, le=10)
+    # None: MLflow's MLFLOW_HTTP_REQUEST_MAX_RETRIES where the Ray nodes run, else 3.
+    mlflow_retries: int | None = Field(default=None, ge=0, le=10)
 
     @field_validator("data_dir")
     @classmethod

@@ -51,7 +51,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--store-durations",
         action="store_true",
-        help="store each test file's seconds in tests/durations.json, the order files run in",
+        help="store each test file's seconds in tests/durations.json (the order files run "
+        "in) when the run passes whole",
     )
 
 
@@ -64,10 +65,31 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     _DURATIONS.add(report.nodeid, report.duration)
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    # The controller's reports cover every worker's tests; a worker stores nothing.
-    if session.config.getoption("store_durations") and not hasattr(session.config, "workerinput"):
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # The controller's reports cover every worker's tests; a worker stores nothing. Only a
+    # run that went through (no -x stop, Ctrl-C or -k subset) knows each file's whole time.
+    config = session.config
+    if (
+        config.getoption("store_durations")
+        and not hasattr(config, "workerinput")
+        and exitstatus == pytest.ExitCode.OK
+        and not config.getoption("keyword")
+    ):
         _DURATIONS.store(ROOT)
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_client_retries() -> Iterator[None]:
+    """Put MLflow's retry variables back after each test: a ``Tracker`` given
+    ``mlflow_retries`` sets them for its whole process."""
+    names = ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR")
+    before = {name: os.environ.get(name) for name in names}
+    yield
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")

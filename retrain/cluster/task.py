@@ -31,7 +31,7 @@ from retrain.kernel.tuning import TuneConfig
 from retrain.prophet.fit import FitOptions, FitStats
 from retrain.stores.history import load_history
 from retrain.stores.plans import load_plans, load_stores
-from retrain.stores.registry import CLIENT_RETRIES, GroupRecord
+from retrain.stores.registry import GroupRecord
 from retrain.stores.studies import StudyRef, open_study, save_warm_state, study_name, warm_state
 
 __all__ = ["HEARTBEAT_SECONDS", "TaskResult", "TaskSpec", "heartbeat", "run_job"]
@@ -60,8 +60,9 @@ class TaskSpec:
     plans_uri: str = ""
     stores_uri: str = ""
     groups: GroupSpec = field(default_factory=GroupSpec)
-    # A tracking server's failing call retried this often before it counts as an outage.
-    mlflow_retries: int = CLIENT_RETRIES
+    # A tracking server's failing call retried this often before it counts as an outage
+    # (None: as the worker's environment says, else CLIENT_RETRIES).
+    mlflow_retries: int | None = None
 
     def group_stores(self) -> GroupStores:
         """Where a group retrain reads and writes."""
@@ -100,14 +101,14 @@ class TaskResult:
 
 
 @cache
-def _tracker(uri: str, experiment: str, retries: int) -> Any:
+def _tracker(uri: str, experiment: str, retries: int | None) -> Any:
     from retrain.stores.registry import Tracker
 
     return Tracker(uri, experiment, create=False, retries=retries)
 
 
 @lru_cache(maxsize=4)
-def _group_model(record: GroupRecord, uri: str, experiment: str, retries: int) -> GroupModel:
+def _group_model(record: GroupRecord, uri: str, experiment: str, retries: int | None) -> GroupModel:
     """A group model, loaded once per worker and version (a worker keeps it in memory)."""
     tracker = _tracker(uri, experiment, retries)
     return GroupModel.from_bytes(tracker.group_model_bytes(record))

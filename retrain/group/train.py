@@ -18,7 +18,7 @@ from retrain.group.tuning import tune_group
 from retrain.kernel.calendar import CalendarConfig
 from retrain.stores.history import load_group, store_ids
 from retrain.stores.plans import load_plans, load_stores
-from retrain.stores.registry import CLIENT_RETRIES, GroupRecord, Tracker
+from retrain.stores.registry import GroupRecord, Tracker
 from retrain.stores.studies import StudyRef, open_study
 
 __all__ = ["GroupStores", "train_group"]
@@ -37,7 +37,7 @@ class GroupStores:
     tracking_uri: str
     experiment: str
     calendar: CalendarConfig
-    mlflow_retries: int = CLIENT_RETRIES
+    mlflow_retries: int | None = None  # see TaskSpec
 
     def __repr__(self) -> str:  # the store URLs may hold credentials
         return f"GroupStores({self.daily_sales_uri!r})"

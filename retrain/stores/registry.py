@@ -94,7 +94,8 @@ class Tracker:
         """``create=False`` for readers: they must never create the experiment (and with it
         a default artifact location in whatever folder they run in). ``retries``: how often
         a tracking server's failing call is retried before it counts as an outage (None:
-        :data:`CLIENT_RETRIES`, unless the environment sets MLflow's own variable)."""
+        MLflow's own variable if the environment sets it, else :data:`CLIENT_RETRIES`). MLflow
+        reads it from the environment per call: it holds for every tracker of the process."""
         import mlflow
         from mlflow import MlflowClient
 

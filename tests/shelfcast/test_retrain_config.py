@@ -43,7 +43,7 @@ def test_the_config_holds_each_secret_where_it_is_used_and_shows_none(tmp_path: 
     assert (config.shards, config.ray.namespace) == (3, "elsewhere")
     assert not config.ray.coordinator_detached
     assert coordinator.task.mlflow_retries == coordinator.task.group_stores().mlflow_retries == 0
-    assert retrain_config(load_settings(data_dir=tmp_path)).coordinator.task.mlflow_retries == 3
+    assert retrain_config(load_settings(data_dir=tmp_path)).coordinator.task.mlflow_retries is None
     assert retrain_config(load_settings(data_dir=tmp_path)).ray.coordinator_detached
     assert retrain_config(load_settings(data_dir=tmp_path)).coordinator.artifact_dir == (
         settings.artifact_dir

@@ -41,11 +41,10 @@ def forecast(item: str, version: int = 1) -> Forecast:
 
 
 def test_a_hung_mlflow_holds_back_no_forecast_and_no_delta_read(
-    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+    make_settings: Callable[..., Settings],
 ) -> None:
-    # One try per call: what waits on the hung server fails once it drops the connection.
-    # The sinks set MLflow's variable for this process; monkeypatch puts it back after.
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    # One try per call (mlflow_retries=0): what waits on the hung server fails once it drops
+    # the connection.
     with hung_server() as mlflow:
         settings = make_settings(
             mlflow_tracking_uri=f"http://127.0.0.1:{mlflow.port}", mlflow_retries=0
