@@ -35,8 +35,7 @@ def longest_files_first(items: Sequence[T], seconds: dict[str, float]) -> list[T
     together and in their order. A file not measured yet counts as the longest: one that is
     long must not start last and end the run alone."""
     longest = max(seconds.values(), default=0.0)
-    order = {file: -seconds.get(file, longest) for file in map(file_of, (i.nodeid for i in items))}
-    return sorted(items, key=lambda item: order[file_of(item.nodeid)])
+    return sorted(items, key=lambda item: -seconds.get(file_of(item.nodeid), longest))
 
 
 class FileDurations:
