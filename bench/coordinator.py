@@ -13,6 +13,7 @@ is the figure that extrapolates to a cluster; wall series/s here is a floor.
 """
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -25,7 +26,7 @@ from typing import Any
 
 from bench.stack import embedded_stack
 from retrain.cluster.queue import Job
-from retrain.cluster.task import TaskResult, TaskSpec
+from retrain.cluster.task import TaskResult, TaskSpec, series_row
 from retrain.kernel.fallback import SeriesFit
 from shelfcast.kafka import ensure_topics
 from shelfcast.retrain_config import retrain_config, task_spec
@@ -48,7 +49,8 @@ def idle_job(job: Job, spec: TaskSpec, reporter: Any = None, wave_run: Any = Non
     if reporter is not None:
         reporter.started.remote(job.key, os.getpid())
     fit = SeriesFit("tuned", THROUGH, POINTS, "", validation_mae=1.0, validation_mase=0.8)
-    return TaskResult(job, fit, os.getpid(), 0.0, 0.0, "bench-run", 1, 0.0)
+    result = TaskResult(job, fit, os.getpid(), 0.0, 0.0, "bench-run", 1, 0.0)
+    return dataclasses.replace(result, row=series_row(result))  # for the wave's table
 
 
 def keys(n: int, store: str = "S") -> list[tuple[str, str, float]]:

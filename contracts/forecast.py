@@ -35,6 +35,8 @@ class Forecast(BaseModel):
     store_id: str = Field(min_length=1)
     item_id: str = Field(min_length=1)
     generated_at: AwareDatetime
+    # The series' serial: grows with every forecast (it went on from the registry version
+    # the series' forecasts carried before). The run is the series' own, or its wave's.
     model_version: int = Field(ge=1)
     mlflow_run_id: str = Field(min_length=1)
     method: Method

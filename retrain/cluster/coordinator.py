@@ -3,10 +3,11 @@
 It outlives the drivers that submit to it (the streaming service, ``shelfcast retrain``), so
 a restarted driver reconnects by name and finds the queue as it was. ``submit`` only records
 work and returns; a pump inside the actor starts one Ray task per series, at most one per CPU
-of the cluster. Each task records its series in MLflow (under the wave's run, which the
-coordinator opens and closes); the coordinator publishes the forecast. A series is done once
-Kafka confirmed delivery. MLflow's wave runs, the producer and its Delta reads are its
-:mod:`sinks <retrain.cluster.sinks>`.
+of the cluster. Each task records a series with a model of its own in MLflow (a run under the
+wave's, which the coordinator opens and closes); every series' row goes to its wave's series
+table, which the coordinator stores in parts. The coordinator publishes the forecast. A series
+is done once Kafka confirmed delivery. MLflow's wave runs and tables, the producer and its
+Delta reads are its :mod:`sinks <retrain.cluster.sinks>`.
 
 A failure counts toward the series' poison only when it is the series' own: an outage of
 MLflow, the Optuna storage, Delta, Ray or Kafka (:mod:`retrain.cluster.outages`) is retried
@@ -303,6 +304,7 @@ class Coordinator:
             delivering = time.perf_counter()
             message = await self._deliver(result)
             stages = {**result.stages, "publish": time.perf_counter() - delivering}
+            self.sinks.add_row(job.wave_id, result.row)
             fit = result.fit
             self._recent.append((time.time(), result.seconds))
             self._wave_methods.setdefault(job.wave_id, Counter())[

@@ -1,5 +1,5 @@
-"""The coordinator's sinks: MLflow's wave runs, the forecast producer and the Delta reads,
-each on a thread of its own.
+"""The coordinator's sinks: MLflow's wave runs and their series tables, the forecast producer
+and the Delta reads, each on a thread of its own.
 
 A hung MLflow (a tracking server that accepts and never answers waits its client's 120 s
 timeout, seven times over) delays only the wave runs: forecasts keep being published, and the
@@ -27,13 +27,20 @@ from retrain.config import CoordinatorConfig, PublishConfig
 from retrain.stores.publish import Delivery, ForecastPublisher
 from retrain.stores.registry import GroupRecord, Tracker, redact
 
-__all__ = ["Outbox", "Sinks", "error_text", "forecast_message"]
+__all__ = ["TABLE_PART_ROWS", "Outbox", "Sinks", "error_text", "forecast_message"]
 
 log = logging.getLogger("shelfcast.coordinator")
 
 # A forecast not confirmed this long is reported, then again every _STILL_WAITING_SECONDS.
 _SLOW_DELIVERY_SECONDS = 10.0
 _STILL_WAITING_SECONDS = 60.0
+
+# A wave's series rows go to MLflow in parts of this many (one upload each), and the rest when
+# the wave finishes.
+TABLE_PART_ROWS = 1000
+# Rows held while MLflow is away; past this the oldest go (every forecast's lineage stays in
+# the forecast itself, and the forecasts table).
+_TABLE_MAX_ROWS = 100_000
 
 T = TypeVar("T")
 
@@ -49,6 +56,12 @@ class Sinks:
         self.outbox = Outbox(config.publish)
         self._tracker: Tracker | None = None
         self._wave_runs: dict[str, str] = {}  # wave id -> its MLflow run
+        # Each wave's series rows not stored yet, and its parts stored; the MLflow thread
+        # takes a part out to store it and puts it back if that fails.
+        self._rows: dict[str, list[dict[str, Any]]] = {}
+        self._parts: dict[str, int] = {}
+        self._rows_lock = threading.Lock()
+        self.dropped_rows = 0
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` on the Delta thread (reads of the service's tables)."""
@@ -117,19 +130,66 @@ class Sinks:
         return list(self._wave_runs)
 
     async def finish_wave(self, wave_id: str, totals: dict[str, float]) -> None:
-        """Close the wave's run with its totals (once; kept open to try again if MLflow
-        fails)."""
+        """Store the wave's last series rows and close its run with its totals (once; kept
+        open to try again if MLflow fails)."""
         run_id = self._wave_runs.pop(wave_id, None)
         if run_id is None:
+            with self._rows_lock:  # no run to hold them (closed already)
+                self._rows.pop(wave_id, None)
             return
         try:
-            await self._on_mlflow(self._finish_wave, run_id, totals)
+            await self._on_mlflow(self._finish_wave, wave_id, run_id, totals)
         except Exception as exc:
             self._wave_runs.setdefault(wave_id, run_id)
             log.warning("the MLflow run of wave %s not closed yet: %s", wave_id, exc)
 
-    def _finish_wave(self, run_id: str, totals: dict[str, float]) -> None:
+    def _finish_wave(self, wave_id: str, run_id: str, totals: dict[str, float]) -> None:
+        self._store_rows(wave_id, run_id, everything=True)
         self._ensure().finish_wave(run_id, totals)
+        with self._rows_lock:
+            self._rows.pop(wave_id, None)
+            self._parts.pop(wave_id, None)
+
+    def add_row(self, wave_id: str, row: dict[str, Any]) -> None:
+        """Keep a series' row for its wave's table; a full part goes to MLflow now, on the
+        MLflow thread (the task's result does not wait for it)."""
+        with self._rows_lock:
+            rows = self._rows.setdefault(wave_id, [])
+            rows.append(row)
+            held = sum(len(r) for r in self._rows.values())
+            if held > _TABLE_MAX_ROWS:
+                del rows[0]
+                self.dropped_rows += 1
+            full = len(rows) >= TABLE_PART_ROWS
+        run_id = self._wave_runs.get(wave_id)
+        if full and run_id is not None:
+            self._mlflow.submit(self._store_rows_logged, wave_id, run_id)
+
+    def _store_rows_logged(self, wave_id: str, run_id: str) -> None:
+        try:
+            self._store_rows(wave_id, run_id, everything=False)
+        except Exception as exc:  # kept; tried again with the next part or at the wave's end
+            log.warning("the series table of wave %s not stored yet: %s", wave_id, exc)
+
+    def _store_rows(self, wave_id: str, run_id: str, everything: bool) -> None:
+        """Store the wave's rows in parts of :data:`TABLE_PART_ROWS` (the last part short
+        only when ``everything``); on the MLflow thread."""
+        while True:
+            with self._rows_lock:
+                rows = self._rows.get(wave_id, [])
+                if not rows or (len(rows) < TABLE_PART_ROWS and not everything):
+                    return
+                part = rows[:TABLE_PART_ROWS]
+                del rows[:TABLE_PART_ROWS]
+                number = self._parts.get(wave_id, 0)
+            try:
+                self._ensure().log_series_table(run_id, part, number)
+            except BaseException:
+                with self._rows_lock:
+                    self._rows.setdefault(wave_id, [])[:0] = part
+                raise
+            with self._rows_lock:
+                self._parts[wave_id] = number + 1
 
     # Kafka: forecasts, confirmed ------------------------------------------------------------
 

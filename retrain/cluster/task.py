@@ -1,11 +1,17 @@
 """The body of one Ray task: load one series at a data version, re-tune, refit, forecast,
-and record the run and model version in MLflow.
+and record what it made.
 
-Recording here, not on the coordinator, keeps the per-series MLflow work (~20-25 ms, six
-calls) as parallel as the fits: one coordinator recording every series capped a wave at ~30
-series a second whatever the cluster's size. Kafka stays on the coordinator, once per result.
+A series with a model of its own is recorded here, a run and a model version in MLflow:
+recording on the coordinator kept that work (~20-25 ms, six calls) from running as parallel
+as the fits, and capped a wave at ~30 series a second whatever the cluster's size. A series
+the group model alone forecasts needs neither (its model is the group's version): the task
+returns its row for the wave's series table, which the coordinator stores in parts. Its
+forecast's ``model_version`` is the series' serial, saved in its study with the warm state
+(one write, as before), so it grows with every forecast without a registry version. Kafka
+stays on the coordinator, once per result.
 """
 
+import json
 import os
 import tempfile
 import threading
@@ -24,7 +30,7 @@ from retrain.group.features import group_view, series_input
 from retrain.group.model import GroupModel
 from retrain.group.train import GroupStores
 from retrain.kernel.fallback import SeriesFit, WarmState, retrain_one
-from retrain.kernel.families import GroupView
+from retrain.kernel.families import GLOBAL, GroupView
 from retrain.kernel.plans import DayPlan, day_plan, plans_for
 from retrain.kernel.series import History
 from retrain.kernel.tuning import TuneConfig
@@ -32,7 +38,16 @@ from retrain.prophet.fit import FitOptions, FitStats
 from retrain.stores.history import load_history
 from retrain.stores.plans import load_plans, load_stores
 from retrain.stores.registry import GroupRecord
-from retrain.stores.studies import StudyRef, open_study, save_warm_state, study_name, warm_state
+from retrain.stores.studies import (
+    StudyRef,
+    last_serial,
+    open_study,
+    save_serial,
+    save_warm_state,
+    saved_serial,
+    study_name,
+    warm_state,
+)
 
 __all__ = ["HEARTBEAT_SECONDS", "TaskResult", "TaskSpec", "heartbeat", "run_job"]
 
@@ -89,15 +104,54 @@ class TaskResult:
     pid: int
     seconds: float
     load_seconds: float
-    run_id: str
-    model_version: int
+    run_id: str  # the series' own run, or its wave's when the group model alone made it
+    model_version: int  # the series' serial: one more with every forecast
     record_seconds: float
     node_id: str = ""  # the Ray node the task ran on
     group_version: int | None = None  # the group model that served it
     group_error: str | None = None  # its group model could not be used
     # Seconds by stage: load (history, plans, stores), study (Optuna storage: open, warm
-    # state, save), model (selection, refit, forecast), record (MLflow).
+    # state and serial, save), model (selection, refit, forecast), record (MLflow).
     stages: dict[str, float] = field(default_factory=dict)
+    registry_version: int | None = None  # the series' own model version, if it has one
+    row: dict[str, Any] = field(default_factory=dict)  # its row of the wave's series table
+
+
+def group_alone(fit: SeriesFit) -> bool:
+    """Whether the group model alone made the forecast: the series has no model of its own
+    to keep (its last good model stays what it was)."""
+    return fit.members == (GLOBAL,)
+
+
+def series_row(result: TaskResult) -> dict[str, Any]:
+    """The series' row of its wave's table: what made the forecast, and how good it was."""
+    job, fit = result.job, result.fit
+    return {
+        "series": job.key,
+        "store_id": job.store_id,
+        "item_id": job.item_id,
+        "model_version": result.model_version,
+        "registry_version": result.registry_version,
+        "run_id": result.run_id,
+        "method": fit.method,
+        "family": fit.family,
+        "members": ",".join(fit.members),
+        "runner_up_family": fit.runner_up,
+        "group_model_version": result.group_version,
+        "data_version": job.version,
+        "data_through": fit.data_through.isoformat(),
+        "reason": job.reason,
+        "cold": job.cold,
+        "attempt": job.attempts + 1,
+        "warm": fit.warm,
+        "trials": fit.trials,
+        "fit_seconds": round(fit.fit_seconds, 4),
+        "validation_mae": fit.validation_mae,
+        "validation_mase": fit.validation_mase,
+        "runner_up_validation_mae": fit.runner_up_mae,
+        "fallback_reason": fit.fallback_reason,
+        "params": json.dumps(fit.params or {}, sort_keys=True, default=str),
+    }
 
 
 @cache
@@ -235,14 +289,19 @@ def _run(
     )
     loaded = time.perf_counter()
     ref = StudyRef(spec.journal_dir, spec.journal_shards, spec.optuna_url)
-    study = open_study(ref, study_name(job.store_id, job.item_id), cold=job.cold)
+    name = study_name(job.store_id, job.item_id)
+    before = last_serial(ref, name) if job.cold else 0  # a cold start deletes the study
+    study = open_study(ref, name, cold=job.cold)
     warm = WarmState() if job.cold else warm_state(study)
+    previous = before if job.cold else saved_serial(study)
+    tracker = _tracker(spec.tracking_uri, spec.experiment, spec.mlflow_retries)
+    if previous == 0:  # a new series, or its study predates serials: its forecasts carried this
+        previous = tracker.champion_version(job.store_id, job.item_id)
+    serial = previous + 1
     opened = time.perf_counter()
 
     def last_good() -> str | None:
-        champion: str | None = _tracker(
-            spec.tracking_uri, spec.experiment, spec.mlflow_retries
-        ).champion_json(job.store_id, job.item_id)
+        champion: str | None = tracker.champion_json(job.store_id, job.item_id)
         return champion
 
     tune, plan, plans, store = _known_ahead(spec, job, history)
@@ -277,31 +336,40 @@ def _run(
             notes=notes,
         )
     modelled = time.perf_counter()
+    # Saved before the forecast exists: a retry after a failed recording takes the next
+    # serial, and serials only ever grow (a gap is harmless).
     if fit.method in ("tuned", "defaults"):
-        save_warm_state(study, fit.params, fit.stan_init, fit.choice)
+        save_warm_state(study, fit.params, fit.stan_init, fit.choice, serial)
+    else:
+        save_serial(study, serial)
     recording = time.perf_counter()
     lineage: dict[str, Any] = {
         "data_version": job.version,
         "cold": job.cold,
         "attempt": job.attempts + 1,
         "reason": job.reason,
+        "serial": serial,
     }
     if group is not None and fit.uses_group:
         lineage.update(group=group.group, group_version=group.version)
-    run_id, version = _tracker(
-        spec.tracking_uri, spec.experiment, spec.mlflow_retries
-    ).record_series(wave_run_id, job.store_id, job.item_id, fit, lineage)
+    version: int | None = None
+    if wave_run_id is not None and group_alone(fit):
+        run_id = wave_run_id  # its row goes to the wave's table, through the coordinator
+    else:
+        run_id, version = tracker.record_series(
+            wave_run_id, job.store_id, job.item_id, fit, lineage
+        )
     finished = time.perf_counter()
     import ray
 
-    return TaskResult(
+    result = TaskResult(
         job,
         fit,
         os.getpid(),
         seconds=finished - began,
         load_seconds=loaded - began,
         run_id=run_id,
-        model_version=version,
+        model_version=serial,
         record_seconds=finished - recording,
         node_id=ray.get_runtime_context().get_node_id() if ray.is_initialized() else "",
         group_version=group.version if group is not None and fit.uses_group else None,
@@ -312,4 +380,6 @@ def _run(
             "model": modelled - known,
             "record": finished - recording,
         },
+        registry_version=version,
     )
+    return replace(result, row=series_row(result))

@@ -1,7 +1,12 @@
-"""The MLflow edge: one experiment, a parent run per wave, a run and a model version per series.
+"""The MLflow edge: one experiment, a run per wave with every series' row in a table, a run
+and a model version per group retrain, and a run and a model version per series whose model is
+its own.
 
-Every series run is logged with one ``log_batch`` call (a call per metric costs ~20x more).
-The version that serves carries the alias ``champion``.
+A series the group model alone forecasts has no run or version of its own: its model is the
+group's registry version, and its params and scores are a row of its wave's table
+(``series/part-NNNNN.json``, in the format of MLflow's tables). Every series run is logged with one
+``log_batch`` call (a call per metric costs ~20x more). The version that serves carries the
+alias ``champion``.
 
 Measured on the embedded SQLite store: a series costs six MLflow calls and ten commits, and
 each commit's fsync cost ~2.5 ms. SQLite stores therefore run in WAL mode with
@@ -10,6 +15,7 @@ lose the last commits, the file stays consistent), ~35 % less per series.
 """
 
 import contextlib
+import json
 import os
 import re
 import sqlite3
@@ -28,12 +34,22 @@ from retrain.errors import InfrastructureError, RetrainError
 from retrain.kernel.fallback import SeriesFit
 from retrain.stores.transient import transient
 
-__all__ = ["CLIENT_RETRIES", "GroupRecord", "Tracker", "group_model_name", "model_name", "redact"]
+__all__ = [
+    "CLIENT_RETRIES",
+    "SERIES_TABLE",
+    "GroupRecord",
+    "Tracker",
+    "group_model_name",
+    "model_name",
+    "redact",
+]
 
 CHAMPION = "champion"
 _MODEL_FILE = "model.json"
 _GROUP_FILE = "group_model.pkl"
 _GROUP_PREFIX = "shelfcast-group."
+# A wave's series rows, in parts: artifact ``series/part-00000.json`` and on.
+SERIES_TABLE = "series"
 
 
 def group_model_name(group: str) -> str:
@@ -167,6 +183,50 @@ class Tracker:
             self.client.set_terminated(run_id, "FINISHED")
         except Exception as exc:
             raise self._failed(f"Finishing the wave run {run_id}", exc) from exc
+
+    def log_series_table(self, run_id: str, rows: list[dict[str, Any]], part: int) -> str:
+        """Store ``rows`` (one per series) as part ``part`` of the run's series table, in the
+        format of MLflow's tables (pandas' ``split``); return its artifact path."""
+        columns = sorted({column for row in rows for column in row})
+        table = {"columns": columns, "data": [[row.get(c) for c in columns] for row in rows]}
+        name = f"part-{part:05d}.json"
+        try:
+            artifact_uri = str(self.client.get_run(run_id).info.artifact_uri)
+            with tempfile.TemporaryDirectory(prefix="shelfcast-table-") as tmp:
+                path = Path(tmp) / name
+                path.write_text(json.dumps(table), encoding="utf-8")
+                self.artifacts(artifact_uri).log_artifact(str(path), SERIES_TABLE)
+        except Exception as exc:
+            raise self._failed(f"Storing the series table of run {run_id}", exc) from exc
+        return f"{SERIES_TABLE}/{name}"
+
+    def series_table(self, run_id: str) -> list[dict[str, Any]]:
+        """Every row of a wave run's series table, part by part."""
+        rows: list[dict[str, Any]] = []
+        try:
+            parts = sorted(
+                f.path for f in self.client.list_artifacts(run_id, SERIES_TABLE) if not f.is_dir
+            )
+            with tempfile.TemporaryDirectory(prefix="shelfcast-table-") as tmp:
+                for part in parts:
+                    local = self.client.download_artifacts(run_id, part, tmp)
+                    table = json.loads(Path(local).read_text(encoding="utf-8"))
+                    rows += [dict(zip(table["columns"], row, strict=True)) for row in table["data"]]
+        except Exception as exc:
+            raise self._failed(f"Reading the series table of run {run_id}", exc) from exc
+        return rows
+
+    def champion_version(self, store_id: str, item_id: str) -> int:
+        """The registry version of the series' own champion, 0 if it has none."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            found = self.client.get_model_version_by_alias(model_name(store_id, item_id), CHAMPION)
+        except MlflowException as exc:
+            if transient(exc):
+                raise self._failed(f"Reading the champion of {store_id}|{item_id}", exc) from exc
+            return 0
+        return int(found.version)
 
     def _failed(self, doing: str, exc: Exception, advice: str = "") -> RetrainError:
         """``exc`` of MLflow as our error: an outage (retried until MLflow answers) or not."""

@@ -1,4 +1,5 @@
-"""The Optuna storage edge: one persisted study per series, and its warm-start state.
+"""The Optuna storage edge: one persisted study per series, its warm-start state, and the
+series' forecast serial (the ``model_version`` its forecasts carry), saved in the same write.
 
 Default: JournalStorage on files under ``<data_dir>/optuna``, sharded by series, because
 opening a journal replays it whole and SQLite locks under parallel writers. A database URL
@@ -30,7 +31,17 @@ from retrain.kernel.fallback import WarmState
 from retrain.prophet.fit import Params
 from retrain.stores.transient import transient
 
-__all__ = ["JournalFlock", "StudyRef", "open_study", "save_warm_state", "study_name", "warm_state"]
+__all__ = [
+    "JournalFlock",
+    "StudyRef",
+    "last_serial",
+    "open_study",
+    "save_serial",
+    "save_warm_state",
+    "saved_serial",
+    "study_name",
+    "warm_state",
+]
 
 _WARM = "shelfcast_warm"
 # Written separately before 2026-11 (two storage writes); still read.
@@ -164,15 +175,24 @@ def open_study(ref: StudyRef, name: str, cold: bool, seed: int | None = None) ->
     return created
 
 
-def warm_state(study: optuna.Study) -> WarmState:
-    """The params and fitted values the last wave chose, if any."""
+def _attrs(study: optuna.Study) -> dict[str, Any]:
     attrs: dict[str, Any] = _storage_call(
         f"reading study {study.study_name}", lambda: study.user_attrs
     )
-    saved = attrs.get(_WARM) or {
+    return attrs
+
+
+def _saved(attrs: dict[str, Any]) -> dict[str, Any]:
+    saved: dict[str, Any] = attrs.get(_WARM) or {
         "params": attrs.get(_OLD_PARAMS),
         "stan_init": attrs.get(_OLD_INIT),
     }
+    return saved
+
+
+def warm_state(study: optuna.Study) -> WarmState:
+    """The params and fitted values the last wave chose, if any."""
+    saved = _saved(_attrs(study))
     params = saved.get("params")
     try:
         prophet = Params.from_dict(params) if params else None
@@ -181,13 +201,39 @@ def warm_state(study: optuna.Study) -> WarmState:
     return WarmState(params=prophet, stan_init=saved.get("stan_init"), choice=saved.get("choice"))
 
 
+def saved_serial(study: optuna.Study) -> int:
+    """The series' last forecast serial (its ``model_version``), 0 if none was saved here."""
+    serial = _saved(_attrs(study)).get("serial")
+    return serial if isinstance(serial, int) else 0
+
+
 def save_warm_state(
     study: optuna.Study,
     params: dict[str, Any] | None,
     init: dict[str, Any] | None,
     choice: dict[str, Any] | None = None,
+    serial: int | None = None,
 ) -> None:
     """One storage write (each is an fsync on a journal file)."""
-    if params is not None or init is not None or choice is not None:
-        value = {"params": params, "stan_init": init, "choice": choice}
+    if params is not None or init is not None or choice is not None or serial is not None:
+        value: dict[str, Any] = {"params": params, "stan_init": init, "choice": choice}
+        if serial is not None:
+            value["serial"] = serial
         _storage_call(f"writing study {study.study_name}", study.set_user_attr, _WARM, value)
+
+
+def save_serial(study: optuna.Study, serial: int) -> None:
+    """Only the serial: a fallback forecast keeps the warm state the last tuned wave left."""
+    value = {**_saved(_attrs(study)), "serial": serial}
+    _storage_call(f"writing study {study.study_name}", study.set_user_attr, _WARM, value)
+
+
+def last_serial(ref: StudyRef, name: str) -> int:
+    """The serial a study saved, read before a cold start deletes it (0 if there is none)."""
+    try:
+        study = _storage_call(
+            f"loading study {name}", optuna.load_study, study_name=name, storage=ref.storage(name)
+        )
+    except KeyError:
+        return 0
+    return saved_serial(study)

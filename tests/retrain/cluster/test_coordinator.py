@@ -95,6 +95,28 @@ def test_two_waves_publish_one_valid_forecast_per_series_each_and_track_them(
         assert version.run_id == forecast.mlflow_run_id
 
 
+def test_a_series_recorded_before_serials_goes_on_from_its_champion_version(
+    retrain_settings: Callable[..., Settings],
+) -> None:
+    """Its forecasts carried its registry versions: its first serial comes after them."""
+    from retrain.kernel.fallback import SeriesFit
+    from retrain.stores.registry import Tracker
+
+    settings = retrain_settings()
+    write_daily(settings, {("S1", "I1"): demand(220)}, START)
+    artifacts = retrain_config(settings).coordinator.artifact_dir
+    assert artifacts is not None
+    tracker = Tracker(settings.tracking_uri, settings.mlflow_experiment, artifacts.as_uri())
+    fit = SeriesFit(method="tuned", data_through=date(2023, 8, 8), points=[], model_json="{}")
+    for _ in range(3):
+        tracker.record_series(None, "S1", "I1", fit, {})
+
+    wave = run_wave(settings, [("S1", "I1", 0.0)], cold=False)
+    assert wave["done"] == 1, wave["errors"]
+    [message] = read_topic(settings, settings.topic_forecasts, 1)
+    assert parse_forecast(message.value()).model_version == 4
+
+
 def test_resubmitting_a_running_series_trains_it_once_more_on_the_newest_version(
     retrain_settings: Callable[..., Settings],
 ) -> None:

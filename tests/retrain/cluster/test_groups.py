@@ -108,6 +108,41 @@ def test_a_new_item_is_forecast_by_the_group_model_from_its_first_days(
     assert max(p.yhat for p in new.points) > 0
     assert all(p.yhat_lower <= p.yhat <= p.yhat_upper for p in new.points)
 
+    # The group model alone made it: no run or model version of its own. The forecast names
+    # its wave's run, whose series table holds its row; its serial grows without a version,
+    # through a cold wave that starts its study over too.
+    from mlflow import MlflowClient
+
+    from retrain.stores.registry import Tracker
+
+    tracker = Tracker(settings.tracking_uri, settings.mlflow_experiment, create=False)
+    assert tracker.champion_version("S1", "NEW") == 0
+    run = MlflowClient(settings.tracking_uri).get_run(new.mlflow_run_id)
+    assert run.data.tags["shelfcast.kind"] == "wave"
+    rows = {r["series"]: r for r in tracker.series_table(new.mlflow_run_id)}
+    assert set(rows) == set(forecasts)  # every series of the wave, own models too
+    row = rows["S1|NEW"]
+    assert (row["family"], row["group_model_version"], row["registry_version"]) == (
+        "global",
+        1,
+        None,
+    )
+    assert row["model_version"] == new.model_version == 1 and row["run_id"] == new.mlflow_run_id
+    assert rows["S1|I1"]["registry_version"] == 1  # a model of its own: a run and a version
+    assert rows["S1|I1"]["run_id"] == forecasts["S1|I1"].mlflow_run_id != new.mlflow_run_id
+
+    again = run_wave(settings, [("S1", "NEW", 0.0)], cold=True)
+    assert again["done"] == 1, again["errors"]
+    serials = sorted(
+        f.model_version
+        for f in (
+            parse_forecast(m.value()) for m in read_topic(settings, settings.topic_forecasts, 5)
+        )
+        if f.key == "S1|NEW" and f.family == "global"
+    )
+    assert serials == [1, 2]
+    assert tracker.champion_version("S1", "NEW") == 0
+
 
 def test_a_corrupt_group_model_falls_back_to_the_series_families_with_the_reason(
     retrain_settings: Callable[..., Settings],

@@ -3,7 +3,15 @@
 from pathlib import Path
 
 from retrain.prophet.fit import Params
-from retrain.stores.studies import StudyRef, open_study, save_warm_state, warm_state
+from retrain.stores.studies import (
+    StudyRef,
+    last_serial,
+    open_study,
+    save_serial,
+    save_warm_state,
+    saved_serial,
+    warm_state,
+)
 
 INIT = {"k": 0.1, "m": 0.5, "sigma_obs": 0.2, "delta": [0.0] * 3, "beta": [0.0] * 4}
 
@@ -42,6 +50,24 @@ def test_warm_state_is_one_write_and_round_trips(tmp_path: Path) -> None:
     assert sum("shelfcast" in line for line in lines) == 1
     state = warm_state(open_study(ref, "s", cold=False))
     assert state.params == params and state.stan_init == INIT
+
+
+def test_the_serial_rides_with_the_warm_state_and_outlives_a_cold_start(tmp_path: Path) -> None:
+    ref = StudyRef(tmp_path, 1)
+    study = open_study(ref, "s", cold=False)
+    assert saved_serial(study) == 0 and last_serial(ref, "s") == 0 and last_serial(ref, "x") == 0
+    save_warm_state(study, Params(0.2).as_dict(), INIT, {"family": "ets"}, serial=4)
+    before = journal_size(tmp_path)
+    save_serial(study, 5)  # a fallback: one write, the tuned wave's state kept
+    lines = (tmp_path / "studies-000.log").read_text().splitlines()
+    assert journal_size(tmp_path) > before and sum("shelfcast" in line for line in lines) == 2
+
+    again = open_study(ref, "s", cold=False)
+    assert saved_serial(again) == 5
+    assert warm_state(again).params == Params(0.2) and warm_state(again).choice == {"family": "ets"}
+    # A cold start deletes the study: the task reads its serial first.
+    assert last_serial(ref, "s") == 5
+    assert saved_serial(open_study(ref, "s", cold=True)) == 0
 
 
 def test_warm_state_saved_as_two_attributes_is_still_read(tmp_path: Path) -> None:
