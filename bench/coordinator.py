@@ -44,7 +44,9 @@ POINTS = [
 ]
 
 
-def idle_job(job: Job, spec: TaskSpec, reporter: Any = None, wave_run: Any = None) -> TaskResult:
+def idle_job(
+    job: Job, spec: TaskSpec, reporter: Any = None, wave_run: Any = None, group: Any = None
+) -> TaskResult:
     """What ``run_job`` hands back, without loading, fitting or recording anything."""
     if reporter is not None:
         reporter.started.remote(job.key, os.getpid())
@@ -103,6 +105,7 @@ def fresh(settings: Settings, shards: int) -> Settings:
             "ray_namespace": f"bench-{tag}",
             "topic_forecasts": f"fc-{tag}",
             "ray_coordinator_shards": shards,
+            "retrain_group_enabled": False,  # no group model to train for idle series
         }
     )
     ensure_topics(run)
@@ -157,7 +160,11 @@ def sharded(settings: Settings, n: int, shards: int) -> dict[str, float]:
     seconds = max(w["finished_at"] for w in waves) - min(w["started_at"] for w in waves)
     after = ray.get([a.status.remote() for a in actors])
     done = sum(w["done"] for w in waves)
-    assert done == n, f"{shards} shards: {done} of {n} series done"
+    if done != n:
+        errors = {
+            k: p["error"] for a in actors for k, p in ray.get(a.status.remote())["poisoned"].items()
+        }
+        raise AssertionError(f"{shards} shards: {done} of {n} series done: {errors}"[:2000])
     counted = count_forecasts(run, n + warm)
     assert len(counted) == n + warm and set(counted.values()) == {1}, "not one forecast each"
     cpu = [b2["cpu_seconds"] - b1["cpu_seconds"] for b1, b2 in zip(before, after, strict=True)]

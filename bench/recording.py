@@ -3,7 +3,7 @@
 A series with a model of its own is recorded as it always was: a run with its params and
 metrics, the model file, a model version and the ``champion`` alias (``record_series``, six
 calls: the baseline). A series the group model alone forecasts is a row of its wave's series
-table, stored by the coordinator in parts of ``TABLE_PART_ROWS`` (``log_series_table``: two
+table, stored by the coordinator in parts of ``PART_ROWS`` (``log_series_table``: two
 calls a part). Both run in this process for ``--series`` series, on the embedded SQLite store
 and on an ``mlflow server`` over PostgreSQL started as docker-compose.yml starts them
 (bench/postgres.py), whose processes' CPU is counted too. Prints ms of CPU and of wall time
@@ -27,7 +27,7 @@ from typing import Any
 
 from bench.postgres import mlflow_server, postgres_cluster
 from bench.stores import MODEL_JSON, _group_cpu
-from retrain.cluster.sinks import TABLE_PART_ROWS
+from retrain.cluster.tables import PART_ROWS
 from retrain.kernel.fallback import SeriesFit
 from retrain.stores.registry import Tracker
 
@@ -98,7 +98,7 @@ def compare(label: str, tracker: Tracker, series: int, servers: tuple[int, ...])
     wave = tracker.start_wave("bench", {})
     with contextlib.redirect_stdout(io.StringIO()):
         tracker.record_series(wave, "warmup", "I0", FIT, {})  # connections, imports
-        tracker.log_series_table(wave, [row(0)], 999)
+        tracker.log_series_table(wave, [row(0)], "warmup")
 
     def runs() -> None:
         for n in range(series):
@@ -106,8 +106,8 @@ def compare(label: str, tracker: Tracker, series: int, servers: tuple[int, ...])
 
     def table() -> None:
         rows = [row(n) for n in range(series)]
-        for part, start in enumerate(range(0, series, TABLE_PART_ROWS)):
-            tracker.log_series_table(wave, rows[start : start + TABLE_PART_ROWS], part)
+        for part, start in enumerate(range(0, series, PART_ROWS)):
+            tracker.log_series_table(wave, rows[start : start + PART_ROWS], f"part-{part:05d}")
 
     with contextlib.redirect_stdout(io.StringIO()):  # MLflow prints a line per run
         base = measure(series, servers, runs)

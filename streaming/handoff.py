@@ -33,9 +33,11 @@ log = logging.getLogger("shelfcast.handoff")
 HANDOFF_TABLES = ("forecasts", "drift", "series_state")
 
 
-# (store, item, priority, stored events or None, reason): poison holds while the events stay
-# (None: an operator's force, which lifts it); the reason is the trigger's (``Reason``).
-Submission = tuple[str, str, float, int | None, str]
+# (store, item, priority, stored events or None, reason, served model version or None):
+# poison holds while the events stay (None: an operator's force, which lifts it); the reason
+# is the trigger's (``Reason``); the series' next forecast carries a model version above its
+# last served one.
+Submission = tuple[str, str, float, int | None, str, int | None]
 
 
 class RetrainClient(Protocol):
@@ -140,6 +142,7 @@ class Handoff:
                             d.priority,
                             None if d.key in forced else state[d.key]["total_events"] or 0,
                             d.kind,
+                            _served_version(state[d.key].get("model_version")),
                         )
                         for d in due
                     ],
@@ -241,3 +244,11 @@ def _edit(state: dict[str, dict[str, Any]], key: str) -> dict[str, Any]:
     row = dict(state[key])
     state[key] = row
     return row
+
+
+def _served_version(value: Any) -> int | None:
+    """``series_state``'s model version (a string column) as a number, if it is one."""
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None

@@ -106,12 +106,13 @@ class Coordinator:
         cold: bool = False,
         wave_id: str | None = None,
     ) -> dict[str, Any]:
-        """Queue ``(store_id, item_id, priority[, data[, reason]])`` at ``version``; returns
-        at once.
+        """Queue ``(store_id, item_id, priority[, data[, reason[, served]]])`` at ``version``;
+        returns at once.
 
         ``data`` is the series' stored events: a poisoned series is skipped until it grows.
         ``reason`` says why it is due (``sales``, ``plan``, ``drift``, ``manual``): a series
-        due for its plans only re-predicts."""
+        due for its plans only re-predicts. ``served`` is the model version of its last
+        served forecast: its next one's is higher."""
         self._ensure_pump()
         wave_id = wave_id or uuid.uuid4().hex[:12]
         reqs = [
@@ -121,6 +122,7 @@ class Coordinator:
                 float(r[2]),
                 None if len(r) < 4 or r[3] is None else int(r[3]),
                 str(r[4]) if len(r) > 4 and r[4] else "sales",
+                None if len(r) < 6 or r[5] is None else int(r[5]),
             )
             for r in requests
         ]
@@ -304,7 +306,10 @@ class Coordinator:
             delivering = time.perf_counter()
             message = await self._deliver(result)
             stages = {**result.stages, "publish": time.perf_counter() - delivering}
-            self.sinks.add_row(job.wave_id, result.row)
+            try:
+                self.sinks.add_row(wave_run, result.row)
+            except Exception as exc:  # its MLflow row only: the forecast is out
+                log.warning("the series table row of %s not kept: %s", job.key, exc)
             fit = result.fit
             self._recent.append((time.time(), result.seconds))
             self._wave_methods.setdefault(job.wave_id, Counter())[

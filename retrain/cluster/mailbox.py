@@ -14,8 +14,9 @@ from retrain.cluster.queue import merged_reason
 __all__ = ["Mailbox"]
 
 # (store, item, priority, stored events or None: an operator's force, which lifts poison,
-# why it is due: "sales", "plan", "drift", "forced")
-Submission = tuple[str, str, float, int | None, str]
+# why it is due: "sales", "plan", "drift", "forced", the model version of its last served
+# forecast or None: the floor of its next one)
+Submission = tuple[str, str, float, int | None, str, int | None]
 
 
 class Mailbox:
@@ -38,12 +39,14 @@ class Mailbox:
         (a force, None, stays one), and new data outranks a plan change as its reason."""
         for store, item, priority, data, *rest in due:
             reason = str(rest[0]) if rest and rest[0] else "sales"
+            served = int(rest[1]) if len(rest) > 1 and rest[1] is not None else None
             old = self._out.get((store, item))
             if old is not None:
                 priority = max(priority, old[2])
                 data = None if data is None or old[3] is None else max(data, old[3])
                 reason = merged_reason(old[4], reason)
-            self._out[(store, item)] = (store, item, priority, data, reason)
+                served = max(served or 0, old[5] or 0) or None
+            self._out[(store, item)] = (store, item, priority, data, reason, served)
         self._version = max(self._version, version)
 
     def news(self) -> list[dict[str, Any]]:

@@ -42,6 +42,9 @@ class Request:
     # Why it is due: "sales" (new data), "plan" (only its plans changed: re-predict, no
     # re-tuning), "drift", "forced" (an operator).
     reason: str = "sales"
+    # The model version of its last served forecast, as the service saw it: the floor of
+    # its next one.
+    served: int | None = None
 
     @property
     def key(self) -> str:
@@ -98,6 +101,7 @@ class Job:
     data: int | None = None
     reason: str = "sales"
     outages: int = 0  # failures in a row that were outages (they set its retry delay)
+    served: int | None = None  # the floor of its forecast's model version (Request.served)
 
     @property
     def key(self) -> str:
@@ -196,6 +200,7 @@ class RetrainQueue:
                 seq=self._seq,
                 data=req.data,
                 reason=req.reason,
+                served=req.served,
             )
             if key in self.running:
                 job = self._merge(self.rerun.get(key), job)
@@ -224,6 +229,7 @@ class RetrainQueue:
             seq=old.seq,
             data=new.data if old.data is None else max(old.data, new.data or 0),
             reason=merged_reason(old.reason, new.reason),
+            served=max(old.served or 0, new.served or 0) or None,
         )
 
     def _enqueue(self, job: Job) -> None:

@@ -16,31 +16,26 @@ import asyncio
 import logging
 import queue
 import threading
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from contracts.forecast import Forecast
+from retrain.cluster.tables import SeriesTables
 from retrain.cluster.task import TaskResult
 from retrain.config import CoordinatorConfig, PublishConfig
 from retrain.stores.publish import Delivery, ForecastPublisher
 from retrain.stores.registry import GroupRecord, Tracker, redact
 
-__all__ = ["TABLE_PART_ROWS", "Outbox", "Sinks", "error_text", "forecast_message"]
+__all__ = ["Outbox", "Sinks", "error_text", "forecast_message"]
 
 log = logging.getLogger("shelfcast.coordinator")
 
 # A forecast not confirmed this long is reported, then again every _STILL_WAITING_SECONDS.
 _SLOW_DELIVERY_SECONDS = 10.0
 _STILL_WAITING_SECONDS = 60.0
-
-# A wave's series rows go to MLflow in parts of this many (one upload each), and the rest when
-# the wave finishes.
-TABLE_PART_ROWS = 1000
-# Rows held while MLflow is away; past this the oldest go (every forecast's lineage stays in
-# the forecast itself, and the forecasts table).
-_TABLE_MAX_ROWS = 100_000
 
 T = TypeVar("T")
 
@@ -56,12 +51,7 @@ class Sinks:
         self.outbox = Outbox(config.publish)
         self._tracker: Tracker | None = None
         self._wave_runs: dict[str, str] = {}  # wave id -> its MLflow run
-        # Each wave's series rows not stored yet, and its parts stored; the MLflow thread
-        # takes a part out to store it and puts it back if that fails.
-        self._rows: dict[str, list[dict[str, Any]]] = {}
-        self._parts: dict[str, int] = {}
-        self._rows_lock = threading.Lock()
-        self.dropped_rows = 0
+        self.tables = SeriesTables()  # each open wave's series rows not stored yet
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` on the Delta thread (reads of the service's tables)."""
@@ -121,7 +111,9 @@ class Sinks:
     def _start_wave(self, wave_id: str) -> str:
         tracker = self._ensure()
         if wave_id not in self._wave_runs:
-            self._wave_runs[wave_id] = tracker.start_wave(wave_id, {})
+            run_id = tracker.start_wave(wave_id, {})
+            self.tables.open(run_id)
+            self._wave_runs[wave_id] = run_id
         return self._wave_runs[wave_id]
 
     @property
@@ -134,62 +126,59 @@ class Sinks:
         open to try again if MLflow fails)."""
         run_id = self._wave_runs.pop(wave_id, None)
         if run_id is None:
-            with self._rows_lock:  # no run to hold them (closed already)
-                self._rows.pop(wave_id, None)
             return
         try:
-            await self._on_mlflow(self._finish_wave, wave_id, run_id, totals)
+            await self._on_mlflow(self._finish_wave, run_id, totals)
         except Exception as exc:
             self._wave_runs.setdefault(wave_id, run_id)
             log.warning("the MLflow run of wave %s not closed yet: %s", wave_id, exc)
 
-    def _finish_wave(self, wave_id: str, run_id: str, totals: dict[str, float]) -> None:
-        self._store_rows(wave_id, run_id, everything=True)
-        self._ensure().finish_wave(run_id, totals)
-        with self._rows_lock:
-            self._rows.pop(wave_id, None)
-            self._parts.pop(wave_id, None)
-
-    def add_row(self, wave_id: str, row: dict[str, Any]) -> None:
-        """Keep a series' row for its wave's table; a full part goes to MLflow now, on the
-        MLflow thread (the task's result does not wait for it)."""
-        with self._rows_lock:
-            rows = self._rows.setdefault(wave_id, [])
-            rows.append(row)
-            held = sum(len(r) for r in self._rows.values())
-            if held > _TABLE_MAX_ROWS:
-                del rows[0]
-                self.dropped_rows += 1
-            full = len(rows) >= TABLE_PART_ROWS
-        run_id = self._wave_runs.get(wave_id)
-        if full and run_id is not None:
-            self._mlflow.submit(self._store_rows_logged, wave_id, run_id)
-
-    def _store_rows_logged(self, wave_id: str, run_id: str) -> None:
-        try:
-            self._store_rows(wave_id, run_id, everything=False)
-        except Exception as exc:  # kept; tried again with the next part or at the wave's end
-            log.warning("the series table of wave %s not stored yet: %s", wave_id, exc)
-
-    def _store_rows(self, wave_id: str, run_id: str, everything: bool) -> None:
-        """Store the wave's rows in parts of :data:`TABLE_PART_ROWS` (the last part short
-        only when ``everything``); on the MLflow thread."""
-        while True:
-            with self._rows_lock:
-                rows = self._rows.get(wave_id, [])
-                if not rows or (len(rows) < TABLE_PART_ROWS and not everything):
-                    return
-                part = rows[:TABLE_PART_ROWS]
-                del rows[:TABLE_PART_ROWS]
-                number = self._parts.get(wave_id, 0)
+    def _finish_wave(self, run_id: str, totals: dict[str, float]) -> None:
+        """The run's rows in parts, then its totals; whatever fails is given back whole."""
+        number, rows = self.tables.close(run_id)  # rows added from now on are late
+        size = self.tables.part_rows
+        for start in range(0, len(rows), size):
             try:
-                self._ensure().log_series_table(run_id, part, number)
+                self._ensure().log_series_table(run_id, rows[start : start + size], _part(number))
             except BaseException:
-                with self._rows_lock:
-                    self._rows.setdefault(wave_id, [])[:0] = part
+                self.tables.give_back(run_id, number, rows[start:])
                 raise
-            with self._rows_lock:
-                self._parts[wave_id] = number + 1
+            number += 1
+        try:
+            self._ensure().finish_wave(run_id, totals)
+        except BaseException:
+            self.tables.give_back(run_id, number, [])
+            raise
+
+    def add_row(self, run_id: str, row: dict[str, Any]) -> None:
+        """A series' row for the series table of wave run ``run_id`` (the run its task was
+        given); a full part goes to MLflow on the MLflow thread, which the result does not
+        wait for."""
+        held = self.tables.add(run_id, row)
+        if held == "full":
+            self._mlflow.submit(self._store_parts, run_id)
+        elif held == "late":
+            self._mlflow.submit(self._store_late, run_id, row)
+
+    def _store_parts(self, run_id: str) -> None:
+        """The run's full parts, until it has none (on the MLflow thread)."""
+        while (taken := self.tables.take(run_id)) is not None:
+            number, part = taken
+            try:
+                self._ensure().log_series_table(run_id, part, _part(number))
+            except Exception as exc:  # kept: tried again later, or at the wave's end
+                self.tables.give_back(run_id, number, part)
+                self.tables.failed(run_id)
+                log.warning("the series table of run %s not stored yet: %s", run_id, exc)
+                return
+
+    def _store_late(self, run_id: str, row: dict[str, Any]) -> None:
+        """A row of a run already closed (its series moved to a later wave while its task
+        ran): a part of its own, tried once."""
+        try:
+            self._ensure().log_series_table(run_id, [row], f"late-{uuid.uuid4().hex[:12]}")
+        except Exception as exc:
+            log.warning("a late row of run %s not stored: %s", run_id, exc)
 
     # Kafka: forecasts, confirmed ------------------------------------------------------------
 
@@ -198,8 +187,8 @@ class Sinks:
         or refused delivery, in words for the operator.
 
         A Kafka outage waits for the broker (the producer retries the same message), never
-        retries the task: each run of the task registers another model version, and its
-        failures would poison a series that trained well.
+        retries the task: each run of the task takes another serial (and may register another
+        model version), and its failures would poison a series that trained well.
         """
         loop = asyncio.get_running_loop()
         delay = max(self.config.policy.backoff_seconds, 0.5)
@@ -237,6 +226,10 @@ class Sinks:
             if uri:
                 text = redact(text, uri)
         return text
+
+
+def _part(number: int) -> str:
+    return f"part-{number:05d}"
 
 
 def _settle(future: "asyncio.Future[Delivery]", delivery: Delivery) -> None:

@@ -16,7 +16,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import cache, lru_cache
@@ -105,7 +105,7 @@ class TaskResult:
     seconds: float
     load_seconds: float
     run_id: str  # the series' own run, or its wave's when the group model alone made it
-    model_version: int  # the series' serial: one more with every forecast
+    model_version: int  # the series' serial: it grows with every forecast
     record_seconds: float
     node_id: str = ""  # the Ray node the task ran on
     group_version: int | None = None  # the group model that served it
@@ -234,11 +234,13 @@ def run_job(
     ``reporter`` (the coordinator's handle) hears that the job started, in which process, and
     its heartbeat while it runs (:func:`heartbeat`); the series' MLflow run is a child of
     ``wave_run_id``; ``group`` is its group's model, or why it has none (the series then uses
-    its own families, and the reason is recorded). Failing to record raises (the coordinator
-    retries the job; an MLflow, Optuna storage or Delta outage as
+    its own families, and the reason is recorded); a series the group model alone forecasts
+    has no run of its own, its row goes back in the result. Failing to record raises (the
+    coordinator retries the job; an MLflow, Optuna storage or Delta outage as
     :class:`~retrain.errors.InfrastructureError`, which never counts toward poison): a
-    forecast is only published with its model version. A job for a plan change
-    (``job.reason == "plan"``) refits the champion with the new plans, nothing is re-tuned.
+    forecast is only published with its serial saved and its own model, if any, recorded. A
+    job for a plan change (``job.reason == "plan"``) refits the champion with the new plans,
+    nothing is re-tuned.
     """
     with heartbeat(reporter, job.key):
         return _run(job, spec, wave_run_id, group)
@@ -280,6 +282,34 @@ def heartbeat(reporter: Any, key: str, every: float = HEARTBEAT_SECONDS) -> Iter
         stop.set()
 
 
+def _last_serial(
+    job: Job, ref: StudyRef, name: str, tracker: Callable[[], Any], study: Any = None
+) -> int:
+    """The series' last serial: the highest of its study's (``study``, else read from the
+    storage), the model version its last served forecast carried (``job.served``: a study
+    lost or moved, for example by a new shard count, must not take serials back), and, when
+    its study has none yet, its own champion's registry version (its forecasts carried that
+    before serials)."""
+    saved = saved_serial(study) if study is not None else last_serial(ref, name)
+    if saved == 0:
+        saved = tracker().champion_version(job.store_id, job.item_id)
+    return max(saved, job.served or 0)
+
+
+def _open(
+    job: Job, ref: StudyRef, name: str, tracker: Callable[[], Any]
+) -> tuple[Any, WarmState, int]:
+    """The series' study (started over for a cold job), its warm state and last serial."""
+    if not job.cold:
+        study = open_study(ref, name, cold=False)
+        return study, warm_state(study), _last_serial(job, ref, name, tracker, study)
+    previous = _last_serial(job, ref, name, tracker)  # read before the study is deleted
+    study = open_study(ref, name, cold=True)
+    if previous:
+        save_serial(study, previous)  # a cold attempt that fails later keeps it
+    return study, WarmState(), previous
+
+
 def _run(
     job: Job, spec: TaskSpec, wave_run_id: str | None, group: GroupRecord | str | None
 ) -> TaskResult:
@@ -290,18 +320,16 @@ def _run(
     loaded = time.perf_counter()
     ref = StudyRef(spec.journal_dir, spec.journal_shards, spec.optuna_url)
     name = study_name(job.store_id, job.item_id)
-    before = last_serial(ref, name) if job.cold else 0  # a cold start deletes the study
-    study = open_study(ref, name, cold=job.cold)
-    warm = WarmState() if job.cold else warm_state(study)
-    previous = before if job.cold else saved_serial(study)
-    tracker = _tracker(spec.tracking_uri, spec.experiment, spec.mlflow_retries)
-    if previous == 0:  # a new series, or its study predates serials: its forecasts carried this
-        previous = tracker.champion_version(job.store_id, job.item_id)
+
+    def tracker() -> Any:  # MLflow only when needed: most group-served series never are
+        return _tracker(spec.tracking_uri, spec.experiment, spec.mlflow_retries)
+
+    study, warm, previous = _open(job, ref, name, tracker)
     serial = previous + 1
     opened = time.perf_counter()
 
     def last_good() -> str | None:
-        champion: str | None = tracker.champion_json(job.store_id, job.item_id)
+        champion: str | None = tracker().champion_json(job.store_id, job.item_id)
         return champion
 
     tune, plan, plans, store = _known_ahead(spec, job, history)
@@ -356,7 +384,7 @@ def _run(
     if wave_run_id is not None and group_alone(fit):
         run_id = wave_run_id  # its row goes to the wave's table, through the coordinator
     else:
-        run_id, version = tracker.record_series(
+        run_id, version = tracker().record_series(
             wave_run_id, job.store_id, job.item_id, fit, lineage
         )
     finished = time.perf_counter()

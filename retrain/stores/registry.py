@@ -184,12 +184,12 @@ class Tracker:
         except Exception as exc:
             raise self._failed(f"Finishing the wave run {run_id}", exc) from exc
 
-    def log_series_table(self, run_id: str, rows: list[dict[str, Any]], part: int) -> str:
+    def log_series_table(self, run_id: str, rows: list[dict[str, Any]], part: str) -> str:
         """Store ``rows`` (one per series) as part ``part`` of the run's series table, in the
         format of MLflow's tables (pandas' ``split``); return its artifact path."""
         columns = sorted({column for row in rows for column in row})
         table = {"columns": columns, "data": [[row.get(c) for c in columns] for row in rows]}
-        name = f"part-{part:05d}.json"
+        name = f"{part}.json"
         try:
             artifact_uri = str(self.client.get_run(run_id).info.artifact_uri)
             with tempfile.TemporaryDirectory(prefix="shelfcast-table-") as tmp:
@@ -223,9 +223,10 @@ class Tracker:
         try:
             found = self.client.get_model_version_by_alias(model_name(store_id, item_id), CHAMPION)
         except MlflowException as exc:
-            if transient(exc):
-                raise self._failed(f"Reading the champion of {store_id}|{item_id}", exc) from exc
-            return 0
+            # No such model, or no champion alias on it; anything else is not "none".
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                return 0
+            raise self._failed(f"Reading the champion of {store_id}|{item_id}", exc) from exc
         return int(found.version)
 
     def _failed(self, doing: str, exc: Exception, advice: str = "") -> RetrainError:

@@ -1,8 +1,9 @@
 """Model retention: all but the newest versions of each series' model go, with their files.
 
-Every wave registers a new version of each series it retrained, with a model file of ~120 KB
-(Prophet's JSON carries the two years of history it was fitted on): 500 series retrained
-daily add ~22 GB a year. ``shelfcast prune-models`` keeps the newest ``keep`` versions of
+Every wave registers a new version of each series it retrained that has a model of its own
+(not the group model's alone), with a model file of up to ~120 KB (Prophet's JSON carries
+the two years of history it was fitted on): 500 such series retrained daily add ~22 GB a
+year. ``shelfcast prune-models`` keeps the newest ``keep`` versions of
 each model and its ``champion`` whatever its age; the runs, with their params and metrics,
 stay. Run it by hand or from cron: it is not on the retrain path.
 """

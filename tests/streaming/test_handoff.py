@@ -30,11 +30,13 @@ class Coordinator:
         self.updates: list[dict[str, Any]] = []
         self.submitted: list[str] = []
         self.data: dict[str, int | None] = {}
+        self.served: dict[str, int | None] = {}
         self.seq = 0
 
-    def submit(self, due: list[tuple[str, str, float, int | None]], version: int) -> None:
+    def submit(self, due: list[tuple[Any, ...]], version: int) -> None:
         self.submitted.extend(f"{d[0]}|{d[1]}" for d in due)
         self.data.update({f"{d[0]}|{d[1]}": d[3] for d in due})
+        self.served.update({f"{d[0]}|{d[1]}": d[5] for d in due})
 
     def note(self, store_id: str, item_id: str, status: str, at: datetime) -> None:
         self.seq += 1
@@ -257,6 +259,21 @@ def test_each_series_goes_with_its_stored_events_and_a_forced_one_without(
         batch(7, store)
     )
     assert coordinator.data == {"S1|I1": 1, "S1|I2": None}
+
+
+def test_a_series_goes_with_the_model_version_of_its_last_served_forecast(
+    tmp_path: Path,
+) -> None:
+    # Its next forecast's version is above it, even if its study was lost or moved.
+    coordinator = Coordinator()
+    store = tables(tmp_path)
+    handoff = Handoff(store, ThresholdStore(tmp_path), coordinator, lambda: "app")
+    handoff.after_batch(batch(7, store))
+    assert coordinator.served == {"S1|I1": None, "S1|I2": None}
+    coordinator.finish("S1", "I1", 7)
+    ThresholdStore(tmp_path).set({"force": "S1|I1"})
+    handoff.after_batch(batch(8, store))
+    assert coordinator.served["S1|I1"] == 7
 
 
 def test_the_tables_a_long_wave_writes_are_compacted_without_micro_batches(

@@ -90,20 +90,21 @@ def test_two_waves_publish_one_valid_forecast_per_series_each_and_track_them(
         else:
             assert run.data.metrics["done"] == 2
     for key, forecast in latest.items():
+        # Models of their own: a run and a registry version each (the serial is apart).
         version = client.get_model_version_by_alias(model_name(*key.split("|")), CHAMPION)
-        assert int(version.version) == forecast.model_version
-        assert version.run_id == forecast.mlflow_run_id
+        assert int(version.version) == 2 and version.run_id == forecast.mlflow_run_id
 
 
-def test_a_series_recorded_before_serials_goes_on_from_its_champion_version(
+def test_a_series_model_version_goes_on_from_its_champion_and_its_last_served_one(
     retrain_settings: Callable[..., Settings],
 ) -> None:
-    """Its forecasts carried its registry versions: its first serial comes after them."""
+    """Its forecasts carried its registry versions before serials: its first serial comes
+    after them; and never below the version the service last served."""
     from retrain.kernel.fallback import SeriesFit
     from retrain.stores.registry import Tracker
 
     settings = retrain_settings()
-    write_daily(settings, {("S1", "I1"): demand(220)}, START)
+    version = write_daily(settings, {("S1", "I1"): demand(220)}, START)
     artifacts = retrain_config(settings).coordinator.artifact_dir
     assert artifacts is not None
     tracker = Tracker(settings.tracking_uri, settings.mlflow_experiment, artifacts.as_uri())
@@ -115,6 +116,19 @@ def test_a_series_recorded_before_serials_goes_on_from_its_champion_version(
     assert wave["done"] == 1, wave["errors"]
     [message] = read_topic(settings, settings.topic_forecasts, 1)
     assert parse_forecast(message.value()).model_version == 4
+
+    # The service hands a series over with its last served version: a study lost or moved
+    # (a new shard count) never takes the next one below it.
+    import ray
+
+    actor = coordinator(retrain_config(settings))
+    again = ray.get(actor.submit.remote([("S1", "I1", 0.0, None, "forced", 9)], version))
+    wait_for(lambda: ray.get(actor.wave.remote(again["wave_id"]))["finished_at"] is not None, 120)
+    versions = [
+        parse_forecast(m.value()).model_version
+        for m in read_topic(settings, settings.topic_forecasts, 2)
+    ]
+    assert sorted(versions) == [4, 10]
 
 
 def test_resubmitting_a_running_series_trains_it_once_more_on_the_newest_version(

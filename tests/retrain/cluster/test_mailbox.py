@@ -14,12 +14,16 @@ def test_submissions_coalesce_per_series_while_nothing_is_sent() -> None:
     box.submit([("S", "a", 9.0, 2)], 7)
     assert box.pending == 2
     taken = box.take_submissions()
-    assert taken == ([("S", "a", 9.0, 999, "sales"), ("S", "b", 5.0, 3, "sales")], 999)
+    assert taken == ([("S", "a", 9.0, 999, "sales", None), ("S", "b", 5.0, 3, "sales", None)], 999)
     assert box.take_submissions() is None
     box.submit([("S", "c", 0.0, 1)], 1000)
     box.restore(taken)  # the send failed: nothing lost, merged with what came meanwhile
     assert box.take_submissions() == (
-        [("S", "c", 0.0, 1, "sales"), ("S", "a", 9.0, 999, "sales"), ("S", "b", 5.0, 3, "sales")],
+        [
+            ("S", "c", 0.0, 1, "sales", None),
+            ("S", "a", 9.0, 999, "sales", None),
+            ("S", "b", 5.0, 3, "sales", None),
+        ],
         1000,
     )
 
@@ -57,19 +61,30 @@ def test_a_force_stays_a_force_when_coalesced() -> None:
     box.submit([("S", "a", 1.0, 40)], 1)
     box.submit([("S", "a", float("inf"), None)], 2)
     box.submit([("S", "a", 1.0, 41)], 3)
-    assert box.take_submissions() == ([("S", "a", float("inf"), None, "sales")], 3)
+    assert box.take_submissions() == ([("S", "a", float("inf"), None, "sales", None)], 3)
 
 
 def test_new_data_outranks_a_plan_change_as_the_reason() -> None:
     box = Mailbox()
-    box.submit([("S", "a", 0.0, 5, "plan"), ("S", "b", 0.0, 5, "plan")], 1)
-    box.submit([("S", "a", 2.0, 6, "sales")], 2)
-    box.submit([("S", "b", 0.0, 5, "plan")], 3)
+    box.submit([("S", "a", 0.0, 5, "plan", None), ("S", "b", 0.0, 5, "plan", None)], 1)
+    box.submit([("S", "a", 2.0, 6, "sales", None)], 2)
+    box.submit([("S", "b", 0.0, 5, "plan", None)], 3)
     taken = box.take_submissions()
-    assert taken == ([("S", "a", 2.0, 6, "sales"), ("S", "b", 0.0, 5, "plan")], 3)
-    box.submit([("S", "a", 0.0, 6, "plan")], 4)
+    assert taken == ([("S", "a", 2.0, 6, "sales", None), ("S", "b", 0.0, 5, "plan", None)], 3)
+    box.submit([("S", "a", 0.0, 6, "plan", None)], 4)
     box.restore(taken)  # a failed send: the earlier "sales" still wins
     assert box.take_submissions() == (
-        [("S", "a", 2.0, 6, "sales"), ("S", "b", 0.0, 5, "plan")],
+        [("S", "a", 2.0, 6, "sales", None), ("S", "b", 0.0, 5, "plan", None)],
         4,
+    )
+
+
+def test_the_highest_served_version_stays_when_coalesced() -> None:
+    box = Mailbox()
+    box.submit([("S", "a", 1.0, 5, "sales", 7)], 1)
+    box.submit([("S", "a", 1.0, 6, "sales", None)], 2)
+    box.submit([("S", "b", 1.0, 6, "sales", None)], 2)
+    assert box.take_submissions() == (
+        [("S", "a", 1.0, 6, "sales", 7), ("S", "b", 1.0, 6, "sales", None)],
+        2,
     )

@@ -139,7 +139,7 @@ def test_a_forecast_whose_acknowledgement_was_lost_is_stored_once(
 def test_a_wave_table_goes_to_mlflow_in_parts_and_none_is_lost_while_mlflow_is_away(
     make_settings: Callable[..., Settings],
 ) -> None:
-    from retrain.cluster.sinks import TABLE_PART_ROWS
+    from retrain.cluster.tables import PART_ROWS
     from retrain.stores.registry import Tracker
 
     settings = make_settings()
@@ -149,22 +149,22 @@ def test_a_wave_table_goes_to_mlflow_in_parts_and_none_is_lost_while_mlflow_is_a
         config,
         task=dataclasses.replace(config.task, tracking_uri="http://127.0.0.1:9/", mlflow_retries=0),
     )
-    total = 2 * TABLE_PART_ROWS + 345
+    total = 2 * PART_ROWS + 345
     tracker = Tracker(settings.tracking_uri, settings.mlflow_experiment)
 
     async def scenario() -> str:
         sinks = Sinks(config)
         try:
             run_id = await sinks.wave_run("w1")
-            for n in range(TABLE_PART_ROWS):
-                sinks.add_row("w1", {"series": f"S1|I{n}", "model_version": 1})
+            for n in range(PART_ROWS):
+                sinks.add_row(run_id, {"series": f"S1|I{n}", "model_version": 1})
             deadline = time.monotonic() + 60
             while not await asyncio.to_thread(tracker.series_table, run_id):
                 assert time.monotonic() < deadline, "a full part was never stored"
                 await asyncio.sleep(0.2)
             sinks.reconfigure(away)
-            for n in range(TABLE_PART_ROWS, total):
-                sinks.add_row("w1", {"series": f"S1|I{n}", "model_version": 1})
+            for n in range(PART_ROWS, total):
+                sinks.add_row(run_id, {"series": f"S1|I{n}", "model_version": 1})
             await sinks.finish_wave("w1", {"series": total})  # fails: kept open, rows kept
             assert sinks.open_waves == ["w1"]
             sinks.reconfigure(config)
