@@ -73,7 +73,7 @@ class SeriesTables:
 
     def close(self, run_id: str) -> tuple[int, list[dict[str, Any]]]:
         """Everything the run still holds, with the next part number; the run is closed
-        (its later rows are late) until :meth:`reopen`."""
+        (its later rows are late) until :meth:`give_back`."""
         with self._lock:
             rows = self._rows.pop(run_id, [])
             self._scheduled.discard(run_id)

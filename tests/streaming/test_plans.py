@@ -349,7 +349,8 @@ def test_the_hand_off_passes_the_reason_and_a_plan_job_keeps_the_new_sales(
     sales = [("sale", sale(f"e{k}", "S1", "I1", quantity=1.0)) for k in range(3)]
     batches.run(0, [*sales, ("sale", sale("f0", "S1", "I2"))])
     assert [(d[0], d[1], d[4]) for d in coordinator.submitted] == [("S1", "I1", "sales")]
-    assert len(coordinator.submitted[0]) == 5
+    assert len(coordinator.submitted[0]) == 6  # ..., reason, the served model version
+    assert coordinator.submitted[0][5] is None  # nothing served yet
 
     # I1 is queued (busy), I2 has one new sale (below min_new_events): a plan for the whole
     # store makes I2 due at once, with reason "plan"; I1 waits until its retrain is done.
