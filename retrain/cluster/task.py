@@ -44,9 +44,8 @@ from retrain.stores.studies import (
     open_study,
     save_serial,
     save_warm_state,
-    saved_serial,
+    saved_state,
     study_name,
-    warm_state,
 )
 
 __all__ = ["HEARTBEAT_SECONDS", "TaskResult", "TaskSpec", "heartbeat", "run_job"]
@@ -282,15 +281,11 @@ def heartbeat(reporter: Any, key: str, every: float = HEARTBEAT_SECONDS) -> Iter
         stop.set()
 
 
-def _last_serial(
-    job: Job, ref: StudyRef, name: str, tracker: Callable[[], Any], study: Any = None
-) -> int:
-    """The series' last serial: the highest of its study's (``study``, else read from the
-    storage), the model version its last served forecast carried (``job.served``: a study
-    lost or moved, for example by a new shard count, must not take serials back), and, when
-    its study has none yet, its own champion's registry version (its forecasts carried that
-    before serials)."""
-    saved = saved_serial(study) if study is not None else last_serial(ref, name)
+def _last_serial(job: Job, saved: int, tracker: Callable[[], Any]) -> int:
+    """The series' last serial: the highest of its study's (``saved``), the model version its
+    last served forecast carried (``job.served``: a study lost or moved, for example by a new
+    shard count, must not take serials back), and, when its study has none yet, its own
+    champion's registry version (its forecasts carried that before serials)."""
     if saved == 0:
         saved = tracker().champion_version(job.store_id, job.item_id)
     return max(saved, job.served or 0)
@@ -302,8 +297,10 @@ def _open(
     """The series' study (started over for a cold job), its warm state and last serial."""
     if not job.cold:
         study = open_study(ref, name, cold=False)
-        return study, warm_state(study), _last_serial(job, ref, name, tracker, study)
-    previous = _last_serial(job, ref, name, tracker)  # read before the study is deleted
+        warm, saved = saved_state(study)
+        return study, warm, _last_serial(job, saved, tracker)
+    # Read before the study is deleted.
+    previous = _last_serial(job, last_serial(ref, name), tracker)
     study = open_study(ref, name, cold=True)
     if previous:
         save_serial(study, previous)  # a cold attempt that fails later keeps it

@@ -192,10 +192,7 @@ class Tracker:
         name = f"{part}.json"
         try:
             artifact_uri = str(self.client.get_run(run_id).info.artifact_uri)
-            with tempfile.TemporaryDirectory(prefix="shelfcast-table-") as tmp:
-                path = Path(tmp) / name
-                path.write_text(json.dumps(table), encoding="utf-8")
-                self.artifacts(artifact_uri).log_artifact(str(path), SERIES_TABLE)
+            self._upload(artifact_uri, SERIES_TABLE, name, json.dumps(table).encode())
         except Exception as exc:
             raise self._failed(f"Storing the series table of run {run_id}", exc) from exc
         return f"{SERIES_TABLE}/{name}"
@@ -308,7 +305,7 @@ class Tracker:
             metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
             params=[Param(k, str(v)) for k, v in params.items()],
         )
-        self._log_model(artifact_uri, fit.model_json)
+        self._upload(artifact_uri, "model", _MODEL_FILE, fit.model_json.encode())
         self._ensure_registered(name)
         version = self.client.create_model_version(
             name, source=f"{artifact_uri}/model", run_id=run_id
@@ -346,10 +343,7 @@ class Tracker:
                 metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
                 params=[Param(k, str(v)) for k, v in params.items()],
             )
-            with tempfile.TemporaryDirectory(prefix="shelfcast-group-") as tmp:
-                path = Path(tmp) / _GROUP_FILE
-                path.write_bytes(model_bytes)
-                self.artifacts(str(run.info.artifact_uri)).log_artifact(str(path), "model")
+            self._upload(str(run.info.artifact_uri), "model", _GROUP_FILE, model_bytes)
             self._ensure_registered(name)
             trained_at = time.time()
             tags = {
@@ -455,13 +449,13 @@ class Tracker:
             text = Path(local).read_text(encoding="utf-8")
         return None if '"kind": "seasonal_naive"' in text else text
 
-    def _log_model(self, artifact_uri: str, model_json: str) -> None:
-        """The model file, straight to the run's artifact store (``log_text`` would first
-        look the run up again)."""
-        with tempfile.TemporaryDirectory(prefix="shelfcast-model-") as tmp:
-            path = Path(tmp) / _MODEL_FILE
-            path.write_text(model_json, encoding="utf-8")
-            self.artifacts(artifact_uri).log_artifact(str(path), "model")
+    def _upload(self, artifact_uri: str, folder: str, name: str, data: bytes) -> None:
+        """``data`` as ``folder/name``, straight to the run's artifact store (``log_text``
+        would first look the run up again)."""
+        with tempfile.TemporaryDirectory(prefix="shelfcast-artifact-") as tmp:
+            path = Path(tmp) / name
+            path.write_bytes(data)
+            self.artifacts(artifact_uri).log_artifact(str(path), folder)
 
     def artifacts(self, artifact_uri: str) -> Any:
         """The artifact repository at ``artifact_uri``, reached through this tracking URI.

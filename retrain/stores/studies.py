@@ -39,6 +39,7 @@ __all__ = [
     "save_serial",
     "save_warm_state",
     "saved_serial",
+    "saved_state",
     "study_name",
     "warm_state",
 ]
@@ -190,21 +191,28 @@ def _saved(attrs: dict[str, Any]) -> dict[str, Any]:
     return saved
 
 
-def warm_state(study: optuna.Study) -> WarmState:
-    """The params and fitted values the last wave chose, if any."""
+def saved_state(study: optuna.Study) -> tuple[WarmState, int]:
+    """What the last wave left (:func:`warm_state`) and its serial (:func:`saved_serial`),
+    from one read of the storage."""
     saved = _saved(_attrs(study))
     params = saved.get("params")
     try:
         prophet = Params.from_dict(params) if params else None
     except (KeyError, TypeError, ValueError):  # the champion is not a Prophet model
         prophet = None
-    return WarmState(params=prophet, stan_init=saved.get("stan_init"), choice=saved.get("choice"))
+    warm = WarmState(params=prophet, stan_init=saved.get("stan_init"), choice=saved.get("choice"))
+    serial = saved.get("serial")
+    return warm, serial if isinstance(serial, int) else 0
+
+
+def warm_state(study: optuna.Study) -> WarmState:
+    """The params and fitted values the last wave chose, if any."""
+    return saved_state(study)[0]
 
 
 def saved_serial(study: optuna.Study) -> int:
     """The series' last forecast serial (its ``model_version``), 0 if none was saved here."""
-    serial = _saved(_attrs(study)).get("serial")
-    return serial if isinstance(serial, int) else 0
+    return saved_state(study)[1]
 
 
 def save_warm_state(
