@@ -4,12 +4,14 @@ Every series goes the whole way a real one does, except the retrain itself: queu
 a Ray task (which reports its start to the coordinator and returns a 28-day forecast at once),
 published to the real embedded Apache Kafka, acknowledged by delivery, and reported as news.
 The baseline, in the same process, is the bare ceiling: this driver starting the same tasks
-itself (as many in flight) and producing their forecasts with one producer. Then 1, 2 and 4
-coordinator shards. On a 2-core machine the shards, the tasks, Ray and Kafka share the same
-cores: the coordinator's own CPU per series (its process time over the series it published)
-is the figure that extrapolates to a cluster; wall series/s here is a floor.
+itself (as many in flight, a task per series) and producing their forecasts with one
+producer. Then 1, 2 and 4 coordinator shards, each with tasks of one series and of
+``--batch-size`` series (the setting's default). On a 2-core machine the shards, the tasks,
+Ray and Kafka share the same cores: the coordinator's own CPU per series (its process time
+over the series it published) is the figure that extrapolates to a cluster; wall series/s
+here is a floor.
 
-    python -m bench.coordinator [--series 3000] [--cpus 8] [--shards 1 2 4]
+    python -m bench.coordinator [--series 3000] [--cpus 8] [--shards 1 2 4] [--batch-size 32]
 """
 
 import argparse
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.stack import embedded_stack
+from retrain.cluster.batches import Batch
 from retrain.cluster.queue import Job
 from retrain.cluster.task import TaskResult, TaskSpec, series_row
 from retrain.kernel.fallback import SeriesFit
@@ -53,6 +56,13 @@ def idle_job(
     fit = SeriesFit("tuned", THROUGH, POINTS, "", validation_mae=1.0, validation_mase=0.8)
     result = TaskResult(job, fit, os.getpid(), 0.0, 0.0, "bench-run", 1, 0.0)
     return dataclasses.replace(result, row=series_row(result))  # for the wave's table
+
+
+def idle_batch(batch: Batch, spec: TaskSpec, reporter: Any = None) -> list[TaskResult]:
+    """What ``run_batch`` hands back, without loading, fitting or recording anything."""
+    if reporter is not None:
+        reporter.started.remote(batch.id, os.getpid())
+    return [idle_job(job, spec) for job in batch.jobs]
 
 
 def keys(n: int, store: str = "S") -> list[tuple[str, str, float]]:
@@ -98,13 +108,14 @@ def count_forecasts(settings: Settings, expect: int, timeout: float = 60.0) -> C
     return seen
 
 
-def fresh(settings: Settings, shards: int) -> Settings:
+def fresh(settings: Settings, shards: int, batch_size: int = 1) -> Settings:
     tag = uuid.uuid4().hex[:8]
     run = settings.model_copy(
         update={
             "ray_namespace": f"bench-{tag}",
             "topic_forecasts": f"fc-{tag}",
             "ray_coordinator_shards": shards,
+            "retrain_batch_size": batch_size,
             "retrain_group_enabled": False,  # no group model to train for idle series
         }
     )
@@ -142,15 +153,15 @@ def ceiling(settings: Settings, n: int, in_flight: int) -> dict[str, float]:
     return {"series_s": n / seconds, "cpu_ms": 1000 * (time.process_time() - cpu) / n}
 
 
-def sharded(settings: Settings, n: int, shards: int) -> dict[str, float]:
-    """One wave of ``n`` idle series through ``shards`` coordinators."""
+def sharded(settings: Settings, n: int, shards: int, batch_size: int = 1) -> dict[str, float]:
+    """One wave of ``n`` idle series through ``shards`` coordinators, ``batch_size`` a task."""
     import ray
 
     from retrain.cluster.client import coordinator
 
-    run = fresh(settings, shards)
+    run = fresh(settings, shards, batch_size)
     config = retrain_config(run)
-    actors = [coordinator(config, shard=s, task=idle_job) for s in range(shards)]
+    actors = [coordinator(config, shard=s, task=idle_batch) for s in range(shards)]
     # Each coordinator's first wave opens MLflow and the producer (seconds, once): not timed.
     warm = 50 * shards
     run_wave(actors, keys(warm, "W"))
@@ -183,6 +194,7 @@ def main() -> None:
     parser.add_argument("--series", type=int, default=3000)
     parser.add_argument("--cpus", type=int, default=8, help="logical CPUs of the Ray head")
     parser.add_argument("--shards", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--batch-size", type=int, default=Settings().retrain_batch_size)
     args = parser.parse_args()
 
     with (
@@ -195,21 +207,25 @@ def main() -> None:
         print(f"ceiling: {base['series_s']:.0f} series/s", file=sys.stderr)
         rows = []
         for shards in args.shards:
-            found = sharded(settings, args.series, shards)
-            print(f"{shards} shard(s): {found['series_s']:.0f} series/s", file=sys.stderr)
-            rows.append((shards, found))
+            for size in dict.fromkeys((1, args.batch_size)):
+                found = sharded(settings, args.series, shards, size)
+                print(
+                    f"{shards} shard(s), {size} a task: {found['series_s']:.0f} series/s",
+                    file=sys.stderr,
+                )
+                rows.append((shards, size, found))
 
     print(
         f"\ncoordinator, {args.series} idle series per run, {args.cpus} logical CPUs "
         f"({os.cpu_count()} cores shared by everything)"
     )
     print(f"  ceiling (driver + Ray tasks + one producer): {base['series_s']:.0f} series/s")
-    one = rows[0][1]["series_s"]
-    for shards, found in rows:
+    one = rows[0][2]["series_s"]
+    for shards, size, found in rows:
         print(
-            f"  {shards} shard(s): {found['series_s']:.0f} series/s "
+            f"  {shards} shard(s), {size} series a task: {found['series_s']:.0f} series/s "
             f"({found['series_s'] / base['series_s']:.2f}x ceiling, "
-            f"{found['series_s'] / one:.2f}x one shard); coordinator CPU "
+            f"{found['series_s'] / one:.2f}x one shard of one); coordinator CPU "
             f"{found['cpu_ms']:.2f} ms per series (-> {1000 / found['cpu_ms']:.0f} series/s "
             "per coordinator core)"
         )

@@ -68,6 +68,10 @@ class CoordinatorConfig:
     publish: PublishConfig
     # Created for a local MLflow store (never ./mlruns); None: the tracking server's own.
     artifact_dir: Path | None = None
+    # Series one task retrains in turn, at most (retrain/cluster/batches.py), and about how
+    # many seconds of them, by their recent mean.
+    batch_size: int = 32
+    batch_seconds: float = 2.0
 
 
 @dataclass(frozen=True)

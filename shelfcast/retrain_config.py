@@ -37,6 +37,8 @@ def retrain_config(settings: Settings) -> RetrainConfig:
             policy=retry_policy(settings),
             publish=PublishConfig(settings.topic_forecasts, producer_config(settings)),
             artifact_dir=None if settings.mlflow_tracking_uri else settings.artifact_dir,
+            batch_size=settings.retrain_batch_size,
+            batch_seconds=settings.retrain_batch_seconds,
         ),
     )
 

@@ -128,6 +128,8 @@ class Settings(BaseSettings):
     retrain_max_attempts: int = Field(default=3, ge=1)
     retrain_retry_backoff_seconds: float = Field(default=2.0, ge=0)
     retrain_task_timeout_seconds: float = Field(default=600.0, gt=0, le=86_400)
+    retrain_batch_size: int = Field(default=32, ge=1, le=1_000)
+    retrain_batch_seconds: float = Field(default=2.0, gt=0)
     retrain_warm_folds: int = Field(default=2, ge=2)
     retrain_selection_rule: Literal["one_se", "margin"] = "one_se"
     retrain_reselect_every: int = Field(default=8, ge=1)

@@ -2,18 +2,22 @@
 
 It outlives the drivers that submit to it (the streaming service, ``shelfcast retrain``), so
 a restarted driver reconnects by name and finds the queue as it was. ``submit`` only records
-work and returns; a pump inside the actor starts one Ray task per series, at most one per CPU
-of the cluster. Each task records a series with a model of its own in MLflow (a run under the
-wave's, which the coordinator opens and closes); every series' row goes to its wave's series
-table, which the coordinator stores in parts. The coordinator publishes the forecast. A series
-is done once Kafka confirmed delivery. MLflow's wave runs and tables, the producer and its
-Delta reads are its :mod:`sinks <retrain.cluster.sinks>`.
+work and returns; a pump inside the actor starts Ray tasks, at most one per CPU of the
+cluster, each retraining a :mod:`batch <retrain.cluster.batches>` of series in turn (about
+``batch_seconds`` of them, at most ``batch_size``). Each task records a series with a model of
+its own in MLflow (a run under the wave's, which the coordinator opens and closes); every
+series' row goes to its wave's series table, which the coordinator stores in parts. The
+coordinator publishes the forecast. A series is done once Kafka confirmed delivery. MLflow's
+wave runs and tables, the producer and its Delta reads are its
+:mod:`sinks <retrain.cluster.sinks>`.
 
 A failure counts toward the series' poison only when it is the series' own: an outage of
 MLflow, the Optuna storage, Delta, Ray or Kafka (:mod:`retrain.cluster.outages`) is retried
-until the system returns. So is a task that ran over its time limit without being the cause:
-one whose heartbeat stopped (its worker hung, was stopped or lost), or that used under half
-its time in CPU (it waited on a store, a lock, an overloaded node).
+until the system returns. So is a series that ran over its time limit without being the
+cause: its task's heartbeat stopped (its worker hung, was stopped or lost), or it used under
+half its time in CPU (it waited on a store, a lock, an overloaded node). The limit counts for
+each series of a batch from its start, which the heartbeat names; a series stopped with its
+batch because another ran over is retried and not counted.
 """
 
 import asyncio
@@ -21,21 +25,22 @@ import logging
 import time
 import uuid
 from collections import Counter, deque
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import ray
 
+from retrain.cluster.batches import Batch, Beat, Pace, TaskFailure, overrun, plan_batches
 from retrain.cluster.groups import GroupScheduler
 from retrain.cluster.identity import retrain_identity
-from retrain.cluster.outages import outage_of
+from retrain.cluster.outages import error_text, outage_of
 from retrain.cluster.prewarm import prewarm
 from retrain.cluster.queue import Job, Request, RetrainQueue
 from retrain.cluster.recovery import busy_series
-from retrain.cluster.sinks import Sinks, error_text, forecast_message
-from retrain.cluster.task import HEARTBEAT_SECONDS, TaskResult, run_job
+from retrain.cluster.sinks import Sinks, forecast_message
+from retrain.cluster.task import TaskResult, run_batch
 from retrain.config import CoordinatorConfig
-from retrain.errors import InfrastructureError, RetrainError
+from retrain.errors import RetrainError
 from retrain.group.train import train_group
 from retrain.stores.registry import GroupRecord
 
@@ -43,22 +48,7 @@ __all__ = ["Coordinator"]
 
 log = logging.getLogger("shelfcast.coordinator")
 
-_train = ray.remote(num_cpus=1, max_retries=0)(run_job)
-
-# A task silent for this many heartbeats has stopped answering.
-_SILENT_BEATS = 3
-# A task over its limit that used less CPU than this share of it mostly waited.
-_BUSY_SHARE = 0.5
-
-
-@dataclass
-class _Beat:
-    """What a running task last said: its process, when it started, its CPU seconds."""
-
-    pid: int
-    first: float  # time.monotonic() of its start
-    at: float  # of its last heartbeat
-    cpu: float = 0.0
+_train = ray.remote(num_cpus=1, max_retries=0)(run_batch)
 
 
 class Coordinator:
@@ -68,7 +58,7 @@ class Coordinator:
         self, config: CoordinatorConfig, shard: int = 0, shards: int = 1, task: Any = None
     ) -> None:
         """``shard`` of ``shards``; ``task`` replaces the retrain task (a function like
-        :func:`retrain.cluster.task.run_job`: benchmarks run one that does no work)."""
+        :func:`retrain.cluster.task.run_batch`: benchmarks run one that does no work)."""
         self.config = config
         self.shard = shard
         self.shards = max(1, shards)
@@ -85,12 +75,14 @@ class Coordinator:
         self.sinks = Sinks(config)
         self._wake: asyncio.Event | None = None
         self._pump: asyncio.Task[None] | None = None
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}  # by batch
+        self._batch_of: dict[str, str] = {}  # the batch each running series is in
+        self._pace = Pace(config.batch_seconds, config.batch_size)
         self._capacity = (0, 0.0)
         self._wave_methods: dict[str, Counter[str]] = {}
         self._recent: deque[tuple[float, float]] = deque(maxlen=10_000)
         self._latest: deque[dict[str, Any]] = deque(maxlen=20)
-        self._beats: dict[str, _Beat] = {}
+        self._beats: dict[str, Beat] = {}
         self.published = 0
         self._rebuilt = False
         self._spec_ref: Any = None
@@ -160,6 +152,7 @@ class Coordinator:
         return {
             **self.queue.depth(),
             "capacity": self._cpus(),
+            "batch_size": self._pace.size(),  # series a task takes now
             "retrains_last_minute": len(minute),
             "mean_retrain_seconds": sum(minute) / len(minute) if minute else None,
             "published": self.published,
@@ -177,18 +170,25 @@ class Coordinator:
         }
 
     async def started(self, key: str, pid: int) -> None:
-        """A task of ``key`` started in process ``pid``."""
+        """The task of batch ``key`` started in process ``pid``."""
         now = time.monotonic()
-        self._beats[key] = _Beat(pid, now, now)
+        self._beats[key] = Beat(pid, now, now, since=now)
 
-    async def beat(self, key: str, pid: int, cpu: float) -> None:
-        """The heartbeat of ``key``'s task: alive, having used ``cpu`` seconds."""
+    async def beat(self, key: str, pid: int, cpu: float, current: str | None = None) -> None:
+        """The heartbeat of batch ``key``'s task: alive, having used ``cpu`` seconds, on
+        series ``current``."""
         beat = self._beats.get(key)
         if beat is not None and beat.pid == pid:  # not a late beat of an earlier attempt
-            beat.at, beat.cpu = time.monotonic(), cpu
+            beat.heard(cpu, current, time.monotonic())
 
     async def running_pids(self) -> dict[str, int]:
-        return {k: b.pid for k, b in self._beats.items() if k in self.queue.running}
+        """The process running each series (of its batch's task) that has started."""
+        out = {}
+        for key, batch in self._batch_of.items():
+            beat = self._beats.get(batch)
+            if beat is not None and key in self.queue.running:
+                out[key] = beat.pid
+        return out
 
     async def identity(self) -> dict[str, str]:
         """The retrain settings in use, for a driver to compare with its own."""
@@ -200,6 +200,7 @@ class Coordinator:
             return
         self.config = config
         self._spec_ref = None
+        self._pace.seconds, self._pace.largest = config.batch_seconds, config.batch_size
         self.queue.max_attempts = config.policy.max_attempts
         self.queue.backoff_seconds = config.policy.backoff_seconds
         self.queue.outage_max_seconds = config.policy.outage_max_seconds
@@ -258,11 +259,18 @@ class Coordinator:
                 held = held or not found
                 return found
 
-            for job in self.queue.take(now, self._cpus() - len(self.queue.running), ready):
-                self._tasks[job.key] = asyncio.get_running_loop().create_task(self._execute(job))
+            free = self._cpus() - len(self._tasks)
+            size = self._pace.size()
+            taken = self.queue.take(now, free * size, ready) if free > 0 else []
+            for jobs in plan_batches(taken, free, size, self._affinity):
+                batch = uuid.uuid4().hex[:12]
+                self._batch_of.update((job.key, batch) for job in jobs)
+                self._tasks[batch] = asyncio.get_running_loop().create_task(
+                    self._execute(batch, jobs)
+                )
             # Every slot busy: a finished task wakes the pump (no spinning on a full queue);
             # jobs held for their group's first model: its training wakes it.
-            full = len(self.queue.running) >= self._cpus()
+            full = len(self._tasks) >= self._cpus()
             due = None if full or held else self.queue.next_due(now)
             timeout = 5.0 if due is None else min(5.0, max(due, 0.01))
             try:
@@ -292,52 +300,74 @@ class Coordinator:
                 version,
             )
 
-    async def _execute(self, job: Job) -> None:
+    def _affinity(self, job: Job) -> tuple[str, str]:
+        """Series of one group and store share a batch's reads."""
+        return self.groups.group_of(job), job.store_id
+
+    async def _execute(self, batch_id: str, jobs: list[Job]) -> None:
         if self._me is None:  # a handle built per series cost ~5 % of this actor's CPU
             self._me = ray.get_runtime_context().current_actor
-        me = self._me
+        wave_runs: dict[str, str] = {}
         try:
-            wave_run = await self.sinks.wave_run(job.wave_id)
-            result = await self._train(job, me, wave_run)
-        except Exception as exc:
-            error = self.sinks.redacted(error_text(exc))
-            outage = outage_of(exc)
-            outcome = self.queue.fail(job.key, error, time.time(), outage)
-            log.warning("retrain of %s failed (%s): %s", job.key, outcome, error)
-        else:
-            self.groups.seen(job, result.fit.data_through, broken=result.group_error)
-            delivering = time.perf_counter()
-            message = await self._deliver(result)
-            stages = {**result.stages, "publish": time.perf_counter() - delivering}
             try:
-                self.sinks.add_row(wave_run, result.row)
-            except Exception as exc:  # its MLflow row only: the forecast is out
-                log.warning("the series table row of %s not kept: %s", job.key, exc)
-            fit = result.fit
-            self._recent.append((time.time(), result.seconds))
-            self._wave_methods.setdefault(job.wave_id, Counter())[
-                "warm" if fit.warm else fit.method
-            ] += 1
-            self.queue.succeed(
-                job.key,
-                time.time(),
-                method=fit.method,
-                model_version=str(result.model_version),
-                error=fit.fallback_reason,
-                seconds=result.seconds,
-                fit_seconds=fit.fit_seconds,
-                record_seconds=result.record_seconds,
-                warm=fit.warm,
-                forecast=message,
-                mase_scale=fit.mase_scale,
-                node=result.node_id,
-                stages=stages,
+                for wave_id in dict.fromkeys(job.wave_id for job in jobs):
+                    wave_runs[wave_id] = await self.sinks.wave_run(wave_id)
+                groups = tuple(self.groups.record(job) for job in jobs)
+                batch = Batch(batch_id, tuple(jobs), wave_runs, groups)
+                outcomes = await self._train(batch, self._me)
+            except Exception as exc:  # the whole task: its worker, Ray, MLflow's wave run
+                outcomes = [TaskFailure(error_text(exc), outage_of(exc))] * len(jobs)
+            await asyncio.gather(
+                *(
+                    self._settle(job, outcome, wave_runs.get(job.wave_id, ""))
+                    for job, outcome in zip(jobs, outcomes, strict=True)
+                )
             )
         finally:
-            self._tasks.pop(job.key, None)
-            self._beats.pop(job.key, None)
+            self._tasks.pop(batch_id, None)
+            self._beats.pop(batch_id, None)
+            for job in jobs:
+                if self._batch_of.get(job.key) == batch_id:
+                    del self._batch_of[job.key]
             self._poke()
             await self._close_finished_waves()
+
+    async def _settle(self, job: Job, outcome: TaskResult | TaskFailure, wave_run: str) -> None:
+        """One series of a finished batch: its failure recorded, or its forecast published."""
+        if isinstance(outcome, TaskFailure):
+            error = self.sinks.redacted(outcome.error)
+            verdict = self.queue.fail(job.key, error, time.time(), outcome.outage)
+            log.warning("retrain of %s failed (%s): %s", job.key, verdict, error)
+            return
+        result = outcome
+        self.groups.seen(job, result.fit.data_through, broken=result.group_error)
+        delivering = time.perf_counter()
+        message = await self._deliver(result)
+        stages = {**result.stages, "publish": time.perf_counter() - delivering}
+        try:
+            self.sinks.add_row(wave_run, result.row)
+        except Exception as exc:  # its MLflow row only: the forecast is out
+            log.warning("the series table row of %s not kept: %s", job.key, exc)
+        fit = result.fit
+        self._recent.append((time.time(), result.seconds))
+        self._pace.took(result.seconds)
+        method = "warm" if fit.warm else fit.method
+        self._wave_methods.setdefault(job.wave_id, Counter())[method] += 1
+        self.queue.succeed(
+            job.key,
+            time.time(),
+            method=fit.method,
+            model_version=str(result.model_version),
+            error=fit.fallback_reason,
+            seconds=result.seconds,
+            fit_seconds=fit.fit_seconds,
+            record_seconds=result.record_seconds,
+            warm=fit.warm,
+            forecast=message,
+            mase_scale=fit.mase_scale,
+            node=result.node_id,
+            stages=stages,
+        )
 
     async def _deliver(self, result: TaskResult) -> dict[str, Any]:
         """Publish the task's forecast and return it once Kafka confirmed it."""
@@ -357,60 +387,28 @@ class Coordinator:
         )
         return forecast.model_dump(mode="json")
 
-    async def _train(self, job: Job, me: Any, wave_run: str) -> TaskResult:
-        """Run the task; one that outlives the policy's timeout is stopped and fails."""
+    async def _train(self, batch: Batch, me: Any) -> Sequence[TaskResult | TaskFailure]:
+        """Run the batch's task; each series' outcome. A series that outlives the policy's
+        timeout stops the task: it fails, and the batch's others are retried."""
         if self._spec_ref is None:
             self._spec_ref = ray.put(self.config.task)  # serialised once, not with every task
-        group = self.groups.record(job)
-        args = (job, self._spec_ref, me, wave_run) + ((group,) if group is not None else ())
-        ref = self._task.remote(*args)
+        ref = self._task.remote(batch, self._spec_ref, me)
         limit = self.config.policy.task_timeout_seconds
         submitted = time.monotonic()
         future = asyncio.wrap_future(ref.future())
         while True:
-            # The limit counts from the task's start: waiting for a CPU is not running.
-            beat = self._beats.get(job.key)
-            left = (beat.first if beat is not None else submitted) + limit - time.monotonic()
+            # The limit counts from the series' start: waiting for a CPU is not running.
+            beat = self._beats.get(batch.id)
+            left = (beat.since if beat is not None else submitted) + limit - time.monotonic()
             if left <= 0:
                 break
             done, _ = await asyncio.wait({future}, timeout=left)
             if done:
-                result: TaskResult = future.result()
-                return result
+                outcomes: list[TaskResult | TaskFailure] = future.result()
+                return outcomes
         # force: a hung task never reaches a cancellation point; its worker is killed.
         ray.cancel(ref, force=True)
-        raise self._overran(job, limit)
-
-    def _overran(self, job: Job, limit: float) -> RetrainError:
-        """The error of a task stopped at its limit: the series' own only when it computed."""
-        key, beat = job.key, self._beats.get(job.key)
-        again = "It is retried, and does not count against the series."
-        if beat is None:
-            return InfrastructureError(
-                f"The retrain of {key} did not start within {limit:g} s: Ray had no worker "
-                f"for it. {again}",
-                "Ray",
-            )
-        silent = time.monotonic() - beat.at
-        if silent > _SILENT_BEATS * HEARTBEAT_SECONDS:
-            return InfrastructureError(
-                f"The retrain of {key} ran over {limit:g} s and was stopped: its worker (pid "
-                f"{beat.pid}) had not answered for {silent:.0f} s (hung, stopped, or its node "
-                f"lost). {again}",
-                "Ray",
-            )
-        if beat.cpu < _BUSY_SHARE * limit:
-            return InfrastructureError(
-                f"The retrain of {key} ran over {limit:g} s and was stopped having used "
-                f"{beat.cpu:.0f} CPU-s: it waited (on a store, a lock, or an overloaded node) "
-                f"more than it computed. {again}",
-                "stalled task",
-            )
-        return RetrainError(
-            f"The retrain of {key} ran over {limit:g} s and was stopped ({beat.cpu:.0f} CPU-s); "
-            "it is retried. If its series is just slow, raise "
-            "SHELFCAST_RETRAIN_TASK_TIMEOUT_SECONDS."
-        )
+        return overrun(batch, self._beats.get(batch.id), limit, time.monotonic())
 
     async def _close_finished_waves(self) -> None:
         """Close the MLflow runs of finished waves (one closer at a time: a slow MLflow never

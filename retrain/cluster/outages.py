@@ -11,7 +11,7 @@ from typing import Any
 
 from retrain.errors import InfrastructureError
 
-__all__ = ["outage_of"]
+__all__ = ["error_text", "outage_of"]
 
 
 def _ray_outages() -> tuple[type[BaseException], ...]:
@@ -45,3 +45,10 @@ def outage_of(exc: BaseException) -> str | None:
     if isinstance(exc, _ray_outages()):
         return "Ray"
     return None
+
+
+def error_text(exc: BaseException) -> str:
+    """An exception as one short line (a Ray task error as its cause)."""
+    cause = getattr(exc, "cause", None) or exc
+    text = f"{type(cause).__name__}: {cause}"
+    return text if len(text) < 2000 else text[:2000] + "..."

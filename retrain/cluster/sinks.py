@@ -23,13 +23,14 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from contracts.forecast import Forecast
+from retrain.cluster.outages import error_text
 from retrain.cluster.tables import SeriesTables
 from retrain.cluster.task import TaskResult
 from retrain.config import CoordinatorConfig, PublishConfig
 from retrain.stores.publish import Delivery, ForecastPublisher
 from retrain.stores.registry import GroupRecord, Tracker, redact
 
-__all__ = ["Outbox", "Sinks", "error_text", "forecast_message"]
+__all__ = ["Outbox", "Sinks", "forecast_message"]
 
 log = logging.getLogger("shelfcast.coordinator")
 
@@ -374,10 +375,3 @@ def forecast_message(result: TaskResult) -> Forecast:
         runner_up_validation_mae=fit.runner_up_mae,
         group_model_version=result.group_version,
     )
-
-
-def error_text(exc: BaseException) -> str:
-    """An exception as one short line (a Ray task error as its cause)."""
-    cause = getattr(exc, "cause", None) or exc
-    text = f"{type(cause).__name__}: {cause}"
-    return text if len(text) < 2000 else text[:2000] + "..."

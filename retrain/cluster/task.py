@@ -19,24 +19,21 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
+from retrain.cluster.batch_reads import BatchReads
+from retrain.cluster.batch_reads import tracker as tracker_of
+from retrain.cluster.batches import HEARTBEAT_SECONDS, Batch, TaskFailure
+from retrain.cluster.outages import error_text, outage_of
 from retrain.cluster.queue import Job
 from retrain.errors import InfrastructureError
 from retrain.group.config import GroupSpec
-from retrain.group.features import group_view, series_input
-from retrain.group.model import GroupModel
 from retrain.group.train import GroupStores
 from retrain.kernel.fallback import SeriesFit, WarmState, retrain_one
 from retrain.kernel.families import GLOBAL, GroupView
-from retrain.kernel.plans import DayPlan, day_plan, plans_for
-from retrain.kernel.series import History
 from retrain.kernel.tuning import TuneConfig
 from retrain.prophet.fit import FitOptions, FitStats
-from retrain.stores.history import load_history
-from retrain.stores.plans import load_plans, load_stores
 from retrain.stores.registry import GroupRecord
 from retrain.stores.studies import (
     StudyRef,
@@ -48,10 +45,7 @@ from retrain.stores.studies import (
     study_name,
 )
 
-__all__ = ["HEARTBEAT_SECONDS", "TaskResult", "TaskSpec", "heartbeat", "run_job"]
-
-# How often a running task tells the coordinator it is alive, and the CPU it has used.
-HEARTBEAT_SECONDS = 5.0
+__all__ = ["HEARTBEAT_SECONDS", "TaskResult", "TaskSpec", "heartbeat", "run_batch"]
 
 
 @dataclass(frozen=True)
@@ -114,6 +108,7 @@ class TaskResult:
     stages: dict[str, float] = field(default_factory=dict)
     registry_version: int | None = None  # the series' own model version, if it has one
     row: dict[str, Any] = field(default_factory=dict)  # its row of the wave's series table
+    batch: str = ""  # the batch (one Ray task) it was retrained in
 
 
 def group_alone(fit: SeriesFit) -> bool:
@@ -150,99 +145,36 @@ def series_row(result: TaskResult) -> dict[str, Any]:
         "runner_up_validation_mae": fit.runner_up_mae,
         "fallback_reason": fit.fallback_reason,
         "params": json.dumps(fit.params or {}, sort_keys=True, default=str),
+        "batch": result.batch,
     }
 
 
-@cache
-def _tracker(uri: str, experiment: str, retries: int | None) -> Any:
-    from retrain.stores.registry import Tracker
+def run_batch(batch: Batch, spec: TaskSpec, reporter: Any = None) -> list[TaskResult | TaskFailure]:
+    """Retrain the batch's series in turn; each one's outcome, in order. Every modelling
+    failure falls back inside (see ``retrain_one``); a series that still fails fails alone
+    (a :class:`TaskFailure`, with the system whose outage it was).
 
-    return Tracker(uri, experiment, create=False, retries=retries)
-
-
-@lru_cache(maxsize=4)
-def _group_model(record: GroupRecord, uri: str, experiment: str, retries: int | None) -> GroupModel:
-    """A group model, loaded once per worker and version (a worker keeps it in memory)."""
-    tracker = _tracker(uri, experiment, retries)
-    return GroupModel.from_bytes(tracker.group_model_bytes(record))
-
-
-def _known_ahead(
-    spec: TaskSpec, job: Job, history: History
-) -> tuple[TuneConfig, DayPlan | None, Any, Any]:
-    """The series' plans and store record, and the tuning config with the store's calendar."""
-    plans = load_plans(spec.plans_uri, [job.store_id]).get(job.store_id) if spec.plans_uri else None
-    store = load_stores(spec.stores_uri).get(job.store_id) if spec.stores_uri else None
-    tune = spec.tune
-    if store is not None:
-        tune = replace(tune, calendar=store.calendar(tune.calendar))
-    if plans is None and store is None:
-        return tune, None, None, None
-    plan = day_plan(
-        history.start,
-        len(history.values) + tune.horizon,
-        plans_for(plans or (), job.item_id),
-        store,
-        spec.tune.calendar,
-    )
-    return tune, plan, plans, store
-
-
-def _view(
-    spec: TaskSpec,
-    job: Job,
-    history: History,
-    group: GroupRecord,
-    plans: Any,
-    store: Any,
-) -> GroupView:
-    """The group model's forecast of the series from its fresh days, and its fold forecasts."""
-    model = _group_model(group, spec.tracking_uri, spec.experiment, spec.mlflow_retries)
-    one = series_input(
-        job.key,
-        job.store_id,
-        job.item_id,
-        history.start,
-        history.values,
-        plans,
-        store,
-        spec.tune.calendar,
-        spec.tune.horizon,
-        price=history.price,
-    )
-    forecast = model.predict([one], history.end)[job.key]
-    return group_view(
-        forecast,
-        model.cutoffs,
-        model.folds.get(job.key),
-        str(group.version),
-        model.ratio_band if job.key in model.folds else model.young_band,
-        history.start,
-    )
-
-
-def run_job(
-    job: Job,
-    spec: TaskSpec,
-    reporter: Any = None,
-    wave_run_id: str | None = None,
-    group: GroupRecord | str | None = None,
-) -> TaskResult:
-    """Retrain one series; every modelling failure falls back inside (see ``retrain_one``).
-
-    ``reporter`` (the coordinator's handle) hears that the job started, in which process, and
-    its heartbeat while it runs (:func:`heartbeat`); the series' MLflow run is a child of
-    ``wave_run_id``; ``group`` is its group's model, or why it has none (the series then uses
-    its own families, and the reason is recorded); a series the group model alone forecasts
-    has no run of its own, its row goes back in the result. Failing to record raises (the
-    coordinator retries the job; an MLflow, Optuna storage or Delta outage as
-    :class:`~retrain.errors.InfrastructureError`, which never counts toward poison): a
-    forecast is only published with its serial saved and its own model, if any, recorded. A
-    job for a plan change (``job.reason == "plan"``) refits the champion with the new plans,
-    nothing is re-tuned.
+    ``reporter`` (the coordinator's handle) hears that the batch started, in which process,
+    and its heartbeat while it runs, naming the series in progress (:func:`heartbeat`). A
+    series' MLflow run is a child of its wave's; its group's model (or why it has none) comes
+    with the batch; a series the group model alone forecasts has no run of its own, its row
+    goes back in the result. Failing to record fails the series (the coordinator retries it;
+    an MLflow, Optuna storage or Delta outage as :class:`~retrain.errors.InfrastructureError`,
+    which never counts toward poison): a forecast is only published with its serial saved and
+    its own model, if any, recorded. A job for a plan change (``job.reason == "plan"``)
+    refits the champion with the new plans, nothing is re-tuned.
     """
-    with heartbeat(reporter, job.key):
-        return _run(job, spec, wave_run_id, group)
+    out: list[TaskResult | TaskFailure] = []
+    with heartbeat(reporter, batch.id) as progress:
+        reads = BatchReads(spec, batch)
+        for index, job in enumerate(batch.jobs):
+            progress.current = job.key
+            wave_run = batch.wave_runs.get(job.wave_id)
+            try:
+                out.append(_run(job, spec, wave_run, batch.group(index), reads))
+            except Exception as exc:
+                out.append(TaskFailure(error_text(exc), outage_of(exc)))
+    return out
 
 
 def _cpu_seconds() -> float:
@@ -251,15 +183,23 @@ def _cpu_seconds() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
+@dataclass
+class Progress:
+    """The series a batch is on (its heartbeat says it)."""
+
+    current: str | None = None
+
+
 @contextmanager
-def heartbeat(reporter: Any, key: str, every: float = HEARTBEAT_SECONDS) -> Iterator[None]:
+def heartbeat(reporter: Any, key: str, every: float = HEARTBEAT_SECONDS) -> Iterator[Progress]:
     """Tell ``reporter`` (the coordinator) that the task of ``key`` started, in which process,
-    then every ``every`` seconds the CPU seconds it has used since. A task that runs over its
-    time limit having said nothing for a while (hung, stopped, its node lost), or having
-    mostly waited, is an outage there, not the series' failure. A thread of the task's own
-    process, so it stops with it."""
+    then every ``every`` seconds the CPU seconds it has used since and the series it is on
+    (the yielded :class:`Progress`). A series that runs over its time limit having said
+    nothing for a while (hung, stopped, its node lost), or having mostly waited, is an outage
+    there, not the series' failure. A thread of the task's own process, so it stops with it."""
+    progress = Progress()
     if reporter is None:
-        yield
+        yield progress
         return
     pid = os.getpid()
     reporter.started.remote(key, pid)
@@ -269,14 +209,14 @@ def heartbeat(reporter: Any, key: str, every: float = HEARTBEAT_SECONDS) -> Iter
     def beat() -> None:
         while not stop.wait(every):
             try:
-                reporter.beat.remote(key, pid, _cpu_seconds() - first)
+                reporter.beat.remote(key, pid, _cpu_seconds() - first, progress.current)
             except Exception:  # the coordinator is gone: the task goes on
                 return
 
     thread = threading.Thread(target=beat, name="shelfcast-heartbeat", daemon=True)
     thread.start()
     try:
-        yield
+        yield progress
     finally:
         stop.set()
 
@@ -308,18 +248,20 @@ def _open(
 
 
 def _run(
-    job: Job, spec: TaskSpec, wave_run_id: str | None, group: GroupRecord | str | None
+    job: Job,
+    spec: TaskSpec,
+    wave_run_id: str | None,
+    group: GroupRecord | str | None,
+    reads: BatchReads,
 ) -> TaskResult:
     began = time.perf_counter()
-    history = load_history(
-        spec.daily_sales_uri, job.store_id, job.item_id, job.version, spec.history_days
-    )
+    history = reads.history(job)
     loaded = time.perf_counter()
     ref = StudyRef(spec.journal_dir, spec.journal_shards, spec.optuna_url)
     name = study_name(job.store_id, job.item_id)
 
     def tracker() -> Any:  # MLflow only when needed: most group-served series never are
-        return _tracker(spec.tracking_uri, spec.experiment, spec.mlflow_retries)
+        return tracker_of(spec.tracking_uri, spec.experiment, spec.mlflow_retries)
 
     study, warm, previous = _open(job, ref, name, tracker)
     serial = previous + 1
@@ -329,7 +271,7 @@ def _run(
         champion: str | None = tracker().champion_json(job.store_id, job.item_id)
         return champion
 
-    tune, plan, plans, store = _known_ahead(spec, job, history)
+    ahead = reads.known(job, history)
     known = time.perf_counter()
     view: GroupView | None = None
     group_error: str | None = None
@@ -338,7 +280,7 @@ def _run(
         group = None
     if group is not None:
         try:
-            view = _view(spec, job, history, group, plans, store)
+            view = reads.view(job, history, group)
         except InfrastructureError:
             raise  # MLflow away: the model is not broken, the series is retried
         except Exception as exc:  # a broken group model leaves the series' own families
@@ -350,13 +292,13 @@ def _run(
         )
         fit = retrain_one(
             history,
-            tune,
+            ahead.tune,
             options,
             study,
             warm,
             last_good,
             view,
-            plan,
+            ahead.plan,
             retune=job.reason != "plan",
             notes=notes,
         )
@@ -406,5 +348,6 @@ def _run(
             "record": finished - recording,
         },
         registry_version=version,
+        batch=reads.batch.id,
     )
     return replace(result, row=series_row(result))

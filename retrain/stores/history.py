@@ -26,7 +26,14 @@ from retrain.errors import InfrastructureError, RetrainError
 from retrain.kernel.series import PRICE_DAYS, History, history_from_daily
 from retrain.stores.transient import transient
 
-__all__ = ["SeriesRows", "load_group", "load_history", "store_ids"]
+__all__ = [
+    "SeriesRows",
+    "load_group",
+    "load_history",
+    "read_store",
+    "series_history",
+    "store_ids",
+]
 
 _COLUMNS = ["item_id", "day", "units", "revenue"]
 _GROUP_COLUMNS = ["store_id", "item_id", "day", "units", "revenue"]
@@ -69,17 +76,10 @@ def _store_rows(uri: str, store_id: str, version: int | None) -> pa.Table:
     return rows.set_column(0, "item_id", rows.column("item_id").cast(pa.string()))
 
 
-def load_history(
-    daily_sales: Path | str,
-    store_id: str,
-    item_id: str,
-    version: int | None,
-    history_days: int,
-) -> History:
-    """The series' last ``history_days`` days as read at ``version`` (None: the latest), with
-    its store's daily total over the same days (the rows are read for the store anyway)."""
+def read_store(daily_sales: Path | str, store_id: str, version: int | None) -> pa.Table:
+    """Every row of the store's partition as read at ``version`` (None: the latest)."""
     try:
-        rows = _store_rows(str(daily_sales), store_id, version)
+        return _store_rows(str(daily_sales), store_id, version)
     except TableNotFoundError as exc:
         raise RetrainError(
             f"No daily_sales table at {daily_sales}; "
@@ -88,16 +88,22 @@ def load_history(
     except (DeltaError, OSError, pa.ArrowException) as exc:
         if transient(exc):
             raise InfrastructureError(
-                f"Cannot read daily_sales version {version} for {store_id}|{item_id}: {exc}. "
+                f"Cannot read daily_sales version {version} for store {store_id}: {exc}. "
                 "Its storage did not answer; the series is retried until it does.",
                 "Delta",
             ) from exc
         raise RetrainError(
-            f"Cannot read daily_sales version {version} for {store_id}|{item_id}: {exc}. "
+            f"Cannot read daily_sales version {version} for store {store_id}: {exc}. "
             "An old version may have been vacuumed; submit the series again at the latest one."
         ) from exc
-    store = rows
-    rows = rows.filter(pc.equal(rows.column("item_id").cast(pa.string()), item_id))
+
+
+def series_history(
+    store: pa.Table, store_id: str, item_id: str, version: int | None, history_days: int
+) -> History:
+    """The series' last ``history_days`` days from its store's rows (:func:`read_store`), with
+    the store's daily total over the same days."""
+    rows = store.filter(pc.equal(store.column("item_id").cast(pa.string()), item_id))
     if rows.num_rows == 0:
         raise RetrainError(
             f"Series {store_id}|{item_id} has no rows in daily_sales version {version}; "
@@ -107,6 +113,19 @@ def load_history(
     first = last - timedelta(days=history_days - 1)
     rows = rows.filter(pc.greater_equal(rows.column("day"), first))
     return history_from_daily(rows, through=last, pool=store)
+
+
+def load_history(
+    daily_sales: Path | str,
+    store_id: str,
+    item_id: str,
+    version: int | None,
+    history_days: int,
+) -> History:
+    """The series' last ``history_days`` days as read at ``version`` (None: the latest), with
+    its store's daily total over the same days (the rows are read for the store anyway)."""
+    rows = read_store(daily_sales, store_id, version)
+    return series_history(rows, store_id, item_id, version, history_days)
 
 
 def _at(uri: str, version: int | None) -> DeltaTable:

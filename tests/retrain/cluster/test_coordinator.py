@@ -177,6 +177,38 @@ def test_a_series_that_keeps_failing_is_poisoned_until_its_data_changes(
     assert [u["attempts"] for u in updates if u["status"] == "queued" and u.get("error")] == [1]
 
 
+def test_series_retrained_in_one_task_share_it_and_fail_alone(
+    retrain_settings: Callable[..., Settings],
+) -> None:
+    from mlflow import MlflowClient
+
+    from retrain.stores.registry import Tracker
+
+    # Paced by the first wave (until a series has finished, a task takes one).
+    settings = retrain_settings(retrain_group_enabled=False, retrain_batch_seconds=3600)
+    series = {("S1", f"I{k}"): demand(220, 5.0 + k, seed=k) for k in range(1, 4)}
+    write_daily(settings, series, START)
+    keys = [(s, i, 0.0) for s, i in series]
+    assert run_wave(settings, keys[:1], cold=False)["done"] == 1
+    summary = run_wave(settings, [*keys, ("S1", "missing", 0.0)], cold=False)
+    assert (summary["done"], summary["failed"]) == (3, 1), summary["errors"]
+    assert "no rows in daily_sales" in summary["errors"]["S1|missing"]
+
+    messages = read_topic(settings, settings.topic_forecasts, 4)
+    forecasts = [
+        f
+        for f in (parse_forecast(m.value()) for m in messages)
+        if f.model_version == 2 or f.key != "S1|I1"
+    ]
+    client = MlflowClient(settings.tracking_uri)
+    wave_run = client.get_run(forecasts[0].mlflow_run_id).data.tags["mlflow.parentRunId"]
+    tracker = Tracker(settings.tracking_uri, settings.mlflow_experiment, create=False)
+    rows = tracker.series_table(wave_run)
+    assert sorted(r["series"] for r in rows) == sorted(f.key for f in forecasts)
+    # Four due series on two CPUs: two tasks of two; the missing one's mate went on.
+    assert sorted(Counter(r["batch"] for r in rows).values()) == [1, 2]
+
+
 def test_a_worker_killed_mid_task_is_retried_and_the_wave_completes(
     retrain_settings: Callable[..., Settings],
 ) -> None:

@@ -2,8 +2,10 @@
 series' first wave, reused by later waves, retrained on their trigger, and a broken one falls
 back to the series' own families with the reason on the forecast."""
 
+from collections import Counter
 from collections.abc import Callable
 from datetime import date, timedelta
+from typing import Any
 
 import pytest
 
@@ -42,10 +44,26 @@ def _group_versions(settings: Settings) -> list[int]:
     return sorted(int(v.version) for v in found)
 
 
+def _table(settings: Settings, run_id: str) -> list[dict[str, Any]]:
+    """The series table of the wave that ``run_id`` (a wave's run, or a series' own run under
+    it) belongs to."""
+    from mlflow import MlflowClient
+
+    from retrain.stores.registry import Tracker
+
+    run = MlflowClient(settings.tracking_uri).get_run(run_id)
+    wave = (
+        run_id if run.data.tags["shelfcast.kind"] == "wave" else run.data.tags["mlflow.parentRunId"]
+    )
+    return Tracker(settings.tracking_uri, settings.mlflow_experiment, create=False).series_table(
+        wave
+    )
+
+
 def test_a_group_model_trains_first_then_serves_later_waves_and_retrains_a_week_on(
     retrain_settings: Callable[..., Settings],
 ) -> None:
-    settings = retrain_settings()
+    settings = retrain_settings(retrain_batch_seconds=3600)  # once paced, batches of two
     _write(settings, 240, START, 0)
     keys = [(s, i, 0.0) for s, i in SERIES]
 
@@ -58,6 +76,11 @@ def test_a_group_model_trains_first_then_serves_later_waves_and_retrains_a_week_
     second = run_wave(settings, keys, cold=False)
     assert second["done"] == 3 and second["methods"] == {"warm": 3}
     assert _group_versions(settings) == [1]
+    # Three due series on two CPUs: the store S1's two in one task and one prediction call.
+    served = [parse_forecast(m.value()) for m in read_topic(settings, settings.topic_forecasts, 6)]
+    rows = _table(settings, next(f for f in served if f.model_version == 2).mlflow_run_id)
+    assert sorted(Counter(r["batch"] for r in rows).values()) == [1, 2]
+    assert len({r["batch"] for r in rows if r["store_id"] == "S1"}) == 1
 
     # Four more: the group's data is now a week past its model's; a retrain runs beside.
     _write(settings, 4, START + timedelta(days=243), 2, seed=20)

@@ -4,8 +4,7 @@ import pickle
 
 import ray.exceptions as rx
 
-from retrain.cluster.outages import outage_of
-from retrain.cluster.sinks import error_text
+from retrain.cluster.outages import error_text, outage_of
 from retrain.errors import InfrastructureError, RetrainError
 
 
