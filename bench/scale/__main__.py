@@ -9,7 +9,9 @@
    measured wave to be each series' first.
 4. The wave: one day of POS events for every series through Kafka, the service left to run
    until every series' forecast with that day's data is on the topic. Meanwhile
-   ``--console-clients`` people use the console and ``shelfcast status`` is timed.
+   ``--console-clients`` people use the console and ``shelfcast status`` is timed. One wave
+   (a day) per ``--batch-sizes``, in order (default 32 then 1: series a retrain task takes,
+   at most), the coordinator reconfigured before each: the same chain and stack, same run.
 5. Optionally (``--ab-seconds``), a trickle of events without retrains, first alone, then
    with the console clients: the micro-batch times side by side.
 
@@ -170,6 +172,109 @@ def wait_for(what: str, test: Any, timeout: float, poll: float = 2.0) -> None:
         time.sleep(poll)
 
 
+def batch_size(stack: Stack, size: int) -> None:
+    """The coordinators' task batch size from now on (the service's other settings kept)."""
+    from retrain.cluster.client import coordinator
+    from shelfcast.retrain_config import retrain_config
+
+    config = retrain_config(stack.settings.model_copy(update={"retrain_batch_size": size}))
+    for shard in range(config.shards):
+        coordinator(config, owner=True, shard=shard)
+
+
+def measure_wave(
+    stack: Stack, chain: Chain, keys: list[str], day: date, args: argparse.Namespace
+) -> dict[str, Any]:
+    """One day of events for every series, and the service left to forecast them all."""
+    settings, overrides = stack.settings, stack.overrides
+    watch = ForecastWatch(settings, day)
+    before_metrics = metrics(int(overrides["metrics_port"]))
+    before_coordinator = coordinator_status(stack)
+    before_procs = processes(stack)
+    console = ConsoleLoad(int(overrides["console_port"]), keys, clients=args.console_clients)
+    statuses: list[float] = []
+    stop_status = threading.Event()
+
+    def status_loop() -> None:
+        while not stop_status.wait(20):
+            found = time_status(stack)
+            if found is not None:
+                statuses.append(found)
+
+    status_thread = threading.Thread(target=status_loop, daemon=True)
+    load_start = os.getloadavg()
+    wave_began = time.time()
+    console.start()
+    status_thread.start()
+    events, first_sent, last_sent = send_day(stack, chain, day, args.max_events)
+    log(f"wave: {events:,} events sent in {last_sent - first_sent:.1f} s")
+    loads = []
+    deadline = time.monotonic() + args.timeout
+    while len(watch.arrived) < len(keys):
+        watch.poll(5)
+        loads.append(os.getloadavg()[0])
+        if len(loads) % 6 == 0:
+            log(f"wave: {len(watch.arrived):,} of {len(keys):,} forecasts")
+        if time.monotonic() > deadline:
+            log(f"wave: timed out with {len(watch.arrived):,} of {len(keys):,}")
+            break
+    console.stop()
+    stop_status.set()
+    last = max(watch.arrived.values()) if watch.arrived else None
+    after_coordinator = coordinator_status(stack)
+    after_metrics = metrics(int(overrides["metrics_port"]))
+    after_procs = processes(stack)
+    log_lines = batch_lines(settings.data_dir / "service.log", since=wave_began)
+    batches = [b for b in log_lines["batches"] if b["stored"] > 0]
+    stored = sum(b["stored"] for b in batches)
+    ingest_span = (max(b["at"] for b in batches) - first_sent) if batches else None
+    stages = stage_sums(before_metrics, after_metrics)
+    done = len(watch.arrived)
+    coordinator_cpu = after_coordinator["cpu_seconds"] - before_coordinator["cpu_seconds"]
+    handoffs = log_lines["handoffs"]
+    wave = {
+        "series": len(keys),
+        "forecasts": done,
+        "events": events,
+        "send_s": last_sent - first_sent,
+        "last_event_to_last_forecast_s": None if last is None else last - last_sent,
+        "first_forecast_after_last_event_s": None
+        if not watch.arrived
+        else min(watch.arrived.values()) - last_sent,
+        "ingest": {
+            "stored": stored,
+            "batches": len(batches),
+            "events_per_s": stored / ingest_span if ingest_span else None,
+            "batch_s_p50": statistics.median([b["seconds"] for b in batches]) if batches else None,
+            "batch_s_p95": pct([b["seconds"] for b in batches], 0.95),
+            "batch_s_max": max((b["seconds"] for b in batches), default=None),
+        },
+        "handoff": {
+            "count": len(handoffs),
+            "series": sum(h["series"] for h in handoffs),
+            "seconds_total": sum(h["seconds"] for h in handoffs),
+            "seconds_p50": statistics.median([h["seconds"] for h in handoffs])
+            if handoffs
+            else None,
+            "seconds_max": max((h["seconds"] for h in handoffs), default=None),
+            "ms_per_series": 1000
+            * sum(h["seconds"] for h in handoffs)
+            / max(1, sum(h["series"] for h in handoffs)),
+        },
+        "coordinator_cpu_ms_per_series": 1000 * coordinator_cpu / max(1, done),
+        "task_ms_per_series": {k: 1000 * v / max(1, done) for k, v in stages.items()},
+        "console": console.summary(),
+        "status_s": statuses,
+        "load_start": load_start,
+        "load_during": {
+            "mean": statistics.mean(loads) if loads else None,
+            "max": max(loads, default=None),
+        },
+    }
+    watch.close()
+    return {"wave": wave, "processes_before": before_procs, "processes": after_procs}
+
+
 def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     result: dict[str, Any] = {"args": vars(args) | {"data_dir": str(data_dir)}, "load": {}}
     through = datetime.now(UTC).date() - timedelta(days=40)
@@ -247,98 +352,21 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
             log(f"primed in {time.perf_counter() - began:.1f} s")
             time.sleep(10)  # the news applied to series_state
 
-        # 4. the wave
+        # 4. the waves, one a day, each with a task batch size (the coordinator reconfigured)
         day = through + timedelta(days=1)
-        watch = ForecastWatch(settings, day)
-        before_metrics = metrics(int(overrides["metrics_port"]))
-        before_coordinator = coordinator_status(stack)
-        before_procs = processes(stack)
-        console = ConsoleLoad(int(overrides["console_port"]), keys, clients=args.console_clients)
-        statuses: list[float] = []
-        stop_status = threading.Event()
-
-        def status_loop() -> None:
-            while not stop_status.wait(20):
-                found = time_status(stack)
-                if found is not None:
-                    statuses.append(found)
-
-        status_thread = threading.Thread(target=status_loop, daemon=True)
-        result["load"]["wave_start"] = os.getloadavg()
-        wave_began = time.time()
-        console.start()
-        status_thread.start()
-        events, first_sent, last_sent = send_day(stack, chain, day, args.max_events)
-        log(f"wave: {events:,} events sent in {last_sent - first_sent:.1f} s")
-        loads = []
-        deadline = time.monotonic() + args.timeout
-        while len(watch.arrived) < len(keys):
-            watch.poll(5)
-            loads.append(os.getloadavg()[0])
-            if len(loads) % 6 == 0:
-                log(f"wave: {len(watch.arrived):,} of {len(keys):,} forecasts")
-            if time.monotonic() > deadline:
-                log(f"wave: timed out with {len(watch.arrived):,} of {len(keys):,}")
-                break
-        console.stop()
-        stop_status.set()
-        last = max(watch.arrived.values()) if watch.arrived else None
-        after_coordinator = coordinator_status(stack)
-        after_metrics = metrics(int(overrides["metrics_port"]))
-        after_procs = processes(stack)
-        log_lines = batch_lines(settings.data_dir / "service.log", since=wave_began)
-        batches = [b for b in log_lines["batches"] if b["stored"] > 0]
-        stored = sum(b["stored"] for b in batches)
-        ingest_span = (max(b["at"] for b in batches) - first_sent) if batches else None
-        stages = stage_sums(before_metrics, after_metrics)
-        done = len(watch.arrived)
-        coordinator_cpu = after_coordinator["cpu_seconds"] - before_coordinator["cpu_seconds"]
-        handoffs = log_lines["handoffs"]
-        result["wave"] = {
-            "series": len(keys),
-            "forecasts": done,
-            "events": events,
-            "send_s": last_sent - first_sent,
-            "last_event_to_last_forecast_s": None if last is None else last - last_sent,
-            "first_forecast_after_last_event_s": None
-            if not watch.arrived
-            else min(watch.arrived.values()) - last_sent,
-            "ingest": {
-                "stored": stored,
-                "batches": len(batches),
-                "events_per_s": stored / ingest_span if ingest_span else None,
-                "batch_s_p50": statistics.median([b["seconds"] for b in batches])
-                if batches
-                else None,
-                "batch_s_p95": pct([b["seconds"] for b in batches], 0.95),
-                "batch_s_max": max((b["seconds"] for b in batches), default=None),
-            },
-            "handoff": {
-                "count": len(handoffs),
-                "series": sum(h["series"] for h in handoffs),
-                "seconds_total": sum(h["seconds"] for h in handoffs),
-                "seconds_p50": statistics.median([h["seconds"] for h in handoffs])
-                if handoffs
-                else None,
-                "seconds_max": max((h["seconds"] for h in handoffs), default=None),
-                "ms_per_series": 1000
-                * sum(h["seconds"] for h in handoffs)
-                / max(1, sum(h["series"] for h in handoffs)),
-            },
-            "coordinator_cpu_ms_per_series": 1000 * coordinator_cpu / max(1, done),
-            "task_ms_per_series": {k: 1000 * v / max(1, done) for k, v in stages.items()},
-            "console": console.summary(),
-            "status_s": statuses,
-            "load_during": {
-                "mean": statistics.mean(loads) if loads else None,
-                "max": max(loads, default=None),
-            },
-        }
-        result["processes_before_wave"] = before_procs
-        result["processes"] = after_procs
+        result["waves"] = []
+        for n, size in enumerate(args.batch_sizes):
+            batch_size(stack, size)
+            log(f"wave {n + 1}: batches of at most {size}")
+            found = measure_wave(stack, chain, keys, day + timedelta(days=n), args)
+            result["waves"].append({"batch_size": size, **found})
+        first = result["waves"][0]
+        result["wave"] = first["wave"]  # the first wave, as before
+        result["processes_before_wave"] = first["processes_before"]
+        result["processes"] = result["waves"][-1]["processes"]
         result["delta"] = delta_files(settings.delta_dir)
         result["status_after_s"] = time_status(stack)
-        watch.close()
+        day += timedelta(days=len(args.batch_sizes) - 1)
 
         # 5. micro-batch time with and without console clients
         if args.ab_seconds:
@@ -417,6 +445,13 @@ def main() -> None:
     parser.add_argument("--ab-rate", type=int, default=2000, help="events/s of the A/B trickle")
     parser.add_argument("--timeout", type=float, default=4 * 3600)
     parser.add_argument("--data-dir", type=Path, default=None, help="kept (default: a temp dir)")
+    parser.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs="+",
+        default=[32, 1],
+        help="a measured wave (a day) per size, in order: series a retrain task takes at most",
+    )
     args = parser.parse_args()
     if args.data_dir is not None:
         private_dir(args.data_dir)
