@@ -165,14 +165,14 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-    from shelfcast.retrain_command import all_series, parse_series, run_wave
+    from shelfcast.retrain_command import all_series, chosen_series, parse_series, run_wave
 
     settings = _settings(args)
     series: list[tuple[Any, ...]]
     if args.all:
         series = all_series(settings)
     else:
-        series = [(store, item, 0.0) for store, item in parse_series(args.series)]
+        series = chosen_series(settings, parse_series(args.series))
     if not series:
         print("no series to retrain (series_state is empty)")
         return 0

@@ -22,6 +22,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from shelfcast.status import batched
+
 __all__ = [
     "Poller",
     "Replay",
@@ -189,8 +191,9 @@ def _pipeline(view: View, status: dict[str, Any]) -> RenderableType:
     elif c:
         table.add_row(
             "retrain",
-            f"{c['queued']} queued, {c['running']} running on {c['capacity']} CPUs, "
-            f"{len(c['poisoned'])} poisoned; {c['retrains_last_minute']} in the last minute; "
+            f"{c['queued']} queued, {c['running']} running on {c['capacity']} CPUs"
+            f"{batched(c)}, {len(c['poisoned'])} poisoned; "
+            f"{c['retrains_last_minute']} in the last minute; "
             f"{c['published']:,} forecasts published",
         )
     return table

@@ -13,8 +13,9 @@ from retrain.errors import RetrainError
 from shelfcast.errors import ShelfcastError
 from shelfcast.retrain_config import retrain_config
 from shelfcast.settings import Settings
+from streaming.handoff import served_version
 
-__all__ = ["all_series", "follow_wave", "parse_series", "run_wave"]
+__all__ = ["all_series", "chosen_series", "follow_wave", "parse_series", "run_wave"]
 
 
 def parse_series(values: list[str]) -> list[tuple[str, str]]:
@@ -30,27 +31,54 @@ def parse_series(values: list[str]) -> list[tuple[str, str]]:
     return out
 
 
-def all_series(settings: Settings) -> list[tuple[str, str, float]]:
-    """Every series in ``series_state``, with its new events as priority.
-
-    No stored-event count: a wave asked for by hand lifts poison like a force does, when
-    ``daily_sales`` changed since the series failed."""
+def _states(settings: Settings) -> list[dict[str, Any]]:
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
     uri = str(settings.delta_dir / "series_state")
     try:
         rows = DeltaTable(uri).to_pyarrow_table(
-            columns=["store_id", "item_id", "events_since_retrain"]
+            columns=["store_id", "item_id", "events_since_retrain", "model_version"]
         )
     except TableNotFoundError as exc:
         raise ShelfcastError(
             f"No series_state table at {uri}: run 'shelfcast ingest' first, or check --data-dir."
         ) from exc
+    out: list[dict[str, Any]] = rows.to_pylist()
+    return out
+
+
+def all_series(settings: Settings) -> list[tuple[Any, ...]]:
+    """Every series in ``series_state``, as a submission: its new events as priority, and
+    the model version it last served (its next forecast's is higher, whatever its study
+    holds).
+
+    No stored-event count: a wave asked for by hand lifts poison like a force does, when
+    ``daily_sales`` changed since the series failed."""
     return [
-        (r["store_id"], r["item_id"], float(r["events_since_retrain"] or 0))
-        for r in rows.to_pylist()
+        (
+            r["store_id"],
+            r["item_id"],
+            float(r["events_since_retrain"] or 0),
+            None,
+            None,
+            served_version(r["model_version"]),
+        )
+        for r in _states(settings)
     ]
+
+
+def chosen_series(settings: Settings, pairs: list[tuple[str, str]]) -> list[tuple[Any, ...]]:
+    """``pairs`` as a submission, each with the model version it last served, if any (a
+    series not in ``series_state`` yet has none)."""
+    try:
+        served = {
+            (str(r["store_id"]), str(r["item_id"])): served_version(r["model_version"])
+            for r in _states(settings)
+        }
+    except ShelfcastError:
+        served = {}
+    return [(store, item, 0.0, None, None, served.get((store, item))) for store, item in pairs]
 
 
 def follow_wave(actor: Any, wave_id: str, total: int, poll: float = 0.5) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import Any
 from shelfcast.settings import Settings
 
 __all__ = [
+    "batched",
     "committed_offsets",
     "coordinator_status",
     "gather_status",
@@ -129,6 +130,13 @@ def gather_status(settings: Settings) -> dict[str, Any]:
     }
 
 
+def batched(coordinator: dict[str, Any]) -> str:
+    """How many series a retrain task takes now, when more than one (shown beside the
+    running count, which may then exceed the CPUs)."""
+    size = int(coordinator.get("batch_size") or 1)
+    return f" (up to {size} a task)" if size > 1 else ""
+
+
 def render_status(status: dict[str, Any]) -> str:
     out = []
     service = status["service"]
@@ -164,9 +172,10 @@ def render_status(status: dict[str, Any]) -> str:
         out.append(c["absent"])
     else:
         out.append(
-            f"queue: {c['queued']} queued, {c['running']} running on {c['capacity']} CPUs, "
-            f"{len(c['poisoned'])} poisoned; {c['retrains_last_minute']} retrains in the "
-            f"last minute; {c['published']} forecasts published"
+            f"queue: {c['queued']} queued, {c['running']} running on {c['capacity']} CPUs"
+            f"{batched(c)}, {len(c['poisoned'])} poisoned; "
+            f"{c['retrains_last_minute']} retrains in the last minute; "
+            f"{c['published']} forecasts published"
         )
         for system, o in sorted((c.get("outages") or {}).items()):
             since = datetime.fromtimestamp(o["since"], UTC).isoformat()[:19]

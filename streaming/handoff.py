@@ -25,7 +25,7 @@ from streaming.tables import TableStore
 from streaming.thresholds import ThresholdStore
 from streaming.trigger import Due, due_series
 
-__all__ = ["Handoff", "HandoffReport", "RetrainClient", "Submission"]
+__all__ = ["Handoff", "HandoffReport", "RetrainClient", "Submission", "served_version"]
 
 log = logging.getLogger("shelfcast.handoff")
 
@@ -142,7 +142,7 @@ class Handoff:
                             d.priority,
                             None if d.key in forced else state[d.key]["total_events"] or 0,
                             d.kind,
-                            _served_version(state[d.key].get("model_version")),
+                            served_version(state[d.key].get("model_version")),
                         )
                         for d in due
                     ],
@@ -246,7 +246,7 @@ def _edit(state: dict[str, dict[str, Any]], key: str) -> dict[str, Any]:
     return row
 
 
-def _served_version(value: Any) -> int | None:
+def served_version(value: Any) -> int | None:
     """``series_state``'s model version (a string column) as a number, if it is one."""
     try:
         return int(value) if value is not None else None

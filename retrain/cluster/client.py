@@ -419,6 +419,7 @@ def merge_status(each: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"shards": each}
     for name in ("queued", "running", "rerun", "poison", "capacity", "published"):
         out[name] = sum(int(s.get(name) or 0) for s in each)
+    out["batch_size"] = max(int(s.get("batch_size") or 1) for s in each)
     out["retrains_last_minute"] = sum(int(s["retrains_last_minute"]) for s in each)
     out["cpu_seconds"] = sum(float(s["cpu_seconds"]) for s in each)
     timed = [(s["retrains_last_minute"], s["mean_retrain_seconds"]) for s in each]

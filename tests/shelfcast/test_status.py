@@ -17,3 +17,15 @@ def test_status_lists_each_outage_with_the_series_waiting_for_it() -> None:
         "  3 series waiting for MLflow since 2023-11-14T22:13:20 (an outage, retried until it "
         "answers): MLflow is unreachable"
     ) in text.splitlines()
+
+
+def test_status_says_how_many_series_a_task_takes_when_more_than_one() -> None:
+    coordinator = {
+        "queued": 900, "running": 64, "capacity": 2, "poisoned": {}, "retrains_last_minute": 0,
+        "published": 7, "latest": [], "outages": {},
+    }  # fmt: skip
+    status = {"service": {}, "lag": {}, "series": {}, "families": {}}
+    one = render_status({**status, "coordinator": {**coordinator, "batch_size": 1}})
+    assert "64 running on 2 CPUs, 0 poisoned" in one
+    batched = render_status({**status, "coordinator": {**coordinator, "batch_size": 32}})
+    assert "64 running on 2 CPUs (up to 32 a task), 0 poisoned" in batched
