@@ -30,20 +30,13 @@ from retrain.cluster.queue import Job
 from retrain.errors import InfrastructureError
 from retrain.group.config import GroupSpec
 from retrain.group.train import GroupStores
-from retrain.kernel.fallback import SeriesFit, WarmState, retrain_one
+from retrain.kernel.fallback import SeriesFit, retrain_one
 from retrain.kernel.families import GLOBAL, GroupView
 from retrain.kernel.tuning import TuneConfig
 from retrain.prophet.fit import FitOptions, FitStats
 from retrain.stores.registry import GroupRecord
-from retrain.stores.studies import (
-    StudyRef,
-    last_serial,
-    open_study,
-    save_serial,
-    save_warm_state,
-    saved_state,
-    study_name,
-)
+from retrain.stores.studies import StudyRef, legacy_study, study_name
+from retrain.stores.study_table import StudyTable
 
 __all__ = ["HEARTBEAT_SECONDS", "TaskResult", "TaskSpec", "heartbeat", "run_batch"]
 
@@ -231,20 +224,14 @@ def _last_serial(job: Job, saved: int, tracker: Callable[[], Any]) -> int:
     return max(saved, job.served or 0)
 
 
-def _open(
-    job: Job, ref: StudyRef, name: str, tracker: Callable[[], Any]
-) -> tuple[Any, WarmState, int]:
-    """The series' study (started over for a cold job), its warm state and last serial."""
-    if not job.cold:
-        study = open_study(ref, name, cold=False)
-        warm, saved = saved_state(study)
-        return study, warm, _last_serial(job, saved, tracker)
-    # Read before the study is deleted.
-    previous = _last_serial(job, last_serial(ref, name), tracker)
-    study = open_study(ref, name, cold=True)
-    if previous:
-        save_serial(study, previous)  # a cold attempt that fails later keeps it
-    return study, WarmState(), previous
+def _studies(spec: TaskSpec) -> tuple[StudyTable, Callable[[str], Any]]:
+    """The series' study table, and a reader of the Optuna storage its studies were in
+    before (read once for a series the table does not hold yet)."""
+    ref = StudyRef(spec.journal_dir, spec.journal_shards, spec.optuna_url)
+    table = StudyTable(
+        spec.journal_dir, spec.journal_shards, spec.optuna_url, spec.tune.history_trials
+    )
+    return table, legacy_study(ref)
 
 
 def _run(
@@ -257,14 +244,17 @@ def _run(
     began = time.perf_counter()
     history = reads.history(job)
     loaded = time.perf_counter()
-    ref = StudyRef(spec.journal_dir, spec.journal_shards, spec.optuna_url)
+    table, legacy = _studies(spec)
     name = study_name(job.store_id, job.item_id)
 
     def tracker() -> Any:  # MLflow only when needed: most group-served series never are
         return tracker_of(spec.tracking_uri, spec.experiment, spec.mlflow_retries)
 
-    study, warm, previous = _open(job, ref, name, tracker)
-    serial = previous + 1
+    # A cold job starts the study over, its serial kept (a cold attempt that fails later
+    # keeps it too).
+    series = table.open(name, cold=job.cold, legacy=legacy)
+    study, warm = series.study, series.warm
+    serial = _last_serial(job, series.serial, tracker) + 1
     opened = time.perf_counter()
 
     def last_good() -> str | None:
@@ -306,9 +296,9 @@ def _run(
     # Saved before the forecast exists: a retry after a failed recording takes the next
     # serial, and serials only ever grow (a gap is harmless).
     if fit.method in ("tuned", "defaults"):
-        save_warm_state(study, fit.params, fit.stan_init, fit.choice, serial)
-    else:
-        save_serial(study, serial)
+        table.save(series, serial, (fit.params, fit.stan_init, fit.choice))
+    else:  # a fallback forecast keeps the warm state the last tuned wave left
+        table.save(series, serial)
     recording = time.perf_counter()
     lineage: dict[str, Any] = {
         "data_version": job.version,

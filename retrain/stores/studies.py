@@ -35,6 +35,7 @@ __all__ = [
     "JournalFlock",
     "StudyRef",
     "last_serial",
+    "legacy_study",
     "open_study",
     "save_serial",
     "save_warm_state",
@@ -234,6 +235,36 @@ def save_serial(study: optuna.Study, serial: int) -> None:
     """Only the serial: a fallback forecast keeps the warm state the last tuned wave left."""
     value = {**_saved(_attrs(study)), "serial": serial}
     _storage_call(f"writing study {study.study_name}", study.set_user_attr, _WARM, value)
+
+
+def legacy_study(ref: StudyRef) -> Callable[[str], tuple[list[Any], dict[str, Any]] | None]:
+    """A reader of a series' study in this Optuna storage, for the study table's first read
+    of a series it does not hold: its completed trials and its saved state (warm state and
+    serial), or None when the storage has no such study."""
+
+    def read(name: str) -> tuple[list[Any], dict[str, Any]] | None:
+        if not ref.url:
+            shard = zlib.crc32(name.encode()) % ref.shards
+            if not (ref.journal_dir / f"studies-{shard:03d}.log").is_file():
+                return None  # never opened: opening would create it
+        try:
+            study = _storage_call(
+                f"loading study {name}",
+                optuna.load_study,
+                study_name=name,
+                storage=ref.storage(name),
+            )
+        except KeyError:
+            return None
+        trials = _storage_call(
+            f"reading study {name}",
+            study.get_trials,
+            deepcopy=False,
+            states=(optuna.trial.TrialState.COMPLETE,),
+        )
+        return list(trials), _saved(_attrs(study))
+
+    return read
 
 
 def last_serial(ref: StudyRef, name: str) -> int:

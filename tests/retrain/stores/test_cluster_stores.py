@@ -20,7 +20,15 @@ from contracts import parse_forecast
 from retrain.kernel.fallback import SeriesFit
 from retrain.prophet.fit import Params
 from retrain.stores.registry import CHAMPION, Tracker, model_name
-from retrain.stores.studies import StudyRef, open_study, save_warm_state, study_name, warm_state
+from retrain.stores.studies import (
+    StudyRef,
+    legacy_study,
+    open_study,
+    save_warm_state,
+    study_name,
+    warm_state,
+)
+from retrain.stores.study_table import StudyTable
 from shelfcast.cli import main
 from shelfcast.retrain_command import run_wave
 from shelfcast.settings import Settings
@@ -76,6 +84,16 @@ def test_studies_in_postgresql_open_save_warm_state_and_start_over(
     assert state.choice == {"family": "prophet"}
     assert name in optuna.get_all_study_names(ref.storage(name))
 
+    # The series' study table in the same database: the study above moves at its first save.
+    table = StudyTable(Path("/nonexistent"), 1, url, keep=5)
+    moved = table.open(name, cold=False, legacy=legacy_study(ref))
+    assert moved.warm.params == params and moved.serial == 0
+    table.save(moved, 3)
+    assert table.rows(name) == (1, 0)  # the enqueued trial never ran: no trial kept
+    kept = table.open(name, cold=False)
+    assert kept.serial == 3 and kept.warm.params == params
+    assert table.open(name, cold=True).serial == 3  # cold: the serial stays
+
     fresh = open_study(ref, name, cold=True)  # cold starts over
     assert fresh.trials == [] and warm_state(fresh).params is None
 
@@ -94,7 +112,6 @@ def test_two_waves_on_postgresql_and_the_tracking_server_warm_start_and_keep_the
     mlflow_server: MlflowServer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    import optuna
     from mlflow import MlflowClient
 
     began = time.time()
@@ -121,11 +138,13 @@ def test_two_waves_on_postgresql_and_the_tracking_server_warm_start_and_keep_the
     assert Counter((f.key, f.model_version) for f in forecasts) == {
         (f"{s}|{i}", v): 1 for s, i in series for v in (1, 2)
     }
-    # Studies live in PostgreSQL, not in journal files under the data dir.
+    # Studies live in PostgreSQL's study table, not in files under the data dir.
     url = settings.optuna_storage.get_secret_value()
-    names = set(optuna.get_all_study_names(StudyRef(settings.optuna_dir, 1, url).storage("x")))
-    assert {study_name(s, i) for s, i in series} <= names
-    assert not list(settings.optuna_dir.glob("*.log"))
+    table = StudyTable(settings.optuna_dir, 1, url)
+    for s, i in series:
+        state_rows, trial_rows = table.rows(study_name(s, i))
+        assert state_rows == 1 and trial_rows > 0
+    assert not settings.optuna_dir.exists() or not list(settings.optuna_dir.iterdir())
     # Runs, versions and the champion alias on the server; model files in its artifact folder.
     client = MlflowClient(mlflow_server.url, registry_uri=mlflow_server.url)
     for s, i in series:
