@@ -5,7 +5,8 @@ the baseline) and the study table (``retrain/stores/study_table.py``: a state ro
 newest trials per series, an SQLite file per shard), ``SHARDS`` (8) shards each. For
 ``--series`` series, as the tasks do it: a cold wave (20 trials, the warm state saved), then
 ``--waves`` warm waves (the study and its warm state read, 3 trials added, the warm state and
-serial saved). Per wave it prints ms per series and the bytes the store grew by per series;
+serial saved), and a kept wave (every champion kept, as a series the group model serves: its
+warm state read, its serial saved, no trials). Per wave it prints ms per series and the bytes the store grew by per series;
 then what a new worker process pays for its first study of a shard (a journal is replayed
 whole; the table reads the series' rows).
 
@@ -59,23 +60,31 @@ def store_bytes(root: Path) -> int:
     return sum(p.stat().st_size for p in root.glob("studies-*"))
 
 
-def table_wave(table: StudyTable, names: list[str], cold: bool) -> float:
+def table_wave(table: StudyTable, names: list[str], cold: bool, kept: bool = False) -> float:
     """ms per series of one wave's study work on the study table."""
     began = time.perf_counter()
     for name in names:
         series = table.open(name, cold=cold)
+        if kept:
+            table.save(series, series.serial + 1)
+            continue
         count = COLD_TRIALS if cold else WARM_TRIALS
-        base = len(series.study.trials)
-        series.study.add_trials([_trial(base + n) for n in range(count)])
+        study = series.study()  # as a series that tunes: its past trials read
+        base = len(study.get_trials(deepcopy=False))
+        study.add_trials([_trial(base + n) for n in range(count)])
         table.save(series, series.serial + 1, (WARM, None, {"family": "prophet"}))
     return 1000 * (time.perf_counter() - began) / len(names)
 
 
-def wave(ref: StudyRef, names: list[str], cold: bool) -> float:
+def wave(ref: StudyRef, names: list[str], cold: bool, kept: bool = False) -> float:
     """ms per series of one wave's study work on the journal files."""
     began = time.perf_counter()
     for name in names:
         study = open_study(ref, name, cold=cold)
+        if kept:
+            warm_state(study)
+            save_warm_state(study, WARM, None, {"family": "prophet"}, saved_serial(study) + 1)
+            continue
         if cold:
             study.add_trials([_trial(n) for n in range(COLD_TRIALS)])
             save_warm_state(study, WARM, None, {"family": "prophet"}, 1)
@@ -111,12 +120,16 @@ def run(
         root = Path(tmp)
         ref = StudyRef(root, SHARDS)
         table = StudyTable(root, SHARDS)
-        for number in range(waves + 1):
+        for number in range(waves + 2):
             before = store_bytes(root)
-            cold = number == 0
-            ms = wave(ref, names, cold) if kind == "journal" else table_wave(table, names, cold)
+            cold, kept = number == 0, number == waves + 1
+            ms = (
+                wave(ref, names, cold, kept)
+                if kind == "journal"
+                else table_wave(table, names, cold, kept)
+            )
             added = (store_bytes(root) - before) / series
-            label = "cold wave" if cold else f"warm wave {number}"
+            label = "cold wave" if cold else "kept wave" if kept else f"warm wave {number}"
             rows.append((label, ms, added))
             print(
                 f"  {kind}, {series:,} series, {label}: {ms:.2f} ms, +{added:,.0f} B a series",

@@ -253,7 +253,7 @@ def _run(
     # A cold job starts the study over, its serial kept (a cold attempt that fails later
     # keeps it too).
     series = table.open(name, cold=job.cold, legacy=legacy)
-    study, warm = series.study, series.warm
+    warm = series.warm
     serial = _last_serial(job, series.serial, tracker) + 1
     opened = time.perf_counter()
 
@@ -284,7 +284,7 @@ def _run(
             history,
             ahead.tune,
             options,
-            study,
+            series.study,  # made from its saved trials only if the selection runs
             warm,
             last_good,
             view,

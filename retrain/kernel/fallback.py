@@ -337,7 +337,7 @@ def retrain_one(
     history: History,
     config: TuneConfig,
     options: FitOptions,
-    study: optuna.Study | None,
+    study: "optuna.Study | Callable[[], optuna.Study] | None",
     warm: WarmState,
     last_good: Callable[[], str | None],
     group: GroupView | None = None,
@@ -345,7 +345,9 @@ def retrain_one(
     retune: bool = True,
     notes: list[str] | None = None,
 ) -> SeriesFit:
-    """Select (when a study is given), refit on all history, forecast ``config.horizon`` days.
+    """Select (when a study is given, or a function that makes it: called only when the
+    selection needs its past trials), refit on all history, forecast ``config.horizon``
+    days.
 
     ``group``: the group model's view of the series (``global`` joins the candidates);
     ``plan``: what is planned over the history and the horizon (closures, regressors);

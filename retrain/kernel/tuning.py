@@ -20,7 +20,7 @@ own write, with an fsync on a journal file).
 """
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -341,7 +341,7 @@ def tune(
     history: History,
     data: SeriesData,
     closures: Closures,
-    study: optuna.Study,
+    study: "optuna.Study | Callable[[], optuna.Study]",
     config: TuneConfig,
     options: FitOptions,
     previous: Choice | None,
@@ -364,10 +364,6 @@ def tune(
     scores = _Scores(history, data, closures, warm_folds if previous else folds, options, group)
     allowed = _allowed(config, closures, history, data, folds[0].cutoff, group)
     holidays = data.holidays is not None
-    past = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    past = past[-config.history_trials :]
-    scratch = optuna.create_study(direction="minimize", sampler=study.sampler)
-    scratch.add_trials(past)
 
     warm = previous is not None
     reselected = False
@@ -381,6 +377,14 @@ def tune(
         and previous.interval is not None
     ):
         return _kept(previous, history)
+    # Read only now: a kept champion needs none of the past trials (a study table builds its
+    # study from them on this call).
+    if callable(study):
+        study = study()
+    past = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    past = past[-config.history_trials :]
+    scratch = optuna.create_study(direction="minimize", sampler=study.sampler)
+    scratch.add_trials(past)
     if previous is not None and (previous.group_version is None) != (version is None):
         # Switched between the series' own folds and the group's: the score is not comparable,
         # so every candidate is scored again; the structures chosen before still hold.

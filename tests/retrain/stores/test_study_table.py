@@ -37,8 +37,8 @@ def test_a_series_keeps_one_state_row_and_its_newest_trials_whatever_the_waves(
 ) -> None:
     table = StudyTable(tmp_path, 2, keep=5)
     first = table.open("s", cold=False)
-    assert (first.serial, first.warm.params, first.study.trials) == (0, None, [])
-    trials(first.study, 4)
+    assert (first.serial, first.warm.params, first.study().trials) == (0, None, [])
+    trials(first.study(), 4)
     table.save(first, 1, (Params(0.2).as_dict(), INIT, {"family": "prophet"}))
     assert table.rows("s") == (1, 4)
 
@@ -46,15 +46,17 @@ def test_a_series_keeps_one_state_row_and_its_newest_trials_whatever_the_waves(
         again = table.open("s", cold=False)
         assert again.serial == wave - 1
         assert again.warm.params == Params(0.2) and again.warm.stan_init == INIT
-        trials(again.study, 3, start=10.0 * wave)
+        trials(again.study(), 3, start=10.0 * wave)
         table.save(again, wave)  # a fallback's save: the tuned wave's warm state stays
         assert table.rows("s") == (1, 5)  # bounded: the oldest trials go
 
     last = table.open("s", cold=False)
-    assert [t.value for t in last.study.trials] == [41.0, 42.0, 50.0, 51.0, 52.0]
-    assert last.study.trials[-1].user_attrs == {"candidate": {"family": "prophet", "k": 2}}
+    assert [t.value for t in last.study().trials] == [41.0, 42.0, 50.0, 51.0, 52.0]
+    assert last.study().trials[-1].user_attrs == {"candidate": {"family": "prophet", "k": 2}}
     assert last.warm.choice == {"family": "prophet"} and last.serial == 5
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f"studies-{table.shard('s'):03d}.sqlite"]
+    # One file per shard (with its WAL beside it), not one per series.
+    shard = f"studies-{table.shard('s'):03d}.sqlite"
+    assert {p.name.split("-wal")[0].split("-shm")[0] for p in tmp_path.iterdir()} == {shard}
 
 
 def test_a_cold_start_drops_the_trials_and_warm_state_and_keeps_the_serial(
@@ -62,11 +64,11 @@ def test_a_cold_start_drops_the_trials_and_warm_state_and_keeps_the_serial(
 ) -> None:
     table = StudyTable(tmp_path, 1, keep=5)
     study = table.open("s", cold=False)
-    trials(study.study, 3)
+    trials(study.study(), 3)
     table.save(study, 7, (Params(0.2).as_dict(), INIT, None))
 
     cold = table.open("s", cold=True)
-    assert (cold.serial, cold.warm.params, cold.study.trials) == (7, None, [])
+    assert (cold.serial, cold.warm.params, cold.study().trials) == (7, None, [])
     assert table.rows("s") == (1, 0)  # a cold attempt that fails later keeps the serial
     again = table.open("s", cold=False)
     assert (again.serial, again.warm.params) == (7, None)
@@ -83,7 +85,7 @@ def test_a_study_of_the_journal_of_before_is_read_once_and_moved_at_its_save(
 
     moved = table.open("s", cold=False, legacy=legacy_study(ref))
     assert (moved.serial, moved.warm.params) == (9, Params(0.3))
-    assert [t.value for t in moved.study.trials] == [3.0, 4.0, 5.0, 6.0, 7.0]
+    assert [t.value for t in moved.study().trials] == [3.0, 4.0, 5.0, 6.0, 7.0]
     table.save(moved, 10)
     assert table.rows("s") == (1, 5)
     assert table.open("s", cold=False).warm.params == Params(0.3)
