@@ -6,9 +6,9 @@ newest trials per series, an SQLite file per shard), ``SHARDS`` (8) shards each.
 ``--series`` series, as the tasks do it: a cold wave (20 trials, the warm state saved), then
 ``--waves`` warm waves (the study and its warm state read, 3 trials added, the warm state and
 serial saved), and a kept wave (every champion kept, as a series the group model serves: its
-warm state read, its serial saved, no trials). Per wave it prints ms per series and the bytes the store grew by per series;
-then what a new worker process pays for its first study of a shard (a journal is replayed
-whole; the table reads the series' rows).
+warm state read, its serial saved, no trials). Per wave it prints ms per series and the
+bytes the store grew by per series; then what a new worker process pays for its first study
+of a shard (a journal is replayed whole; the table reads the series' rows).
 
     python -m bench.studies [--series 10000] [--waves 3] [--stores journal table]
 """
