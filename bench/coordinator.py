@@ -50,7 +50,7 @@ POINTS = [
 def idle_job(
     job: Job, spec: TaskSpec, reporter: Any = None, wave_run: Any = None, group: Any = None
 ) -> TaskResult:
-    """What ``run_job`` hands back, without loading, fitting or recording anything."""
+    """What a series' retrain hands back, without loading, fitting or recording anything."""
     if reporter is not None:
         reporter.started.remote(job.key, os.getpid())
     fit = SeriesFit("tuned", THROUGH, POINTS, "", validation_mae=1.0, validation_mase=0.8)

@@ -78,6 +78,9 @@ class Coordinator:
         self._tasks: dict[str, asyncio.Task[None]] = {}  # by batch
         self._batch_of: dict[str, str] = {}  # the batch each running series is in
         self._pace = Pace(config.batch_seconds, config.batch_size)
+        # Series whose whole batch failed (its worker crashed, say): each runs alone next,
+        # so that one series' crash does not keep taking its store's others down.
+        self._alone: set[str] = set()
         self._capacity = (0, 0.0)
         self._wave_methods: dict[str, Counter[str]] = {}
         self._recent: deque[tuple[float, float]] = deque(maxlen=10_000)
@@ -262,7 +265,10 @@ class Coordinator:
             free = self._cpus() - len(self._tasks)
             size = self._pace.size()
             taken = self.queue.take(now, free * size, ready) if free > 0 else []
-            for jobs in plan_batches(taken, free, size, self._affinity):
+            alone = [[job] for job in taken if job.key in self._alone]
+            rest = [job for job in taken if job.key not in self._alone]
+            slots = max(1, free - len(alone))
+            for jobs in alone + plan_batches(rest, slots, size, self._affinity):
                 batch = uuid.uuid4().hex[:12]
                 self._batch_of.update((job.key, batch) for job in jobs)
                 self._tasks[batch] = asyncio.get_running_loop().create_task(
@@ -315,8 +321,17 @@ class Coordinator:
                 groups = tuple(self.groups.record(job) for job in jobs)
                 batch = Batch(batch_id, tuple(jobs), wave_runs, groups)
                 outcomes = await self._train(batch, self._me)
+                if len(outcomes) != len(jobs):
+                    raise RetrainError(
+                        f"The retrain task returned {len(outcomes)} outcomes for {len(jobs)} "
+                        "series; they are retried one to a task."
+                    )
             except Exception as exc:  # the whole task: its worker, Ray, MLflow's wave run
                 outcomes = [TaskFailure(error_text(exc), outage_of(exc))] * len(jobs)
+                if len(jobs) > 1:
+                    self._alone.update(job.key for job in jobs)
+            else:
+                self._alone.difference_update(job.key for job in jobs)
             await asyncio.gather(
                 *(
                     self._settle(job, outcome, wave_runs.get(job.wave_id, ""))
@@ -404,8 +419,10 @@ class Coordinator:
                 break
             done, _ = await asyncio.wait({future}, timeout=left)
             if done:
-                outcomes: list[TaskResult | TaskFailure] = future.result()
-                return outcomes
+                break
+        if future.done():  # finished as its limit came: its outcomes stand
+            outcomes: list[TaskResult | TaskFailure] = future.result()
+            return outcomes
         # force: a hung task never reaches a cancellation point; its worker is killed.
         ray.cancel(ref, force=True)
         return overrun(batch, self._beats.get(batch.id), limit, time.monotonic())

@@ -22,17 +22,26 @@ log = logging.getLogger("shelfcast.coordinator")
 
 BUSY = ("queued", "running")
 _COLUMNS = ["store_id", "item_id", "status", "total_events", "events_since_retrain"]
+_SERVED = "model_version"  # the version of its last served forecast (a string column)
+
+
+def _served(value: object) -> int | None:
+    try:
+        return int(str(value)) if value is not None else None
+    except ValueError:
+        return None
 
 
 def busy_series(delta_dir: Path, shard: int = 0, shards: int = 1) -> tuple[list[Request], int]:
     """This shard's series marked busy, and the ``daily_sales`` version to retrain them at.
 
     ``([], -1)`` when there are no tables yet. Each request carries the series' stored events,
-    so a series that fails again is poisoned on the data it has."""
+    so a series that fails again is poisoned on the data it has, and the version of its last
+    served forecast: its next one's is higher, whatever its study kept."""
     try:
         state = DeltaTable(str(delta_dir / "series_state"))
         version = int(DeltaTable(str(delta_dir / "daily_sales")).version())
-        rows = state.to_pyarrow_table(columns=_COLUMNS).to_pylist()
+        rows = state.to_pyarrow_table(columns=[*_COLUMNS, _SERVED]).to_pylist()
     except TableNotFoundError:
         return [], -1
     except (DeltaError, OSError) as exc:
@@ -48,6 +57,7 @@ def busy_series(delta_dir: Path, shard: int = 0, shards: int = 1) -> tuple[list[
             str(r["item_id"]),
             float(r["events_since_retrain"] or 0),
             None if r["total_events"] is None else int(r["total_events"]),
+            served=_served(r[_SERVED]),
         )
         for r in rows
         if r["status"] in BUSY

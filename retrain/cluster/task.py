@@ -1,13 +1,13 @@
-"""The body of one Ray task: load one series at a data version, re-tune, refit, forecast,
-and record what it made.
+"""The body of one Ray task: a batch of series, each in turn loaded at a data version,
+re-tuned, refitted and forecast, and what it made recorded; each series fails alone.
 
 A series with a model of its own is recorded here, a run and a model version in MLflow:
 recording on the coordinator kept that work (~20-25 ms, six calls) from running as parallel
 as the fits, and capped a wave at ~30 series a second whatever the cluster's size. A series
 the group model alone forecasts needs neither (its model is the group's version): the task
 returns its row for the wave's series table, which the coordinator stores in parts. Its
-forecast's ``model_version`` is the series' serial, saved in its study with the warm state
-(one write, as before), so it grows with every forecast without a registry version. Kafka
+forecast's ``model_version`` is the series' serial, saved in its study table row with the
+warm state (one write), so it grows with every forecast without a registry version. Kafka
 stays on the coordinator, once per result.
 """
 
@@ -96,8 +96,9 @@ class TaskResult:
     node_id: str = ""  # the Ray node the task ran on
     group_version: int | None = None  # the group model that served it
     group_error: str | None = None  # its group model could not be used
-    # Seconds by stage: load (history, plans, stores), study (Optuna storage: open, warm
-    # state and serial, save), model (selection, refit, forecast), record (MLflow).
+    # Seconds by stage: load (history, plans, stores; a batch's shared reads in its first
+    # series'), study (the study table: read, save), model (selection, refit, forecast; the
+    # batch's group model prediction in its first series'), record (MLflow).
     stages: dict[str, float] = field(default_factory=dict)
     registry_version: int | None = None  # the series' own model version, if it has one
     row: dict[str, Any] = field(default_factory=dict)  # its row of the wave's series table
@@ -142,6 +143,11 @@ def series_row(result: TaskResult) -> dict[str, Any]:
     }
 
 
+# Systems every series of a batch needs alike: once one is down for a series, the others
+# are not tried (a Delta read is per store, so other stores' series go on).
+_SHARED = frozenset({"MLflow", "Optuna storage"})
+
+
 def run_batch(batch: Batch, spec: TaskSpec, reporter: Any = None) -> list[TaskResult | TaskFailure]:
     """Retrain the batch's series in turn; each one's outcome, in order. Every modelling
     failure falls back inside (see ``retrain_one``); a series that still fails fails alone
@@ -158,15 +164,26 @@ def run_batch(batch: Batch, spec: TaskSpec, reporter: Any = None) -> list[TaskRe
     refits the champion with the new plans, nothing is re-tuned.
     """
     out: list[TaskResult | TaskFailure] = []
+    down: TaskFailure | None = None
     with heartbeat(reporter, batch.id) as progress:
         reads = BatchReads(spec, batch)
         for index, job in enumerate(batch.jobs):
+            if down is not None:  # each would wait out the same outage in turn
+                out.append(down)
+                continue
             progress.current = job.key
             wave_run = batch.wave_runs.get(job.wave_id)
             try:
                 out.append(_run(job, spec, wave_run, batch.group(index), reads))
             except Exception as exc:
-                out.append(TaskFailure(error_text(exc), outage_of(exc)))
+                failed = TaskFailure(error_text(exc), outage_of(exc))
+                out.append(failed)
+                if failed.outage in _SHARED:
+                    down = TaskFailure(
+                        f"Not tried: {failed.outage} was down for an earlier series of its "
+                        f"task ({failed.error})",
+                        failed.outage,
+                    )
     return out
 
 

@@ -14,9 +14,9 @@ re-estimated with its structure kept and re-scored on today's folds, a few TPE t
 challenge it, and the same rule decides. Full re-selection every ``reselect_every`` warm
 waves, or when the champion's fold error drifted ``drift_ratio`` above its score when chosen.
 
-The wave's trials run on an in-memory copy of the study's most recent trials and are written
-back at the end, one storage write per trial (on the persisted study every suggestion is its
-own write, with an fsync on a journal file).
+The wave's trials run on an in-memory copy of the study's most recent trials and are added
+back to the study at the end (the study table then saves them with the warm state in one
+transaction; on a persisted Optuna study each suggestion would be its own write).
 """
 
 import time

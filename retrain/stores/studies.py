@@ -1,9 +1,10 @@
-"""The Optuna storage edge: one persisted study per series, its warm-start state, and the
-series' forecast serial (the ``model_version`` its forecasts carry), saved in the same write.
+"""The Optuna storage edge: persisted Optuna studies, with a warm-start state and a serial.
 
-Default: JournalStorage on files under ``<data_dir>/optuna``, sharded by series, because
-opening a journal replays it whole and SQLite locks under parallel writers. A database URL
-(PostgreSQL in cluster mode) replaces it. Storages are opened once per worker process.
+The group models' studies live here (a few per cluster). The series' studies moved to the
+study table (:mod:`retrain.stores.study_table`); :func:`legacy_study` reads a series' study
+of before, once, for its move. Default: JournalStorage on files under
+``<data_dir>/optuna``, sharded by name; a database URL (PostgreSQL in cluster mode) replaces
+it. Storages are opened once per worker process.
 
 A journal's writers take an ``flock`` on ``<journal>.flock``, which the kernel releases when
 its holder dies. Optuna's default lock is a symlink that outlives a worker killed while

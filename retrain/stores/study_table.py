@@ -13,7 +13,8 @@ transaction. Optuna still samples, on an in-memory study built from them.
 Where: a database URL (``SHELFCAST_OPTUNA_STORAGE``: PostgreSQL in a cluster; the tables sit
 beside Optuna's own), else an SQLite file per shard under the Optuna folder. A series with no
 rows yet whose study is in the Optuna storage of before (journal files, or the database's
-Optuna tables) is read from there once and moved at its first save.
+Optuna tables) is read from there until its first save moves it; a worker that reads a
+journal replays it whole once, as before (the group models' studies stay in those files).
 """
 
 import json
@@ -59,9 +60,9 @@ class SeriesStudy:
 
     def study(self) -> optuna.Study:
         if self.built is None:
-            self.built = optuna.create_study(direction="minimize", sampler=_sampler(self.seed))
-            self.built.add_trials([_trial_of(text) for text in self.rows] + self.moved)
-            self.saved = len(self.rows)
+            made = optuna.create_study(direction="minimize", sampler=_sampler(self.seed))
+            made.add_trials([_trial_of(text) for text in self.rows] + self.moved)
+            self.built, self.saved = made, len(self.rows)
         return self.built
 
 
@@ -149,7 +150,29 @@ class _Tables:
         self.engine = sa.create_engine(url, **options)
         if url.startswith("sqlite"):
             sa.event.listen(self.engine, "connect", _wal)
-        self.meta.create_all(self.engine)
+        for attempt in range(3):
+            try:
+                self.meta.create_all(self.engine)  # checks first: a no-op once they exist
+                break
+            except sa.exc.DatabaseError:
+                # Another worker created them between the check and the create: look again.
+                if attempt == 2:
+                    raise
+        self.upsert = _upsert(self.engine.dialect.name)
+
+
+def _upsert(dialect: str) -> Any:
+    """The dialect's ``INSERT ... ON CONFLICT`` (SQLite and PostgreSQL; else a plain insert
+    after a delete)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert
+    return None
 
 
 @cache
@@ -276,10 +299,18 @@ class StudyTable:
             with t.engine.begin() as conn:
                 if start_over:
                     conn.execute(sa.delete(t.trials).where(t.trials.c.name == name))
-                conn.execute(sa.delete(t.state).where(t.state.c.name == name))
-                conn.execute(
-                    sa.insert(t.state).values(name=name, state=text, updated_at=time.time())
-                )
+                row = {"name": name, "state": text, "updated_at": time.time()}
+                if t.upsert is not None:  # one statement: two writers never collide on it
+                    insert = t.upsert(t.state).values(**row)
+                    conn.execute(
+                        insert.on_conflict_do_update(
+                            index_elements=[t.state.c.name],
+                            set_={"state": text, "updated_at": row["updated_at"]},
+                        )
+                    )
+                else:
+                    conn.execute(sa.delete(t.state).where(t.state.c.name == name))
+                    conn.execute(sa.insert(t.state).values(**row))
                 if numbered:
                     conn.execute(
                         sa.insert(t.trials),

@@ -1,6 +1,10 @@
 """How due series are split into tasks, and what a batch stopped at its limit says (pure)."""
 
-from retrain.cluster.batches import Batch, Beat, Pace, overrun, plan_batches
+from typing import cast
+
+import pytest
+
+from retrain.cluster.batches import Batch, Beat, Pace, TaskFailure, overrun, plan_batches
 from retrain.cluster.queue import Job
 
 
@@ -71,3 +75,27 @@ def test_a_task_takes_about_its_seconds_of_series_by_their_recent_mean() -> None
     for _ in range(60):
         pace.took(30.0)
     assert pace.size() == 1
+
+
+def test_once_a_shared_store_is_down_the_batch_s_other_series_are_not_tried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each would wait out the same outage in turn; a series' own failure stops nobody."""
+    from retrain.cluster import task
+    from retrain.errors import InfrastructureError, RetrainError
+
+    tried: list[str] = []
+
+    def run(job: Job, *_: object) -> object:
+        tried.append(job.item_id)
+        if job.item_id == "I000":
+            raise RetrainError("its own data is broken")
+        if job.item_id == "I001":
+            raise InfrastructureError("MLflow did not answer", "MLflow")
+        raise AssertionError("not tried after MLflow was down")
+
+    monkeypatch.setattr(task, "_run", run)
+    outcomes = task.run_batch(batch(4), cast(task.TaskSpec, None))
+    assert tried == ["I000", "I001"]
+    assert [o.outage for o in outcomes if isinstance(o, TaskFailure)] == [None, *["MLflow"] * 3]
+    assert "Not tried: MLflow was down" in cast(TaskFailure, outcomes[2]).error

@@ -24,12 +24,22 @@ from tests.support.wait import wait_for
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 
-def mark_busy(settings: Settings, rows: list[tuple[str, str, str]]) -> None:
-    """``series_state`` rows as a driver leaves them: ``(store, item, status)``."""
+def mark_busy(
+    settings: Settings, rows: list[tuple[str, str, str]], served: str | None = None
+) -> None:
+    """``series_state`` rows as a driver leaves them: ``(store, item, status)``, each having
+    served model version ``served``."""
     blank = dict.fromkeys(SERIES_STATE.names)
     table = pa.Table.from_pylist(
         [
-            {**blank, "store_id": s, "item_id": i, "status": status, "total_events": 100}
+            {
+                **blank,
+                "store_id": s,
+                "item_id": i,
+                "status": status,
+                "total_events": 100,
+                "model_version": served,
+            }
             for s, i, status in rows
         ],
         schema=SERIES_STATE,
@@ -46,8 +56,9 @@ def test_a_coordinator_started_afresh_or_restarted_by_ray_resubmits_the_busy_ser
 
     settings = retrain_settings()
     write_daily(settings, {("S1", "I1"): demand(120), ("S1", "I2"): demand(120, seed=3)}, START)
-    # The driver had handed S1|I1 to a coordinator since lost; S1|I2 was done.
-    mark_busy(settings, [("S1", "I1", "queued"), ("S1", "I2", "done")])
+    # The driver had handed S1|I1 to a coordinator since lost; S1|I2 was done. Both had
+    # served version 6 (their studies lost since): the next is higher.
+    mark_busy(settings, [("S1", "I1", "queued"), ("S1", "I2", "done")], served="6")
 
     # Nothing submitted: its queue comes from series_state.
     actor = coordinator(retrain_config(settings))
@@ -72,7 +83,7 @@ def test_a_coordinator_started_afresh_or_restarted_by_ray_resubmits_the_busy_ser
     forecasts = read_topic(settings, settings.topic_forecasts, expect=2)
     assert sorted(
         (parse_forecast(m.value()).key, parse_forecast(m.value()).model_version) for m in forecasts
-    ) == [("S1|I1", 1), ("S1|I1", 2)]
+    ) == [("S1|I1", 7), ("S1|I1", 8)]
 
 
 def test_two_shards_share_a_wave_and_the_service_side_client_sees_both(
