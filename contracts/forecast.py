@@ -1,14 +1,21 @@
 """Contract ``forecast`` v1: one series' new forecast on the ``forecasts`` topic."""
 
 from datetime import date
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from contracts.errors import ContractError
 from contracts.series import series_key
 
-__all__ = ["CONTRACT", "Forecast", "ForecastPoint", "Method", "parse_forecast"]
+__all__ = [
+    "CONTRACT",
+    "Forecast",
+    "ForecastPoint",
+    "Method",
+    "parse_forecast",
+    "parse_model_version",
+]
 
 CONTRACT = "forecast/v1"
 
@@ -75,3 +82,12 @@ def parse_forecast(value: bytes | str) -> Forecast:
         return Forecast.model_validate_json(value)
     except ValidationError as exc:
         raise ContractError(f"Not a valid forecast v1 message: {exc}") from exc
+
+
+def parse_model_version(value: Any) -> int | None:
+    """A forecast's ``model_version`` as a table stores it (``series_state`` keeps it as
+    text), or None when there is none or it is not a number."""
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None

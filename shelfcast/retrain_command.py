@@ -7,13 +7,13 @@ from collections import Counter
 from typing import Any
 
 from contracts.errors import SeriesKeyError
+from contracts.forecast import parse_model_version
 from contracts.series import parse_series_key, series_key
 from retrain.config import RetrainConfig
 from retrain.errors import RetrainError
 from shelfcast.errors import ShelfcastError
 from shelfcast.retrain_config import retrain_config
 from shelfcast.settings import Settings
-from streaming.handoff import served_version
 
 __all__ = ["all_series", "chosen_series", "follow_wave", "parse_series", "run_wave"]
 
@@ -62,7 +62,7 @@ def all_series(settings: Settings) -> list[tuple[Any, ...]]:
             float(r["events_since_retrain"] or 0),
             None,
             None,
-            served_version(r["model_version"]),
+            parse_model_version(r["model_version"]),
         )
         for r in _states(settings)
     ]
@@ -73,7 +73,7 @@ def chosen_series(settings: Settings, pairs: list[tuple[str, str]]) -> list[tupl
     series not in ``series_state`` yet has none)."""
     try:
         served = {
-            (str(r["store_id"]), str(r["item_id"])): served_version(r["model_version"])
+            (str(r["store_id"]), str(r["item_id"])): parse_model_version(r["model_version"])
             for r in _states(settings)
         }
     except ShelfcastError:

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
+from contracts.forecast import parse_model_version
 from contracts.series import series_key
 from streaming.drift import Served
 from streaming.pipeline import BatchReport
@@ -25,7 +26,7 @@ from streaming.tables import TableStore
 from streaming.thresholds import ThresholdStore
 from streaming.trigger import Due, due_series
 
-__all__ = ["Handoff", "HandoffReport", "RetrainClient", "Submission", "served_version"]
+__all__ = ["Handoff", "HandoffReport", "RetrainClient", "Submission"]
 
 log = logging.getLogger("shelfcast.handoff")
 
@@ -142,7 +143,7 @@ class Handoff:
                             d.priority,
                             None if d.key in forced else state[d.key]["total_events"] or 0,
                             d.kind,
-                            served_version(state[d.key].get("model_version")),
+                            parse_model_version(state[d.key].get("model_version")),
                         )
                         for d in due
                     ],
@@ -244,11 +245,3 @@ def _edit(state: dict[str, dict[str, Any]], key: str) -> dict[str, Any]:
     row = dict(state[key])
     state[key] = row
     return row
-
-
-def served_version(value: Any) -> int | None:
-    """``series_state``'s model version (a string column) as a number, if it is one."""
-    try:
-        return int(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None

@@ -12,6 +12,7 @@ from pathlib import Path
 from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
+from contracts.forecast import parse_model_version
 from contracts.series import series_key
 from retrain.cluster.queue import Request
 from retrain.cluster.shards import shard_of
@@ -23,13 +24,6 @@ log = logging.getLogger("shelfcast.coordinator")
 BUSY = ("queued", "running")
 _COLUMNS = ["store_id", "item_id", "status", "total_events", "events_since_retrain"]
 _SERVED = "model_version"  # the version of its last served forecast (a string column)
-
-
-def _served(value: object) -> int | None:
-    try:
-        return int(str(value)) if value is not None else None
-    except ValueError:
-        return None
 
 
 def busy_series(delta_dir: Path, shard: int = 0, shards: int = 1) -> tuple[list[Request], int]:
@@ -57,7 +51,7 @@ def busy_series(delta_dir: Path, shard: int = 0, shards: int = 1) -> tuple[list[
             str(r["item_id"]),
             float(r["events_since_retrain"] or 0),
             None if r["total_events"] is None else int(r["total_events"]),
-            served=_served(r[_SERVED]),
+            served=parse_model_version(r[_SERVED]),
         )
         for r in rows
         if r["status"] in BUSY

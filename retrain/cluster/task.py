@@ -166,7 +166,7 @@ def run_batch(batch: Batch, spec: TaskSpec, reporter: Any = None) -> list[TaskRe
     out: list[TaskResult | TaskFailure] = []
     down: TaskFailure | None = None
     with heartbeat(reporter, batch.id) as progress:
-        reads = BatchReads(spec, batch)
+        reads, studies = BatchReads(spec, batch), _studies(spec)
         for index, job in enumerate(batch.jobs):
             if down is not None:  # each would wait out the same outage in turn
                 out.append(down)
@@ -174,7 +174,7 @@ def run_batch(batch: Batch, spec: TaskSpec, reporter: Any = None) -> list[TaskRe
             progress.current = job.key
             wave_run = batch.wave_runs.get(job.wave_id)
             try:
-                out.append(_run(job, spec, wave_run, batch.group(index), reads))
+                out.append(_run(job, spec, wave_run, batch.group(index), reads, studies))
             except Exception as exc:
                 failed = TaskFailure(error_text(exc), outage_of(exc))
                 out.append(failed)
@@ -257,11 +257,12 @@ def _run(
     wave_run_id: str | None,
     group: GroupRecord | str | None,
     reads: BatchReads,
+    studies: tuple[StudyTable, Callable[[str], Any]],
 ) -> TaskResult:
     began = time.perf_counter()
     history = reads.history(job)
     loaded = time.perf_counter()
-    table, legacy = _studies(spec)
+    table, legacy = studies
     name = study_name(job.store_id, job.item_id)
 
     def tracker() -> Any:  # MLflow only when needed: most group-served series never are

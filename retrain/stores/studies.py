@@ -35,10 +35,9 @@ from retrain.stores.transient import transient
 __all__ = [
     "JournalFlock",
     "StudyRef",
-    "last_serial",
     "legacy_study",
     "open_study",
-    "save_serial",
+    "parse_saved",
     "save_warm_state",
     "saved_serial",
     "saved_state",
@@ -196,7 +195,12 @@ def _saved(attrs: dict[str, Any]) -> dict[str, Any]:
 def saved_state(study: optuna.Study) -> tuple[WarmState, int]:
     """What the last wave left (:func:`warm_state`) and its serial (:func:`saved_serial`),
     from one read of the storage."""
-    saved = _saved(_attrs(study))
+    return parse_saved(_saved(_attrs(study)))
+
+
+def parse_saved(saved: dict[str, Any]) -> tuple[WarmState, int]:
+    """A saved state (``params``, ``stan_init``, ``choice``, ``serial``) as the warm state
+    and the serial (0: none)."""
     params = saved.get("params")
     try:
         prophet = Params.from_dict(params) if params else None
@@ -232,12 +236,6 @@ def save_warm_state(
         _storage_call(f"writing study {study.study_name}", study.set_user_attr, _WARM, value)
 
 
-def save_serial(study: optuna.Study, serial: int) -> None:
-    """Only the serial: a fallback forecast keeps the warm state the last tuned wave left."""
-    value = {**_saved(_attrs(study)), "serial": serial}
-    _storage_call(f"writing study {study.study_name}", study.set_user_attr, _WARM, value)
-
-
 def legacy_study(ref: StudyRef) -> Callable[[str], tuple[list[Any], dict[str, Any]] | None]:
     """A reader of a series' study in this Optuna storage, for the study table's first read
     of a series it does not hold: its completed trials and its saved state (warm state and
@@ -266,14 +264,3 @@ def legacy_study(ref: StudyRef) -> Callable[[str], tuple[list[Any], dict[str, An
         return list(trials), _saved(_attrs(study))
 
     return read
-
-
-def last_serial(ref: StudyRef, name: str) -> int:
-    """The serial a study saved, read before a cold start deletes it (0 if there is none)."""
-    try:
-        study = _storage_call(
-            f"loading study {name}", optuna.load_study, study_name=name, storage=ref.storage(name)
-        )
-    except KeyError:
-        return 0
-    return saved_serial(study)

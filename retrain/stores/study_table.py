@@ -32,7 +32,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from retrain.errors import InfrastructureError, RetrainError
 from retrain.kernel.fallback import WarmState
-from retrain.prophet.fit import Params
+from retrain.stores.studies import parse_saved
 from retrain.stores.transient import transient
 
 __all__ = ["SeriesStudy", "StudyTable"]
@@ -88,17 +88,6 @@ def _trial_of(text: str) -> FrozenTrial:
         user_attrs=data["user_attrs"],
         system_attrs=data["system_attrs"],
     )
-
-
-def _warm_of(saved: dict[str, Any]) -> tuple[WarmState, int]:
-    params = saved.get("params")
-    try:
-        prophet = Params.from_dict(params) if params else None
-    except (KeyError, TypeError, ValueError):  # the champion is not a Prophet model
-        prophet = None
-    warm = WarmState(params=prophet, stan_init=saved.get("stan_init"), choice=saved.get("choice"))
-    serial = saved.get("serial")
-    return warm, serial if isinstance(serial, int) else 0
 
 
 def _kept(saved: dict[str, Any]) -> dict[str, Any]:
@@ -248,14 +237,14 @@ class StudyTable:
             found = legacy(name)
             if found is not None:
                 trials, saved = found
-                warm, serial = _warm_of(saved)
+                warm, serial = parse_saved(saved)
                 if cold:
                     return self._started_over(name, serial, seed)
                 return SeriesStudy(
                     name, warm, serial, -1, _kept(saved), seed, moved=trials[-self.keep :]
                 )
         saved_state = json.loads(state) if state else {}
-        warm, serial = _warm_of(saved_state)
+        warm, serial = parse_saved(saved_state)
         if cold:
             return self._started_over(name, serial, seed)
         last = rows[-1][0] if rows else -1

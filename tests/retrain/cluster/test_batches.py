@@ -95,6 +95,7 @@ def test_once_a_shared_store_is_down_the_batch_s_other_series_are_not_tried(
         raise AssertionError("not tried after MLflow was down")
 
     monkeypatch.setattr(task, "_run", run)
+    monkeypatch.setattr(task, "_studies", lambda spec: None)  # no stores: _run is replaced
     outcomes = task.run_batch(batch(4), cast(task.TaskSpec, None))
     assert tried == ["I000", "I001"]
     assert [o.outage for o in outcomes if isinstance(o, TaskFailure)] == [None, *["MLflow"] * 3]
