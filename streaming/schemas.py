@@ -172,8 +172,10 @@ TABLES: dict[str, tuple[pa.Schema, list[str]]] = {
     "daily_sales": (DAILY_SALES, ["store_id"]),
     "series_state": (SERIES_STATE, []),
     "quarantine": (QUARANTINE, []),
-    "forecasts": (FORECASTS, []),
-    "drift": (DRIFT, []),
+    # By store, as daily_sales: a series' history (every version it served, its live errors)
+    # is read from its store's files alone, however many stores the chain has.
+    "forecasts": (FORECASTS, ["store_id"]),
+    "drift": (DRIFT, ["store_id"]),
     "plans": (PLANS, ["store_id"]),
     "stores": (STORES, []),
 }

@@ -23,11 +23,14 @@ from streaming.errors import TableError
 from streaming.schemas import SERIES_STATE, TABLES
 from streaming.vacuum import check_vacuum_retention
 
-__all__ = ["TableStore"]
+__all__ = ["COMPACT_TARGET_BYTES", "TableStore"]
 
 log = logging.getLogger("shelfcast.tables")
 
 Write = Callable[[DeltaTable, CommitProperties], None]
+
+# Compacted file size of the append-only tables partitioned by store (others: Delta's 100 MB).
+COMPACT_TARGET_BYTES = {"forecasts": 8 << 20, "drift": 8 << 20}
 
 
 def _series_key(row: dict[str, Any]) -> str:
@@ -76,6 +79,7 @@ class TableStore:
                     storage_options=self.storage_options,
                 )
                 self._add_new_columns(name, schema)
+                self._check_layout(name, partitions)
             except DeltaError as exc:
                 raise TableError(
                     f"Could not create Delta table {self.uri(name)}: {exc}. "
@@ -91,6 +95,21 @@ class TableStore:
         if missing:
             log.info("adding %s to %s", ", ".join(f.name for f in missing), self.uri(name))
             dt.alter.add_columns(missing)
+
+    def _check_layout(self, name: str, partitions: list[str]) -> None:
+        """Warn where a table was created with other partitions than it has now: it works as
+        it is, but reads that prune by store read all of it."""
+        dt = DeltaTable(self.uri(name), storage_options=self.storage_options)
+        have = list(dt.metadata().partition_columns)
+        if have != partitions:
+            log.warning(
+                "%s is partitioned by %s, not by %s (it was created before that layout): it "
+                "works, but a series' reads (the console's series page) read all of it. "
+                "See 'Tables made before' in docs/operations.md to move it.",
+                self.uri(name),
+                have or "nothing",
+                partitions or "nothing",
+            )
 
     def table(self, name: str, version: int | None = None) -> DeltaTable:
         """The table at ``version``, or its latest version.
@@ -304,12 +323,18 @@ class TableStore:
             "pos_sales", ["event_id", "sale_date", "batch_id"], [("sale_date", "in", list(days))]
         )
 
-    def compact(self, names: Sequence[str]) -> None:
+    def compact(self, names: Sequence[str], target_size: int | None = None) -> None:
         """Rewrite the small files of tables ``names`` into few (the rows unchanged): every
-        commit adds a file, and a reader opens each one that its filter cannot skip."""
+        commit adds a file, and a reader opens each one that its filter cannot skip.
+
+        A file under the target size is rewritten at every compaction with the new ones, so
+        the by-store history tables aim at ``COMPACT_TARGET_BYTES``: a store's history
+        stops being rewritten once its files reach it (with Delta's 100 MB, all of it was,
+        every time). ``target_size`` overrides it for every table."""
         for name in names:
             try:
-                self.table(name).optimize.compact()
+                target = target_size or COMPACT_TARGET_BYTES.get(name)
+                self.table(name).optimize.compact(target_size=target)
             except DeltaError as exc:
                 log.warning("compacting %s failed (will retry next time): %s", name, exc)
 

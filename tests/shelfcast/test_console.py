@@ -1,12 +1,14 @@
 """The console's API and pages on real Delta tables and threshold files (no Kafka, no Ray: the
 status payload is passed in), through Starlette's TestClient."""
 
+import logging
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pytest
+from deltalake import DeltaTable, write_deltalake
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
@@ -397,6 +399,47 @@ def test_series_are_paged_and_a_series_reads_only_its_files(console: Any, tmp_pa
     )
     assert (opened, total) == (1, 4)
     assert [m["model_version"] for m in client.get("/api/series/S9|C").json()["models"]] == [1]
+    # Compacted, a store's writes are one file: a series opens its store's, not the others'.
+    store.compact(["forecasts"])
+    reader = TableReader(tmp_path / "data" / "delta")
+    assert reader.files("forecasts", store_id="S9", item_id="C") == (1, 2)
+    assert reader.files("forecasts", store_id="S1", item_id="A") == (1, 2)
+    assert [r["item_id"] for r in reader.series("S9", "D", "forecasts")] == ["D"]
+
+
+def test_a_flat_table_of_before_is_kept_read_and_written_as_it_is(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from shelfcast.console.data import TableReader
+
+    delta = tmp_path / "delta"
+    DeltaTable.create(str(delta / "forecasts"), FORECASTS)  # made before it was by store
+    store = TableStore(delta)
+    with caplog.at_level(logging.WARNING, "shelfcast.tables"):
+        store.ensure()
+    assert "forecasts is partitioned by nothing, not by ['store_id']" in caplog.text
+    assert "drift" not in caplog.text  # made now: by store
+    assert DeltaTable(str(delta / "drift")).metadata().partition_columns == ["store_id"]
+    rows = [
+        {"store_id": store_id, "item_id": "A", "model_version": 1, "day": START}
+        for store_id in ("S1", "S2")
+    ]
+    store.append_once("forecasts", pa.Table.from_pylist(rows, schema=FORECASTS), "t", 1)
+    assert DeltaTable(str(delta / "forecasts")).metadata().partition_columns == []
+    reader = TableReader(delta)
+    assert [r["store_id"] for r in reader.series("S2", "A", "forecasts")] == ["S2"]
+    assert reader.files("forecasts", store_id="S2", item_id="A") == (1, 1)  # one flat file
+    # Moved as docs/operations.md says: by store, the same rows, writes still exactly once.
+    table = DeltaTable(str(delta / "forecasts"))
+    rows_now = table.to_pyarrow_dataset().scanner().to_reader()
+    write_deltalake(table, rows_now, mode="overwrite", partition_by=["store_id"],
+                    schema_mode="overwrite")  # fmt: skip
+    moved = DeltaTable(str(delta / "forecasts"))
+    assert moved.metadata().partition_columns == ["store_id"]
+    assert sorted(moved.to_pyarrow_table().column("store_id").to_pylist()) == ["S1", "S2"]
+    again = pa.Table.from_pylist(rows, schema=FORECASTS)
+    assert not store.append_once("forecasts", again, "t", 1)  # that batch landed before
+    assert TableReader(delta).files("forecasts", store_id="S2", item_id="A") == (1, 2)
 
 
 def test_check_write_and_loopback() -> None:
