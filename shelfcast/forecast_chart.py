@@ -86,7 +86,7 @@ def figure_spec(data: ChartData) -> dict[str, Any]:
             "name": "forecast",
         }
     )
-    shapes = []
+    shapes: list[dict[str, Any]] = []
     for kind in sorted({kind for kind, _, _ in data.plans}):
         colour = PLAN_COLOURS.get(kind, "rgba(148, 103, 189, 0.18)")
         for _, first, last in (p for p in data.plans if p[0] == kind):
@@ -148,7 +148,8 @@ def _day_start(day: date) -> datetime:
 
 @cache
 def _template() -> dict[str, Any]:
-    """Plotly's ``plotly_white`` template as JSON, made once (plotly.js has no named ones)."""
+    """Plotly's ``plotly_white`` template as JSON, made once (plotly.js has no named ones);
+    every spec shares it, so nothing may edit it."""
     import plotly.graph_objects as go
 
     figure = json.loads(go.Figure(layout={"template": "plotly_white"}).to_json())

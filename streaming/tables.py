@@ -30,7 +30,7 @@ log = logging.getLogger("shelfcast.tables")
 Write = Callable[[DeltaTable, CommitProperties], None]
 
 # Compacted file size of the append-only tables partitioned by store (others: Delta's 100 MB).
-COMPACT_TARGET_BYTES = {"forecasts": 8 << 20, "drift": 8 << 20}
+COMPACT_TARGET_BYTES = {"forecasts": 2 << 20, "drift": 2 << 20}
 
 
 def _series_key(row: dict[str, Any]) -> str:

@@ -63,7 +63,7 @@ class TableReader:
 
     def _handle(self, name: str) -> "DeltaTable | None":
         from deltalake import DeltaTable
-        from deltalake.exceptions import TableNotFoundError
+        from deltalake.exceptions import DeltaError, TableNotFoundError
 
         handles: dict[str, tuple[DeltaTable, float]] = self._local.__dict__.setdefault(
             "handles", {}
@@ -72,10 +72,14 @@ class TableReader:
         kept = handles.get(name)
         if kept is not None:
             dt, at = kept
-            if now - at >= self.fresh:
+            if now - at < self.fresh:
+                return dt
+            try:
                 dt.update_incremental()
                 handles[name] = (dt, now)
-            return dt
+                return dt
+            except DeltaError:  # its log moved on past what it can follow: open afresh
+                del handles[name]
         try:
             dt = DeltaTable(str(self.delta_dir / name))
         except TableNotFoundError:
@@ -418,8 +422,8 @@ class ConsoleData:
             service = json.loads(path.read_text()) if path.is_file() else {}
         except (OSError, ValueError):
             service = {}
-        table = self.series_state()
-        states, families = series_counts(table)
+        # Counted on the two columns, not on the page's sorted index (cached apart).
+        states, families = series_counts(self.reader.table("series_state", ["status", "family"]))
         return {
             "service": service,
             "lag": self.lags.lag(),
@@ -520,6 +524,8 @@ def _series_rows(index: "pa.Table", store_id: str, item_id: str) -> list[dict[st
     """The state row of one series in :func:`series_index`'s table, without its extras."""
     import pyarrow.compute as pc
 
+    if index.num_rows == 0:  # series_index leaves an empty table as it is
+        return []
     found = index.filter(pc.equal(index.column("_key"), series_key(store_id, item_id)))
     rows: list[dict[str, Any]] = found.select(
         [c for c in found.column_names if not c.startswith("_")]

@@ -489,3 +489,19 @@ def test_the_queue_page_lists_the_series_waiting_for_an_outage(tmp_path: Path) -
         .get("/queue")
         .text
     )
+
+
+def test_a_series_page_before_any_state_row_is_empty_not_an_error(tmp_path: Path) -> None:
+    from shelfcast.console.data import ConsoleData
+
+    settings = load_settings(data_dir=tmp_path / "data")
+    TableStore(settings.delta_dir).ensure()  # every table there, no row yet
+    data = ConsoleData(settings)
+    try:
+        states = data.series_state()
+        assert states is not None and states.num_rows == 0
+        detail = data.series_detail("S1|A", states)
+        assert detail["state"] is None and detail["forecast"] is None
+        assert data.series_detail("S1|A")["models"] == []  # the state read afresh
+    finally:
+        data.close()
