@@ -39,9 +39,10 @@ import numpy as np
 import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 
+from bench.daily_merge import daily_table
 from shelfcast.console.data import ConsoleData, series_table
 from shelfcast.settings import Settings
-from streaming.schemas import DAILY_SALES, DRIFT, FORECASTS, SERIES_STATE
+from streaming.schemas import DRIFT, FORECASTS, SERIES_STATE
 from streaming.tables import TableStore
 
 START = date(2024, 1, 1)
@@ -123,23 +124,6 @@ def _state(stores: np.ndarray, items: np.ndarray, waves: int, through: date) -> 
     return pa.table(columns).cast(SERIES_STATE)
 
 
-def _daily(stores: np.ndarray, items: np.ndarray, days: int, through: date) -> pa.Table:
-    n = len(stores)
-    calendar = [through - timedelta(days=d) for d in range(days)]
-    return pa.table(
-        {
-            "store_id": np.repeat(stores, days),
-            "item_id": np.repeat(items, days),
-            "day": pa.array(calendar * n, pa.date32()),
-            "units": np.ones(n * days),
-            "revenue": np.ones(n * days),
-            "returns": np.zeros(n * days),
-            "event_count": np.ones(n * days, dtype=np.int64),
-            "updated_batch_id": np.zeros(n * days, dtype=np.int64),
-        }
-    ).cast(DAILY_SALES)
-
-
 def build(root: Path, args: argparse.Namespace, layout: str) -> tuple[float, float]:
     """The chain's tables under ``root/delta`` in one of ``LAYOUTS``; seconds it took, and
     of them compacting."""
@@ -155,8 +139,9 @@ def build(root: Path, args: argparse.Namespace, layout: str) -> tuple[float, flo
     through = START + timedelta(days=args.days)
     write_deltalake(store.uri("series_state"), _state(stores, items, args.waves, through),
                     mode="append")  # fmt: skip
-    write_deltalake(store.uri("daily_sales"), _daily(stores, items, args.days, through),
-                    mode="append")  # fmt: skip
+    calendar = [through - timedelta(days=d) for d in range(args.days)]
+    daily = daily_table(stores.tolist(), items.tolist(), calendar)
+    write_deltalake(store.uri("daily_sales"), daily, mode="append")
     rng = np.random.default_rng(0)
     writes, compacted, compacting_all = 0, 0.0, 0.0
     for wave in range(1, args.waves + 1):

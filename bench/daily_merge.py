@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -39,10 +40,9 @@ UNBOUNDED = (
 )
 
 
-def _chain(series: int, days: list[date]) -> pa.Table:
-    n, k = series, len(days)
-    stores = [f"S{s // 50:05d}" for s in range(n)]
-    items = [f"I{s % 50:03d}" for s in range(n)]
+def daily_table(stores: Sequence[str], items: Sequence[str], days: list[date]) -> pa.Table:
+    """``daily_sales`` rows: each series (``stores[k]``, ``items[k]``) sold 1 unit a day."""
+    n, k = len(stores), len(days)
     return pa.table(
         {
             "store_id": np.repeat(stores, k),
@@ -55,6 +55,12 @@ def _chain(series: int, days: list[date]) -> pa.Table:
             "updated_batch_id": np.zeros(n * k, dtype=np.int64),
         }
     ).cast(DAILY_SALES)
+
+
+def _chain(series: int, days: list[date]) -> pa.Table:
+    stores = [f"S{s // 50:05d}" for s in range(series)]
+    items = [f"I{s % 50:03d}" for s in range(series)]
+    return daily_table(stores, items, days)
 
 
 def _build(root: Path, series: int, days: int) -> None:
