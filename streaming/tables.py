@@ -78,28 +78,27 @@ class TableStore:
                     configuration={"delta.logRetentionDuration": retention},
                     storage_options=self.storage_options,
                 )
-                self._add_new_columns(name, schema)
-                self._check_layout(name, partitions)
+                dt = DeltaTable(self.uri(name), storage_options=self.storage_options)
+                self._add_new_columns(dt, name, schema)
+                self._check_layout(dt, name, partitions)
             except DeltaError as exc:
                 raise TableError(
                     f"Could not create Delta table {self.uri(name)}: {exc}. "
                     "Check that the data directory is writable."
                 ) from exc
 
-    def _add_new_columns(self, name: str, schema: pa.Schema) -> None:
+    def _add_new_columns(self, dt: DeltaTable, name: str, schema: pa.Schema) -> None:
         """Columns added to a table's schema since it was created (nullable, at the end):
         older rows read them as null, and Delta's protocol stays 1/2."""
-        dt = DeltaTable(self.uri(name), storage_options=self.storage_options)
         have = {f.name for f in dt.schema().fields}
         missing = [Field.from_arrow(f) for f in schema if f.name not in have]
         if missing:
             log.info("adding %s to %s", ", ".join(f.name for f in missing), self.uri(name))
             dt.alter.add_columns(missing)
 
-    def _check_layout(self, name: str, partitions: list[str]) -> None:
+    def _check_layout(self, dt: DeltaTable, name: str, partitions: list[str]) -> None:
         """Warn where a table was created with other partitions than it has now: it works as
         it is, but reads that prune by store read all of it."""
-        dt = DeltaTable(self.uri(name), storage_options=self.storage_options)
         have = list(dt.metadata().partition_columns)
         if have != partitions:
             log.warning(

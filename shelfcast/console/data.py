@@ -99,10 +99,9 @@ class TableReader:
         dt = self._handle(name)
         if dt is None:
             return None
-        pruning = [(column, "=", value) for column, value in equal.items()]
         # A local table is read through Arrow's own file system, not delta-rs' (Python).
         local = pafs.SubTreeFileSystem(str(self.delta_dir / name), pafs.LocalFileSystem())
-        dataset = dt.to_pyarrow_dataset(file_pruning_predicate=pruning or None, filesystem=local)
+        dataset = dt.to_pyarrow_dataset(file_pruning_predicate=_pruning(equal), filesystem=local)
         present = set(dataset.schema.names)
         wanted = (
             list(dataset.schema.names) if columns is None else [c for c in columns if c in present]
@@ -127,12 +126,16 @@ class TableReader:
         dt = self._handle(name)
         if dt is None:
             return 0, 0
-        pruning = [(column, "=", value) for column, value in equal.items()]
-        return len(dt.file_uris(file_pruning_predicate=pruning or None)), len(dt.file_uris())
+        return len(dt.file_uris(file_pruning_predicate=_pruning(equal))), len(dt.file_uris())
 
     def series(self, store_id: str, item_id: str, name: str) -> list[dict[str, Any]]:
         """The rows of one series in ``name`` (a table keyed by store_id and item_id)."""
         return self.rows(name, store_id=store_id, item_id=item_id)
+
+
+def _pruning(equal: dict[str, str]) -> list[tuple[str, str, str]] | None:
+    """delta-rs' file filter for columns equal to values (None: every file)."""
+    return [(column, "=", value) for column, value in equal.items()] or None
 
 
 # The series table's columns (what the console reads of ``series_state``).
