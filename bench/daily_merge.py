@@ -63,7 +63,7 @@ def _chain(series: int, days: list[date]) -> pa.Table:
     return daily_table(stores, items, days)
 
 
-def _build(root: Path, series: int, days: int) -> None:
+def build_chain(root: Path, series: int, days: int) -> None:
     store = TableStore(root)
     store.ensure()
     history = _chain(series, [START + timedelta(days=d) for d in range(days)])
@@ -71,7 +71,7 @@ def _build(root: Path, series: int, days: int) -> None:
     store.compact(["daily_sales"])
 
 
-def _peak_mb() -> float:
+def peak_mb() -> float:
     """This process's peak RSS (VmHWM: unlike ru_maxrss, not inherited across exec from the
     parent that built the chain)."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -84,7 +84,7 @@ def _child(root: Path, series: int, day: str, bounded: bool) -> dict[str, float]
     """Merge one day for every series into the table at ``root``; its wall and added RSS."""
     batch = _chain(series, [date.fromisoformat(day)])
     store = TableStore(root)
-    before = _peak_mb()
+    before = peak_mb()
     began = time.perf_counter()
     if bounded:
         store.add_daily_once(batch, "bench", 1)
@@ -98,7 +98,7 @@ def _child(root: Path, series: int, day: str, bounded: bool) -> dict[str, float]
             .execute()
         )
     seconds = time.perf_counter() - began
-    added = _peak_mb() - before
+    added = peak_mb() - before
     return {"seconds": seconds, "mb": added}
 
 
@@ -131,7 +131,7 @@ def main() -> None:
         work = Path(tmp)
         root = work / "chain"
         began = time.perf_counter()
-        _build(root, args.series, args.days)
+        build_chain(root, args.series, args.days)
         print(
             f"{args.series:,} series x {args.days} days in daily_sales "
             f"({time.perf_counter() - began:.1f} s to build, one file a store)"

@@ -12,7 +12,11 @@ daily history, N series in one group. Each size runs in a fresh process, which r
 - the process's peak RSS (ru_maxrss), against the RSS after the data was built;
 - a group retrain's estimated time: (folds + 1) fits, plus the study's trials.
 
-    python -m bench.group [--series 1000,10000,100000] [--max-rows 5000000]
+With ``--threads 1,2`` each size also runs with LightGBM on 2 threads (what
+``SHELFCAST_RETRAIN_GROUP_CPUS=2`` gives a group retrain), and the fit's wall time is
+printed against one thread's.
+
+    python -m bench.group [--series 1000,10000,100000] [--max-rows 5000000] [--threads 1]
 """
 
 import argparse
@@ -73,12 +77,14 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure(n: int, max_rows: int) -> dict[str, float]:
+def measure(n: int, max_rows: int, threads: int = 1) -> dict[str, float]:
     """One size, in this process."""
     series = chain(n)
     data_rss = _rss_mb()
     began, wall = time.process_time(), time.perf_counter()
-    model = fit_group(series, THROUGH, GroupParams(), use_plans=False, folds=0, max_rows=max_rows)
+    model = fit_group(
+        series, THROUGH, GroupParams(), False, folds=0, max_rows=max_rows, threads=threads
+    )
     fit_cpu, fit_wall = time.process_time() - began, time.perf_counter() - wall
     began = time.process_time()
     found = model.predict(series, THROUGH)
@@ -99,16 +105,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", default="1000,10000,100000")
     parser.add_argument("--max-rows", type=int, default=MAX_TRAIN_ROWS)
-    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--threads", default="1", help="LightGBM threads, e.g. 1,2")
+    parser.add_argument("--one", type=int, nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure(args.one, args.max_rows)))
+        print(json.dumps(measure(args.one[0], args.max_rows, args.one[1])))
         return
     print(
-        f"{'series':>8}{'rows':>11}{'fit core-s':>12}{'fit wall-s':>12}{'predict core-s/1k':>19}"
+        f"{'series':>8}{'threads':>8}{'rows':>11}{'fit core-s':>12}{'fit wall-s':>12}"
+        f"{'predict core-s/1k':>19}"
         f"{'data RSS MB':>13}{'peak RSS MB':>13}{'model MB':>10}{'retrain est. s':>16}"
     )
-    for n in (int(x) for x in args.series.split(",")):
+    walls: dict[int, float] = {}  # a size's first fit wall time (its first --threads)
+    sizes = [int(x) for x in args.series.split(",")]
+    for n, threads in ((n, t) for n in sizes for t in (int(x) for x in args.threads.split(","))):
         done = subprocess.run(
             [
                 sys.executable,
@@ -116,6 +126,7 @@ def main() -> None:
                 "bench.group",
                 "--one",
                 str(n),
+                str(threads),
                 "--max-rows",
                 str(args.max_rows),
             ],
@@ -129,10 +140,12 @@ def main() -> None:
         row = json.loads(done.stdout.strip().splitlines()[-1])
         # A retrain: 4 validation folds and the final fit, warm study of 3 trials on 2 folds.
         estimate = row["fit_wall_s"] * (4 + 1 + 3 * 2)
+        one = walls.setdefault(n, row["fit_wall_s"])
         print(
-            f"{n:>8}{row['rows']:>11,.0f}{row['fit_core_s']:>12.1f}{row['fit_wall_s']:>12.1f}"
+            f"{n:>8}{threads:>8}{row['rows']:>11,.0f}{row['fit_core_s']:>12.1f}{row['fit_wall_s']:>12.1f}"
             f"{row['predict_core_s_per_1000']:>19.2f}{row['data_rss_mb']:>13.0f}"
             f"{row['peak_rss_mb']:>13.0f}{row['model_mb']:>10.1f}{estimate:>16.0f}"
+            + (f"  fit wall {row['fit_wall_s'] / one:.2f}x one thread's" if threads > 1 else "")
         )
 
 

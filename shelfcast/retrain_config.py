@@ -111,6 +111,7 @@ def task_spec(settings: Settings) -> "TaskSpec":
                 folds=settings.retrain_group_folds,
                 cold_trials=settings.retrain_group_cold_trials,
                 warm_trials=settings.retrain_group_warm_trials,
+                threads=settings.retrain_group_cpus,
             ),
         ),
     )

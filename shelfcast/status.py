@@ -1,17 +1,20 @@
 """``shelfcast status``: one view of the running service, from its files, Delta, Kafka and Ray."""
 
 import json
-from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shelfcast.settings import Settings
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
     "batched",
     "committed_offsets",
     "coordinator_status",
+    "count_series",
     "gather_status",
     "ingest_lag",
     "render_status",
@@ -89,14 +92,23 @@ def series_counts(settings: Settings) -> tuple[dict[str, int], dict[str, int]]:
     columns: list[str] = [
         c for c in ("status", "family") if c in {f.name for f in dt.schema().fields}
     ]
-    table = dt.to_pyarrow_table(columns=columns)
-    states = Counter(s or "new" for s in table.column("status").to_pylist())
-    families = (
-        Counter(f for f in table.column("family").to_pylist() if f)
-        if "family" in columns
-        else Counter()
-    )
-    return dict(states), dict(families)
+    return count_series(dt.to_pyarrow_table(columns=columns))
+
+
+def count_series(table: "pa.Table | None") -> tuple[dict[str, int], dict[str, int]]:
+    """Series by state (no state yet: "new"), and by the model family of their served
+    forecast, counted in Arrow (a table without ``family`` is from before that column)."""
+    import pyarrow.compute as pc
+
+    if table is None or table.num_rows == 0:
+        return {}, {}
+    status = pc.fill_null(table.column("status"), "")
+    status = pc.if_else(pc.equal(status, ""), "new", status)
+    by_state = {str(s["values"]): int(s["counts"]) for s in pc.value_counts(status).to_pylist()}
+    if "family" not in table.column_names:
+        return by_state, {}
+    families = pc.value_counts(table.column("family").drop_null()).to_pylist()
+    return by_state, {str(f["values"]): int(f["counts"]) for f in families if f["values"]}
 
 
 def coordinator_status(settings: Settings) -> dict[str, Any]:

@@ -191,7 +191,9 @@ def measure_wave(
     before_metrics = metrics(int(overrides["metrics_port"]))
     before_coordinator = coordinator_status(stack)
     before_procs = processes(stack)
-    console = ConsoleLoad(int(overrides["console_port"]), keys, clients=args.console_clients)
+    console = ConsoleLoad(
+        int(overrides["console_port"]), keys, clients=args.console_clients, rate=args.console_rate
+    )
     statuses: list[float] = []
     stop_status = threading.Event()
 
@@ -307,6 +309,7 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         # The wave is measured with the group model cached: the cold prime waits for its
         # first model, however long it takes (timed apart in the coordinator's log).
         "retrain_group_wait_seconds": 86_400,
+        "retrain_group_timeout_seconds": 86_400,  # ~40 min at 100,000 series in one group
         "retrain_group_cold_trials": args.group_trials,
         "retrain_group_cpus": args.group_cpus,
         "retrain_families": args.families or None,
@@ -389,7 +392,9 @@ def console_ab(
     events = chain.day_events(day, args.max_events, tag="ab")
     out: dict[str, Any] = {}
     for half, clients in (("alone", 0), ("with_console", args.console_clients)):
-        console = ConsoleLoad(int(stack.overrides["console_port"]), keys, clients=clients)
+        console = ConsoleLoad(
+            int(stack.overrides["console_port"]), keys, clients=clients, rate=args.console_rate
+        )
         console.start()
         began = time.time()
         while time.time() - began < args.ab_seconds:
@@ -441,6 +446,9 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=1, help="coordinator shards")
     parser.add_argument("--handoff-max", type=int, default=5000, help="max_series_per_wave")
     parser.add_argument("--console-clients", type=int, default=10)
+    parser.add_argument(
+        "--console-rate", type=float, default=3.0, help="requests a second per console client"
+    )
     parser.add_argument("--ab-seconds", type=int, default=0)
     parser.add_argument("--ab-rate", type=int, default=2000, help="events/s of the A/B trickle")
     parser.add_argument("--timeout", type=float, default=4 * 3600)

@@ -77,7 +77,7 @@ class GroupParams:
         return cls(**known)
 
 
-def _forecaster(params: GroupParams, seed: int) -> Any:
+def _forecaster(params: GroupParams, seed: int, threads: int = 1) -> Any:
     import lightgbm as lgb
     from mlforecast import MLForecast
     from mlforecast.lag_transforms import RollingMean, SeasonalRollingMean
@@ -91,8 +91,8 @@ def _forecaster(params: GroupParams, seed: int) -> Any:
         min_child_samples=params.min_child_samples,
         colsample_bytree=params.feature_fraction,
         random_state=seed,
-        # One thread: a Ray task holds one CPU, and LightGBM's threads would take the others'.
-        n_jobs=1,
+        # The CPUs the Ray task holds (a series task: one); more would take other tasks'.
+        n_jobs=threads,
         verbosity=-1,
     )
     transforms: list[Any] = []
@@ -107,6 +107,7 @@ def _forecaster(params: GroupParams, seed: int) -> Any:
         },
         date_features=["dayofweek", "day", "month", week_of_year],
         target_transforms=transforms,
+        num_threads=threads,  # the lag transforms', per series
     )
 
 
@@ -162,10 +163,11 @@ def _fit(
     params: GroupParams,
     use_plans: bool,
     seed: int = 0,
+    threads: int = 1,
 ) -> tuple[Any, dict[str, list[str]], int]:
     frame = history_frame(series, through, TRAIN_DAYS, use_plans)
     categories = {name: list(frame[name].cat.categories) for name in STATICS}
-    forecaster = _forecaster(params, seed)
+    forecaster = _forecaster(params, seed, threads)
     with warnings.catch_warnings():
         # Missing lags are expected (a series younger than a year): LightGBM takes them.
         warnings.filterwarnings("ignore", message="Found null values", category=UserWarning)
@@ -181,7 +183,11 @@ def _fit(
 
 
 def _predict(
-    model: GroupModel, series: Sequence[GroupSeries], through: date, horizon: int
+    model: GroupModel,
+    series: Sequence[GroupSeries],
+    through: date,
+    horizon: int,
+    threads: int = 1,
 ) -> dict[str, np.ndarray]:
     known = [s for s in series if (through - s.start).days >= 0]
     out: dict[str, np.ndarray] = {}
@@ -191,14 +197,16 @@ def _predict(
         frame, shut = prediction_frame(
             chunk, through, KEEP_DAYS, horizon, model.use_plans, model.categories
         )
-        found = _direct(model, frame, through)
+        found = _direct(model, frame, through, threads)
         for key, rows in found.groupby("unique_id", sort=False):
             values = np.maximum(rows["global"].to_numpy(float), 0.0)
             out[str(key)] = np.where(shut[str(key)], 0.0, values)
     return out
 
 
-def _direct(model: GroupModel, frame: pd.DataFrame, through: date) -> pd.DataFrame:
+def _direct(
+    model: GroupModel, frame: pd.DataFrame, through: date, threads: int = 1
+) -> pd.DataFrame:
     """The model's forecast of the rows of ``frame`` after ``through``, in one call.
 
     Every lag is at least the horizon, so each day ahead has its features from the history
@@ -211,7 +219,7 @@ def _direct(model: GroupModel, frame: pd.DataFrame, through: date) -> pd.DataFra
     fitted = model.forecaster
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Found null values", category=UserWarning)
-        features = _forecaster(model.params, 0).preprocess(
+        features = _forecaster(model.params, 0, threads).preprocess(
             frame,
             static_features=list(STATICS),
             dropna=False,
@@ -220,7 +228,10 @@ def _direct(model: GroupModel, frame: pd.DataFrame, through: date) -> pd.DataFra
         )
     ahead = features[features["ds"] > pd.Timestamp(through)]
     found = ahead[["unique_id", "ds"]].reset_index(drop=True)
-    found["global"] = fitted.models_["global"].predict(ahead[fitted.ts.features_order_])
+    # Threads as the caller holds CPUs, not as the model was fitted (a group retrain's CPUs).
+    found["global"] = fitted.models_["global"].predict(
+        ahead[fitted.ts.features_order_], num_threads=threads
+    )
     # The target transform's inverse, as mlforecast's predict applies it (log1p's is global).
     for transform in (fitted.ts.target_transforms or [])[::-1]:
         found = transform.inverse_transform(found)
@@ -287,6 +298,7 @@ def validate_group(
     seed: int = 0,
     max_rows: int = MAX_TRAIN_ROWS,
     young: bool = False,
+    threads: int = 1,
 ) -> Validation:
     """Rolling-origin folds over the group: each fold fitted on its past only. With
     ``young``, a sample of series is also forecast at each cutoff from its last few weeks
@@ -297,14 +309,14 @@ def validate_group(
     learners = training_sample(series, max_rows)
     ratios: list[np.ndarray] = []
     for cutoff in cutoffs:
-        forecaster, categories, _ = _fit(learners, cutoff, params, use_plans, seed)
+        forecaster, categories, _ = _fit(learners, cutoff, params, use_plans, seed, threads)
         model = GroupModel(params, cutoff, horizon, use_plans, forecaster, categories)
-        found = _predict(model, series, cutoff, horizon)
+        found = _predict(model, series, cutoff, horizon, threads)
         if young:
             sample = [
                 y for s in training_sample(series, YOUNG_SAMPLE * 365) if (y := _young(s, cutoff))
             ]
-            guessed = _predict(model, sample, cutoff, horizon)
+            guessed = _predict(model, sample, cutoff, horizon, threads)
             for one in sample:
                 if one.key in guessed:
                     ratios.append(_ratios(one, cutoff, guessed[one.key], horizon))
@@ -360,6 +372,7 @@ def fit_group(
     folds: int = 4,
     seed: int = 0,
     max_rows: int = MAX_TRAIN_ROWS,
+    threads: int = 1,
 ) -> GroupModel:
     """Validate on ``folds`` rolling origins, then fit on everything through ``through``
     (on a stable sample of the series when their rows exceed ``max_rows``)."""
@@ -367,12 +380,14 @@ def fit_group(
         raise RetrainError("A group model needs at least one series.")
     began = time.process_time()
     checked = (
-        validate_group(series, through, params, use_plans, horizon, folds, seed, max_rows, True)
+        validate_group(
+            series, through, params, use_plans, horizon, folds, seed, max_rows, True, threads
+        )
         if folds
         else Validation({}, [], float("nan"))
     )
     learners = training_sample(series, max_rows)
-    forecaster, categories, rows = _fit(learners, through, params, use_plans, seed)
+    forecaster, categories, rows = _fit(learners, through, params, use_plans, seed, threads)
     model = GroupModel(
         params,
         through,

@@ -7,12 +7,13 @@ Kept apart from the per-series task: it reads a whole group, and runs on its own
 
 import time
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 from contracts.series import series_key
 from retrain.errors import RetrainError
 from retrain.group.config import GroupSpec
-from retrain.group.features import series_input
+from retrain.group.features import GroupSeries, series_input
 from retrain.group.model import GroupModel
 from retrain.group.tuning import tune_group
 from retrain.kernel.calendar import CalendarConfig
@@ -51,24 +52,7 @@ def train_group(
     members = spec.stores_of(group, store_ids(stores.daily_sales_uri, version))
     if members is not None and not members:
         raise RetrainError(f"Group {group!r} has no store with sales yet.")
-    rows, through = load_group(stores.daily_sales_uri, members, version, spec.history_days)
-    plans = load_plans(stores.plans_uri, members)
-    infos = load_stores(stores.stores_uri)
-    inputs = [
-        series_input(
-            series_key(one.store_id, one.item_id),
-            one.store_id,
-            one.item_id,
-            one.start,
-            one.values,
-            plans.get(one.store_id),
-            infos.get(one.store_id),
-            stores.calendar,
-            spec.tune.horizon,
-            price=one.price,
-        )
-        for one in rows
-    ]
+    inputs, through = _inputs(members, version, stores, spec)
     ref = StudyRef(Path(stores.journal_dir), stores.journal_shards, stores.optuna_url)
     study = open_study(ref, f"group.{group}", cold=False, seed=spec.tune.seed)
     model: GroupModel = tune_group(inputs, through, study, spec.tune)
@@ -93,3 +77,29 @@ def train_group(
         model.rows,
         model.score,
     )
+
+
+def _inputs(
+    members: list[str] | None, version: int | None, stores: GroupStores, spec: GroupSpec
+) -> tuple[list[GroupSeries], date]:
+    """The group's series with their plans and store records, and its newest day. The rows
+    read go once the inputs are built (~6 KB a series: 600 MB at 100,000)."""
+    rows, through = load_group(stores.daily_sales_uri, members, version, spec.history_days)
+    plans = load_plans(stores.plans_uri, members)
+    infos = load_stores(stores.stores_uri)
+    inputs = [
+        series_input(
+            series_key(one.store_id, one.item_id),
+            one.store_id,
+            one.item_id,
+            one.start,
+            one.values,
+            plans.get(one.store_id),
+            infos.get(one.store_id),
+            stores.calendar,
+            spec.tune.horizon,
+            price=one.price,
+        )
+        for one in rows
+    ]
+    return inputs, through

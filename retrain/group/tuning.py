@@ -32,6 +32,7 @@ class GroupTuneConfig:
     use_plans: bool = True
     seed: int = 0
     max_rows: int = 5_000_000  # training rows at most (retrain.group.model.MAX_TRAIN_ROWS)
+    threads: int = 1  # LightGBM's: the CPUs the group retrain's Ray task holds
 
 
 def suggest_params(trial: optuna.Trial) -> GroupParams:
@@ -82,6 +83,7 @@ def tune_group(
                 config.tune_folds,
                 config.seed,
                 config.max_rows,
+                threads=config.threads,
             ).score
             scored[key] = (params, score)
         return scored[key][1]
@@ -98,6 +100,7 @@ def tune_group(
         config.folds,
         config.seed,
         config.max_rows,
+        config.threads,
     )
     model.tuning_score = score
     return model

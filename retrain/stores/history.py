@@ -28,6 +28,7 @@ from retrain.stores.transient import transient
 
 __all__ = [
     "SeriesRows",
+    "group_rows",
     "load_group",
     "load_history",
     "read_store",
@@ -173,19 +174,61 @@ def load_group(
     if rows.num_rows == 0:
         raise RetrainError("The group has no daily sales yet; nothing to learn from.")
     last: date = pc.max(rows.column("day")).as_py()
-    first = last - timedelta(days=history_days - 1)
-    rows = rows.filter(pc.greater_equal(rows.column("day"), first))
-    frame = rows.to_pandas()
-    frame["store_id"] = frame["store_id"].astype(str)
-    frame["item_id"] = frame["item_id"].astype(str)
+    return group_rows(rows, last - timedelta(days=history_days - 1), last), last
+
+
+def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
+    """Each row's index into the column's distinct values, sorted (so codes sort as the
+    strings do), and those values."""
+    strings = column.cast(pa.string())  # delta-rs may hand back string_view
+    names = pc.unique(strings)
+    names = names.take(pc.array_sort_indices(names))
+    return pc.index_in(strings, value_set=names).to_numpy(), names.to_pylist()
+
+
+def group_rows(rows: pa.Table, first: date, last: date) -> list[SeriesRows]:
+    """Each series of ``rows`` (``store_id``, ``item_id``, ``day``, ``units``, ``revenue``)
+    from its first day on or after ``first`` through ``last``, sorted by store and item.
+
+    Arrow and numpy throughout: two years of 100,000 series are 70 million rows, which as
+    pandas objects (a Python date and two strings a row) held ~14 GB of a worker's memory.
+    """
+    epoch = date(1970, 1, 1)
+    day = pc.cast(rows.column("day"), pa.int32()).to_numpy()  # days since 1970-01-01
+    keep = day >= (first - epoch).days
+    stores, store_names = _codes(rows.column("store_id"))
+    items, item_names = _codes(rows.column("item_id"))
+    code = stores.astype(np.int64) * len(item_names) + items
+    # The rows come a store's files at a time, so a stable sort has little to move.
+    order = np.flatnonzero(keep)
+    order = order[np.argsort(code[order], kind="stable")]
+    code, day = code[order], day[order]
+    units = pc.fill_null(rows.column("units"), 0.0).to_numpy()[order]
+    revenue = pc.fill_null(rows.column("revenue"), 0.0).to_numpy()[order]
+    if not len(code):
+        return []
+    begins = np.r_[0, np.flatnonzero(np.diff(code)) + 1]
+    ends = np.r_[begins[1:], len(code)]
+    starts = np.minimum.reduceat(day, begins)
+    recent = day > (last - epoch).days - PRICE_DAYS
+    recent_units = np.add.reduceat(np.where(recent, units, 0.0), begins)
+    recent_revenue = np.add.reduceat(np.where(recent, revenue, 0.0), begins)
+    end = (last - epoch).days
     out = []
-    for (store_id, item_id), part in frame.groupby(["store_id", "item_id"], sort=True):
-        start = min(part["day"])
-        values = np.zeros((last - start).days + 1)
-        offsets = [(day - start).days for day in part["day"]]
-        np.add.at(values, offsets, part["units"].to_numpy(float))
-        recent = part[part["day"] > last - timedelta(days=PRICE_DAYS)]
-        units, revenue = float(recent["units"].sum()), float(recent["revenue"].sum())
-        price = revenue / units if units > 0 and revenue > 0 else None
-        out.append(SeriesRows(str(store_id), str(item_id), start, values, price))
-    return out, last
+    for group, (begin, stop) in enumerate(zip(begins, ends, strict=True)):
+        start = int(starts[group])
+        values = np.bincount(
+            day[begin:stop] - start, weights=units[begin:stop], minlength=end - start + 1
+        )
+        sold, paid = float(recent_units[group]), float(recent_revenue[group])
+        store, item = divmod(int(code[begin]), len(item_names))
+        out.append(
+            SeriesRows(
+                store_names[store],
+                item_names[item],
+                epoch + timedelta(days=start),
+                values,
+                paid / sold if sold > 0 and paid > 0 else None,
+            )
+        )
+    return out

@@ -19,7 +19,7 @@ from contracts.series import parse_series_key, series_key
 from shelfcast.errors import ShelfcastError
 from shelfcast.forecast_chart import ChartData, figure_spec
 from shelfcast.settings import Settings
-from shelfcast.status import coordinator_status, ingest_lag
+from shelfcast.status import coordinator_status, count_series, ingest_lag
 from streaming.thresholds import ThresholdStore
 from streaming.trigger import Thresholds
 
@@ -426,7 +426,7 @@ class ConsoleData:
         except (OSError, ValueError):
             service = {}
         # Counted on the two columns, not on the page's sorted index (cached apart).
-        states, families = series_counts(self.reader.table("series_state", ["status", "family"]))
+        states, families = count_series(self.reader.table("series_state", ["status", "family"]))
         return {
             "service": service,
             "lag": self.lags.lag(),
@@ -534,17 +534,3 @@ def _series_rows(index: "pa.Table", store_id: str, item_id: str) -> list[dict[st
         [c for c in found.column_names if not c.startswith("_")]
     ).to_pylist()
     return rows
-
-
-def series_counts(table: "pa.Table | None") -> tuple[dict[str, int], dict[str, int]]:
-    """Series by state, and by the model family of their served forecast (Arrow counts)."""
-    import pyarrow.compute as pc
-
-    if table is None or table.num_rows == 0:
-        return {}, {}
-    states = pc.value_counts(pc.fill_null(table.column("status"), "new")).to_pylist()
-    by_state = {str(s["values"]): int(s["counts"]) for s in states}
-    if "family" not in table.column_names:
-        return by_state, {}
-    families = pc.value_counts(table.column("family").drop_null()).to_pylist()
-    return by_state, {str(f["values"]): int(f["counts"]) for f in families if f["values"]}

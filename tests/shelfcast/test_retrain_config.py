@@ -5,7 +5,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from retrain.cluster.policy import RetryPolicy
-from shelfcast.retrain_config import retrain_config, retry_policy
+from shelfcast.retrain_config import retrain_config, retry_policy, task_spec
 from shelfcast.settings import load_settings
 
 
@@ -15,6 +15,12 @@ def test_the_policy_takes_the_timeout_attempts_and_backoff_from_the_settings() -
     )
     assert retry_policy(settings) == RetryPolicy(5, 1.0, 45.0)
     assert retry_policy(load_settings()).task_timeout_seconds == 600
+
+
+def test_a_group_retrain_runs_lightgbm_on_the_cpus_its_task_holds() -> None:
+    groups = task_spec(load_settings(retrain_group_cpus=2)).groups
+    assert (groups.cpus, groups.tune.threads) == (2, 2)
+    assert task_spec(load_settings()).groups.tune.threads == 1
 
 
 def test_the_config_holds_each_secret_where_it_is_used_and_shows_none(tmp_path: Path) -> None:

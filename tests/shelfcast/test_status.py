@@ -1,6 +1,8 @@
 """What ``shelfcast status`` prints of the coordinator's status."""
 
-from shelfcast.status import render_status
+import pyarrow as pa
+
+from shelfcast.status import count_series, render_status
 
 
 def test_status_lists_each_outage_with_the_series_waiting_for_it() -> None:
@@ -29,3 +31,16 @@ def test_status_says_how_many_series_a_task_takes_when_more_than_one() -> None:
     assert "64 running on 2 CPUs, 0 poisoned" in one
     batched = render_status({**status, "coordinator": {**coordinator, "batch_size": 32}})
     assert "64 running on 2 CPUs (up to 32 a task), 0 poisoned" in batched
+
+
+def test_series_are_counted_by_state_and_by_family_with_no_state_as_new() -> None:
+    table = pa.table(
+        {
+            "status": ["ok", None, "", "ok", "failed"],
+            "family": ["global", None, "", "combo", "global"],
+        }
+    )
+    assert count_series(table) == ({"ok": 2, "new": 2, "failed": 1}, {"global": 2, "combo": 1})
+    # A table from before the family column; no table yet.
+    assert count_series(table.drop_columns(["family"])) == ({"ok": 2, "new": 2, "failed": 1}, {})
+    assert count_series(None) == ({}, {})

@@ -251,3 +251,19 @@ def test_the_one_call_forecast_is_mlforecasts_recursive_one(transform: str) -> N
         # The same features from the same code; log1p's round trip may move the last bits
         # (on a larger synthetic chain, 0.3 % of days crossed a split threshold by it).
         np.testing.assert_allclose(ours[str(key)], expected, rtol=1e-6)
+
+
+def test_a_group_retrain_uses_the_threads_of_its_cpus_and_a_series_task_one() -> None:
+    series = _group(days=300, stores=2)
+    through = START + timedelta(days=299)
+    model = fit_group(series, through, QUICK, folds=2, threads=2)
+    assert model.forecaster.models_["global"].n_jobs == 2
+    assert model.forecaster.ts.num_threads == 2
+    # A cached model forecasts with one thread in a series task, whatever it was fitted with.
+    one = GroupModel.from_bytes(model.to_bytes())
+    one.forecaster.models_["global"].set_params(n_jobs=1)
+    a, b = model.predict(series, through), one.predict(series, through)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    config = GroupTuneConfig(cold_trials=1, folds=2, threads=2)
+    study = optuna.create_study(direction="minimize")
+    assert tune_group(series, through, study, config).forecaster.models_["global"].n_jobs == 2
