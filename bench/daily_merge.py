@@ -107,11 +107,14 @@ def _run(root: Path, work: Path, series: int, day: date, bounded: bool) -> dict[
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(root, copy)
     args = [str(copy), str(series), day.isoformat(), "1" if bounded else "0"]
+    return child_result("bench.daily_merge", "--child", *args)
+
+
+def child_result(module: str, *args: str) -> dict[str, float]:
+    """Run ``python -m module args`` in a process of its own (its peak RSS is its own) and
+    return the JSON object on its last line of output."""
     out = subprocess.run(
-        [sys.executable, "-m", "bench.daily_merge", "--child", *args],
-        check=True,
-        capture_output=True,
-        text=True,
+        [sys.executable, "-m", module, *args], check=True, capture_output=True, text=True
     ).stdout
     found: dict[str, float] = json.loads(out.strip().splitlines()[-1])
     return found

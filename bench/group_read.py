@@ -15,8 +15,6 @@ Prints wall time and the peak RSS each read added, and their ratios (Linux).
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import date, timedelta
@@ -26,7 +24,7 @@ import numpy as np
 import pyarrow.compute as pc
 from deltalake import DeltaTable
 
-from bench.daily_merge import build_chain, peak_mb
+from bench.daily_merge import build_chain, child_result, peak_mb
 from retrain.kernel.series import PRICE_DAYS
 from retrain.stores.history import SeriesRows, load_group
 
@@ -69,15 +67,8 @@ def _child(uri: str, history_days: int, ours: bool) -> dict[str, float]:
 
 
 def _run(uri: str, history_days: int, ours: bool) -> dict[str, float]:
-    out = subprocess.run(
-        [sys.executable, "-m", "bench.group_read", "--child", uri, str(history_days)]
-        + (["--ours"] if ours else []),
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    found: dict[str, float] = json.loads(out.strip().splitlines()[-1])
-    return found
+    args = ["--child", uri, str(history_days)] + (["--ours"] if ours else [])
+    return child_result("bench.group_read", *args)
 
 
 def main() -> None:
