@@ -56,14 +56,14 @@ LAYOUTS: dict[str, tuple[bool, int | None]] = {
 }
 
 
-def _chain(series: int, items: int) -> tuple[np.ndarray, np.ndarray]:
+def chain(series: int, items: int) -> tuple[np.ndarray, np.ndarray]:
     index = np.arange(series)
     stores = np.char.add("S", np.char.zfill((index // items).astype(str), 5))
     products = np.char.add("I", np.char.zfill((index % items).astype(str), 5))
     return stores, products
 
 
-def _forecasts(stores: np.ndarray, items: np.ndarray, wave: int, through: date) -> pa.Table:
+def forecast_rows(stores: np.ndarray, items: np.ndarray, wave: int, through: date) -> pa.Table:
     n = len(stores)
     days = pa.array([through + timedelta(days=d + 1) for d in range(HORIZON)] * n, pa.date32())
     yhat = np.random.default_rng(wave).gamma(2.0, 5.0, n * HORIZON)
@@ -88,7 +88,7 @@ def _forecasts(stores: np.ndarray, items: np.ndarray, wave: int, through: date) 
     ).cast(FORECASTS)
 
 
-def _drift(stores: np.ndarray, items: np.ndarray, wave: int, day: date) -> pa.Table:
+def drift_rows(stores: np.ndarray, items: np.ndarray, wave: int, day: date) -> pa.Table:
     n = len(stores)
     return pa.table(
         {
@@ -108,7 +108,7 @@ def _drift(stores: np.ndarray, items: np.ndarray, wave: int, day: date) -> pa.Ta
     ).cast(DRIFT)
 
 
-def _state(stores: np.ndarray, items: np.ndarray, waves: int, through: date) -> pa.Table:
+def state_rows(stores: np.ndarray, items: np.ndarray, waves: int, through: date) -> pa.Table:
     n = len(stores)
     columns: dict[str, Any] = {f.name: pa.nulls(n, f.type) for f in SERIES_STATE}
     columns.update(
@@ -135,9 +135,9 @@ def build(root: Path, args: argparse.Namespace, layout: str) -> tuple[float, flo
             DeltaTable.create(str(delta / name), schema)
     store = TableStore(delta)
     store.ensure()
-    stores, items = _chain(args.series, args.items)
+    stores, items = chain(args.series, args.items)
     through = START + timedelta(days=args.days)
-    write_deltalake(store.uri("series_state"), _state(stores, items, args.waves, through),
+    write_deltalake(store.uri("series_state"), state_rows(stores, items, args.waves, through),
                     mode="append")  # fmt: skip
     calendar = [through - timedelta(days=d) for d in range(args.days)]
     daily = daily_table(stores.tolist(), items.tolist(), calendar)
@@ -149,9 +149,9 @@ def build(root: Path, args: argparse.Namespace, layout: str) -> tuple[float, flo
         for part in np.array_split(order, args.batches):
             part = np.sort(part)  # a micro-batch's rows go out in key order, as a wave's do
             s, i = stores[part], items[part]
-            store.append_once("forecasts", _forecasts(s, i, wave, through), "bench", writes)
+            store.append_once("forecasts", forecast_rows(s, i, wave, through), "bench", writes)
             if wave > 1:
-                store.append_once("drift", _drift(s, i, wave, through), "bench", writes)
+                store.append_once("drift", drift_rows(s, i, wave, through), "bench", writes)
             writes += 1
             if writes % COMPACT_EVERY == 0:
                 compacting = time.perf_counter()
@@ -184,7 +184,7 @@ def measure(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     try:
         state_ms = [_timed(data.series_state) for _ in range(3)]
         states = data.series_state()
-        stores, items = _chain(args.series, args.items)
+        stores, items = chain(args.series, args.items)
         rng = random.Random(1)
         keys = [f"{stores[k]}|{items[k]}" for k in rng.sample(range(args.series), args.requests)]
         data.series_detail(keys[0], states)  # the first read opens the tables' handles

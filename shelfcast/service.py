@@ -55,6 +55,15 @@ class _Status:
 
 def run_service(settings: Settings, stop: threading.Event) -> None:
     """Run until ``stop`` is set; raises the package errors with what to do."""
+    console = _launch_console(settings)  # it imports while Spark starts
+    try:
+        _run(settings, stop, console)
+    finally:
+        if console is not None:
+            console.stop()
+
+
+def _run(settings: Settings, stop: threading.Event, console: Any) -> None:
     # Spark's JVM starts (~10-40 s) while Ray is joined, the coordinator found and the
     # console started; the ingest then finds the session ready.
     start_spark(settings)
@@ -70,7 +79,7 @@ def run_service(settings: Settings, stop: threading.Event) -> None:
         metrics.serve(settings.metrics_port, settings.metrics_host)
         log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
     status = _Status(settings)
-    console = _start_console(settings)
+    _console_ready(console)
     batches: deque[dict[str, Any]] = deque(maxlen=20)  # the console's "last micro-batches"
     handoffs: deque[dict[str, Any]] = deque(maxlen=20)  # and its recent waves
     last_batch = [time.monotonic()]
@@ -132,8 +141,6 @@ def run_service(settings: Settings, stop: threading.Event) -> None:
         # the coordinator until the next start acknowledges it.
         stop.set()
         thread.join(timeout=2.0)
-        if console is not None:
-            console.stop()
         _store_last_news(holder.get("handoff"), settings)
         client.close(timeout=3.0)
         status.update(stopped_at=datetime.now(UTC).isoformat())
@@ -198,18 +205,26 @@ def _store_last_news(handoff: Handoff | None, settings: Settings) -> None:
         lock.release()
 
 
-def _start_console(settings: Settings) -> Any:
-    """The web console on its own thread, or None when it is off or its port is taken (the
-    service runs on without it)."""
-    from shelfcast.console import ConsoleServer
-    from shelfcast.errors import ShelfcastError
+def _launch_console(settings: Settings) -> Any:
+    """The web console's process, started (it imports while Spark starts; see
+    ``_console_ready``), or None when it is off."""
+    from shelfcast.console.process import ConsoleProcess
 
     if not settings.console_port:
         return None
-    console = ConsoleServer(settings)
+    console = ConsoleProcess(settings)
+    console.launch()
+    return console
+
+
+def _console_ready(console: Any) -> None:
+    """Say where the console serves, or why it cannot (its port is taken: the service runs
+    on without it, and the child is stopped)."""
+    from shelfcast.errors import ShelfcastError
+
+    if console is None:
+        return
     try:
-        log.info("console on %s", console.start())
+        log.info("console on %s", console.ready())
     except ShelfcastError as exc:
         log.warning("%s", exc)
-        return None
-    return console

@@ -6,6 +6,7 @@ Every field is documented once, in the README's settings reference.
 """
 
 import ipaddress
+import json
 import os
 import stat
 import tomllib
@@ -319,6 +320,23 @@ def _check_private(path: Path) -> None:
             f"{path} holds secrets ({', '.join(held)}) and its mode {mode:04o} lets other "
             f"users read or change it: run 'chmod 600 {path}'."
         )
+
+
+def settings_to_json(settings: Settings) -> str:
+    """``settings`` as JSON *with their secrets*, for a child process' stdin (never for argv,
+    a log or a file): :func:`settings_from_json` gives them back, whatever the child's
+    environment says."""
+    data = settings.model_dump(mode="json")  # a secret shows as "**********" here
+    for name in _secret_fields():
+        secret = getattr(settings, name)
+        data[name] = secret.get_secret_value() if secret is not None else None
+    return json.dumps(data)
+
+
+def settings_from_json(text: str) -> Settings:
+    """The settings :func:`settings_to_json` wrote (every field given: the environment and a
+    config file change none, a None included)."""
+    return Settings(**json.loads(text))
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -17,6 +17,7 @@ __all__ = [
     "count_series",
     "gather_status",
     "ingest_lag",
+    "render_group",
     "render_status",
     "series_counts",
 ]
@@ -149,6 +150,23 @@ def batched(coordinator: dict[str, Any]) -> str:
     return f" (up to {size} a task)" if size > 1 else ""
 
 
+def render_group(name: str, g: dict[str, Any]) -> str:
+    """A group model's line: its model, and its retrain's step while one runs."""
+    if g.get("version") is not None:
+        mae = f"{g['validation_mae']:.3f}" if g.get("validation_mae") is not None else "-"
+        line = (
+            f"group model {name}: v{g['version']} through {g['through']}, "
+            f"{g['series'] or 0:,} series, validation MAE {mae}"
+        )
+    else:
+        line = f"group model {name}: none yet"
+    if g.get("training"):
+        line += f"; training for {g.get('training_seconds') or 0:.0f} s: {g.get('progress')}"
+    elif g.get("error"):
+        line += f"; its last retrain failed: {g['error']}"
+    return line
+
+
 def render_status(status: dict[str, Any]) -> str:
     out = []
     service = status["service"]
@@ -189,6 +207,8 @@ def render_status(status: dict[str, Any]) -> str:
             f"{c['retrains_last_minute']} retrains in the last minute; "
             f"{c['published']} forecasts published"
         )
+        for name, g in sorted((c.get("groups") or {}).items()):
+            out.append(f"  {render_group(name, g)}")
         for system, o in sorted((c.get("outages") or {}).items()):
             since = datetime.fromtimestamp(o["since"], UTC).isoformat()[:19]
             out.append(

@@ -5,27 +5,63 @@ A day counts once it is complete: the series has a sale on a later day. Its erro
 over days is comparable with the model's validation MASE; their ratio is the drift ratio.
 """
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import math
+from array import array
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import date, timedelta
 
-__all__ = ["Served", "drift_errors"]
+__all__ = ["Points", "Served", "drift_errors"]
 
 
-@dataclass
+class Points(Mapping[date, float]):
+    """A forecast's values by day, kept as one float array from its first day (the driver
+    holds one per series: a dict of dates and floats took ~3 KB, this ~0.3 KB)."""
+
+    __slots__ = ("_first", "_values")
+
+    def __init__(self, values: Mapping[date, float] | None = None) -> None:
+        values = values or {}
+        self._first = min(values).toordinal() if values else 0
+        span = max(values).toordinal() - self._first + 1 if values else 0
+        self._values = array("d", [math.nan]) * span  # a day missing between two is NaN
+        for day, value in values.items():
+            self._values[day.toordinal() - self._first] = value
+
+    def __getitem__(self, day: date) -> float:
+        offset = day.toordinal() - self._first
+        if 0 <= offset < len(self._values) and not math.isnan(self._values[offset]):
+            return self._values[offset]
+        raise KeyError(day)
+
+    def __iter__(self) -> Iterator[date]:
+        for offset, value in enumerate(self._values):
+            if not math.isnan(value):
+                yield date.fromordinal(self._first + offset)
+
+    def __len__(self) -> int:
+        return sum(not math.isnan(v) for v in self._values)
+
+    def __repr__(self) -> str:
+        return f"Points({dict(self)!r})"
+
+
+@dataclass(slots=True)
 class Served:
-    """The forecast a series serves now, and what its live error is so far."""
+    """The forecast a series serves now, and what its live error is so far (a sum and a
+    count: only their mean is ever asked for)."""
 
     model_version: int
-    points: dict[date, float]
+    points: Points
     validation_mase: float | None
     mase_scale: float | None
     evaluated_through: date | None = None
-    errors: list[float] = field(default_factory=list)
+    error_sum: float = 0.0
+    error_count: int = 0
 
     @property
     def live_mase(self) -> float | None:
-        return sum(self.errors) / len(self.errors) if self.errors else None
+        return self.error_sum / self.error_count if self.error_count else None
 
     @property
     def drift_ratio(self) -> float | None:
@@ -33,6 +69,11 @@ class Served:
         if live is None or not self.validation_mase:
             return None
         return live / self.validation_mase
+
+    def add_error(self, day: date, error: float) -> None:
+        self.error_sum += error
+        self.error_count += 1
+        self.evaluated_through = day
 
 
 def drift_errors(
@@ -57,7 +98,6 @@ def drift_errors(
         yhat = served.points[day]
         error = abs(actual - yhat) / scale
         out.append((day, actual, yhat, error))
-        served.errors.append(error)
-        served.evaluated_through = day
+        served.add_error(day, error)
         day += timedelta(days=1)
     return out

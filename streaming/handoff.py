@@ -24,7 +24,7 @@ from streaming.schemas import SERIES_STATE
 from streaming.served import SERVED_DAYS, ServedForecasts
 from streaming.tables import TableStore
 from streaming.thresholds import ThresholdStore
-from streaming.trigger import Due, due_series
+from streaming.trigger import Due, due_among
 
 __all__ = ["Handoff", "HandoffReport", "RetrainClient", "Submission"]
 
@@ -131,7 +131,7 @@ class Handoff:
         unreadable = self.thresholds.failures
         thresholds = self.thresholds.load()
         unreadable = self.thresholds.failures - unreadable
-        due = due_series(state.values(), thresholds, now)
+        due = due_among(state, self.store.waiting_series(), thresholds, now)
         if due:
             forced = set(thresholds.force)
             try:
@@ -166,7 +166,7 @@ class Handoff:
         if published or drifted or touched:
             self._writes += 1
             if self._writes >= self.compact_every:
-                self.store.compact(HANDOFF_TABLES)
+                self.store.compact_soon(HANDOFF_TABLES)
                 self._writes = 0
         if updates and forecasts_stored and drift_stored and state_stored:
             self.client.ack_updates(max(u["seq"] for u in updates))

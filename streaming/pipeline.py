@@ -34,7 +34,7 @@ from streaming.plans import (
     split_stores,
     touched_series,
 )
-from streaming.schemas import PLANS, POS_SALES, QUARANTINE, STORES
+from streaming.schemas import PLANS, POS_SALES, QUARANTINE, STORES, TABLES
 from streaming.spool import RejectSpool
 from streaming.tables import TableStore
 from streaming.vacuum import check_vacuum_retention
@@ -265,7 +265,7 @@ class IngestPipeline:
             self.store.upsert_latest_once("stores", stores, "store_id", app, batch_id)
 
         if batch_id % self.maintain_every == self.maintain_every - 1:
-            self.store.maintain(self.retention_hours)
+            self.store.compact_soon(tuple(TABLES), self.retention_hours)
         report = BatchReport(
             batch_id=batch_id,
             records=valid.records,

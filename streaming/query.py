@@ -196,4 +196,6 @@ def run_ingest(
             )
         if isinstance(pipeline.dead_letters, DeadLetterTopic):
             pipeline.dead_letters.close(timeout=1.0)
+        # A compaction in flight gets a moment; cut short, it leaves only unnamed files.
+        pipeline.store.compactor.close(timeout=1.0)
         log.info("ingest stopped")

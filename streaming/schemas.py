@@ -3,6 +3,7 @@
 import pyarrow as pa
 
 __all__ = [
+    "APPEND_ONLY",
     "DAILY_SALES",
     "DRIFT",
     "FORECASTS",
@@ -165,6 +166,9 @@ QUARANTINE = pa.schema(
         ("raw_value_sha256", pa.string()),
     ]
 )
+
+# Tables only ever appended to: compacted off the writers' path (streaming.compaction).
+APPEND_ONLY = frozenset({"pos_sales", "quarantine", "forecasts", "drift"})
 
 # name -> (schema, partition columns)
 TABLES: dict[str, tuple[pa.Schema, list[str]]] = {

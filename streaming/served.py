@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 
 from contracts.series import parse_series_key, series_key
-from streaming.drift import Served, drift_errors
+from streaming.drift import Points, Served, drift_errors
 from streaming.schemas import DRIFT, FORECASTS
 from streaming.tables import TableStore
 
@@ -57,7 +57,7 @@ class ServedForecasts:
                 continue  # already recorded (a re-read after a crash)
             points = {date.fromisoformat(p["date"]): float(p["yhat"]) for p in message["points"]}
             served[key] = Served(
-                version, points, message.get("validation_mase"), u.get("mase_scale")
+                version, Points(points), message.get("validation_mase"), u.get("mase_scale")
             )
             for p in message["points"]:
                 rows.append(
@@ -109,7 +109,7 @@ class ServedForecasts:
                 found_for[r["day"]] = r["units"]
         rows, counts, scored = [], {}, {}
         for key in keys:
-            served = replace(self.served[key], errors=list(self.served[key].errors))
+            served = replace(self.served[key])  # a copy: its errors change
             found = drift_errors(served, actuals[key], last_days.get(key, date.min))
             store_id, item_id = parse_series_key(key)
             for day, actual, yhat, error in found:
@@ -147,14 +147,18 @@ class ServedForecasts:
             [*_SERIES_VERSION, "day", "yhat", "validation_mase", "mase_scale"],
             [("generated_at", ">=", since)],
         )
+        points: dict[str, dict[date, float]] = {}
         for r in forecasts.to_pylist():
             key = series_key(r["store_id"], r["item_id"])
             served = self.served.get(key)
             if served is None or served.model_version < r["model_version"]:
-                served = Served(r["model_version"], {}, r["validation_mase"], r["mase_scale"])
+                served = Served(r["model_version"], Points(), r["validation_mase"], r["mase_scale"])
                 self.served[key] = served
+                points[key] = {}
             if served.model_version == r["model_version"]:
-                served.points[r["day"]] = r["yhat"]
+                points[key][r["day"]] = r["yhat"]
+        for key, values in points.items():
+            self.served[key].points = Points(values)
         drift = self.store.read(
             "drift",
             [*_SERIES_VERSION, "day", "scaled_error"],
@@ -163,5 +167,4 @@ class ServedForecasts:
         for r in sorted(drift.to_pylist(), key=lambda r: r["day"]):
             served = self.served.get(series_key(r["store_id"], r["item_id"]))
             if served is not None and served.model_version == r["model_version"]:
-                served.errors.append(r["scaled_error"])
-                served.evaluated_through = r["day"]
+                served.add_error(r["day"], r["scaled_error"])

@@ -19,8 +19,10 @@ from deltalake import CommitProperties, DeltaTable, Field, Transaction, write_de
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from contracts.series import series_key
+from streaming.compaction import Compactor
 from streaming.errors import TableError
-from streaming.schemas import SERIES_STATE, TABLES
+from streaming.schemas import APPEND_ONLY, SERIES_STATE, TABLES
+from streaming.trigger import waiting
 from streaming.vacuum import check_vacuum_retention
 
 __all__ = ["COMPACT_TARGET_BYTES", "TableStore"]
@@ -51,6 +53,10 @@ class TableStore:
         # series_state mirrored in memory (see series_state); None: read it afresh. Not locked
         # here: the pipeline and the hand-off use it under the pipeline's one lock.
         self._series: dict[str, dict[str, Any]] | None = None
+        # The mirror's keys whose rows are ``waiting`` (see waiting_series).
+        self._waiting: set[str] = set()
+        # Maintains the append-only tables off the writers' path (see compact_soon).
+        self.compactor = Compactor(self._maintain)
 
     def uri(self, table: str) -> str:
         return f"{self.root}/{table}"
@@ -224,7 +230,8 @@ class TableStore:
         if not wrote:
             self._series = None
         elif self._series is not None:
-            self._series.update((_series_key(row), row) for row in rows.to_pylist())
+            for row in rows.to_pylist():
+                self._put(self._series, _series_key(row), row)
         return wrote
 
     def series_state(self) -> dict[str, dict[str, Any]]:
@@ -237,10 +244,28 @@ class TableStore:
         """
         return dict(self._mirror())
 
+    def waiting_series(self) -> set[str]:
+        """The series whose stored row has news since its last hand-over
+        (:func:`streaming.trigger.waiting`), kept with the mirror: between waves a hand-off
+        looks at these few rather than at every series."""
+        self._mirror()
+        return set(self._waiting)
+
     def _mirror(self) -> dict[str, dict[str, Any]]:
         if self._series is None:
-            self._series = {_series_key(row): row for row in self.read("series_state").to_pylist()}
+            series: dict[str, dict[str, Any]] = {}
+            self._waiting = set()
+            for row in self.read("series_state").to_pylist():
+                self._put(series, _series_key(row), row)
+            self._series = series
         return self._series
+
+    def _put(self, series: dict[str, dict[str, Any]], key: str, row: dict[str, Any]) -> None:
+        series[key] = row
+        if waiting(row):
+            self._waiting.add(key)
+        else:
+            self._waiting.discard(key)
 
     def _upsert_series_once(self, rows: pa.Table, app_id: str, batch_id: int) -> bool:
         def write(dt: DeltaTable, props: CommitProperties) -> None:
@@ -337,19 +362,32 @@ class TableStore:
             except DeltaError as exc:
                 log.warning("compacting %s failed (will retry next time): %s", name, exc)
 
+    def compact_soon(self, names: Sequence[str], vacuum_hours: float | None = None) -> None:
+        """Compact tables ``names`` (and vacuum them, ``vacuum_hours``): the append-only ones
+        on the compactor's thread, the merged ones now, as a merge and a compaction of the
+        same files cannot both commit."""
+        self.compactor.request([n for n in names if n in APPEND_ONLY], vacuum_hours)
+        self._maintain([n for n in names if n not in APPEND_ONLY], vacuum_hours)
+
     def maintain(self, retention_hours: float) -> None:
-        """Compact small files, then vacuum files older than the retention.
+        """Compact small files, then vacuum files older than the retention (all of it now;
+        ``compact_soon`` does it off the caller's thread).
 
         Delta's own check wants the table's ``deletedFileRetentionDuration`` (7 days); ours
         (``check_vacuum_retention``) is what a retrain may still read, so Delta's is off.
         """
         check_vacuum_retention(retention_hours)
-        self.compact(tuple(TABLES))
-        for name in TABLES:
+        self._maintain(tuple(TABLES), retention_hours)
+
+    def _maintain(self, names: Sequence[str], vacuum_hours: float | None) -> None:
+        self.compact(names)
+        if vacuum_hours is None:
+            return
+        for name in names:
             try:
                 dt = self.table(name)
                 dt.vacuum(
-                    retention_hours=math.ceil(retention_hours),
+                    retention_hours=math.ceil(vacuum_hours),
                     dry_run=False,
                     enforce_retention_duration=False,
                 )

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from contracts.errors import SeriesKeyError
 from contracts.series import parse_series_key, series_key
 
-__all__ = ["REASONS", "Due", "Reason", "Thresholds", "due_series"]
+__all__ = ["REASONS", "Due", "Reason", "Thresholds", "due_among", "due_series", "waiting"]
 
 _BUSY = frozenset({"queued", "running"})
 
@@ -121,6 +121,15 @@ def _reason(row: Mapping[str, Any], t: Thresholds, now: datetime) -> tuple[Reaso
     return None
 
 
+def waiting(row: Mapping[str, Any]) -> bool:
+    """Whether ``row`` has news since its last hand-over (sales or plan changes): only such
+    rows, and forced series, can be due. The table store keeps the set of them, so a hand-off
+    tests those rather than every series (0.2 s a tick at 100,000 series)."""
+    return (row.get("events_since_retrain") or 0) > 0 or (
+        row.get("plan_changes_since_retrain") or 0
+    ) > 0
+
+
 def due_series(rows: Iterable[Mapping[str, Any]], t: Thresholds, now: datetime) -> list[Due]:
     """The series to retrain now, most new events first, capped at ``max_series_per_wave``."""
     forced = set(t.force)
@@ -148,3 +157,13 @@ def due_series(rows: Iterable[Mapping[str, Any]], t: Thresholds, now: datetime) 
             due.append(Due(row["store_id"], row["item_id"], priority, reason, kind))
     due.sort(key=lambda d: -d.priority)
     return due[: t.max_series_per_wave]
+
+
+def due_among(
+    state: Mapping[str, Mapping[str, Any]], waiting: set[str], t: Thresholds, now: datetime
+) -> list[Due]:
+    """:func:`due_series` over the rows of ``state`` (by ``"store|item"``) that can be due:
+    the ``waiting`` ones and forced ones. Sorted by key first, so that equal priorities go
+    in one order whatever the set's."""
+    keys = (waiting & state.keys()) | (set(t.force) & state.keys())
+    return due_series([state[k] for k in sorted(keys)], t, now)

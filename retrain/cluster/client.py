@@ -437,6 +437,20 @@ def merge_status(each: list[dict[str, Any]]) -> dict[str, Any]:
     out["outages"] = outages
     latest = [entry for s in each for entry in s["latest"]]
     out["latest"] = sorted(latest, key=lambda e: str(e["at"]), reverse=True)[:20]
+    groups: dict[str, dict[str, Any]] = {}
+    for shard in each:  # a group named by several shards: the one training, else the newest
+        for name, g in (shard.get("groups") or {}).items():
+            known = groups.get(name)
+            if (
+                known is None
+                or g.get("training")
+                or (
+                    not known.get("training")
+                    and (g.get("version") or 0) > (known.get("version") or 0)
+                )
+            ):
+                groups[name] = g
+    out["groups"] = groups
     return out
 
 

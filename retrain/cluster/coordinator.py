@@ -31,7 +31,7 @@ from typing import Any
 import ray
 
 from retrain.cluster.batches import Batch, Beat, Pace, TaskFailure, overrun, plan_batches
-from retrain.cluster.groups import GroupScheduler
+from retrain.cluster.groups import GroupProgress, GroupScheduler
 from retrain.cluster.identity import retrain_identity
 from retrain.cluster.outages import error_text, outage_of
 from retrain.cluster.prewarm import prewarm
@@ -171,6 +171,10 @@ class Coordinator:
             "latest": list(self._latest),
             "groups": self.groups.status(),
         }
+
+    async def group_progress(self, group: str, text: str) -> None:
+        """What the retrain of ``group`` is doing now (``GroupProgress``)."""
+        self.groups.progress(group, text)
 
     async def started(self, key: str, pid: int) -> None:
         """The task of batch ``key`` started in process ``pid``."""
@@ -463,7 +467,11 @@ class Coordinator:
         """One group retrain as a Ray task of the group's own CPUs; stopped at its timeout."""
         spec = self.config.task
         remote = ray.remote(num_cpus=spec.groups.cpus, max_retries=0)(train_group)
-        ref = remote.remote(group, version, spec.group_stores(), spec.groups)
+        me = ray.get_runtime_context().current_actor
+        # Ray's stubs type ray.remote(**options)(f) with four arguments at most.
+        ref = remote.remote(  # type: ignore[call-arg]
+            group, version, spec.group_stores(), spec.groups, GroupProgress(me, group)
+        )
         limit = spec.groups.timeout_seconds
         try:
             record: GroupRecord = await asyncio.wait_for(asyncio.wrap_future(ref.future()), limit)

@@ -20,12 +20,24 @@ from retrain.cluster.queue import Job
 from retrain.group.config import GroupSpec
 from retrain.stores.registry import GroupRecord
 
-__all__ = ["GroupScheduler"]
+__all__ = ["GroupProgress", "GroupScheduler"]
 
 log = logging.getLogger("shelfcast.coordinator")
 
 _FIRST_RETRY_SECONDS = 30.0
 _MAX_RETRY_SECONDS = 1800.0
+
+
+@dataclass(frozen=True)
+class GroupProgress:
+    """A group retrain's ``progress``, told to its coordinator (a Ray actor) without waiting:
+    ``shelfcast status`` shows the step a long training is at."""
+
+    coordinator: Any
+    group: str
+
+    def __call__(self, text: str) -> None:
+        self.coordinator.group_progress.remote(self.group, text)
 
 
 @dataclass
@@ -39,6 +51,7 @@ class _Group:
     drifted: int = 0  # series submitted for drift since its model
     started_at: float = 0.0
     seconds: float | None = None  # how long its last model took to train
+    progress: str | None = None  # what its (last) retrain said last (GroupProgress)
 
     @property
     def busy(self) -> bool:
@@ -126,9 +139,15 @@ class GroupScheduler:
         if due:
             self._start(group, None)
 
+    def progress(self, group: str, text: str) -> None:
+        state = self.groups.get(group)
+        if state is not None and state.busy:  # news from a retrain that ended is stale
+            state.progress = text
+
     def _start(self, group: str, version: int | None) -> None:
         state = self.groups.setdefault(group, _Group())
         state.started_at = time.time()
+        state.progress = "waiting for its CPUs"
         state.training = asyncio.get_running_loop().create_task(self._run(group, version))
 
     async def _run(self, group: str, version: int | None) -> None:
@@ -171,6 +190,9 @@ class GroupScheduler:
                 "series": state.record.series if state.record else None,
                 "validation_mae": state.record.score if state.record else None,
                 "training": state.busy,
+                # While it trains: for how long, and the step it said last.
+                "training_seconds": time.time() - state.started_at if state.busy else None,
+                "progress": state.progress,  # its last retrain's last step, once done
                 "train_seconds": state.seconds,
                 "error": state.error,
             }

@@ -14,7 +14,13 @@ from datetime import date
 import optuna
 
 from retrain.group.features import GroupSeries
-from retrain.group.model import GroupModel, GroupParams, fit_group, validate_group
+from retrain.group.model import (
+    GroupModel,
+    GroupParams,
+    Progress,
+    fit_group,
+    validate_group,
+)
 
 __all__ = ["GroupTuneConfig", "suggest_params", "tune_group"]
 
@@ -54,9 +60,11 @@ def tune_group(
     through: date,
     study: optuna.Study,
     config: GroupTuneConfig,
+    progress: Progress | None = None,
 ) -> GroupModel:
     """This retrain's search for ``study``, then the best parameters fitted through
-    ``through`` with their validation folds."""
+    ``through`` with their validation folds; ``progress`` is told each step."""
+    say = progress or (lambda _text: None)
     past = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     past = past[-config.history_trials :]
     scratch = optuna.create_study(direction="minimize", sampler=study.sampler)
@@ -73,6 +81,7 @@ def tune_group(
     def objective(trial: optuna.Trial) -> float:
         params = suggest_params(trial)
         key = repr(params)
+        step = f"trial {trial.number - len(past) + 1}/{trials}"
         if key not in scored:
             score = validate_group(
                 series,
@@ -84,6 +93,7 @@ def tune_group(
                 config.seed,
                 config.max_rows,
                 threads=config.threads,
+                progress=lambda text: say(f"{step}, {text}"),
             ).score
             scored[key] = (params, score)
         return scored[key][1]
@@ -101,6 +111,7 @@ def tune_group(
         config.seed,
         config.max_rows,
         config.threads,
+        lambda text: say(f"the best of {len(scored)} trials, {text}"),
     )
     model.tuning_score = score
     return model

@@ -1,7 +1,7 @@
 """The web console: pipeline health, the retrain queue, series and their forecasts, thresholds.
 
-Served by the service (``shelfcast run``) on ``SHELFCAST_CONSOLE_HOST``:``SHELFCAST_CONSOLE_PORT``,
-with its JSON API under ``/api``.
+Served by a process the service (``shelfcast run``) starts, on
+``SHELFCAST_CONSOLE_HOST``:``SHELFCAST_CONSOLE_PORT``, with its JSON API under ``/api``.
 """
 
 from shelfcast.console.app import create_app

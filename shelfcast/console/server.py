@@ -1,4 +1,4 @@
-"""The console served by uvicorn on a thread of the service."""
+"""The console served by uvicorn on a thread of the console's process (``ConsoleProcess``)."""
 
 import logging
 import socket

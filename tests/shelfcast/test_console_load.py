@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -76,20 +77,23 @@ def _measure(settings: Settings, seconds: float) -> list[float]:
 
 
 def _console_cpu() -> float:
-    """CPU seconds the console's threads (its server and its read pool) used so far."""
+    """CPU seconds the console's process (a child of this one, where the service runs) used
+    so far."""
     import os
 
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0.0
-    for thread in threading.enumerate():
-        if not thread.name.startswith("shelfcast-console") or thread.native_id is None:
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
             continue
         try:
-            stat = open(f"/proc/self/task/{thread.native_id}/stat").read()
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
         fields = stat.rpartition(")")[2].split()
-        total += (int(fields[11]) + int(fields[12])) / ticks
+        if int(fields[1]) == os.getpid() and b"shelfcast.console" in cmdline:
+            total += (int(fields[11]) + int(fields[12])) / ticks
     return total
 
 
@@ -173,7 +177,8 @@ def test_the_micro_batches_do_not_slow_under_ten_console_clients(
     assert set(answers) <= {200, 429, 503}, report
     # Loose: the shared machine's noise is larger than the effect being ruled out.
     assert statistics.median(loaded) <= 1.5 * statistics.median(quiet) + 0.15, report
-    assert cpu / PHASE_SECONDS < 0.5, report  # the console's threads: a fraction of a core
+    # The console's process (found: it worked) takes a fraction of a core.
+    assert 0 < cpu / PHASE_SECONDS < 0.5, report
 
 
 def test_the_lag_comes_from_one_consumer_kept_open(make_settings: Callable[..., Any]) -> None:

@@ -59,6 +59,25 @@ def test_the_mirror_follows_every_write_and_a_replay(tmp_path: Path) -> None:
     assert store.series_rows([("S2", "I1"), ("S9", "new")]).to_pylist() == rows
 
 
+def test_the_waiting_series_follow_every_write_and_a_fresh_read(tmp_path: Path) -> None:
+    store = TableStore(tmp_path)
+    store.ensure()
+    assert store.waiting_series() == set()
+    ingest(store, 0, ("S1", "I1"), ("S1", "I2"), ("S2", "I1"))
+    assert store.waiting_series() == {"S1|I1", "S1|I2", "S2|I1"}
+
+    state = store.series_state()
+    handed = [
+        {**state["S1|I1"], "events_since_retrain": 0, "days_since_retrain": 0},
+        {**state["S1|I2"], "events_since_retrain": 0, "plan_changes_since_retrain": 2},
+    ]
+    assert store.upsert_series_once(pa.Table.from_pylist(handed, schema=SERIES_STATE), "h", 0)
+    assert store.waiting_series() == {"S1|I2", "S2|I1"}
+    # A replay drops the mirror; read afresh, the table says the same.
+    assert not store.upsert_series_once(pa.Table.from_pylist(handed, schema=SERIES_STATE), "h", 0)
+    assert store.waiting_series() == {"S1|I2", "S2|I1"} == TableStore(tmp_path).waiting_series()
+
+
 def test_a_changed_mapping_does_not_change_the_mirror(tmp_path: Path) -> None:
     store = TableStore(tmp_path)
     store.ensure()

@@ -1,14 +1,15 @@
 import json
+import random
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from streaming.drift import Served, drift_errors
+from streaming.drift import Points, Served, drift_errors
 from streaming.errors import StreamingError
 from streaming.thresholds import ThresholdStore
-from streaming.trigger import Thresholds, due_series
+from streaming.trigger import Thresholds, due_among, due_series, waiting
 
 NOW = datetime(2024, 3, 4, 12, tzinfo=UTC)
 
@@ -67,6 +68,40 @@ def test_a_busy_series_with_no_submission_time_is_offered_again() -> None:
     assert keys(rows, Thresholds()) == ["S|legacy"]
 
 
+def test_only_waiting_rows_and_forced_ones_can_be_due() -> None:
+    # The hand-off tests only these (the store keeps them): over many rows and thresholds,
+    # the rest is never due.
+    rng = random.Random(7)
+    statuses = [None, "queued", "running", "done", "failed"]
+    for _ in range(200):
+        rows = [
+            row(
+                f"i{n}",
+                rng.choice([0, 0, 1, 5]),
+                rng.choice([0, 1, 3]),
+                status=rng.choice(statuses),
+                last_submitted_at=rng.choice([None, NOW - timedelta(seconds=rng.uniform(0, 2e3))]),
+                drift_ratio=rng.choice([None, 0.5, 3.0]),
+                plan_changes_since_retrain=rng.choice([None, 0, 0, 2]),
+            )
+            for n in range(12)
+        ]
+        t = Thresholds(
+            min_new_events=rng.choice([0, 1, 3]),
+            min_new_days=rng.choice([0, 1, 2]),
+            cooldown_seconds=rng.choice([0, 60, 600]),
+            busy_timeout_seconds=rng.choice([1, 900]),
+            drift_ratio=rng.choice([None, 2.0]),
+            force=tuple(f"S|i{n}" for n in range(12) if rng.random() < 0.1),
+        )
+        state = {f"S|{r['item_id']}": r for r in rows}
+        ready = {k for k, r in state.items() if waiting(r)}
+        # The same series for the same reasons; equal priorities may go in another order.
+        assert sorted(due_among(state, ready, t, NOW), key=str) == sorted(
+            due_series(rows, t, NOW), key=str
+        )
+
+
 def test_thresholds_are_validated_audited_and_reset(tmp_path: Path) -> None:
     store = ThresholdStore(tmp_path)
     assert store.load() == Thresholds()
@@ -100,7 +135,10 @@ def test_a_broken_file_keeps_the_last_good_thresholds(tmp_path: Path) -> None:
 def test_drift_scores_complete_days_once() -> None:
     day = date(2024, 3, 1)
     served = Served(
-        3, {day + timedelta(days=k): 10.0 for k in range(5)}, validation_mase=0.5, mase_scale=2.0
+        3,
+        Points({day + timedelta(days=k): 10.0 for k in range(5)}),
+        validation_mase=0.5,
+        mase_scale=2.0,
     )
     first = drift_errors(
         served, {day: 12.0, day + timedelta(days=1): 10.0}, day + timedelta(days=2)
@@ -114,6 +152,18 @@ def test_drift_scores_complete_days_once() -> None:
     assert [d for d, *_ in again] == [day + timedelta(days=2), day + timedelta(days=3)]
     assert served.live_mase == pytest.approx((1.0 + 0.0 + 5.0 + 5.0) / 4)
     assert served.drift_ratio == pytest.approx((1.0 + 0.0 + 5.0 + 5.0) / 4 / 0.5)
+
+
+def test_points_read_as_the_dict_they_were_made_from() -> None:
+    day = date(2024, 3, 1)
+    values = {day + timedelta(days=k): float(k) for k in (3, 0, 1, 5)}  # a gap, out of order
+    points = Points(values)
+    assert dict(points) == values and len(points) == 4
+    assert list(points) == sorted(values) and min(points) == day
+    assert day + timedelta(days=2) not in points and day - timedelta(days=1) not in points
+    with pytest.raises(KeyError):
+        points[day + timedelta(days=9)]
+    assert not Points() and dict(Points()) == {}
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from contracts import parse_forecast
 from retrain.stores.registry import CHAMPION, group_model_name
 from shelfcast.retrain_command import run_wave
 from shelfcast.settings import Settings
+from shelfcast.status import coordinator_status
 from tests.support.series import demand, write_daily
 from tests.support.topics import read_topic
 from tests.support.wait import wait_for
@@ -70,6 +71,9 @@ def test_a_group_model_trains_first_then_serves_later_waves_and_retrains_a_week_
     first = run_wave(settings, keys, cold=False)
     assert (first["done"], first["failed"]) == (3, 0), first["errors"]
     assert _group_versions(settings) == [1]  # trained before the series ran, once
+    # Its steps reached the coordinator (shelfcast status shows them while it trains).
+    group = coordinator_status(settings)["groups"]["all"]
+    assert group["progress"] == "recording the model in MLflow" and not group["training"]
 
     # Three more days: under the week that retrains the group; every series reuses model 1.
     _write(settings, 3, START + timedelta(days=240), 1, seed=10)

@@ -218,7 +218,20 @@ def test_the_group_study_starts_from_the_reference_and_warm_starts() -> None:
     through = START + timedelta(days=399)
     study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=0))
     config = GroupTuneConfig(cold_trials=2, warm_trials=1, folds=2, tune_folds=1)
-    cold = tune_group(series, through, study, config)
+    said: list[str] = []
+    cold = tune_group(series, through, study, config, said.append)
+    # Each step is told: both trials' fold, then the chosen one's validation and its fit.
+    assert said == [
+        "trial 1/2, fold 1/1: fitting",
+        "trial 1/2, fold 1/1: predicting 3 series",
+        "trial 2/2, fold 1/1: fitting",
+        "trial 2/2, fold 1/1: predicting 3 series",
+        "the best of 2 trials, validation fold 1/2: fitting",
+        "the best of 2 trials, validation fold 1/2: predicting 3 series",
+        "the best of 2 trials, validation fold 2/2: fitting",
+        "the best of 2 trials, validation fold 2/2: predicting 3 series",
+        "the best of 2 trials, fitting on every day",
+    ]
     first = study.trials[0].params
     assert first["num_leaves"] == GroupParams().num_leaves  # the reference is tried first
     assert cold.tuning_score is not None and len(study.trials) == 2

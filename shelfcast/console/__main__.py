@@ -1,0 +1,34 @@
+"""The console's own process (``ConsoleProcess``): the settings come on stdin, one JSON line;
+stdout says ``{"url": ...}`` once it serves, or ``{"error": ...}``; it serves until stdin
+closes."""
+
+import json
+import logging
+import sys
+
+from shelfcast.console.server import ConsoleServer
+from shelfcast.errors import ShelfcastError
+from shelfcast.settings import settings_from_json
+
+
+def main() -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    line = sys.stdin.readline()
+    if not line:
+        return 0  # the service went before it said anything
+    try:
+        server = ConsoleServer(settings_from_json(line))
+        url = server.start()
+    except (ShelfcastError, ValueError) as exc:
+        print(json.dumps({"error": str(exc)}), flush=True)
+        return 1
+    print(json.dumps({"url": url}), flush=True)
+    sys.stdin.read()  # until the service closes the pipe, or dies
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
