@@ -4,9 +4,9 @@ A chain of ``--series`` series (``--items`` to a store) has every series queued 
 handed over); its retrains then finish ``--per-handoff`` at a time, in a shuffled order, each
 with a 28-day forecast, and each batch of news is one hand-off (``Handoff.tick``, on real
 Delta tables): forecasts recorded, ``series_state`` merged, compaction asked for every 50
-writes. ``--handoffs`` hand-offs are timed (fewer when the wave ends first); the split by step comes from cProfile's
-cumulative times. Baseline, in the same process: the same at ``--baseline-series`` (small),
-so the ratio says how the cost a series grows with the chain.
+writes. ``--handoffs`` hand-offs are timed (fewer when the wave ends first); the split by
+step comes from cProfile's cumulative times. Baseline, in the same process: the same at
+``--baseline-series`` (small), so the ratio says how the cost a series grows with the chain.
 
     python -m bench.handoff [--series 100000] [--per-handoff 250] [--handoffs 40]
 """

@@ -31,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -378,6 +379,15 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     return result
 
 
+def _days_of_events(chain: Chain, first: date, max_events: int) -> Iterator[dict[str, Any]]:
+    """The chain's events day after day from ``first``: a trickle longer than a day's events
+    (34,000 at 10,000 series: 17 s at 2,000 a second) goes on into the next day's."""
+    day = first
+    while True:
+        yield from chain.day_events(day, max_events, tag="ab")
+        day += timedelta(days=1)
+
+
 def console_ab(
     stack: Stack, chain: Chain, keys: list[str], args: argparse.Namespace, day: date
 ) -> dict[str, Any]:
@@ -389,7 +399,7 @@ def console_ab(
 
     stack.command("thresholds", "set", "min_new_events=1000000000")
     producer = Producer(producer_config(stack.settings, **{"linger.ms": 5}))
-    events = chain.day_events(day, args.max_events, tag="ab")
+    events = _days_of_events(chain, day, args.max_events)
     out: dict[str, Any] = {}
     for half, clients in (("alone", 0), ("with_console", args.console_clients)):
         console = ConsoleLoad(
@@ -399,9 +409,7 @@ def console_ab(
         began = time.time()
         while time.time() - began < args.ab_seconds:
             for _ in range(args.ab_rate // 10):
-                event = next(events, None)
-                if event is None:
-                    break
+                event = next(events)
                 producer.produce(
                     stack.settings.topic_pos_sales,
                     key=f"{event['store_id']}|{event['item_id']}",

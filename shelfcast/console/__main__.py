@@ -4,6 +4,8 @@ closes."""
 
 import json
 import logging
+import os
+import signal
 import sys
 
 from shelfcast.console.server import ConsoleServer
@@ -12,6 +14,8 @@ from shelfcast.settings import settings_from_json
 
 
 def main() -> int:
+    # Ctrl-C reaches the whole process group: the service stops, then closes the pipe.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -25,6 +29,9 @@ def main() -> int:
         print(json.dumps({"error": str(exc)}), flush=True)
         return 1
     print(json.dumps({"url": url}), flush=True)
+    # Nothing reads stdout from here on: whatever a library prints goes to stderr, the log,
+    # rather than filling a pipe until the console blocks.
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     sys.stdin.read()  # until the service closes the pipe, or dies
     server.stop()
     return 0
