@@ -12,7 +12,7 @@ import time
 from collections import deque
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from retrain.cluster.client import CoordinatorClient, connect, coordinators
 from shelfcast.ingest import run_ingest
@@ -23,6 +23,9 @@ from shelfcast.settings import Settings
 from streaming.handoff import Handoff
 from streaming.pipeline import BatchReport, IngestPipeline
 from streaming.thresholds import ThresholdStore
+
+if TYPE_CHECKING:  # importing the console package imports FastAPI: only when it runs
+    from shelfcast.console.process import ConsoleProcess
 
 __all__ = ["run_service", "start_spark", "status_file", "wait_for_stack"]
 
@@ -63,7 +66,7 @@ def run_service(settings: Settings, stop: threading.Event) -> None:
             console.stop()
 
 
-def _run(settings: Settings, stop: threading.Event, console: Any) -> None:
+def _run(settings: Settings, stop: threading.Event, console: "ConsoleProcess | None") -> None:
     # Spark's JVM starts (~10-40 s) while Ray is joined, the coordinator found and the
     # console started; the ingest then finds the session ready.
     start_spark(settings)
@@ -205,7 +208,7 @@ def _store_last_news(handoff: Handoff | None, settings: Settings) -> None:
         lock.release()
 
 
-def _launch_console(settings: Settings) -> Any:
+def _launch_console(settings: Settings) -> "ConsoleProcess | None":
     """The web console's process, started (it imports while Spark starts; see
     ``_console_ready``), or None when it is off."""
     from shelfcast.console.process import ConsoleProcess
@@ -217,7 +220,7 @@ def _launch_console(settings: Settings) -> Any:
     return console
 
 
-def _console_ready(console: Any) -> None:
+def _console_ready(console: "ConsoleProcess | None") -> None:
     """Say where the console serves, or why it cannot (its port is taken: the service runs
     on without it, and the child is stopped)."""
     from shelfcast.errors import ShelfcastError

@@ -31,6 +31,7 @@ __all__ = [
     "Validation",
     "fit_group",
     "fold_cutoffs",
+    "silent",
     "validate_group",
     "week_of_year",
 ]
@@ -40,8 +41,8 @@ __all__ = [
 Progress = Callable[[str], None]
 
 
-def _silent(_text: str) -> None:
-    pass
+def silent(_text: str) -> None:
+    """The ``Progress`` of a caller that does not listen."""
 
 
 LAGS = (28, 35, 42, 49, 56, 63, 364)
@@ -309,7 +310,7 @@ def validate_group(
     max_rows: int = MAX_TRAIN_ROWS,
     young: bool = False,
     threads: int = 1,
-    progress: Progress = _silent,
+    progress: Progress = silent,
 ) -> Validation:
     """Rolling-origin folds over the group: each fold fitted on its past only. With
     ``young``, a sample of series is also forecast at each cutoff from its last few weeks
@@ -386,7 +387,7 @@ def fit_group(
     seed: int = 0,
     max_rows: int = MAX_TRAIN_ROWS,
     threads: int = 1,
-    progress: Progress = _silent,
+    progress: Progress = silent,
 ) -> GroupModel:
     """Validate on ``folds`` rolling origins, then fit on everything through ``through``
     (on a stable sample of the series when their rows exceed ``max_rows``)."""

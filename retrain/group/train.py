@@ -14,7 +14,7 @@ from contracts.series import series_key
 from retrain.errors import RetrainError
 from retrain.group.config import GroupSpec
 from retrain.group.features import GroupSeries, series_input
-from retrain.group.model import GroupModel, Progress
+from retrain.group.model import GroupModel, Progress, silent
 from retrain.group.tuning import tune_group
 from retrain.kernel.calendar import CalendarConfig
 from retrain.stores.history import load_group, store_ids
@@ -49,22 +49,21 @@ def train_group(
     version: int | None,
     stores: GroupStores,
     spec: GroupSpec,
-    progress: Progress | None = None,
+    progress: Progress = silent,
 ) -> GroupRecord:
     """Retrain ``group`` on ``daily_sales`` at ``version`` (None: the latest); ``progress``
     is told each step."""
     began = time.perf_counter()
-    say = progress or (lambda _text: None)
-    say("reading the group's history")
+    progress("reading the group's history")
     members = spec.stores_of(group, store_ids(stores.daily_sales_uri, version))
     if members is not None and not members:
         raise RetrainError(f"Group {group!r} has no store with sales yet.")
     inputs, through = _inputs(members, version, stores, spec)
-    say(f"read {len(inputs):,} series in {time.perf_counter() - began:.0f} s")
+    progress(f"read {len(inputs):,} series in {time.perf_counter() - began:.0f} s")
     ref = StudyRef(Path(stores.journal_dir), stores.journal_shards, stores.optuna_url)
     study = open_study(ref, f"group.{group}", cold=False, seed=spec.tune.seed)
-    model: GroupModel = tune_group(inputs, through, study, spec.tune, say)
-    say("recording the model in MLflow")
+    model: GroupModel = tune_group(inputs, through, study, spec.tune, progress)
+    progress("recording the model in MLflow")
     tracker = Tracker(
         stores.tracking_uri, stores.experiment, create=False, retries=stores.mlflow_retries
     )

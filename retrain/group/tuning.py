@@ -19,6 +19,7 @@ from retrain.group.model import (
     GroupParams,
     Progress,
     fit_group,
+    silent,
     validate_group,
 )
 
@@ -60,11 +61,10 @@ def tune_group(
     through: date,
     study: optuna.Study,
     config: GroupTuneConfig,
-    progress: Progress | None = None,
+    progress: Progress = silent,
 ) -> GroupModel:
     """This retrain's search for ``study``, then the best parameters fitted through
     ``through`` with their validation folds; ``progress`` is told each step."""
-    say = progress or (lambda _text: None)
     past = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     past = past[-config.history_trials :]
     scratch = optuna.create_study(direction="minimize", sampler=study.sampler)
@@ -93,7 +93,7 @@ def tune_group(
                 config.seed,
                 config.max_rows,
                 threads=config.threads,
-                progress=lambda text: say(f"{step}, {text}"),
+                progress=lambda text: progress(f"{step}, {text}"),
             ).score
             scored[key] = (params, score)
         return scored[key][1]
@@ -111,7 +111,7 @@ def tune_group(
         config.seed,
         config.max_rows,
         config.threads,
-        lambda text: say(f"the best of {len(scored)} trials, {text}"),
+        lambda text: progress(f"the best of {len(scored)} trials, {text}"),
     )
     model.tuning_score = score
     return model
