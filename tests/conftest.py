@@ -117,10 +117,19 @@ def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def ray_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A Ray head on loopback (2 CPUs) that this process joins once; stopped by pid at the end."""
+    """A Ray head on loopback that this process joins once; stopped by pid at the end.
+
+    Its CPUs are this worker's share of the machine's (at most 2, at least 1): 1 each for
+    ``scripts/test``'s three xdist workers on 2 cores. With 2 each, every coordinator started
+    a worker per CPU, each importing the retrain stack (~6 CPU-s), for work that one worker
+    does in the same time on a busy machine: with two xdist workers, the suite's Ray workers
+    went from ~130 to ~100 and its CPU from ~1,960 to ~1,620 s (docs/benchmarks.md). Tests
+    whose claim is about two tasks side by side take :func:`two_cpus`."""
     address = f"127.0.0.1:{free_port()}"
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    cpus = min(2, max(1, (os.cpu_count() or 2) // workers))
     settings = load_settings(
-        data_dir=tmp_path_factory.mktemp("ray"), ray_address=address, ray_num_cpus=2
+        data_dir=tmp_path_factory.mktemp("ray"), ray_address=address, ray_num_cpus=cpus
     )
     start_head(settings)
     yield address
@@ -128,6 +137,24 @@ def ray_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     ray.shutdown()
     stop_head(settings)
+
+
+@pytest.fixture
+def two_cpus(tmp_path: Path) -> Iterator[str]:
+    """A Ray head of its own with 2 CPUs, for a test about two tasks side by side; this
+    process joins it in place of the session's head (the next test joins that one again)."""
+    import ray
+
+    ray.shutdown()
+    settings = load_settings(
+        data_dir=tmp_path / "ray-2cpus", ray_address=f"127.0.0.1:{free_port()}", ray_num_cpus=2
+    )
+    start_head(settings)
+    try:
+        yield settings.ray_address
+    finally:
+        ray.shutdown()
+        stop_head(settings)
 
 
 @pytest.fixture(scope="session")
@@ -191,8 +218,9 @@ def retrain_settings(
     made: list[Settings] = []
 
     def make(**overrides: Any) -> Settings:
+        # ray_address=two_cpus overrides the session's head.
         settings = make_settings(
-            ray_address=ray_address, **{**RETRAIN_FAST, **IN_PROCESS, **overrides}
+            **{"ray_address": ray_address, **RETRAIN_FAST, **IN_PROCESS, **overrides}
         )
         made.append(settings)
         return settings

@@ -1,9 +1,9 @@
 """The order the suite runs its test files in: longest first, by the seconds each took in the
 last run that stored them (``pytest --store-durations``, into ``tests/durations.json``).
 
-``scripts/test`` hands files to two xdist workers in this order, the next one to a worker
+``scripts/test`` hands files to its xdist workers in this order, the next one to a worker
 once two or fewer tests of its current file are left. Longest first, the short files come
-last and fill whichever worker frees first, so both end within seconds of each other; in
+last and fill whichever worker frees first, so the workers end within seconds of each other; in
 collection order, one worker once ran the last long file alone for 76 s."""
 
 import json

@@ -178,14 +178,16 @@ def test_a_series_that_keeps_failing_is_poisoned_until_its_data_changes(
 
 
 def test_series_retrained_in_one_task_share_it_and_fail_alone(
-    retrain_settings: Callable[..., Settings],
+    two_cpus: str, retrain_settings: Callable[..., Settings]
 ) -> None:
     from mlflow import MlflowClient
 
     from retrain.stores.registry import Tracker
 
     # Paced by the first wave (until a series has finished, a task takes one).
-    settings = retrain_settings(retrain_group_enabled=False, retrain_batch_seconds=3600)
+    settings = retrain_settings(
+        ray_address=two_cpus, retrain_group_enabled=False, retrain_batch_seconds=3600
+    )
     series = {("S1", f"I{k}"): demand(220, 5.0 + k, seed=k) for k in range(1, 4)}
     write_daily(settings, series, START)
     keys = [(s, i, 0.0) for s, i in series]

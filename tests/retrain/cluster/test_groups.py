@@ -62,9 +62,10 @@ def _table(settings: Settings, run_id: str) -> list[dict[str, Any]]:
 
 
 def test_a_group_model_trains_first_then_serves_later_waves_and_retrains_a_week_on(
-    retrain_settings: Callable[..., Settings],
+    two_cpus: str, retrain_settings: Callable[..., Settings]
 ) -> None:
-    settings = retrain_settings(retrain_batch_seconds=3600)  # once paced, batches of two
+    # Once paced, batches of two.
+    settings = retrain_settings(ray_address=two_cpus, retrain_batch_seconds=3600)
     _write(settings, 240, START, 0)
     keys = [(s, i, 0.0) for s, i in SERIES]
 

@@ -40,11 +40,11 @@ print(json.dumps({"warmed": warmed, "found": found}))
 
 
 def test_prewarmed_workers_serve_the_next_tasks_with_the_imports_loaded(
-    make_settings: Callable[..., Settings], ray_address: str
+    make_settings: Callable[..., Settings], two_cpus: str
 ) -> None:
-    settings = make_settings(ray_address=ray_address)
+    settings = make_settings(ray_address=two_cpus)
     done = subprocess.run(
-        [sys.executable, "-c", DRIVER, ray_address, settings.ray_namespace],
+        [sys.executable, "-c", DRIVER, two_cpus, settings.ray_namespace],
         capture_output=True,
         text=True,
         timeout=240,
