@@ -142,7 +142,8 @@ def ray_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def two_cpus(tmp_path: Path) -> Iterator[str]:
     """A Ray head of its own with 2 CPUs, for a test about two tasks side by side; this
-    process joins it in place of the session's head (the next test joins that one again)."""
+    process joins it in place of the session's head (the next test joins that one again).
+    Ask for it before ``retrain_settings``, whose end then kills the coordinators on it."""
     import ray
 
     ray.shutdown()
@@ -230,6 +231,8 @@ def retrain_settings(
 
     from retrain.cluster.client import COORDINATOR
 
+    if not ray.is_initialized():
+        return  # its head was stopped first (two_cpus set up after this), its actors with it
     for settings in made:
         for name in ray.util.list_named_actors(all_namespaces=True):
             if name["namespace"] == settings.ray_namespace and name["name"].startswith(COORDINATOR):
