@@ -28,7 +28,7 @@ from shelfcast.kafka import ensure_topics, producer_config
 from shelfcast.settings import Settings, load_settings
 from streaming.kafka_source import close_readers
 from tests.support.durations import FileDurations, longest_files_first
-from tests.support.ray_head import start_head, stop_head
+from tests.support.ray_head import running_head
 from tests.support.retrain import IN_PROCESS, RETRAIN_FAST
 from tests.support.service import FAST, ServiceProcess, services
 
@@ -125,18 +125,10 @@ def ray_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     does in the same time on a busy machine: with two xdist workers, the suite's Ray workers
     went from ~130 to ~100 and its CPU from ~1,960 to ~1,620 s (docs/benchmarks.md). Tests
     whose claim is about two tasks side by side take :func:`two_cpus`."""
-    address = f"127.0.0.1:{free_port()}"
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     cpus = min(2, max(1, (os.cpu_count() or 2) // workers))
-    settings = load_settings(
-        data_dir=tmp_path_factory.mktemp("ray"), ray_address=address, ray_num_cpus=cpus
-    )
-    start_head(settings)
-    yield address
-    import ray
-
-    ray.shutdown()
-    stop_head(settings)
+    with running_head(tmp_path_factory.mktemp("ray"), cpus) as address:
+        yield address
 
 
 @pytest.fixture
@@ -147,15 +139,8 @@ def two_cpus(tmp_path: Path) -> Iterator[str]:
     import ray
 
     ray.shutdown()
-    settings = load_settings(
-        data_dir=tmp_path / "ray-2cpus", ray_address=f"127.0.0.1:{free_port()}", ray_num_cpus=2
-    )
-    start_head(settings)
-    try:
-        yield settings.ray_address
-    finally:
-        ray.shutdown()
-        stop_head(settings)
+    with running_head(tmp_path / "ray-2cpus", 2) as address:
+        yield address
 
 
 @pytest.fixture(scope="session")
