@@ -23,6 +23,7 @@ import pandas as pd
 
 from retrain.errors import RetrainError
 from retrain.group.features import STATICS, GroupSeries, history_frame, prediction_frame
+from retrain.kernel.bands import NO_BAND, Band, band_of
 
 __all__ = [
     "GroupModel",
@@ -137,8 +138,8 @@ class GroupModel:
     cutoffs: list[date] = field(default_factory=list)
     folds: dict[str, np.ndarray] = field(default_factory=dict)
     score: float | None = None  # pooled MAE over the folds' open days
-    # Pooled 10th/90th percentiles of actual / forecast on the folds: intervals for a series
-    # that has no fold forecasts of its own (a new item).
+    # Pooled 10th/90th percentiles of actual / forecast on the folds: what every series'
+    # band is shrunk toward (retrain.kernel.bands).
     ratio_band: tuple[float, float] = (1.0, 1.0)
     # The same for a series forecast from its first few weeks (a new item): wider.
     young_band: tuple[float, float] = (1.0, 1.0)
@@ -358,12 +359,9 @@ def _ratios(one: GroupSeries, cutoff: date, forecast: np.ndarray, horizon: int) 
     return out
 
 
-def _band(ratios: list[np.ndarray]) -> tuple[float, float]:
-    """The 10th and 90th percentiles of pooled ratios: an 80 % band around a forecast."""
-    if not ratios or not any(len(r) for r in ratios):
-        return (1.0, 1.0)
-    low, high = np.quantile(np.concatenate(ratios), [0.1, 0.9])
-    return float(low), float(high)
+def _band(ratios: list[np.ndarray]) -> Band:
+    """The pooled ratios' 80 % band around a forecast."""
+    return band_of(np.concatenate(ratios)) if ratios else NO_BAND
 
 
 def _ratio_band(series: Sequence[GroupSeries], model: GroupModel) -> tuple[float, float]:

@@ -17,12 +17,13 @@ import numpy as np
 import optuna
 
 from retrain.errors import RetrainError
+from retrain.kernel.bands import NO_BAND, apply_band
 from retrain.kernel.calendar import Closures
 from retrain.kernel.families import GLOBAL, Candidate, GroupView, SeriesData, forecast
 from retrain.kernel.plans import DayPlan
 from retrain.kernel.prepare import prepare
 from retrain.kernel.series import History, mase_scale, seasonal_naive
-from retrain.kernel.tuning import Choice, TuneConfig, Tuned, interval_of, members_of, tune
+from retrain.kernel.tuning import Choice, TuneConfig, Tuned, members_of, tune
 from retrain.prophet.fit import (
     DEFAULT_PARAMS,
     FitOptions,
@@ -222,7 +223,7 @@ class _Run:
         group: GroupView | None,
     ) -> SeriesFit | None:
         """The champion (else its runner-up) refitted on all history, with its fold band."""
-        low, high = tuned.choice.interval or interval_of(tuned.residuals)
+        band = tuned.choice.band or NO_BAND
         attempts = [tuned.champion] + ([tuned.runner_up] if tuned.runner_up else [])
         for rank, candidate in enumerate(attempts):
             try:
@@ -239,13 +240,13 @@ class _Run:
                     choice.score,
                     choice.waves,
                     choice.group_version,
-                    choice.interval,
+                    choice.band,
                 )
             prophet_params = candidate.params if candidate.family == "prophet" else {}
             mean = final.mean
             return self.done(
                 "tuned",
-                _publishable(self.history.end, mean, mean + low, mean + high, closed),
+                _publishable(self.history.end, mean, *apply_band(mean, band), closed),
                 final.model_json,
                 params={"family": candidate.family, **prophet_params},
                 stan_init=final.stan_init,
@@ -269,11 +270,10 @@ class _Run:
         """The group model's forecast with its group's pooled band: a series too young for
         the local families' folds (a new item) is forecast from its first day."""
         mean = np.asarray(group.forecast, dtype=float)
-        low, high = group.band
         model = json.dumps({"kind": FAMILY_MODEL, "candidate": Candidate(GLOBAL).as_dict()})
         return self.done(
             "tuned",
-            _publishable(self.history.end, mean, mean * low, mean * high, closed),
+            _publishable(self.history.end, mean, *apply_band(mean, group.band), closed),
             model,
             params={"family": GLOBAL},
             family=GLOBAL,
@@ -370,7 +370,7 @@ def retrain_one(
         previous = Choice.from_dict(warm.choice) if warm.choice else None
         tuned: Tuned | None = None
         try:
-            if not retune and previous is not None and previous.interval is not None:
+            if not retune and previous is not None and previous.band is not None:
                 tuned = _replay(previous, history)
             else:
                 tuned = tune(history, data, closures, study, config, options, previous, group)
@@ -397,7 +397,6 @@ def _replay(previous: Choice, history: History) -> Tuned:
         mase=previous.score / scale if scale > 0 else float("inf"),
         runner_up=None,
         runner_up_mae=None,
-        residuals=np.zeros(0),
         choice=previous,
         trials=0,
         warm=True,

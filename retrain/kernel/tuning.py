@@ -28,6 +28,7 @@ import numpy as np
 import optuna
 
 from retrain.errors import RetrainError
+from retrain.kernel.bands import Band, fold_ratios, pooled_band
 from retrain.kernel.calendar import CalendarConfig, Closures
 from retrain.kernel.families import (
     AUTO_FAMILIES,
@@ -53,7 +54,6 @@ __all__ = [
     "TuneConfig",
     "Tuned",
     "combo",
-    "interval_of",
     "series_folds",
     "suggest",
     "tune",
@@ -103,8 +103,9 @@ class Choice:
     waves: int = 0  # warm waves since the last full selection
     # The group model whose folds the choice was scored on (None: the series' own folds).
     group_version: str | None = None
-    # The champion's 80 % band on those folds (10th and 90th percentile of its errors).
-    interval: tuple[float, float] | None = None
+    # The champion's 80 % band as multipliers of its forecast (retrain.kernel.bands). A
+    # choice saved with an additive ``interval`` before has none: its next wave re-scores.
+    band: Band | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -113,7 +114,7 @@ class Choice:
             "score": self.score,
             "waves": self.waves,
             "group_version": self.group_version,
-            "interval": list(self.interval) if self.interval is not None else None,
+            "band": list(self.band) if self.band is not None else None,
         }
 
     @classmethod
@@ -124,22 +125,19 @@ class Choice:
             float(values["score"]),
             int(values.get("waves", 0)),
             values.get("group_version"),
-            (float(values["interval"][0]), float(values["interval"][1]))
-            if values.get("interval")
-            else None,
+            (float(values["band"][0]), float(values["band"][1])) if values.get("band") else None,
         )
 
 
 @dataclass(frozen=True)
 class Tuned:
-    """The chosen candidate, its fold residuals (for intervals) and what decided."""
+    """The chosen candidate, its score and what decided (its band is in ``choice``)."""
 
     champion: Candidate
     mae: float
     mase: float
     runner_up: Candidate | None
     runner_up_mae: float | None
-    residuals: np.ndarray
     choice: Choice
     trials: int
     warm: bool
@@ -230,21 +228,10 @@ class _Scores:
     def mean(self, key: str) -> float:
         return float(np.mean(self.errors[key]))
 
-    def residuals(self, key: str) -> np.ndarray:
-        parts = [
-            (a - np.maximum(y, 0))[c]
-            for a, y, c in zip(self.actuals, self.forecasts[key], self.counted, strict=True)
-        ]
-        return np.concatenate(parts) if parts else np.zeros(0)
-
-
-def interval_of(residuals: np.ndarray) -> tuple[float, float]:
-    """The 10th and 90th percentiles of the folds' errors: an 80 % interval measured at the
-    same horizon, for any family or combination alike."""
-    if len(residuals) < 10:
-        return 0.0, 0.0
-    low, high = np.quantile(residuals, [0.1, 0.9])
-    return float(low), float(high)
+    def band(self, key: str) -> Band:
+        """``key``'s 80 % band from its fold ratios, pooled with the group model's."""
+        ratios = fold_ratios(self.actuals, self.forecasts[key], self.counted)
+        return pooled_band(ratios, self.group.band if self.group is not None else None)
 
 
 def _kept(previous: Choice, history: History) -> Tuned:
@@ -256,7 +243,6 @@ def _kept(previous: Choice, history: History) -> Tuned:
         mase=previous.score / scale if scale > 0 else float("inf"),
         runner_up=None,
         runner_up_mae=None,
-        residuals=np.zeros(0),
         choice=previous,
         trials=0,
         warm=True,
@@ -374,7 +360,7 @@ def tune(
         previous is not None
         and version is not None
         and previous.group_version == version
-        and previous.interval is not None
+        and previous.band is not None
     ):
         return _kept(previous, history)
     # Read only now: a kept champion needs none of the past trials (a study table builds its
@@ -474,7 +460,7 @@ def tune(
         score=score if not warm or previous is None else previous.score,
         waves=0 if not warm or previous is None else previous.waves + 1,
         group_version=version,
-        interval=interval_of(scores.residuals(chosen_key)),
+        band=scores.band(chosen_key),
     )
     return Tuned(
         champion=champion,
@@ -482,7 +468,6 @@ def tune(
         mase=score / scale if scale > 0 else float("inf"),
         runner_up=runner,
         runner_up_mae=scores.mean(others[0]) if others else None,
-        residuals=scores.residuals(chosen_key),
         choice=choice,
         trials=len(new_trials),
         warm=warm,
