@@ -7,6 +7,7 @@ quiet day's). A series' own folds give it ~50-100 ratios, too few for steady 10t
 series' folds, thousands of ratios) in proportion to their counts: partial pooling.
 """
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -35,11 +36,16 @@ def fold_ratios(
 
 
 def band_of(ratios: np.ndarray) -> Band:
-    """The 10th and 90th percentiles of ``ratios``; :data:`NO_BAND` when too few."""
-    if len(ratios) < MIN_DAYS:
+    """The 10th and 90th percentiles of ``ratios``, at split conformal's finite-sample
+    levels (``floor((n + 1) 0.1) / n`` and ``ceil((n + 1) 0.9) / n``: from 50 ratios the plain
+    percentiles cover less than 80 % of the next days); :data:`NO_BAND` when too few."""
+    n = len(ratios)
+    if n < MIN_DAYS:
         return NO_BAND
-    low, high = np.quantile(ratios, LEVELS)
-    return float(low), float(high)
+    low = math.floor((n + 1) * LEVELS[0]) / n
+    high = min(1.0, math.ceil((n + 1) * LEVELS[1]) / n)
+    lower, upper = np.quantile(ratios, [low, high])
+    return float(lower), float(upper)
 
 
 def pooled_band(ratios: np.ndarray, pooled: Band | None) -> Band:
