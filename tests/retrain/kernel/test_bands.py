@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 
 from retrain.kernel.bands import NO_BAND, POOLED_DAYS, apply_band, band_of, fold_ratios, pooled_band
+from retrain.kernel.families import Candidate
+from retrain.kernel.tuning import Choice
 
 
 def test_fold_ratios_skip_uncounted_days_and_forecasts_of_zero() -> None:
@@ -47,3 +49,11 @@ def test_a_band_widens_with_the_forecast_and_a_negative_forecast_is_a_zero_level
     low, high = apply_band(np.array([100.0, 200.0, -3.0]), (0.8, 1.25))
     assert low.tolist() == [80.0, 160.0, 0.0]
     assert high.tolist() == [125.0, 250.0, 0.0]
+
+
+def test_a_choice_saved_with_an_additive_interval_has_no_band_so_its_next_wave_re_scores() -> None:
+    saved = Choice(Candidate("ets"), {}, 1.0, band=(0.9, 1.1)).as_dict()
+    assert Choice.from_dict(saved).band == (0.9, 1.1)
+    del saved["band"]
+    saved["interval"] = [-3.0, 4.0]  # an additive band, as saved before
+    assert Choice.from_dict(saved).band is None
