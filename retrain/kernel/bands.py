@@ -2,7 +2,7 @@
 
 A band in ratios widens with the forecast (a promotion day's errors are larger than a
 quiet day's). A series' own folds give it ~50-100 ratios, too few for steady 10th and
-90th percentiles: on their own they covered 60 % of one origin's days in
+90th percentiles: on their own they covered 60-68 % of one origin's days in
 ``bench.accuracy``. So a series' band is shrunk toward its group model's pooled band (every
 series' folds, thousands of ratios) in proportion to their counts: partial pooling.
 """
