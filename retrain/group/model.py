@@ -23,7 +23,7 @@ import pandas as pd
 
 from retrain.errors import RetrainError
 from retrain.group.features import STATICS, GroupSeries, history_frame, prediction_frame
-from retrain.kernel.bands import NO_BAND, Band, band_of
+from retrain.kernel.bands import NO_BAND, Band, band_of, fold_ratios
 
 __all__ = [
     "GroupModel",
@@ -354,9 +354,7 @@ def _ratios(one: GroupSeries, cutoff: date, forecast: np.ndarray, horizon: int) 
     """actual / forecast on the days both sold (an interval scales with the forecast)."""
     first = (cutoff - one.start).days + 1
     actual = one.values[first : first + horizon]
-    days = (forecast[: len(actual)] > 0) & (actual > 0)
-    out: np.ndarray = actual[days] / forecast[: len(actual)][days]
-    return out
+    return fold_ratios([actual], [forecast], [actual > 0])
 
 
 def _band(ratios: list[np.ndarray]) -> Band:
@@ -364,7 +362,7 @@ def _band(ratios: list[np.ndarray]) -> Band:
     return band_of(np.concatenate(ratios)) if ratios else NO_BAND
 
 
-def _ratio_band(series: Sequence[GroupSeries], model: GroupModel) -> tuple[float, float]:
+def _ratio_band(series: Sequence[GroupSeries], model: GroupModel) -> Band:
     ratios = []
     for one in series:
         folds = model.folds.get(one.key)
