@@ -89,7 +89,9 @@ def plot_series(settings: Settings, key: str, out: Path, history_days: int = 120
     if latest is None:
         raise ShelfcastError(f"No forecast for {key} on {settings.topic_forecasts!r} yet.")
     start = latest.data_through - timedelta(days=history_days)
-    daily = TableReader(settings.delta_dir).series(store_id, item_id, "daily_sales")
+    daily = TableReader(settings.delta_dir).history(
+        store_id, item_id, latest.data_through, history_days
+    )
     figure = forecast_figure(
         ChartData(
             key=key,

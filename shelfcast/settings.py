@@ -88,7 +88,9 @@ class Settings(BaseSettings):
     delta_vacuum_retention_hours: float = 24.0
 
     # Spark
-    spark_master: str = "local[2]"
+    # local[threads,attempts]: a task is tried up to 4 times, as on a cluster (local mode's
+    # default is once: a result lost under memory pressure then failed the whole query).
+    spark_master: str = "local[2,4]"
     spark_driver_memory: str = "1g"
 
     # Service

@@ -106,7 +106,7 @@ class KafkaClient:
 class SparkConfig:
     """What the session needs: where it runs and which local jars it loads."""
 
-    master: str = "local[2]"
+    master: str = "local[2,4]"  # two threads, a task tried up to 4 times as on a cluster
     driver_memory: str = "1g"
     # Spark's Kafka connector, delta-spark and their dependencies, as local files.
     jars: Sequence[Path] = ()

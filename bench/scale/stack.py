@@ -4,7 +4,7 @@
 - Ray: ``local`` (one head with the machine's CPUs, as ``shelfcast up``) or ``multinode`` (a
   head with no CPUs that hosts the coordinator, and two worker nodes of one CPU each, each
   its own ``ray start`` on an address of its own, as tests/retrain/cluster/test_multinode.py).
-- Spark: ``local`` (``local[2]`` inside the service) or ``standalone`` (a master and a worker
+- Spark: ``local`` (``local[2,4]`` inside the service) or ``standalone`` (a master and a worker
   of 2 cores started from pyspark's own jars, as tests/streaming/test_standalone.py).
 - The service: ``shelfcast run`` in its own process, configured by ``SHELFCAST_*`` variables
   only, as an operator starts it; its output in ``<data dir>/service.log``.

@@ -58,6 +58,7 @@ def warm_imports(token: str | None) -> int:
         from mlflow import MlflowClient  # noqa: F401
 
         import retrain.cluster.task
+        import retrain.prophet.backend  # a Prophet fit's; the task imports it when it fits
         import retrain.stores.registry  # noqa: F401
 
     return os.getpid()

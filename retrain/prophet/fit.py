@@ -150,7 +150,7 @@ def new_model(
     for name in regressors:
         model.add_regressor(name)
     if backend == "inprocess":
-        from retrain.prophet.inprocess import attach_backend
+        from retrain.prophet.backend import attach_backend
 
         attach_backend(model)
     return model

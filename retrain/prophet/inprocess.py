@@ -11,31 +11,29 @@ delta = d_plus - d_minus with both parts >= 0: at the optimum one of each pair i
 the penalty is exactly |delta| / tau. The linear trend is linear in (k, m, delta):
 trend = k t + m + B delta, B[i, j] = A[i, j] * (t[i] - t_change[j]), built once per data set.
 
-Logistic growth, and any fit that does not converge, go to cmdstan (``CmdStanPyBackend``).
+Logistic growth, and any fit that does not converge, go to cmdstan: Prophet's side of this
+(its ``IStanBackend``) is :mod:`retrain.prophet.backend`, so that importing the solver does not
+import Prophet.
 """
 
 import logging
-from collections import OrderedDict
 from typing import Any
 
 import numpy as np
-from prophet.models import CmdStanPyBackend, IStanBackend
-from scipy.optimize import minimize
 
 from retrain.prophet.newton_map import Gram, Prior, additive_map, multiplicative_map
 
 __all__ = [
-    "InProcessBackend",
+    "LOGISTIC",
     "MapProblem",
     "Optimum",
-    "attach_backend",
     "log_posterior",
     "optimize",
 ]
 
 log = logging.getLogger("shelfcast.inprocess")
 
-_LINEAR, _LOGISTIC, _FLAT = 0, 1, 2
+_LINEAR, LOGISTIC, _FLAT = 0, 1, 2  # stan_data["trend_indicator"]
 
 
 class MapProblem:
@@ -173,6 +171,10 @@ def optimize(problem: MapProblem, init: dict[str, Any], *, strict: bool = True) 
         + [(1e-10, None)]
         + [(None, None)] * problem.K
     )
+    # Imported here: a process that only unpickles a fit's results (the coordinator) need not
+    # pay for scipy.optimize.
+    from scipy.optimize import minimize
+
     result = minimize(
         problem.objective,
         z0,
@@ -238,60 +240,3 @@ def log_posterior(data: dict[str, Any], params: dict[str, Any]) -> float:
         ]
     )
     return -problem.objective(z)[0]
-
-
-class InProcessBackend(IStanBackend):
-    """An ``IStanBackend`` for ``Prophet.stan_backend``; see the module docstring."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._cmdstan: CmdStanPyBackend | None = None
-        self.fallbacks = 0
-
-    @staticmethod
-    def get_type() -> str:
-        return "INPROCESS"
-
-    def load_model(self) -> None:
-        return None
-
-    def _fallback(self) -> CmdStanPyBackend:
-        if self._cmdstan is None:
-            self._cmdstan = CmdStanPyBackend()
-        self.fallbacks += 1
-        return self._cmdstan
-
-    def fit(
-        self, stan_init: dict[str, Any], stan_data: dict[str, Any], **kwargs: Any
-    ) -> dict[str, Any]:
-        if int(stan_data["trend_indicator"]) == _LOGISTIC:
-            return self._fallback().fit(stan_init, stan_data, **kwargs)
-        init = stan_init
-        if "init" in kwargs:
-            init = CmdStanPyBackend.sanitize_custom_inits(stan_init, kwargs["init"])
-        problem = MapProblem(stan_data)
-        found = optimize(problem, init)
-        if found is None:
-            return self._fallback().fit(stan_init, stan_data, **kwargs)
-        k, m, delta, sigma, beta, lp = found
-        params: dict[str, Any] = OrderedDict(
-            lp__=np.array([[lp]]),
-            k=np.array([[k]]),
-            m=np.array([[m]]),
-            delta=delta.reshape(1, -1),
-            sigma_obs=np.array([[sigma]]),
-            beta=beta.reshape(1, -1),
-            trend=problem.trend(k, m, delta).reshape(1, -1),
-        )
-        self.stan_fit = None
-        return params
-
-    def sampling(
-        self, stan_init: dict[str, Any], stan_data: dict[str, Any], samples: int, **kwargs: Any
-    ) -> dict[str, Any]:
-        return self._fallback().sampling(stan_init, stan_data, samples, **kwargs)
-
-
-def attach_backend(model: Any) -> None:
-    """Make a Prophet model fit in process (call before ``fit``)."""
-    model.stan_backend = InProcessBackend()

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from deltalake import DeltaTable
 
 __all__ = [
+    "FORECAST_COLUMNS",
     "SERIES_COLUMNS",
     "ConsoleData",
     "LagReader",
@@ -35,6 +36,7 @@ __all__ = [
     "chart_data",
     "events_per_second",
     "model_history",
+    "newest_through",
     "next_plan",
     "quarantine_summary",
     "series_index",
@@ -88,10 +90,15 @@ class TableReader:
         return dt
 
     def table(
-        self, name: str, columns: Sequence[str] | None = None, **equal: str
+        self,
+        name: str,
+        columns: Sequence[str] | None = None,
+        after: date | None = None,
+        **equal: str,
     ) -> "pa.Table | None":
-        """Rows of table ``name`` (only ``columns`` when given) whose ``equal`` columns match,
-        as Arrow; None when the table does not exist yet."""
+        """Rows of table ``name`` (only ``columns`` when given) whose ``equal`` columns match
+        and, with ``after``, whose ``day`` is later, as Arrow; None when the table does not
+        exist yet."""
         import pyarrow as pa
         import pyarrow.dataset as ds
         import pyarrow.fs as pafs
@@ -112,13 +119,20 @@ class TableReader:
             # rows are compared as string.
             test = ds.field(column).cast(pa.string()) == value
             rows = test if rows is None else rows & test
+        if after is not None:
+            later = ds.field("day") > pa.scalar(after, pa.date32())
+            rows = later if rows is None else rows & later
         return dataset.to_table(columns=wanted, filter=rows)
 
     def rows(
-        self, name: str, columns: Sequence[str] | None = None, **equal: str
+        self,
+        name: str,
+        columns: Sequence[str] | None = None,
+        after: date | None = None,
+        **equal: str,
     ) -> list[dict[str, Any]]:
         """``table`` as a list of rows (no rows when the table does not exist yet)."""
-        table = self.table(name, columns, **equal)
+        table = self.table(name, columns, after, **equal)
         return [] if table is None else table.to_pylist()
 
     def files(self, name: str, **equal: str) -> tuple[int, int]:
@@ -128,15 +142,43 @@ class TableReader:
             return 0, 0
         return len(dt.file_uris(file_pruning_predicate=_pruning(equal))), len(dt.file_uris())
 
-    def series(self, store_id: str, item_id: str, name: str) -> list[dict[str, Any]]:
+    def series(
+        self,
+        store_id: str,
+        item_id: str,
+        name: str,
+        columns: Sequence[str] | None = None,
+        after: date | None = None,
+    ) -> list[dict[str, Any]]:
         """The rows of one series in ``name`` (a table keyed by store_id and item_id)."""
-        return self.rows(name, store_id=store_id, item_id=item_id)
+        return self.rows(name, columns, after, store_id=store_id, item_id=item_id)
+
+    def history(
+        self, store_id: str, item_id: str, through: date, days: int
+    ) -> list[dict[str, Any]]:
+        """A series' ``daily_sales`` (day and units) after ``through - days``: a chart's
+        actuals, not the store's whole history decoded."""
+        since = through - timedelta(days=days)
+        return self.series(store_id, item_id, "daily_sales", ("day", "units"), since)
 
 
 def _pruning(equal: dict[str, str]) -> list[tuple[str, str, str]] | None:
     """delta-rs' file filter for columns equal to values (None: every file)."""
     return [(column, "=", value) for column, value in equal.items()] or None
 
+
+# What a series page reads of ``forecasts`` (chart_data and model_history).
+FORECAST_COLUMNS = (
+    "model_version",
+    "day",
+    "yhat",
+    "yhat_lower",
+    "yhat_upper",
+    "data_through",
+    "method",
+    "validation_mase",
+    "generated_at",
+)
 
 # The series table's columns (what the console reads of ``series_state``).
 SERIES_COLUMNS = (
@@ -265,6 +307,13 @@ def next_plan(plans: list[dict[str, Any]], after: date | None) -> dict[str, Any]
     if after is None:
         return plans[0] if plans else None
     return next((p for p in plans if p["end_date"] > after), None)
+
+
+def newest_through(forecast_rows: list[dict[str, Any]]) -> date:
+    """The last day of actuals behind the newest of a series' forecasts (rows of one series)."""
+    newest = max(forecast_rows, key=lambda r: int(r["model_version"]))
+    through: date = newest["data_through"]
+    return through
 
 
 def chart_data(
@@ -473,10 +522,14 @@ class ConsoleData:
             if states is None
             else _series_rows(states, store_id, item_id)
         )
-        forecasts = reader.series(store_id, item_id, "forecasts")
+        forecasts = reader.series(store_id, item_id, "forecasts", FORECAST_COLUMNS)
         row = state[0] if state else {}
         family = row.get("family")
-        daily = reader.series(store_id, item_id, "daily_sales") if forecasts else []
+        daily = (
+            reader.history(store_id, item_id, newest_through(forecasts), HISTORY_DAYS)
+            if forecasts
+            else []
+        )
         plans = series_plans(reader.rows("plans", store_id=store_id), item_id)
         chart = chart_data(key, forecasts, daily, family, plans=plans)
         figure = figure_spec(chart) if chart is not None else None

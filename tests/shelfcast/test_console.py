@@ -405,6 +405,11 @@ def test_series_are_paged_and_a_series_reads_only_its_files(console: Any, tmp_pa
     assert reader.files("forecasts", store_id="S9", item_id="C") == (1, 2)
     assert reader.files("forecasts", store_id="S1", item_id="A") == (1, 2)
     assert [r["item_id"] for r in reader.series("S9", "D", "forecasts")] == ["D"]
+    # A chart's actuals: the days after the cut, day and units only (not the store's history).
+    through = START + timedelta(days=DAYS - 1)
+    recent = reader.history("S1", "A", through, 3)
+    assert [r["day"] for r in recent] == [through - timedelta(days=k) for k in (2, 1, 0)]
+    assert {tuple(r) for r in recent} == {("day", "units")}
 
 
 def test_a_flat_table_of_before_is_kept_read_and_written_as_it_is(

@@ -184,3 +184,18 @@ def test_a_large_record_within_the_budget_is_collected_whole_as_before(
     (whole,) = collect_bounded(frame, 0, budget)
     assert whole.column_names == ["key", "value", "topic", "partition", "offset", "timestamp"]
     assert whole.column("value").to_pylist() == [big]
+
+
+@pytest.mark.integration
+def test_a_task_lost_once_is_tried_again_as_on_a_cluster(spark: Any) -> None:
+    """The service's session retries a failed task (local mode's default is one attempt): a
+    batch's result lost from the block manager under memory pressure failed the whole query."""
+    from pyspark import TaskContext
+
+    def lost_once(rows: Any) -> Any:
+        context = TaskContext.get()
+        if context is not None and context.attemptNumber() == 0:
+            raise RuntimeError("lost once")
+        yield from rows
+
+    assert spark.sparkContext.parallelize(range(4), 2).mapPartitions(lost_once).count() == 4

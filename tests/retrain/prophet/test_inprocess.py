@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from retrain.kernel.series import History, rolling_folds
+from retrain.prophet.backend import InProcessBackend
 from retrain.prophet.fit import (
     FitOptions,
     FitStats,
@@ -19,7 +20,7 @@ from retrain.prophet.fit import (
     score_params,
 )
 from retrain.prophet.folds import FoldScorer, _Reference, fold_inputs
-from retrain.prophet.inprocess import InProcessBackend, log_posterior
+from retrain.prophet.inprocess import log_posterior
 from tests.support.data import real_series
 
 
