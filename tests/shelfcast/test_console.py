@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable, write_deltalake
 from fastapi.testclient import TestClient
@@ -410,6 +411,37 @@ def test_series_are_paged_and_a_series_reads_only_its_files(console: Any, tmp_pa
     recent = reader.history("S1", "A", through, 3)
     assert [r["day"] for r in recent] == [through - timedelta(days=k) for k in (2, 1, 0)]
     assert {tuple(r) for r in recent} == {("day", "units")}
+
+
+def test_an_appended_table_with_a_file_of_another_writer_still_reads_its_series(
+    tmp_path: Path,
+) -> None:
+    """Appended tables are compared without casting to string; a file a merge wrote (its
+    strings as string_view) makes the read fall back to the cast, not fail."""
+    from shelfcast.console.data import TableReader
+
+    delta = tmp_path / "delta"
+    rows = pa.table(
+        {"store_id": ["S1", "S1", "S2"], "item_id": ["A", "B", "A"], "day": [START] * 3}
+    )
+    write_deltalake(str(delta / "forecasts"), rows, partition_by=["store_id"])
+    reader = TableReader(delta, fresh=0.0)
+    assert [r["item_id"] for r in reader.series("S1", "A", "forecasts")] == ["A"]
+    (
+        DeltaTable(str(delta / "forecasts"))
+        .merge(
+            pa.table({"store_id": ["S1"], "item_id": ["C"], "day": [START]}),
+            "s.store_id = t.store_id AND s.item_id = t.item_id",
+            source_alias="s",
+            target_alias="t",
+        )
+        .when_not_matched_insert_all()
+        .execute()
+    )
+    files = DeltaTable(str(delta / "forecasts")).file_uris()
+    assert pa.string_view() in {pq.read_schema(f).field("item_id").type for f in files}
+    assert [r["item_id"] for r in reader.series("S1", "C", "forecasts")] == ["C"]
+    assert [r["item_id"] for r in reader.series("S1", "A", "forecasts")] == ["A"]
 
 
 def test_a_flat_table_of_before_is_kept_read_and_written_as_it_is(
