@@ -4,7 +4,6 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 
 from contracts import ContractError, Forecast, parse_forecast
@@ -88,7 +87,6 @@ def plot_series(settings: Settings, key: str, out: Path, history_days: int = 120
             latest = forecast
     if latest is None:
         raise ShelfcastError(f"No forecast for {key} on {settings.topic_forecasts!r} yet.")
-    start = latest.data_through - timedelta(days=history_days)
     daily = TableReader(settings.delta_dir).history(
         store_id, item_id, latest.data_through, history_days
     )
@@ -100,7 +98,7 @@ def plot_series(settings: Settings, key: str, out: Path, history_days: int = 120
             family=latest.family,
             data_through=latest.data_through,
             points=[(p.date, p.yhat, p.yhat_lower, p.yhat_upper) for p in latest.points],
-            history=sorted((r["day"], r["units"]) for r in daily if r["day"] > start),
+            history=sorted((r["day"], r["units"]) for r in daily),
         )
     )
     out.parent.mkdir(parents=True, exist_ok=True)
