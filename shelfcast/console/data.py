@@ -348,7 +348,7 @@ def chart_data(
         if int(r["model_version"]) == newest
     )
     first = next(r for r in forecast_rows if int(r["model_version"]) == newest)
-    through = newest_through(forecast_rows)
+    through: date = first["data_through"]
     start = through - timedelta(days=history_days)
     history = sorted((r["day"], r["units"]) for r in daily_rows if r["day"] > start)
     end = points[-1][0] if points else through
