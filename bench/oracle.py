@@ -62,10 +62,10 @@ def score(
     by_median: dict[date, float] = {}
     for day in origin_days(last, origins):
         err_mean = err_median = err_naive = 0.0
+        days = pd.date_range(pd.Timestamp(day) + pd.Timedelta(days=1), periods=HORIZON)
         for s in chosen:
             origin = (day - s.start).days
             actual = s.values[origin + 1 : origin + 1 + HORIZON]
-            days = pd.date_range(pd.Timestamp(day) + pd.Timedelta(days=1), periods=HORIZON)
             mean = means.loc[s.key].reindex(days).to_numpy(float)
             counted = actual > 0
             naive = naive_reference(s.values, origin)
