@@ -1,11 +1,13 @@
-"""The console's guards, as plain ASGI middleware: each acts on the request line and headers,
-before a body is read, parsed or any handler runs.
+"""The console's guards, as plain ASGI middleware: each decides on the request line and
+headers, before a body is parsed or any handler runs (a refusal reads the body only to let
+the connection close cleanly).
 
 From the outside in: security headers on every answer; the body size limit; the Host
 allow-list; the per-client rate limit; who may read and write (``access``).
 """
 
 import asyncio
+import contextlib
 import json
 import time
 from collections import OrderedDict
@@ -46,10 +48,33 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+# How long a refusal waits for the rest of a request's body before closing anyway.
+DRAIN_SECONDS = 5.0
+
+
+async def _drain(receive: Receive) -> None:
+    """Read the request's body to its end (``BodyLimit``, outside, bounds it)."""
+    while True:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
+
+
 async def refuse(
-    send: Send, status: int, detail: str, headers: Iterable[tuple[bytes, bytes]] = ()
+    send: Send,
+    status: int,
+    detail: str,
+    headers: Iterable[tuple[bytes, bytes]] = (),
+    receive: Receive | None = None,
 ) -> None:
-    """Answer ``status`` with ``{"detail": ...}`` as the API's errors read."""
+    """Answer ``status`` with ``{"detail": ...}`` as the API's errors read, and close.
+
+    With ``receive``, the request's body is read first: a socket closed with bytes of the
+    body still arriving is reset, and a reset can take the answer with it (a client sends
+    the headers and the body apart, and saw "connection reset" in place of a 401)."""
+    if receive is not None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(_drain(receive), DRAIN_SECONDS)
     body = json.dumps({"detail": detail}).encode()
     await send(
         {
@@ -173,6 +198,7 @@ class HostAllowList:
                 400,
                 f"The console does not answer to the host {name!r}: add it to "
                 "SHELFCAST_CONSOLE_ALLOWED_HOSTS if that is its name for you.",
+                receive=receive,
             )
             return
         await self.app(scope, receive, send)
@@ -219,6 +245,7 @@ class RateLimit:
                 f"Too many requests from your address: at most {self.rate:g} a second "
                 "(SHELFCAST_CONSOLE_REQUESTS_PER_SECOND); try again shortly.",
                 [(b"retry-after", b"1")],
+                receive,
             )
             return
         if wait:
@@ -250,6 +277,6 @@ class AccessGuard:
                     )
         except ConsoleAccessError as exc:
             ask = [(b"www-authenticate", b'Basic realm="Shelfcast console"')] if exc.basic else []
-            await refuse(send, exc.status, str(exc), ask)
+            await refuse(send, exc.status, str(exc), ask, receive)
             return
         await self.app(scope, receive, send)

@@ -1,6 +1,7 @@
 """The console's API and pages on real Delta tables and threshold files (no Kafka, no Ray: the
 status payload is passed in), through Starlette's TestClient."""
 
+import asyncio
 import logging
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -339,6 +340,59 @@ def test_an_oversized_body_is_refused_before_it_is_read_or_authorised(
     )
     assert lie.status_code in (400, 413, 422)  # never read whole past the limit
     assert ThresholdStore(tmp_path / "data").revision == 0
+
+
+def _refused(app: Any, headers: dict[str, str], chunks: list[bytes]) -> list[str]:
+    """What the console does with a PUT whose body comes in ``chunks``, in order: each
+    ``receive`` of the body, and the answer's status."""
+    done: list[str] = []
+    messages = [
+        {"type": "http.request", "body": chunk, "more_body": n < len(chunks) - 1}
+        for n, chunk in enumerate(chunks)
+    ]
+
+    async def receive() -> dict[str, Any]:
+        done.append("receive")
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            done.append(str(message["status"]))
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "PUT",
+        "scheme": "http",
+        "path": "/api/thresholds",
+        "raw_path": b"/api/thresholds",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8470),
+    }
+    asyncio.run(app(scope, receive, send))
+    return done
+
+
+def test_a_refusal_reads_the_request_body_to_its_end_before_it_answers(console: Any) -> None:
+    # A refusal closes the connection. Closed with the body still arriving, the socket is
+    # reset, and the reset can take the answer with it: a client sending its headers and
+    # body apart saw "connection reset by peer" in place of a 401 on a busy machine.
+    body = [b'{"changes": ', b'{"min_new_events": "7"}}']
+    json_put = {"Host": "127.0.0.1", "Content-Type": "application/json", "Content-Length": "36"}
+    guarded = console(console_token=TOKEN).app
+    assert _refused(guarded, json_put, body) == ["receive", "receive", "401"]
+    not_json = {**json_put, "Content-Type": "text/plain", **BEARER}
+    assert _refused(guarded, not_json, body) == ["receive", "receive", "415"]
+    named = console(console_host="0.0.0.0", console_token=TOKEN).app
+    elsewhere = {**json_put, "Host": "evil.example", **BEARER}
+    assert _refused(named, elsewhere, body) == ["receive", "receive", "400"]
+    # Over the limit by its length: answered unread, as before.
+    too_long = {**json_put, "Content-Length": str(10**9)}
+    assert _refused(guarded, too_long, body) == ["413"]
 
 
 def test_security_headers_and_no_cdn(console: Any) -> None:
