@@ -189,6 +189,11 @@ def measure(root: Path, args: argparse.Namespace) -> dict[str, Any]:
         keys = [f"{stores[k]}|{items[k]}" for k in rng.sample(range(args.series), args.requests)]
         data.series_detail(keys[0], states)  # the first read opens the tables' handles
         one = [_timed(partial(data.series_detail, k, states)) for k in keys]
+        # The baseline: the same pages with delta-rs' own dataset (every file's filter).
+        data.reader.pick_files = False
+        data.series_detail(keys[0], states)
+        delta_rs = [_timed(partial(data.series_detail, k, states)) for k in keys]
+        data.reader.pick_files = True
         # The console's read pool: its threads keep their table handles across requests.
         reads = ThreadPoolExecutor(settings.console_workers)
         opening = [
@@ -233,6 +238,8 @@ def measure(root: Path, args: argparse.Namespace) -> dict[str, Any]:
         "state": statistics.median(state_ms),
         "page_p50": _pct(one, 50),
         "page_p95": _pct(one, 95),
+        "delta_rs_p50": _pct(delta_rs, 50),
+        "delta_rs_p95": _pct(delta_rs, 95),
         "crowd_p50": _pct(crowd, 50),
         "crowd_p95": _pct(crowd, 95),
         "search_p50": _pct(search, 50),
@@ -275,7 +282,10 @@ def main() -> None:
             print(
                 f"{layout}: built in {seconds:.0f} s ({compacting:.0f} compacting); "
                 f"series page p50 {result['page_p50']:.0f} p95 {result['page_p95']:.0f} ms "
-                f"alone, p50 {result['crowd_p50']:.0f} "
+                f"alone (delta-rs' dataset: p50 {result['delta_rs_p50']:.0f} "
+                f"p95 {result['delta_rs_p95']:.0f} ms, "
+                f"{result['page_p50'] / result['delta_rs_p50']:.2f}x at p50), "
+                f"p50 {result['crowd_p50']:.0f} "
                 f"p95 {result['crowd_p95']:.0f} ms from {args.clients} clients at {args.rate}/s; "
                 f"/series search p50 {result['search_p50']:.0f} "
                 f"p95 {result['search_p95']:.0f} ms; state read {result['state']:.0f} ms; "

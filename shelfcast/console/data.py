@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from contracts.series import parse_series_key, series_key
+from shelfcast.console.delta_files import add_actions, chosen_files, files_dataset
 from shelfcast.errors import ShelfcastError
 from shelfcast.forecast_chart import ChartData, figure_spec
 from shelfcast.settings import Settings
@@ -51,16 +52,18 @@ HISTORY_DAYS = 120  # actuals shown before the forecast
 class TableReader:
     """Reads the Delta tables under ``delta_dir``; a table not there yet reads as no rows.
 
-    Filters choose the files before any is opened: delta-rs prunes them by partition value
-    (``forecasts``, ``drift``, ``daily_sales`` and ``plans`` are partitioned by store) and by
-    the min/max statistics in the log, so a series' rows cost its store's files. Each
+    Filters choose the files before any is opened, by partition value (``forecasts``,
+    ``drift``, ``daily_sales`` and ``plans`` are partitioned by store) and by the min/max
+    statistics in the log (``delta_files``), so a series' rows cost its store's files. Each
     thread keeps a handle per table, brought up to date at most every ``fresh`` seconds by
-    reading only the new commits (opening afresh replays the log: ~20 ms a table).
+    reading only the new commits (opening afresh replays the log: ~20 ms a table), and the
+    table's file list at that version.
     """
 
-    def __init__(self, delta_dir: Path, fresh: float = 1.0) -> None:
+    def __init__(self, delta_dir: Path, fresh: float = 1.0, pick_files: bool = True) -> None:
         self.delta_dir = delta_dir
         self.fresh = fresh
+        self.pick_files = pick_files  # False: delta-rs' own dataset (bench.console's baseline)
         self._local = threading.local()  # delta-rs handles are not for sharing across threads
 
     def _handle(self, name: str) -> "DeltaTable | None":
@@ -89,6 +92,16 @@ class TableReader:
         handles[name] = (dt, now)
         return dt
 
+    def _actions(self, name: str, dt: "DeltaTable") -> "pa.Table | None":
+        """The add actions of ``dt`` (table ``name``) at its version, kept until it moves."""
+        kept: dict[str, tuple[int, pa.Table | None]] = self._local.__dict__.setdefault(
+            "actions", {}
+        )
+        version = dt.version()
+        if name not in kept or kept[name][0] != version:
+            kept[name] = (version, add_actions(dt))
+        return kept[name][1]
+
     def table(
         self,
         name: str,
@@ -110,7 +123,15 @@ class TableReader:
             return None
         # A local table is read through Arrow's own file system, not delta-rs' (Python).
         local = pafs.SubTreeFileSystem(str(self.delta_dir / name), pafs.LocalFileSystem())
-        dataset = dt.to_pyarrow_dataset(file_pruning_predicate=_pruning(equal), filesystem=local)
+        actions = self._actions(name, dt) if self.pick_files else None
+        if actions is None:
+            dataset = dt.to_pyarrow_dataset(
+                file_pruning_predicate=_pruning(equal), filesystem=local
+            )
+        else:
+            partitioned = dt.metadata().partition_columns
+            chosen = chosen_files(actions, partitioned, equal, after)
+            dataset = files_dataset(dt, chosen, local)
         present = set(dataset.schema.names)
         wanted = (
             list(dataset.schema.names) if columns is None else [c for c in columns if c in present]
