@@ -1,16 +1,23 @@
-"""Compaction (and vacuum) on a thread of its own: a writer asks for it and goes on.
+"""Compaction (and vacuum) off the writers' path: a writer asks for it and goes on.
 
 Compacting the tables partitioned by store rewrites every store's small files; at 100,000
 series (2,000 stores) one hand-off spent 65 s in it while the wave waited. Only append-only
 tables are compacted here: an append and a compaction commit side by side (Delta retries
 the later one), but a merge that rewrote a file the compaction removed would fail.
+``Compactor`` runs the requests one at a time on a thread; ``MaintenanceProcess`` runs each
+in a process of its own at a lower CPU priority (``streaming.maintain``).
 """
 
+import json
 import logging
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Sequence
 
-__all__ = ["Compactor"]
+from streaming.errors import TableError
+
+__all__ = ["Compactor", "MaintenanceProcess"]
 
 log = logging.getLogger("shelfcast.tables")
 
@@ -28,8 +35,9 @@ class Compactor:
     vacuum removes.
     """
 
-    def __init__(self, work: Work) -> None:
+    def __init__(self, work: Work, stop: Callable[[], None] | None = None) -> None:
         self._work = work
+        self._stop = stop  # ends a ``work`` in flight (at close)
         self._wanted: set[str] = set()
         self._vacuum: float | None = None
         self._busy = False
@@ -64,6 +72,8 @@ class Compactor:
             self._wanted.clear()
             self._cond.notify_all()
             thread = self._thread
+        if self._stop is not None:
+            self._stop()
         if thread is not None:
             thread.join(timeout)
 
@@ -85,3 +95,71 @@ class Compactor:
                 with self._cond:
                     self._busy = False
                     self._cond.notify_all()
+
+
+class MaintenanceProcess:
+    """A :data:`Work` that maintains the tables under ``root`` in ``python -m
+    streaming.maintain``, which runs after the service in CPU priority; ``stop`` ends the one
+    in flight. The storage options (credentials) go on its stdin."""
+
+    def __init__(self, root: str, storage_options: dict[str, str] | None = None) -> None:
+        self.root = root
+        self._storage_options = storage_options
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[str] | None = None
+        self._stopped = False
+
+    def __repr__(self) -> str:  # not the storage options
+        return f"MaintenanceProcess({self.root!r})"
+
+    def __call__(self, names: Sequence[str], vacuum_hours: float | None) -> None:
+        request = {
+            "root": self.root,
+            "names": list(names),
+            "vacuum_hours": vacuum_hours,
+            "storage_options": self._storage_options,
+        }
+        with self._lock:
+            if self._stopped:
+                return
+            proc = self._proc = subprocess.Popen(
+                [sys.executable, "-m", "streaming.maintain"], stdin=subprocess.PIPE, text=True
+            )
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(json.dumps(request) + "\n")
+            proc.stdin.flush()
+            code = proc.wait()  # the pipe stays open meanwhile: closed, the child ends
+        except (OSError, ValueError):  # it ended, or stop closed its pipe, before it read
+            code = proc.wait()
+        finally:
+            with self._lock:
+                self._proc = None
+            proc.stdin.close()
+        if code != 0 and not self._stopped:
+            raise TableError(
+                f"Maintaining {', '.join(names)} under {self.root} exited with {code} (its "
+                "error is in the log above); the next compaction tries again."
+            )
+
+    @property
+    def pid(self) -> int | None:
+        """The maintenance process in flight, if any."""
+        proc = self._proc
+        return None if proc is None else proc.pid
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """End the maintenance in flight (its stdin closed; killed if it lingers) and start
+        no more."""
+        with self._lock:
+            self._stopped = True
+            proc = self._proc
+        if proc is None:
+            return
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

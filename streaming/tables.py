@@ -19,7 +19,7 @@ from deltalake import CommitProperties, DeltaTable, Field, Transaction, write_de
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from contracts.series import series_key
-from streaming.compaction import Compactor
+from streaming.compaction import Compactor, MaintenanceProcess
 from streaming.errors import TableError
 from streaming.schemas import APPEND_ONLY, SERIES_STATE, TABLES
 from streaming.trigger import waiting
@@ -56,7 +56,9 @@ class TableStore:
         # The mirror's keys whose rows are ``waiting`` (see waiting_series).
         self._waiting: set[str] = set()
         # Maintains the append-only tables off the writers' path (see compact_soon).
-        self.compactor = Compactor(self._maintain)
+        # In a process of its own, after the service's work in CPU priority (compaction.py).
+        apart = MaintenanceProcess(self.root, storage_options)
+        self.compactor = Compactor(apart, stop=apart.stop)
 
     def uri(self, table: str) -> str:
         return f"{self.root}/{table}"
@@ -367,7 +369,7 @@ class TableStore:
         on the compactor's thread, the merged ones now, as a merge and a compaction of the
         same files cannot both commit."""
         self.compactor.request([n for n in names if n in APPEND_ONLY], vacuum_hours)
-        self._maintain([n for n in names if n not in APPEND_ONLY], vacuum_hours)
+        self.maintain_tables([n for n in names if n not in APPEND_ONLY], vacuum_hours)
 
     def maintain(self, retention_hours: float) -> None:
         """Compact small files, then vacuum files older than the retention (all of it now;
@@ -377,9 +379,10 @@ class TableStore:
         (``check_vacuum_retention``) is what a retrain may still read, so Delta's is off.
         """
         check_vacuum_retention(retention_hours)
-        self._maintain(tuple(TABLES), retention_hours)
+        self.maintain_tables(tuple(TABLES), retention_hours)
 
-    def _maintain(self, names: Sequence[str], vacuum_hours: float | None) -> None:
+    def maintain_tables(self, names: Sequence[str], vacuum_hours: float | None) -> None:
+        """Compact tables ``names`` now, then vacuum them (``vacuum_hours``; None: no vacuum)."""
         self.compact(names)
         if vacuum_hours is None:
             return

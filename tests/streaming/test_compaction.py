@@ -2,14 +2,18 @@
 during a compaction are all kept (real delta-rs)."""
 
 import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 from deltalake import DeltaTable
 
-from streaming.compaction import Compactor
+from streaming.compaction import Compactor, MaintenanceProcess
+from streaming.errors import TableError
+from streaming.maintain import NICE
 from streaming.schemas import FORECASTS
 from streaming.tables import TableStore
 
@@ -91,3 +95,54 @@ def test_appends_while_the_compactor_works_are_all_kept(tmp_path: Path) -> None:
     assert sorted(set(versions)) == list(range(60)) and len(versions) == 60 * 20
     assert dt.transaction_version("h") == 59
     store.compactor.close()
+
+
+def _nice(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[16])
+    except (OSError, IndexError):
+        return None
+
+
+def _in_flight(apart: MaintenanceProcess, names: list[str]) -> tuple[threading.Thread, int]:
+    """``apart(names)`` on a thread of its own, once its process has started; and its pid."""
+    thread = threading.Thread(target=apart, args=(names, None))
+    thread.start()
+    deadline = time.monotonic() + 30
+    while apart.pid is None and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.002)
+    assert apart.pid is not None, "the maintenance process never started"
+    return thread, apart.pid
+
+
+def test_the_maintenance_runs_in_a_process_after_the_service_in_priority(tmp_path: Path) -> None:
+    store = TableStore(tmp_path)
+    store.ensure()
+    for batch in range(20):
+        store.append_once("forecasts", forecasts(f"S{batch % 5}", 20, batch), "h", batch)
+    apart = MaintenanceProcess(str(tmp_path))
+    thread, pid = _in_flight(apart, ["forecasts"])
+    seen = set()
+    while thread.is_alive():
+        seen.add(_nice(pid))
+        time.sleep(0.002)
+    assert NICE in seen  # set before delta-rs starts its threads, which take it on
+    assert len(DeltaTable(str(tmp_path / "forecasts")).file_uris()) == 5  # a file a store
+    assert _nice(pid) is None  # and gone
+    assert "storage" not in repr(apart)
+
+
+def test_stopping_ends_the_maintenance_in_flight_and_a_failure_is_said(tmp_path: Path) -> None:
+    store = TableStore(tmp_path)
+    store.ensure()
+    apart = MaintenanceProcess(str(tmp_path))
+    thread, pid = _in_flight(apart, ["forecasts"])
+    began = time.monotonic()
+    apart.stop()
+    thread.join(10)
+    assert not thread.is_alive() and time.monotonic() - began < 5
+    assert _nice(pid) is None
+    apart(["forecasts"], None)  # stopped: no process
+    assert apart.pid is None
+    with pytest.raises(TableError, match="exited with 1"):
+        MaintenanceProcess(str(tmp_path / "no tables here"))(["forecasts"], None)
