@@ -8,6 +8,7 @@ the later one), but a merge that rewrote a file the compaction removed would fai
 in a process of its own at a lower CPU priority (``streaming.maintain``).
 """
 
+import contextlib
 import json
 import logging
 import subprocess
@@ -135,7 +136,8 @@ class MaintenanceProcess:
         finally:
             with self._lock:
                 self._proc = None
-            proc.stdin.close()
+            with contextlib.suppress(OSError, ValueError):  # a pipe broken or closed by stop
+                proc.stdin.close()
         if code != 0 and not self._stopped:
             raise TableError(
                 f"Maintaining {', '.join(names)} under {self.root} exited with {code} (its "
@@ -157,7 +159,8 @@ class MaintenanceProcess:
         if proc is None:
             return
         if proc.stdin is not None:
-            proc.stdin.close()
+            with contextlib.suppress(OSError, ValueError):
+                proc.stdin.close()
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -27,6 +27,7 @@ def add_actions(dt: "DeltaTable") -> "pa.Table | None":
     a dataset of its files would not read it as Delta does (reader features such as
     deletion vectors or column mapping, paths outside the table, partitions not strings)."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     protocol = dt.protocol()
     if protocol.min_reader_version >= 3 and protocol.reader_features:
@@ -36,10 +37,11 @@ def add_actions(dt: "DeltaTable") -> "pa.Table | None":
     if any(not pa.types.is_string(schema.field(c).type) for c in partitioned):
         return None
     actions = pa.table(dt.get_add_actions(flatten=True))
-    paths = actions.column("path").to_pylist()
-    if any(p.startswith("/") or "://" in p for p in paths):
+    if any(f"partition.{c}" not in actions.column_names for c in partitioned):
         return None
-    return actions
+    paths = actions.column("path")
+    outside = pc.or_(pc.starts_with(paths, "/"), pc.match_substring(paths, "://"))
+    return None if pc.any(outside).as_py() else actions
 
 
 def chosen_files(
