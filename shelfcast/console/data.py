@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from contracts.series import parse_series_key, series_key
-from shelfcast.console.delta_files import add_actions, chosen_files, files_dataset
+from shelfcast.console.delta_files import TableFiles, chosen_files, files_dataset, table_files
 from shelfcast.errors import ShelfcastError
 from shelfcast.forecast_chart import ChartData, figure_spec
 from shelfcast.settings import Settings
@@ -92,14 +92,14 @@ class TableReader:
         handles[name] = (dt, now)
         return dt
 
-    def _actions(self, name: str, dt: "DeltaTable") -> "pa.Table | None":
-        """The add actions of ``dt`` (table ``name``) at its version, kept until it moves."""
-        kept: dict[str, tuple[int, pa.Table | None]] = self._local.__dict__.setdefault(
-            "actions", {}
+    def _files(self, name: str, dt: "DeltaTable") -> TableFiles | None:
+        """The files of ``dt`` (table ``name``) at its version, kept until it moves."""
+        kept: dict[str, tuple[int, TableFiles | None]] = self._local.__dict__.setdefault(
+            "files", {}
         )
         version = dt.version()
         if name not in kept or kept[name][0] != version:
-            kept[name] = (version, add_actions(dt))
+            kept[name] = (version, table_files(dt))
         return kept[name][1]
 
     def table(
@@ -123,15 +123,13 @@ class TableReader:
             return None
         # A local table is read through Arrow's own file system, not delta-rs' (Python).
         local = pafs.SubTreeFileSystem(str(self.delta_dir / name), pafs.LocalFileSystem())
-        actions = self._actions(name, dt) if self.pick_files else None
-        if actions is None:
+        files = self._files(name, dt) if self.pick_files else None
+        if files is None:
             dataset = dt.to_pyarrow_dataset(
                 file_pruning_predicate=_pruning(equal), filesystem=local
             )
         else:
-            partitioned = dt.metadata().partition_columns
-            chosen = chosen_files(actions, partitioned, equal, after)
-            dataset = files_dataset(dt, chosen, local)
+            dataset = files_dataset(files, chosen_files(files, equal, after), local)
         present = set(dataset.schema.names)
         wanted = (
             list(dataset.schema.names) if columns is None else [c for c in columns if c in present]

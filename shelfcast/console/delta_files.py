@@ -8,9 +8,10 @@ with the table's version, so a reader keeps them per version and picks a read's 
 a vectorised filter: by partition value, then by the files' min/max statistics.
 """
 
-from collections.abc import Sequence
+import operator
 from datetime import date
-from typing import TYPE_CHECKING
+from functools import reduce
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import unquote
 
 if TYPE_CHECKING:
@@ -19,13 +20,21 @@ if TYPE_CHECKING:
     import pyarrow.fs as pafs
     from deltalake import DeltaTable
 
-__all__ = ["add_actions", "chosen_files", "files_dataset"]
+__all__ = ["TableFiles", "chosen_files", "files_dataset", "table_files"]
 
 
-def add_actions(dt: "DeltaTable") -> "pa.Table | None":
-    """The table's files as Arrow (path, partition values, min/max statistics), or None when
-    a dataset of its files would not read it as Delta does (reader features such as
-    deletion vectors or column mapping, paths outside the table, partitions not strings)."""
+class TableFiles(NamedTuple):
+    """A table's files at one version: its add actions, schema and partition columns."""
+
+    actions: "pa.Table"
+    schema: "pa.Schema"
+    partitioned: list[str]
+
+
+def table_files(dt: "DeltaTable") -> TableFiles | None:
+    """The table's files (add actions as Arrow: path, partition values, min/max statistics),
+    or None when a dataset of its files would not read it as Delta does (reader features such
+    as deletion vectors or column mapping, paths outside the table, partitions not strings)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -41,26 +50,22 @@ def add_actions(dt: "DeltaTable") -> "pa.Table | None":
         return None
     paths = actions.column("path")
     outside = pc.or_(pc.starts_with(paths, "/"), pc.match_substring(paths, "://"))
-    return None if pc.any(outside).as_py() else actions
+    return None if pc.any(outside).as_py() else TableFiles(actions, schema, partitioned)
 
 
-def chosen_files(
-    actions: "pa.Table",
-    partitioned: Sequence[str],
-    equal: dict[str, str],
-    after: date | None = None,
-) -> "pa.Table":
-    """The rows of ``actions`` whose files may hold rows whose ``equal`` columns match and,
+def chosen_files(files: TableFiles, equal: dict[str, str], after: date | None = None) -> "pa.Table":
+    """The add actions of ``files`` whose files may hold rows whose ``equal`` columns match and,
     with ``after``, whose ``day`` is later: by partition value; by min/max where the file
     has them (delta-rs rounds a long string's max up, so a range holds what its file holds);
     a file without statistics is kept."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    actions = files.actions
     names = set(actions.column_names)
     mask = None
     for column, value in equal.items():
-        if column in partitioned:
+        if column in files.partitioned:
             keep = pc.equal(actions[f"partition.{column}"], value)
         elif {f"min.{column}", f"max.{column}"} <= names:
             low, high = actions[f"min.{column}"], actions[f"max.{column}"]
@@ -78,29 +83,26 @@ def chosen_files(
 
 
 def files_dataset(
-    dt: "DeltaTable", chosen: "pa.Table", filesystem: "pafs.FileSystem"
+    files: TableFiles, chosen: "pa.Table", filesystem: "pafs.FileSystem"
 ) -> "ds.Dataset":
-    """A dataset of the files in ``chosen`` (rows of :func:`add_actions`), on ``filesystem``
+    """A dataset of the files in ``chosen`` (add actions of ``files``), on ``filesystem``
     rooted at the table, as ``to_pyarrow_dataset`` makes one: each file's partition values
     become its rows' columns."""
-    import pyarrow as pa
     import pyarrow.dataset as ds
 
-    schema = pa.schema(dt.schema().to_arrow())
-    partitioned = dt.metadata().partition_columns
     fmt = ds.ParquetFileFormat(
         default_fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=True)
     )
-    values = {c: chosen.column(f"partition.{c}").to_pylist() for c in partitioned}
+    values = {c: chosen.column(f"partition.{c}").to_pylist() for c in files.partitioned}
     fragments = []
     for n, path in enumerate(chosen.column("path").to_pylist()):
-        expression = ds.scalar(True)
-        for k, column in enumerate(partitioned):
-            value = values[column][n]
-            equals = ds.field(column).is_null() if value is None else ds.field(column) == value
-            expression = equals if k == 0 else expression & equals
+        equals = [
+            ds.field(c).is_null() if values[c][n] is None else ds.field(c) == values[c][n]
+            for c in files.partitioned
+        ]
+        expression = reduce(operator.and_, equals) if equals else ds.scalar(True)
         # The log holds a file's path as a URI: escaped once more than its name on disk.
         fragments.append(
             fmt.make_fragment(unquote(path), filesystem=filesystem, partition_expression=expression)
         )
-    return ds.FileSystemDataset(fragments, schema, fmt, filesystem)
+    return ds.FileSystemDataset(fragments, files.schema, fmt, filesystem)

@@ -8,7 +8,7 @@ import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 
 from shelfcast.console.data import TableReader
-from shelfcast.console.delta_files import add_actions, chosen_files
+from shelfcast.console.delta_files import chosen_files, table_files
 
 # Ids a path must escape, one that is null, and items longer than the statistics' 64
 # characters that differ only past them (delta-rs rounds such a max up).
@@ -65,17 +65,16 @@ def test_the_files_chosen_read_the_rows_delta_rs_reads(tmp_path: Path) -> None:
 def test_files_are_skipped_by_store_item_and_day(tmp_path: Path) -> None:
     _table(tmp_path / "sales")
     dt = DeltaTable(str(tmp_path / "sales"))
-    actions = add_actions(dt)
-    assert actions is not None and actions.num_rows == 9
-    parts = ["store_id"]
-    assert chosen_files(actions, parts, {"store_id": "plain"}).num_rows == 3
+    files = table_files(dt)
+    assert files is not None and files.actions.num_rows == 9 and files.partitioned == ["store_id"]
+    assert chosen_files(files, {"store_id": "plain"}).num_rows == 3
     # "short" is in the first batch's files and the last's, not the second's; so are the long
     # items, in the second's and the last's, though their statistics are cut short.
     for item in ITEMS:
-        assert chosen_files(actions, parts, {"store_id": "plain", "item_id": item}).num_rows == 2
-    assert chosen_files(actions, parts, {"store_id": "plain"}, date(2024, 2, 2)).num_rows == 2
+        assert chosen_files(files, {"store_id": "plain", "item_id": item}).num_rows == 2
+    assert chosen_files(files, {"store_id": "plain"}, date(2024, 2, 2)).num_rows == 2
     unindexed = tmp_path / "unindexed"
     _table(unindexed, configuration={"delta.dataSkippingNumIndexedCols": "0"})
-    bare = add_actions(DeltaTable(str(unindexed)))
+    bare = table_files(DeltaTable(str(unindexed)))
     assert bare is not None
-    assert chosen_files(bare, parts, {"store_id": "plain", "item_id": "short"}).num_rows == 3
+    assert chosen_files(bare, {"store_id": "plain", "item_id": "short"}).num_rows == 3
