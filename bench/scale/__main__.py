@@ -275,7 +275,20 @@ def measure_wave(
         },
     }
     watch.close()
-    return {"wave": wave, "processes_before": before_procs, "processes": after_procs}
+    # After every wave, so that a run of many days (--batch-sizes 32 32 ...) shows whether
+    # the file count stays bounded and the driver's memory stays flat day after day.
+    files = delta_files(settings.delta_dir)
+    log(
+        f"wave: last forecast {wave['last_event_to_last_forecast_s'] or 0:.1f} s after the "
+        f"last event; forecasts {(files.get('forecasts') or {}).get('files')} live files; "
+        f"driver RSS {(after_procs.get('driver') or {}).get('rss_mb', 0):.0f} MB"
+    )
+    return {
+        "wave": wave,
+        "processes_before": before_procs,
+        "processes": after_procs,
+        "delta": files,
+    }
 
 
 def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
