@@ -3,15 +3,19 @@
 A day counts once it is complete: the series has a sale on a later day. Its error is
 ``|actual - yhat| / mase_scale`` (the model's in-sample seasonal-naive error), so that the mean
 over days is comparable with the model's validation MASE; their ratio is the drift ratio.
+
+A day is scored against the forecast that served it: a version replaced before that day was
+complete (a retrain on the day's first sales) still scores it, under its own model version.
+The drift ratio is the current version's own.
 """
 
 import math
 from array import array
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
-__all__ = ["Points", "Served", "drift_errors"]
+__all__ = ["Points", "Served", "copied", "drift_errors", "lineage", "outstanding", "succeeded"]
 
 
 class Points(Mapping[date, float]):
@@ -58,6 +62,10 @@ class Served:
     evaluated_through: date | None = None
     error_sum: float = 0.0
     error_count: int = 0
+    # The versions this one replaced, cut to the days they served and that are not scored
+    # yet (see succeeded): a series retrained on every day's sales is always replaced before
+    # its first day is complete, so without them no day would ever be scored.
+    earlier: "Served | None" = None
 
     @property
     def live_mase(self) -> float | None:
@@ -101,3 +109,38 @@ def drift_errors(
         served.add_error(day, error)
         day += timedelta(days=1)
     return out
+
+
+def outstanding(served: Served | None, before: date) -> Served | None:
+    """``served`` and the versions it replaced, each cut to its days before ``before`` that
+    are not scored yet; None when no day is left."""
+    if served is None:
+        return None
+    earlier = outstanding(served.earlier, before)
+    after = served.evaluated_through or date.min
+    days = {day: yhat for day, yhat in served.points.items() if after < day < before}
+    if not days:
+        return earlier
+    return replace(served, points=Points(days), earlier=earlier)
+
+
+def succeeded(new: Served, old: Served | None) -> Served:
+    """``new`` serving from its first day on, after ``old``: the days before it stay ``old``'s
+    (and its predecessors') to score, as they served them."""
+    return replace(new, earlier=outstanding(old, min(new.points, default=date.max)))
+
+
+def copied(served: Served) -> Served:
+    """A copy of ``served`` and the versions it replaced, to score (scoring changes them)."""
+    earlier = None if served.earlier is None else copied(served.earlier)
+    return replace(served, earlier=earlier)
+
+
+def lineage(served: Served) -> list[Served]:
+    """``served`` and the versions it replaced, oldest first."""
+    chain = []
+    at: Served | None = served
+    while at is not None:
+        chain.append(at)
+        at = at.earlier
+    return chain[::-1]

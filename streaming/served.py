@@ -5,14 +5,15 @@ The driver is the tables' only writer. An entry changes only once its rows are s
 skipped (a replayed batch) or failed leaves the news to be recorded again.
 """
 
-from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from contracts.series import parse_series_key, series_key
-from streaming.drift import Points, Served, drift_errors
+from streaming.drift import Points, Served, copied, drift_errors, lineage, succeeded
 from streaming.schemas import DRIFT, FORECASTS
 from streaming.tables import TableStore
 
@@ -56,8 +57,11 @@ class ServedForecasts:
             if known is not None and known.model_version >= version:
                 continue  # already recorded (a re-read after a crash)
             points = {date.fromisoformat(p["date"]): float(p["yhat"]) for p in message["points"]}
-            served[key] = Served(
-                version, Points(points), message.get("validation_mase"), u.get("mase_scale")
+            served[key] = succeeded(
+                Served(
+                    version, Points(points), message.get("validation_mase"), u.get("mase_scale")
+                ),
+                known,
             )
             for p in message["points"]:
                 rows.append(
@@ -98,7 +102,7 @@ class ServedForecasts:
         keys = [k for k in (series_key(s, i) for s, i in changed) if k in self.served]
         if not keys:
             return {}, True
-        days = sorted({d for k in keys for d in self.served[k].points})
+        days = sorted({d for k in keys for s in lineage(self.served[k]) for d in s.points})
         actuals: dict[str, dict[date, float]] = {k: {} for k in keys}
         daily = self.store.read(
             "daily_sales", ["store_id", "item_id", "day", "units"], [("day", "in", days)]
@@ -109,26 +113,30 @@ class ServedForecasts:
                 found_for[r["day"]] = r["units"]
         rows, counts, scored = [], {}, {}
         for key in keys:
-            served = replace(self.served[key])  # a copy: its errors change
-            found = drift_errors(served, actuals[key], last_days.get(key, date.min))
+            served = copied(self.served[key])  # its errors change
             store_id, item_id = parse_series_key(key)
-            for day, actual, yhat, error in found:
-                rows.append(
-                    {
-                        "store_id": store_id,
-                        "item_id": item_id,
-                        "model_version": served.model_version,
-                        "day": day,
-                        "actual": actual,
-                        "yhat": yhat,
-                        "scaled_error": error,
-                        "recorded_at": now,
-                        "batch_id": batch_id,
-                    }
-                )
+            found = 0
+            for version in lineage(served):  # oldest first: each scores the days it served
+                for day, actual, yhat, error in drift_errors(
+                    version, actuals[key], last_days.get(key, date.min)
+                ):
+                    found += 1
+                    rows.append(
+                        {
+                            "store_id": store_id,
+                            "item_id": item_id,
+                            "model_version": version.model_version,
+                            "day": day,
+                            "actual": actual,
+                            "yhat": yhat,
+                            "scaled_error": error,
+                            "recorded_at": now,
+                            "batch_id": batch_id,
+                        }
+                    )
             if found:
-                counts[key] = len(found)
-                scored[key] = served
+                counts[key] = found
+                scored[key] = succeeded(served, served.earlier)  # the scored days dropped
         if not rows:
             return {}, True
         table = pa.Table.from_pylist(rows, schema=DRIFT)
@@ -140,31 +148,92 @@ class ServedForecasts:
     def _load(self, days: int) -> None:
         """Rebuild the cache of served forecasts and their live errors from Delta: only the
         forecasts generated in the last ``days`` days and the errors recorded since, never the
-        whole tables (they grow with every retrain; their files' statistics skip the rest)."""
+        whole tables (they grow with every retrain; their files' statistics skip the rest).
+        Of a series' older versions only the days they served and that are not scored yet
+        become Python objects (see :func:`served_rows`), not every version's every day."""
         since = datetime.now(UTC) - timedelta(days=days)
-        forecasts = self.store.read(
-            "forecasts",
-            [*_SERIES_VERSION, "day", "yhat", "validation_mase", "mase_scale"],
-            [("generated_at", ">=", since)],
-        )
-        points: dict[str, dict[date, float]] = {}
-        for r in forecasts.to_pylist():
-            key = series_key(r["store_id"], r["item_id"])
-            served = self.served.get(key)
-            if served is None or served.model_version < r["model_version"]:
-                served = Served(r["model_version"], Points(), r["validation_mase"], r["mase_scale"])
-                self.served[key] = served
-                points[key] = {}
-            if served.model_version == r["model_version"]:
-                points[key][r["day"]] = r["yhat"]
-        for key, values in points.items():
-            self.served[key].points = Points(values)
         drift = self.store.read(
             "drift",
             [*_SERIES_VERSION, "day", "scaled_error"],
             [("recorded_at", ">=", since)],  # a loaded forecast's errors are all younger
         )
+        forecasts = served_rows(
+            self.store.read(
+                "forecasts",
+                [*_SERIES_VERSION, "day", "yhat", "validation_mase", "mase_scale"],
+                [("generated_at", ">=", since)],
+            ),
+            drift,
+        )
+        versions: dict[tuple[str, int], Served] = {}
+        points: dict[tuple[str, int], dict[date, float]] = {}
+        for r in forecasts.to_pylist():  # by series, then version
+            at = (series_key(r["store_id"], r["item_id"]), r["model_version"])
+            if at not in versions:
+                versions[at] = Served(at[1], Points(), r["validation_mase"], r["mase_scale"])
+                points[at] = {}
+            points[at][r["day"]] = r["yhat"]
+        for at, values in points.items():
+            versions[at].points = Points(values)
         for r in sorted(drift.to_pylist(), key=lambda r: r["day"]):
-            served = self.served.get(series_key(r["store_id"], r["item_id"]))
-            if served is not None and served.model_version == r["model_version"]:
-                served.add_error(r["day"], r["scaled_error"])
+            found = versions.get((series_key(r["store_id"], r["item_id"]), r["model_version"]))
+            if found is not None:
+                found.add_error(r["day"], r["scaled_error"])
+        for (key, _), served in versions.items():  # oldest first: each succeeds the last
+            self.served[key] = succeeded(served, self.served.get(key))
+
+
+def served_rows(forecasts: pa.Table, drift: pa.Table) -> pa.Table:
+    """The rows of ``forecasts`` a restart keeps, sorted by series and version: every day of a
+    series' newest version, and of each older one the days it served (before every newer
+    version's first day) that ``drift`` has not scored yet."""
+    key = ["store_id", "item_id"]
+    strings = {name: pa.string() for name in key}
+    forecasts = forecasts.cast(_with_types(forecasts.schema, strings))
+    drift = drift.cast(_with_types(drift.schema, strings))
+    firsts = (
+        forecasts.group_by(_SERIES_VERSION)
+        .aggregate([("day", "min")])
+        .sort_by(
+            [("store_id", "ascending"), ("item_id", "ascending"), ("model_version", "descending")]
+        )
+    )
+    # Each version serves until the first day of any newer one: a running minimum over the
+    # series' newer versions, kept within a series by offsetting each series below the last.
+    first = pc.cast(firsts.column("day_min"), pa.int32()).to_numpy().astype(np.int64)
+    same = np.zeros(len(first), bool)
+    if len(first):
+        same[1:] = np.asarray(
+            pc.and_(
+                pc.equal(firsts.column("store_id")[1:], firsts.column("store_id")[:-1]),
+                pc.equal(firsts.column("item_id")[1:], firsts.column("item_id")[:-1]),
+            )
+        )
+    series = np.cumsum(~same) - 1
+    span = 1 << 32  # more than any two days apart
+    newer = np.minimum.accumulate(first - series * span) + series * span
+    until = np.full(len(first), np.iinfo(np.int64).max)
+    until[same] = newer[np.flatnonzero(same) - 1]
+    firsts = firsts.append_column("until", pa.array(until))
+    scored = drift.group_by(_SERIES_VERSION).aggregate([("day", "max")])
+    rows = forecasts.join(firsts.select([*_SERIES_VERSION, "until"]), _SERIES_VERSION).join(
+        scored, _SERIES_VERSION
+    )
+    day = pc.cast(pc.cast(rows.column("day"), pa.int32()), pa.int64())
+    newest = pc.equal(rows.column("until"), np.iinfo(np.int64).max)
+    unscored = pc.or_kleene(
+        pc.is_null(rows.column("day_max")),
+        pc.greater(rows.column("day"), rows.column("day_max")),
+    )
+    keep = pc.or_(newest, pc.and_(unscored, pc.less(day, rows.column("until"))))
+    return (
+        rows.filter(keep)
+        .drop_columns(["until", "day_max"])
+        .sort_by(
+            [("store_id", "ascending"), ("item_id", "ascending"), ("model_version", "ascending")]
+        )
+    )
+
+
+def _with_types(schema: pa.Schema, types: dict[str, pa.DataType]) -> pa.Schema:
+    return pa.schema([f.with_type(types.get(f.name, f.type)) for f in schema])

@@ -10,9 +10,11 @@ import pytest
 from deltalake import DeltaTable
 
 from streaming.aggregate import update_series_state
+from streaming.drift import lineage
 from streaming.handoff import Handoff
 from streaming.pipeline import BatchReport
 from streaming.schemas import DRIFT, FORECASTS
+from streaming.served import ServedForecasts
 from streaming.tables import TableStore
 from streaming.thresholds import ThresholdStore
 
@@ -153,6 +155,42 @@ def test_news_is_acknowledged_only_once_stored_across_a_replayed_batch(tmp_path:
     state = TableStore(tmp_path / "delta").series_state()
     assert state["S1|I2"]["model_version"] == "1" and state["S1|I2"]["last_retrain_at"]
     assert state["S1|I2"]["family"] == "combo"
+
+
+def test_a_retrain_on_a_days_first_sales_leaves_that_day_to_the_forecast_that_served_it(
+    tmp_path: Path,
+) -> None:
+    store = tables(tmp_path)
+    served = ServedForecasts(store)
+    coordinator = Coordinator()
+    coordinator.finish("S1", "I1", 1)  # serves DAY + 1 to DAY + 7
+    assert served.record_forecasts(coordinator.updates, "app", 1) == (1, True)
+    # DAY + 1's first sales retrain it: v2's data runs through DAY + 1, its forecast after.
+    coordinator.updates = []
+    coordinator.finish("S1", "I1", 2)
+    later = coordinator.updates[0]["forecast"]
+    later["points"] = later["points"][1:]
+    assert served.record_forecasts(coordinator.updates, "app", 2) == (1, True)
+
+    def versions(cache: ServedForecasts) -> list[tuple[int, list[date]]]:
+        return [(s.model_version, list(s.points)) for s in lineage(cache.served["S1|I1"])]
+
+    v2_days = [DAY + timedelta(days=k) for k in range(2, 8)]
+    assert versions(served) == [(1, [DAY + timedelta(days=1)]), (2, v2_days)]
+    restarted = ServedForecasts(store)  # a restart rebuilds the same from Delta
+    assert versions(restarted) == versions(served)
+
+    # A sale on DAY + 2 completes DAY + 1: v1 served it, v1 scores it.
+    drifted, stored = restarted.record_drift(
+        (("S1", "I1"),), {"S1|I1": DAY + timedelta(days=2)}, "app", 3, NOW
+    )
+    assert (drifted, stored) == ({"S1|I1": 1}, True)
+    rows = DeltaTable(str(tmp_path / "delta" / "drift")).to_pyarrow_table().to_pylist()
+    assert [(r["model_version"], r["day"], r["yhat"]) for r in rows] == [
+        (1, DAY + timedelta(days=1), 2.0)
+    ]
+    assert versions(restarted) == [(2, v2_days)]  # scored once: nothing of v1 left
+    assert versions(ServedForecasts(store)) == [(2, v2_days)]
 
 
 def forecast(store_id: str, version: int, generated_at: datetime) -> pa.Table:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from streaming.drift import Points, Served, drift_errors
+from streaming.drift import Points, Served, drift_errors, lineage, succeeded
 from streaming.errors import StreamingError
 from streaming.thresholds import ThresholdStore
 from streaming.trigger import Thresholds, due_among, due_series, waiting
@@ -152,6 +152,81 @@ def test_drift_scores_complete_days_once() -> None:
     assert [d for d, *_ in again] == [day + timedelta(days=2), day + timedelta(days=3)]
     assert served.live_mase == pytest.approx((1.0 + 0.0 + 5.0 + 5.0) / 4)
     assert served.drift_ratio == pytest.approx((1.0 + 0.0 + 5.0 + 5.0) / 4 / 0.5)
+
+
+def test_a_day_is_scored_by_the_version_that_served_it_though_retrained_before_it_ended() -> None:
+    day = date(2024, 3, 1)
+
+    def version(n: int, first: date) -> Served:
+        points = Points({first + timedelta(days=k): 10.0 * n for k in range(7)})
+        return Served(n, points, validation_mase=0.5, mase_scale=1.0)
+
+    # v1 serves from ``day``; the day's first sales retrain it twice (v2, v3: from day + 1).
+    v1 = version(1, day)
+    v2 = succeeded(version(2, day + timedelta(days=1)), v1)
+    v3 = succeeded(version(3, day + timedelta(days=1)), v2)
+    assert [(s.model_version, list(s.points)) for s in lineage(v3)] == [
+        (1, [day]),
+        (3, list(version(3, day + timedelta(days=1)).points)),
+    ]
+    # The next day's sales complete ``day``: v1 scores it, v3 has no complete day yet.
+    scored = [drift_errors(s, {day: 12.0}, day + timedelta(days=1)) for s in lineage(v3)]
+    assert [[d for d, *_ in found] for found in scored] == [[day], []]
+    assert v3.drift_ratio is None and v3.earlier is not None and v3.earlier.live_mase == 2.0
+    # Once scored, v1's day is dropped (its errors are in the drift table already).
+    assert succeeded(v3, v3.earlier).earlier is None
+
+
+def test_a_restart_keeps_of_older_versions_only_the_days_they_served_unscored() -> None:
+    import pyarrow as pa
+
+    from streaming.served import served_rows
+
+    day = date(2024, 3, 1)
+
+    def rows(store: str, version: int, first: int, last: int) -> list[dict[str, Any]]:
+        return [
+            {
+                "store_id": store,
+                "item_id": "I",
+                "model_version": version,
+                "day": day + timedelta(days=d),
+                "yhat": float(version),
+                "validation_mase": 1.0,
+                "mase_scale": 1.0,
+            }
+            for d in range(first, last + 1)
+        ]
+
+    forecasts = pa.Table.from_pylist(
+        rows("B", 5, -3, 3)  # another series, earlier days: its versions stay its own
+        + rows("A", 1, 1, 7)  # served day 1 (scored) and day 2, then v2 took over
+        + rows("A", 2, 3, 9)  # replaced by v3 before any of its days
+        + rows("A", 3, 2, 8)  # a newer version may start earlier: v2 never served day 2
+        + rows("C", 1, 1, 7)  # served days 1-3, day 1 scored
+        + rows("C", 2, 4, 10)
+    )
+    drift = pa.Table.from_pylist(
+        [
+            {
+                "store_id": s,
+                "item_id": "I",
+                "model_version": 1,
+                "day": day + timedelta(days=1),
+                "scaled_error": 0.5,
+            }
+            for s in ("A", "C")
+        ]
+    )
+    kept = served_rows(forecasts, drift).to_pylist()
+    by_version = [(r["store_id"], r["model_version"], (r["day"] - day).days) for r in kept]
+    assert by_version == (
+        [("A", 3, d) for d in range(2, 9)]
+        + [("B", 5, d) for d in range(-3, 4)]
+        + [("C", 1, 2), ("C", 1, 3)]
+        + [("C", 2, d) for d in range(4, 11)]
+    )
+    assert served_rows(forecasts.slice(0, 0), drift.slice(0, 0)).num_rows == 0
 
 
 def test_points_read_as_the_dict_they_were_made_from() -> None:
