@@ -200,9 +200,9 @@ def test_a_restart_keeps_of_older_versions_only_the_days_they_served_unscored() 
 
     forecasts = pa.Table.from_pylist(
         rows("B", 5, -3, 3)  # another series, earlier days: its versions stay its own
-        + rows("A", 1, 1, 7)  # served day 1 (scored) and day 2, then v2 took over
+        + rows("A", 1, 1, 7)  # day 1 scored; day 2 is v3's (below): nothing of v1 left
         + rows("A", 2, 3, 9)  # replaced by v3 before any of its days
-        + rows("A", 3, 2, 8)  # a newer version may start earlier: v2 never served day 2
+        + rows("A", 3, 2, 8)  # a newer version may start before an older one does
         + rows("C", 1, 1, 7)  # served days 1-3, day 1 scored
         + rows("C", 2, 4, 10)
     )
