@@ -37,6 +37,7 @@ import pandas as pd
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench.stack import embedded_stack, write_plans
+from bench.stats import pct
 from contracts.series import parse_series_key, series_key
 from retrain.kernel.plans import Plan, StoreInfo
 from shelfcast.kafka import client_config, producer_config
@@ -47,11 +48,6 @@ from streaming.thresholds import ThresholdStore
 START = date(2024, 1, 1)
 # The days a sales file keeps after the history: the single sales and the wave's day.
 TAIL_DAYS = 28
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 class Watcher:

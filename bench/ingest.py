@@ -37,6 +37,7 @@ import pyarrow.compute
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from deltalake import DeltaTable, write_deltalake
 
+from bench.stats import pct
 from contracts.series import series_key
 from shelfcast.embedded import free_port, start_broker, stop_process
 from shelfcast.kafka import client_config, ensure_topics, producer_config
@@ -96,11 +97,6 @@ def start_producer(
         stdout=subprocess.PIPE,
         text=True,
     )
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def summarize(

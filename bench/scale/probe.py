@@ -19,6 +19,7 @@ from typing import Any
 import pyarrow as pa
 from confluent_kafka import Consumer, TopicPartition
 
+from bench import stats
 from shelfcast.kafka import client_config
 from shelfcast.settings import Settings
 
@@ -38,10 +39,8 @@ _TICK = os.sysconf("SC_CLK_TCK")
 
 
 def pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    """:func:`bench.stats.pct`, None without values."""
+    return stats.pct(values, q) if values else None
 
 
 @dataclass(frozen=True)
