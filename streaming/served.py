@@ -24,6 +24,8 @@ __all__ = ["SERVED_DAYS", "ServedForecasts"]
 # scored on every day that had actuals, and its drift ratio is in series_state.
 SERVED_DAYS = 60
 _SERIES_VERSION = ["store_id", "item_id", "model_version"]
+# served_rows' "until" of a series' newest version: it serves every day from its first.
+_NEWEST = np.iinfo(np.int64).max
 
 
 class ServedForecasts:
@@ -152,10 +154,12 @@ class ServedForecasts:
         Of a series' older versions only the days they served and that are not scored yet
         become Python objects (see :func:`served_rows`), not every version's every day."""
         since = datetime.now(UTC) - timedelta(days=days)
-        drift = self.store.read(
-            "drift",
-            [*_SERIES_VERSION, "day", "scaled_error"],
-            [("recorded_at", ">=", since)],  # a loaded forecast's errors are all younger
+        drift = _string_ids(
+            self.store.read(
+                "drift",
+                [*_SERIES_VERSION, "day", "scaled_error"],
+                [("recorded_at", ">=", since)],  # a loaded forecast's errors are all younger
+            )
         )
         forecasts = served_rows(
             self.store.read(
@@ -175,6 +179,10 @@ class ServedForecasts:
             points[at][r["day"]] = r["yhat"]
         for at, values in points.items():
             versions[at].points = Points(values)
+        # Only the kept versions' errors become Python objects: the table holds a row per
+        # series and scored day, most of them of versions replaced and scored long ago.
+        kept = forecasts.group_by(_SERIES_VERSION).aggregate([])
+        drift = drift.join(kept, _SERIES_VERSION, join_type="left semi")
         for r in sorted(drift.to_pylist(), key=lambda r: r["day"]):
             found = versions.get((series_key(r["store_id"], r["item_id"]), r["model_version"]))
             if found is not None:
@@ -187,10 +195,7 @@ def served_rows(forecasts: pa.Table, drift: pa.Table) -> pa.Table:
     """The rows of ``forecasts`` a restart keeps, sorted by series and version: every day of a
     series' newest version, and of each older one the days it served (before every newer
     version's first day) that ``drift`` has not scored yet."""
-    key = ["store_id", "item_id"]
-    strings = {name: pa.string() for name in key}
-    forecasts = forecasts.cast(_with_types(forecasts.schema, strings))
-    drift = drift.cast(_with_types(drift.schema, strings))
+    forecasts, drift = _string_ids(forecasts), _string_ids(drift)
     firsts = (
         forecasts.group_by(_SERIES_VERSION)
         .aggregate([("day", "min")])
@@ -212,7 +217,7 @@ def served_rows(forecasts: pa.Table, drift: pa.Table) -> pa.Table:
     series = np.cumsum(~same) - 1
     span = 1 << 32  # more than any two days apart
     newer = np.minimum.accumulate(first - series * span) + series * span
-    until = np.full(len(first), np.iinfo(np.int64).max)
+    until = np.full(len(first), _NEWEST)
     until[same] = newer[np.flatnonzero(same) - 1]
     firsts = firsts.append_column("until", pa.array(until))
     scored = drift.group_by(_SERIES_VERSION).aggregate([("day", "max")])
@@ -220,7 +225,7 @@ def served_rows(forecasts: pa.Table, drift: pa.Table) -> pa.Table:
         scored, _SERIES_VERSION
     )
     day = pc.cast(pc.cast(rows.column("day"), pa.int32()), pa.int64())
-    newest = pc.equal(rows.column("until"), np.iinfo(np.int64).max)
+    newest = pc.equal(rows.column("until"), _NEWEST)
     unscored = pc.or_kleene(
         pc.is_null(rows.column("day_max")),
         pc.greater(rows.column("day"), rows.column("day_max")),
@@ -235,5 +240,10 @@ def served_rows(forecasts: pa.Table, drift: pa.Table) -> pa.Table:
     )
 
 
-def _with_types(schema: pa.Schema, types: dict[str, pa.DataType]) -> pa.Schema:
-    return pa.schema([f.with_type(types.get(f.name, f.type)) for f in schema])
+def _string_ids(table: pa.Table) -> pa.Table:
+    """``table`` with its store and item ids as plain strings (a read may give string_view,
+    which Arrow's joins refuse)."""
+    ids = ("store_id", "item_id")
+    return table.cast(
+        pa.schema([f.with_type(pa.string()) if f.name in ids else f for f in table.schema])
+    )
