@@ -63,6 +63,7 @@ def ingest_config(settings: Settings, spark: SparkConfig | None = None) -> Inges
         ),
         dedup_window_days=settings.ingest_dedup_window_days,
         compact_every_batches=settings.ingest_compact_every_batches,
+        compact_every_hours=settings.ingest_compact_every_hours,
         vacuum_retention_hours=settings.delta_vacuum_retention_hours,
         spark=spark or spark_config(settings),
     )

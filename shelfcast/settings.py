@@ -85,6 +85,7 @@ class Settings(BaseSettings):
     ingest_max_future_hours: float = Field(default=24.0, ge=0)
     ingest_dedup_window_days: int = Field(default=3, ge=1)
     ingest_compact_every_batches: int = Field(default=50, ge=1)
+    ingest_compact_every_hours: float = Field(default=1.0, gt=0)
     delta_vacuum_retention_hours: float = 24.0
 
     # Spark

@@ -197,6 +197,7 @@ class IngestConfig:
     limits: Limits = field(default_factory=Limits)
     dedup_window_days: int = 3
     compact_every_batches: int = 50
+    compact_every_hours: float = 1.0  # also compact once this long passed (rare batches)
     vacuum_retention_hours: float = 24.0
     spark: SparkConfig = field(default_factory=SparkConfig)
 

@@ -40,7 +40,7 @@ from streaming.tables import TableStore
 from streaming.vacuum import check_vacuum_retention
 from streaming.validate import Limits, quarantine_rows, split_batch
 
-__all__ = ["BatchReport", "DeadLetterSink", "IngestPipeline"]
+__all__ = ["BatchReport", "DeadLetterSink", "IngestPipeline", "maintenance_due"]
 
 log = logging.getLogger("shelfcast.ingest")
 
@@ -74,6 +74,16 @@ AfterCommit = Callable[[BatchReport], None]
 _SCOPE = ["revision", "store_id", "item_id"]  # what a plan's change touches
 
 
+def maintenance_due(
+    batch_id: int, every_batches: int, seconds_since: float, every_seconds: float
+) -> bool:
+    """Whether batch ``batch_id`` ends with a compaction: every ``every_batches`` batches,
+    or once ``every_seconds`` passed since the last one. The clock is for chains that send
+    a day at once: one batch a day would otherwise leave ``daily_sales`` a file per store
+    and day for ``every_batches`` days."""
+    return batch_id % every_batches == every_batches - 1 or seconds_since >= every_seconds
+
+
 @dataclass(frozen=True)
 class _Valid:
     """What validation kept of a batch: its record count, events, plans and store records."""
@@ -96,6 +106,7 @@ class IngestPipeline:
         dedup_window_days: int,
         maintain_every: int,
         retention_hours: float,
+        maintain_every_seconds: float = 3600.0,
         app_id: str | None = None,
         topics: Topics | None = None,
         max_batch_bytes: int = 64 * 1024 * 1024,
@@ -107,6 +118,8 @@ class IngestPipeline:
         self.checkpoint = checkpoint
         self.index = EventIdIndex(store.event_ids, dedup_window_days)
         self.maintain_every = maintain_every
+        self.maintain_every_seconds = maintain_every_seconds
+        self._maintained_at = time.monotonic()  # a restart counts from its start
         check_vacuum_retention(retention_hours)  # at start, not at the first vacuum
         self.retention_hours = retention_hours
         self._app_id = app_id
@@ -264,8 +277,10 @@ class IngestPipeline:
         if stores.num_rows:
             self.store.upsert_latest_once("stores", stores, "store_id", app, batch_id)
 
-        if batch_id % self.maintain_every == self.maintain_every - 1:
+        since = time.monotonic() - self._maintained_at
+        if maintenance_due(batch_id, self.maintain_every, since, self.maintain_every_seconds):
             self.store.compact_soon(tuple(TABLES), self.retention_hours)
+            self._maintained_at = time.monotonic()
         report = BatchReport(
             batch_id=batch_id,
             records=valid.records,

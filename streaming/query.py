@@ -49,6 +49,7 @@ def build_pipeline(config: IngestConfig) -> IngestPipeline:
         checkpoint=config.checkpoint,
         dedup_window_days=config.dedup_window_days,
         maintain_every=config.compact_every_batches,
+        maintain_every_seconds=config.compact_every_hours * 3600,
         retention_hours=config.vacuum_retention_hours,
         topics=config.topics,
         max_batch_bytes=config.max_batch_bytes,

@@ -1,5 +1,5 @@
 """Compaction off the writers' path: requests coalesce, a failure is not the end, appends
-during a compaction are all kept (real delta-rs)."""
+during a compaction are all kept (real delta-rs); when a micro-batch asks for one."""
 
 import threading
 import time
@@ -14,6 +14,7 @@ from deltalake import DeltaTable
 from streaming.compaction import Compactor, MaintenanceProcess
 from streaming.errors import TableError
 from streaming.maintain import NICE
+from streaming.pipeline import maintenance_due
 from streaming.schemas import FORECASTS
 from streaming.tables import TableStore
 
@@ -146,3 +147,8 @@ def test_stopping_ends_the_maintenance_in_flight_and_a_failure_is_said(tmp_path:
     assert apart.pid is None
     with pytest.raises(TableError, match="exited with 1"):
         MaintenanceProcess(str(tmp_path / "no tables here"))(["forecasts"], None)
+
+
+def test_maintenance_is_due_every_n_batches_or_once_the_time_passed() -> None:
+    assert [b for b in range(10) if maintenance_due(b, 5, 0.0, 60.0)] == [4, 9]
+    assert maintenance_due(0, 5, 60.0, 60.0) and not maintenance_due(0, 5, 59.9, 60.0)

@@ -180,3 +180,23 @@ def test_tables_keep_their_commit_log_as_long_as_their_files(
     for name in ("pos_sales", "daily_sales", "series_state", "quarantine"):
         config = DeltaTable(str(settings.delta_dir / name)).metadata().configuration
         assert config["delta.logRetentionDuration"] == "interval 7 hours"
+
+
+def test_rare_batches_are_compacted_on_a_clock(make_settings: Callable[..., Settings]) -> None:
+    """One batch a day (a chain sending each day at once) never reaches the batch count;
+    once the hours pass, the batch after them compacts ``daily_sales``."""
+    from deltalake import DeltaTable
+
+    def live_files(settings: Settings) -> int:
+        return len(DeltaTable(str(settings.delta_dir / "daily_sales")).file_uris())
+
+    days = ["2024-03-02", "2024-03-03", "2024-03-04"]
+    counted = make_settings(ingest_compact_every_batches=1000)
+    clocked = make_settings(ingest_compact_every_batches=1000, ingest_compact_every_hours=1e-9)
+    for settings in (counted, clocked):
+        built = pipeline(settings)
+        for n, day in enumerate(days):
+            built.process(raw([sale(f"e{n}", day=day)], first_offset=n), n)
+        built.store.compactor.close(timeout=30)
+    assert live_files(counted) == len(days)  # a file a batch: the count is far off
+    assert live_files(clocked) == 1
