@@ -26,12 +26,13 @@ import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import ray
 
 from retrain.cluster.batches import Batch, Beat, Pace, TaskFailure, overrun, plan_batches
-from retrain.cluster.groups import GroupProgress, GroupScheduler
+from retrain.cluster.groups import GroupProgress, GroupScheduler, group_task_cpus
 from retrain.cluster.identity import retrain_identity
 from retrain.cluster.outages import error_text, outage_of
 from retrain.cluster.prewarm import prewarm
@@ -49,6 +50,16 @@ __all__ = ["Coordinator"]
 log = logging.getLogger("shelfcast.coordinator")
 
 _train = ray.remote(num_cpus=1, max_retries=0)(run_batch)
+
+
+def _node_cpus() -> list[float]:
+    """The CPUs of each live node of the cluster (none when Ray cannot tell)."""
+    try:
+        nodes = ray.nodes()  # type: ignore[no-untyped-call]
+    except Exception as exc:  # the GCS is away: the group asks for what it was given
+        log.warning("the cluster's nodes are unknown (%s)", exc)
+        return []
+    return [float(n["Resources"].get("CPU", 0.0)) for n in nodes if n.get("Alive")]
 
 
 class Coordinator:
@@ -463,14 +474,27 @@ class Coordinator:
             }
             await self.sinks.finish_wave(wave_id, totals)
 
-    async def _train_group(self, group: str, version: int | None) -> GroupRecord:
-        """One group retrain as a Ray task of the group's own CPUs; stopped at its timeout."""
+    async def _train_group(self, group: str, version: int | None, series_wait: bool) -> GroupRecord:
+        """One group retrain as a Ray task of the group's own CPUs (``group_task_cpus``);
+        stopped at its timeout."""
         spec = self.config.task
-        remote = ray.remote(num_cpus=spec.groups.cpus, max_retries=0)(train_group)
+        asked = spec.groups.cpus
+        cpus = group_task_cpus(asked, _node_cpus(), series_wait)
+        if cpus != asked:
+            log.warning(
+                "group model %s trains on %d CPU(s), not the %d asked: a task runs on one "
+                "node, and a retrain leaves the wave's series a CPU. Lower "
+                "SHELFCAST_RETRAIN_GROUP_CPUS or add CPUs to the cluster's nodes.",
+                group,
+                cpus,
+                asked,
+            )
+        groups = replace(spec.groups, cpus=cpus, tune=replace(spec.groups.tune, threads=cpus))
+        remote = ray.remote(num_cpus=cpus, max_retries=0)(train_group)
         me = ray.get_runtime_context().current_actor
         # Ray's stubs type ray.remote(**options)(f) with four arguments at most.
         ref = remote.remote(  # type: ignore[call-arg]
-            group, version, spec.group_stores(), spec.groups, GroupProgress(me, group)
+            group, version, spec.group_stores(), groups, GroupProgress(me, group)
         )
         limit = spec.groups.timeout_seconds
         try:

@@ -11,7 +11,7 @@ own families, with the reason recorded).
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -20,12 +20,26 @@ from retrain.cluster.queue import Job
 from retrain.group.config import GroupSpec
 from retrain.stores.registry import GroupRecord
 
-__all__ = ["GroupProgress", "GroupScheduler"]
+__all__ = ["GroupProgress", "GroupScheduler", "group_task_cpus"]
 
 log = logging.getLogger("shelfcast.coordinator")
 
 _FIRST_RETRY_SECONDS = 30.0
 _MAX_RETRY_SECONDS = 1800.0
+
+
+def group_task_cpus(asked: int, node_cpus: Sequence[float], series_wait: bool) -> int:
+    """The CPUs a group retrain's Ray task holds: ``asked``, at most the largest node's (a
+    task runs on one node: more would never be scheduled) and, unless the group's series
+    wait for this model (its first, or one that broke), at most the cluster's less one. A
+    retrain that held every CPU held up every series of the wave beside it: 6.5-8 min a
+    week at 2,000 series on 2 CPUs (docs/scale.md)."""
+    if not node_cpus:
+        return asked
+    cap = int(max(node_cpus))
+    if not series_wait:
+        cap = min(cap, int(sum(node_cpus)) - 1)
+    return max(1, min(asked, cap))
 
 
 @dataclass(frozen=True)
@@ -64,11 +78,12 @@ class GroupScheduler:
     def __init__(
         self,
         spec: GroupSpec,
-        train: Callable[[str, int | None], Awaitable[GroupRecord]],
+        train: Callable[[str, int | None, bool], Awaitable[GroupRecord]],
         poke: Callable[[], None],
     ) -> None:
-        """``train(group, version)`` runs one retrain (a Ray task) and returns its record;
-        ``poke`` wakes the coordinator's pump (a first model is ready, or failed)."""
+        """``train(group, version, series_wait)`` runs one retrain (a Ray task) and returns
+        its record (``series_wait``: the group has no model, so its series wait for this
+        one); ``poke`` wakes the coordinator's pump (a first model is ready, or failed)."""
         self.spec = spec
         self._train = train
         self._poke = poke
@@ -154,7 +169,7 @@ class GroupScheduler:
         state = self.groups[group]
         began = time.time()
         try:
-            record = await self._train(group, version)
+            record = await self._train(group, version, state.record is None)
         except Exception as exc:
             state.error = f"{type(exc).__name__}: {exc}"
             state.retry_at = time.time() + state.retry_seconds

@@ -71,7 +71,12 @@ def train_group(
     return tracker.record_group(
         group,
         model.to_bytes(),
-        {**model.params.as_dict(), "use_plans": model.use_plans, "folds": len(model.cutoffs)},
+        {
+            **model.params.as_dict(),
+            "use_plans": model.use_plans,
+            "folds": len(model.cutoffs),
+            "cpus": spec.cpus,
+        },
         {
             "validation_mae": model.score if model.score is not None else float("nan"),
             "tuning_mae": model.tuning_score or float("nan"),

@@ -64,8 +64,11 @@ def _table(settings: Settings, run_id: str) -> list[dict[str, Any]]:
 def test_a_group_model_trains_first_then_serves_later_waves_and_retrains_a_week_on(
     two_cpus: str, retrain_settings: Callable[..., Settings]
 ) -> None:
-    # Once paced, batches of two.
-    settings = retrain_settings(ray_address=two_cpus, retrain_batch_seconds=3600)
+    # Once paced, batches of two. The group asks for both CPUs: its first model gets them
+    # (the series wait for it), its retrain beside a wave one (group_task_cpus).
+    settings = retrain_settings(
+        ray_address=two_cpus, retrain_batch_seconds=3600, retrain_group_cpus=2
+    )
     _write(settings, 240, START, 0)
     keys = [(s, i, 0.0) for s, i in SERIES]
 
@@ -110,12 +113,16 @@ def test_a_group_model_trains_first_then_serves_later_waves_and_retrains_a_week_
     run = client.get_run(str(champion.run_id))
     assert run.data.tags["shelfcast.kind"] == "group"
     assert {"validation_mae", "fit_core_seconds"} <= set(run.data.metrics)
+    first = client.get_run(str(client.get_model_version(group_model_name("all"), "1").run_id))
+    assert (first.data.params["cpus"], run.data.params["cpus"]) == ("2", "1")
 
 
 def test_a_new_item_is_forecast_by_the_group_model_from_its_first_days(
     retrain_settings: Callable[..., Settings],
 ) -> None:
-    settings = retrain_settings()
+    # More CPUs than any node of the test's head has: the group takes what a node has (a
+    # task asking for more would never be scheduled, and the series would wait in vain).
+    settings = retrain_settings(retrain_group_cpus=4)
     _write(settings, 240, START, 0)
     version = write_daily(
         settings, {("S1", "NEW"): demand(5, 15.0, seed=7)}, START + timedelta(days=235), 1
