@@ -116,7 +116,7 @@ def measure(root: Path, args: argparse.Namespace, series: int) -> dict[str, floa
     wave = Wave([keys[k] for k in order], args.per_handoff)
     handoff = Handoff(store, ThresholdStore(root), wave, lambda: "bench")
     wave.finish_next()
-    handoff.tick()  # the first reads the mirror: not timed
+    handoff.tick()  # the first reads the waiting rows: not timed
     profile = cProfile.Profile()
     done, wall, cpu = 0, 0.0, 0.0
     for _ in range(args.handoffs):

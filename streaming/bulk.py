@@ -185,7 +185,7 @@ class BulkLoad:
     def finish(self, now: datetime | None = None) -> ImportReport:
         """Write the ``series_state`` rows of every series imported, once."""
         now = now or datetime.now(UTC)
-        current = self.store.series_state()
+        current = self.store.series_by_key(series_key(s, i) for s, i in self._spans)
         rows = list(_state_rows(self._spans.items(), current, now))
         self.store.upsert_series_once(
             pa.Table.from_pylist(rows, schema=SERIES_STATE), self.app_id, _STATE_BATCH

@@ -116,10 +116,21 @@ class Handoff:
             log.warning("cannot read retrain updates (%s); retrying next batch", exc)
             updates = []
         published, forecasts_stored = self.forecasts.record_forecasts(updates, app, batch_id)
-        state = self.store.series_state()  # rows shared with the store's mirror: see _edit
+        unreadable = self.thresholds.failures
+        thresholds = self.thresholds.load()
+        unreadable = self.thresholds.failures - unreadable
+        changed_keys = [series_key(s, i) for s, i in changed]
+        waiting = self.store.waiting_series()
+        # Only the rows this batch can use: the changed, the updated, the waiting and the
+        # forced series (rows shared with the store's own: see _edit).
+        state = self.store.series_by_key(
+            {*changed_keys, *(series_key(u["store_id"], u["item_id"]) for u in updates)}
+            | waiting
+            | set(thresholds.force)
+        )
         last_days = {
             k: state[k]["last_sale_day"]
-            for k in (series_key(s, i) for s, i in changed)
+            for k in changed_keys
             if k in state and state[k]["last_sale_day"]
         }
         drifted, drift_stored = self.forecasts.record_drift(changed, last_days, app, batch_id, now)
@@ -128,10 +139,7 @@ class Handoff:
             if key in state:
                 _edit(state, key)["drift_ratio"] = self.served[key].drift_ratio
                 touched.add(key)
-        unreadable = self.thresholds.failures
-        thresholds = self.thresholds.load()
-        unreadable = self.thresholds.failures - unreadable
-        due = due_among(state, self.store.waiting_series(), thresholds, now)
+        due = due_among(state, waiting, thresholds, now)
         if due:
             forced = set(thresholds.force)
             try:
@@ -240,7 +248,7 @@ class Handoff:
 
 
 def _edit(state: dict[str, dict[str, Any]], key: str) -> dict[str, Any]:
-    """``state[key]`` as this batch's own copy: the store's mirror changes only once the rows
+    """``state[key]`` as this batch's own copy: the rows the store keeps change only once they
     are committed."""
     row = dict(state[key])
     state[key] = row

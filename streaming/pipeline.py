@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from contracts._reasons import too_large
-from contracts.series import parse_series_key
+from contracts.series import series_key
 from streaming.aggregate import daily_increments, mark_plans_changed, update_series_state
 from streaming.collect import Budget, collect_bounded
 from streaming.config import Topics
@@ -265,11 +265,11 @@ class IngestPipeline:
         )
         touched: set[tuple[str, str]] = set()
         if plan_changes or store_changes:
-            current = self.store.series_state()
             known: dict[str, set[str]] = {}
-            for store_id, item_id in [parse_series_key(k) for k in current] + keys:
+            for store_id, item_id in self.store.series_keys() + keys:
                 known.setdefault(store_id, set()).add(item_id)
             touched = touched_series(plan_changes, store_changes, known)
+            current = self.store.series_by_key(series_key(s, i) for s, i in touched)
             state = mark_plans_changed(state, current, touched, batch_id, now)
         self.store.upsert_series_once(state, app, batch_id)
         if plans.num_rows:

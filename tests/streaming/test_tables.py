@@ -1,4 +1,5 @@
-"""The in-memory mirror of ``series_state`` against the Delta table itself (real delta-rs)."""
+"""The ``series_state`` rows the table store answers with (the waiting ones kept in memory,
+the rest read) against the Delta table itself (real delta-rs)."""
 
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -37,26 +38,32 @@ def ingest(store: TableStore, batch_id: int, *keys: tuple[str, str]) -> bool:
     return store.upsert_series_once(state, "app", batch_id)
 
 
-def test_the_mirror_follows_every_write_and_a_replay(tmp_path: Path) -> None:
+def test_rows_by_key_follow_every_write_and_a_replay(tmp_path: Path) -> None:
     store = TableStore(tmp_path)
     store.ensure()
     assert store.series_state() == {}
+    assert store.series_by_key(["S1|I1"]) == {}
 
     assert ingest(store, 0, ("S1", "I1"), ("S1", "I2"))
     assert ingest(store, 1, ("S1", "I1"), ("S2", "I1"))
-    assert store.series_state() == on_disk(tmp_path)
-    assert store.series_state()["S1|I1"]["events_since_retrain"] == 2
+    every = ["S1|I1", "S1|I2", "S2|I1"]
+    assert store.series_by_key(every) == store.series_state() == on_disk(tmp_path)
+    assert store.series_by_key(["S1|I1"])["S1|I1"]["events_since_retrain"] == 2
 
     # A replayed batch computes from state that already holds it; nothing is written and
-    # the mirror is read afresh, so it does not keep the double count.
+    # the rows kept are read afresh, so they do not keep the double count.
     assert not ingest(store, 1, ("S1", "I1"))
-    assert store.series_state()["S1|I1"]["events_since_retrain"] == 2
-    assert store.series_state() == on_disk(tmp_path)
+    assert store.series_by_key(["S1|I1"])["S1|I1"]["events_since_retrain"] == 2
+    assert store.series_by_key(every) == on_disk(tmp_path)
 
     rows = [{**store.series_state()["S2|I1"], "status": "queued"}]
     assert store.upsert_series_once(pa.Table.from_pylist(rows, schema=SERIES_STATE), "h", 0)
-    assert store.series_state() == on_disk(tmp_path)
+    assert store.series_by_key(every) == on_disk(tmp_path)
     assert store.series_rows([("S2", "I1"), ("S9", "new")]).to_pylist() == rows
+    # Stores and items asked for that pair up into a series not asked for: not in the answer.
+    assert set(store.series_by_key(["S1|I2", "S2|I1"])) == {"S1|I2", "S2|I1"}
+    assert store.series_rows([("S1", "I2"), ("S2", "I1")]).num_rows == 2
+    assert sorted(store.series_keys()) == [("S1", "I1"), ("S1", "I2"), ("S2", "I1")]
 
 
 def test_the_waiting_series_follow_every_write_and_a_fresh_read(tmp_path: Path) -> None:
@@ -73,21 +80,40 @@ def test_the_waiting_series_follow_every_write_and_a_fresh_read(tmp_path: Path) 
     ]
     assert store.upsert_series_once(pa.Table.from_pylist(handed, schema=SERIES_STATE), "h", 0)
     assert store.waiting_series() == {"S1|I2", "S2|I1"}
-    # A replay drops the mirror; read afresh, the table says the same.
+    # A replay drops the rows kept; read afresh, the table says the same.
     assert not store.upsert_series_once(pa.Table.from_pylist(handed, schema=SERIES_STATE), "h", 0)
     assert store.waiting_series() == {"S1|I2", "S2|I1"} == TableStore(tmp_path).waiting_series()
 
 
-def test_a_changed_mapping_does_not_change_the_mirror(tmp_path: Path) -> None:
+def test_only_waiting_rows_are_kept_the_rest_is_read_from_the_table(tmp_path: Path) -> None:
+    store = TableStore(tmp_path)
+    store.ensure()
+    ingest(store, 0, ("S1", "I1"), ("S1", "I2"))
+    state = store.series_state()
+    handed = [{**state["S1|I1"], "events_since_retrain": 0, "days_since_retrain": 0}]
+    assert store.upsert_series_once(pa.Table.from_pylist(handed, schema=SERIES_STATE), "h", 0)
+    assert store.waiting_series() == {"S1|I2"}
+
+    # Another writer (here only to tell the two apart: the driver is the one writer) changes
+    # both rows. The series not waiting is read from the table; the waiting one is kept.
+    other = TableStore(tmp_path)
+    both = [{**r, "status": "failed"} for r in other.series_state().values()]
+    assert other.upsert_series_once(pa.Table.from_pylist(both, schema=SERIES_STATE), "x", 0)
+    rows = store.series_by_key(["S1|I1", "S1|I2"])
+    assert rows["S1|I1"]["status"] == "failed"
+    assert rows["S1|I2"]["status"] != "failed"
+
+
+def test_a_changed_mapping_does_not_change_the_rows_kept(tmp_path: Path) -> None:
     store = TableStore(tmp_path)
     store.ensure()
     ingest(store, 0, ("S1", "I1"))
-    state = store.series_state()
+    state = store.series_by_key(["S1|I1"])
     state["S1|I1"] = {**state["S1|I1"], "status": "queued"}
     del state["S1|I1"]
 
-    assert store.series_state() == on_disk(tmp_path)
-    assert store.series_state()["S1|I1"]["status"] != "queued"
+    assert store.series_by_key(["S1|I1"]) == on_disk(tmp_path)
+    assert store.series_by_key(["S1|I1"])["S1|I1"]["status"] != "queued"
 
 
 def test_a_vacuum_shorter_than_a_retrain_may_read_is_refused(tmp_path: Path) -> None:
