@@ -246,7 +246,7 @@ class TableStore:
         Their rows are the only ones the driver keeps: the driver is the table's only writer
         and writes it through ``upsert_series_once``, so they stay exact, and between waves
         they are a trickle. Every other row is read from the table when asked for: keeping
-        them all held ~940 bytes a series (94 MB per 100,000, ``bench.state``)."""
+        them all held ~1.5 KB a series (139 MB per 100,000, ``bench.state``)."""
         return set(self._waiting_rows())
 
     def series_by_key(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -290,12 +290,15 @@ class TableStore:
 
     def _waiting_rows(self) -> dict[str, dict[str, Any]]:
         if self._waiting is None:
-            found = self.table("series_state").to_pyarrow_table(
-                filters=[
-                    [("events_since_retrain", ">", 0)],
-                    [("plan_changes_since_retrain", ">", 0)],
-                ]
-            )
+            try:
+                found = self.table("series_state").to_pyarrow_table(
+                    filters=[
+                        [("events_since_retrain", ">", 0)],
+                        [("plan_changes_since_retrain", ">", 0)],
+                    ]
+                )
+            except DeltaError as exc:
+                raise TableError(f"Reading {self.uri('series_state')} failed: {exc}") from exc
             self._waiting = {_series_key(row): row for row in found.to_pylist() if waiting(row)}
         return self._waiting
 
