@@ -290,15 +290,13 @@ class TableStore:
 
     def _waiting_rows(self) -> dict[str, dict[str, Any]]:
         if self._waiting is None:
-            try:
-                found = self.table("series_state").to_pyarrow_table(
-                    filters=[
-                        [("events_since_retrain", ">", 0)],
-                        [("plan_changes_since_retrain", ">", 0)],
-                    ]
-                )
-            except DeltaError as exc:
-                raise TableError(f"Reading {self.uri('series_state')} failed: {exc}") from exc
+            found = self.read(
+                "series_state",
+                filters=[
+                    [("events_since_retrain", ">", 0)],
+                    [("plan_changes_since_retrain", ">", 0)],
+                ],
+            )
             self._waiting = {_series_key(row): row for row in found.to_pylist() if waiting(row)}
         return self._waiting
 
@@ -309,19 +307,12 @@ class TableStore:
         if not keys:
             return SERIES_STATE.empty_table()
         found = self.read("series_state")
-        stores = pa.array(sorted({store for store, _ in keys}), pa.string())
-        items = pa.array(sorted({item for _, item in keys}), pa.string())
-        store_col = found.column("store_id").cast(pa.string())
-        item_col = found.column("item_id").cast(pa.string())
-        near = pc.and_(pc.is_in(store_col, stores), pc.is_in(item_col, items))
-        found = found.filter(near)
-        # Stores and items each listed can pair up into series that were not asked for.
-        wanted = pa.array(sorted({series_key(s, i) for s, i in keys}), pa.string())
         joined = pc.binary_join_element_wise(
             found.column("store_id").cast(pa.string()),
             found.column("item_id").cast(pa.string()),
             SEPARATOR,
         )
+        wanted = pa.array({series_key(s, i) for s, i in keys}, pa.string())
         found = found.filter(pc.is_in(joined, wanted))
         return found.select(SERIES_STATE.names).cast(SERIES_STATE)
 
@@ -383,9 +374,10 @@ class TableStore:
         self,
         name: str,
         columns: list[str] | None = None,
-        filters: list[tuple[str, str, Any]] | None = None,
+        filters: list[tuple[str, str, Any]] | list[list[tuple[str, str, Any]]] | None = None,
         version: int | None = None,
     ) -> pa.Table:
+        """Rows of ``name``; ``filters`` is a conjunction, or a list of them (any matches)."""
         try:
             return self.table(name, version).to_pyarrow_table(columns=columns, filters=filters)
         except DeltaError as exc:
