@@ -1,32 +1,87 @@
-"""``python -m shelfcast.class_archive``: record the archive of Spark's driver classes that
-every later Spark start of this environment maps (scripts/setup runs it once). It starts the
-session the service starts, with its jars, from the settings (``SHELFCAST_*``)."""
+"""``python -m shelfcast.class_archive``: record the class-data archives that every later JVM
+start of this environment maps (scripts/setup runs it): Spark's driver classes, from the
+session the service starts with its jars, and the embedded Kafka broker's, from a node that
+serves a topic once. An archive already present is kept. Settings come from ``SHELFCAST_*``.
+"""
 
 import sys
+import tempfile
 from pathlib import Path
 
+from shelfcast.embedded import free_port, start_broker, stop_process
 from shelfcast.ingest_config import spark_config
-from shelfcast.settings import load_settings
+from shelfcast.jars import broker_classpath, java_binary
+from shelfcast.kafka_broker import class_archive_path as broker_archive_path
+from shelfcast.settings import Settings, load_settings
 from streaming.spark import class_archive_path, record_class_archive
 
 
 def remove_other_archives(path: Path) -> list[Path]:
-    """Delete the archives beside ``path`` of other pyspark or Java versions (~155 MB each,
-    never mapped again); return them."""
-    others = sorted(p for p in path.parent.glob("spark-*.jsa") if p != path)
+    """Delete the archives beside ``path`` of the same kind (``spark-*``, ``kafka-*``) but of
+    other versions, jars or Java (tens to ~155 MB each, never mapped again); return them."""
+    kind = path.name.split("-", 1)[0]
+    others = sorted(p for p in path.parent.glob(f"{kind}-*.jsa") if p != path)
     for other in others:
         other.unlink(missing_ok=True)
     return others
 
 
+def record_broker_archive(settings: Settings, path: Path) -> None:
+    """Start a broker on a scratch data dir, recording; have it create a topic and serve a
+    produce and a fetch (the classes of a client's requests); stop it: its JVM writes what it
+    loaded to ``path`` as it exits."""
+    from confluent_kafka import Consumer, Producer
+
+    from shelfcast.kafka import client_config, ensure_topics, producer_config
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="shelfcast-broker-archive-") as scratch:
+        node = settings.model_copy(
+            update={"data_dir": Path(scratch), "bootstrap_servers": f"127.0.0.1:{free_port()}"}
+        )
+        proc = start_broker(node, record_archive=path)
+        try:
+            ensure_topics(node)
+            producer = Producer(producer_config(node))
+            producer.produce(node.topic_pos_sales, key=b"k", value=b"v")
+            producer.flush(30)
+            del producer  # closed now, not polling a stopped broker until collected
+            consumer = Consumer(
+                {**client_config(node), "group.id": "archive", "auto.offset.reset": "earliest"}
+            )
+            try:
+                consumer.subscribe([node.topic_pos_sales])
+                for _ in range(30):
+                    if consumer.poll(1.0) is not None:
+                        break
+            finally:
+                consumer.close()
+        finally:
+            # The JVM writes the archive on its way out (seconds): let it, before a SIGKILL.
+            stop_process(proc.pid, timeout=60.0)
+
+
 def main() -> int:
-    path = class_archive_path()
-    remove_other_archives(path)
-    record_class_archive(spark_config(load_settings()), path)
-    if not path.is_file():
-        print(f"no class archive was written to {path}", file=sys.stderr)
-        return 1
-    print(path)
+    settings = load_settings()
+    archives = {
+        "spark": class_archive_path(),
+        "kafka": broker_archive_path(java_binary(), broker_classpath(settings.jars_dir)),
+    }
+    said = []
+    for kind, path in archives.items():
+        if path.is_file() and path.stat().st_size > 0:
+            said.append(f"{kind} present")
+            continue
+        remove_other_archives(path)
+        if kind == "spark":
+            record_class_archive(spark_config(settings), path)
+        else:
+            record_broker_archive(settings, path)
+        if not path.is_file():
+            print(f"no class archive was written to {path}", file=sys.stderr)
+            return 1
+        said.append(f"{kind} recorded")
+    print(", ".join(said))
     return 0
 
 

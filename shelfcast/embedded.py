@@ -21,7 +21,13 @@ from retrain.cluster.client import loopback_ray_env
 from shelfcast.errors import EmbeddedStackError
 from shelfcast.jars import broker_classpath, java_binary
 from shelfcast.kafka import ensure_scram_user
-from shelfcast.kafka_broker import KafkaNode, format_command, prepare_node, server_command
+from shelfcast.kafka_broker import (
+    KafkaNode,
+    class_archive_path,
+    format_command,
+    prepare_node,
+    server_command,
+)
 from shelfcast.private import PRIVATE_UMASK, private_dir, private_temp_dir
 from shelfcast.settings import Settings
 
@@ -249,12 +255,18 @@ def _claim(
 
 
 def start_broker(
-    settings: Settings, timeout: float = 60.0, env: dict[str, str] | None = None
+    settings: Settings,
+    timeout: float = 60.0,
+    env: dict[str, str] | None = None,
+    record_archive: Path | None = None,
 ) -> ManagedProcess:
     """Start the embedded Apache Kafka (KRaft) on the bootstrap address; return once it serves.
 
     The storage under ``<data dir>/kafka`` is formatted the first time only, so topics and
     offsets survive ``down`` and ``up``. ``env`` is added to the environment of both JVMs.
+    Both map this environment's archive of the broker's classes when setup recorded one;
+    given ``record_archive``, the node records one there instead, as it stops
+    (``shelfcast.class_archive``).
     """
     claimed = _claim(
         settings,
@@ -268,6 +280,7 @@ def start_broker(
     private_dir(settings.data_dir)
     java = java_binary()
     classpath = broker_classpath(settings.jars_dir)
+    archive = record_archive or class_archive_path(java, classpath)
     node = KafkaNode(
         settings.kafka_dir,
         claimed[0],
@@ -278,7 +291,7 @@ def start_broker(
     ports = prepare_node(node, free_port(), free_port())
     if not node.formatted:
         done = subprocess.run(
-            format_command(java, classpath, node),
+            format_command(java, classpath, node, None if record_archive else archive),
             capture_output=True,
             text=True,
             check=False,
@@ -295,7 +308,7 @@ def start_broker(
         settings,
         "broker",
         "Kafka broker",
-        server_command(java, classpath, node),
+        server_command(java, classpath, node, archive=archive, record=record_archive is not None),
         claimed,
         timeout,
         env=env,

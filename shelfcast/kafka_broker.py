@@ -11,13 +11,22 @@ goes over the admin API, never into a file or a command line.
 """
 
 import base64
+import hashlib
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from shelfcast.errors import EmbeddedStackError
+from streaming.java import java_runtime
 
-__all__ = ["KafkaNode", "format_command", "prepare_node", "server_command"]
+__all__ = [
+    "KafkaNode",
+    "class_archive_path",
+    "format_command",
+    "prepare_node",
+    "server_command",
+]
 
 _SCRAM = ("SCRAM-SHA-256", "SCRAM-SHA-512")
 _LOG4J2 = """\
@@ -134,9 +143,37 @@ def prepare_node(node: KafkaNode, free_port: int, internal_free_port: int) -> di
     return {"controller": controller, "internal": internal}
 
 
-def _jvm(java: str, classpath: str, node: KafkaNode, heap: str) -> list[str]:
+def class_archive_path(java: str, classpath: str) -> Path:
+    """Where this environment keeps the archive of the broker's classes: in the virtualenv,
+    named by the classpath it was recorded with (a JVM refuses an archive of other jars) and
+    the Java runtime that wrote it."""
+    digest = hashlib.sha256(classpath.encode()).hexdigest()[:12]
+    name = f"kafka-{digest}-java-{java_runtime(java)}.jsa"
+    return Path(sys.prefix) / "share" / "shelfcast" / name
+
+
+def _archive(archive: Path | None, record: bool) -> list[str]:
+    # Mapped, the archive's classes are not read, parsed and verified from the jars again: a
+    # node serves in ~2 s on 2 cores, not ~3.5, and its start costs ~2 CPU-s less
+    # (docs/benchmarks.md). Recording writes what the JVM loaded when it exits.
+    if archive is None:
+        return []
+    if record:
+        return [f"-XX:ArchiveClassesAtExit={archive}"]
+    return [f"-XX:SharedArchiveFile={archive}"] if archive.is_file() else []
+
+
+def _jvm(
+    java: str,
+    classpath: str,
+    node: KafkaNode,
+    heap: str,
+    archive: Path | None = None,
+    record: bool = False,
+) -> list[str]:
     return [
         java,
+        *_archive(archive, record),
         f"-Xmx{heap}",
         f"-Xms{heap}",
         "-XX:+UseG1GC",
@@ -148,11 +185,14 @@ def _jvm(java: str, classpath: str, node: KafkaNode, heap: str) -> list[str]:
     ]
 
 
-def format_command(java: str, classpath: str, node: KafkaNode) -> list[str]:
-    """Format the storage once, as a one-node (standalone) KRaft quorum."""
+def format_command(
+    java: str, classpath: str, node: KafkaNode, archive: Path | None = None
+) -> list[str]:
+    """Format the storage once, as a one-node (standalone) KRaft quorum; with the broker's
+    class ``archive`` mapped when it exists."""
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
     return [
-        *_jvm(java, classpath, node, "256m"),
+        *_jvm(java, classpath, node, "256m", archive),
         "kafka.tools.StorageTool",
         "format",
         "--standalone",
@@ -164,6 +204,18 @@ def format_command(java: str, classpath: str, node: KafkaNode) -> list[str]:
     ]
 
 
-def server_command(java: str, classpath: str, node: KafkaNode, heap: str = "512m") -> list[str]:
-    """Run the node in the foreground."""
-    return [*_jvm(java, classpath, node, heap), "kafka.Kafka", str(node.properties)]
+def server_command(
+    java: str,
+    classpath: str,
+    node: KafkaNode,
+    heap: str = "512m",
+    archive: Path | None = None,
+    record: bool = False,
+) -> list[str]:
+    """Run the node in the foreground; with the class ``archive`` mapped when it exists, or,
+    with ``record``, written to it when the node stops."""
+    return [
+        *_jvm(java, classpath, node, heap, archive, record),
+        "kafka.Kafka",
+        str(node.properties),
+    ]

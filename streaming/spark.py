@@ -2,8 +2,6 @@
 
 import functools
 import os
-import re
-import shutil
 import signal
 import sys
 import tempfile
@@ -13,6 +11,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from streaming.config import SparkConfig
+from streaming.java import java_runtime
 
 __all__ = [
     "SparkConfig",
@@ -89,25 +88,6 @@ def class_archive_path() -> Path:
 
     name = f"spark-{pyspark.__version__}-java-{java_runtime()}.jsa"
     return Path(sys.prefix) / "share" / "shelfcast" / name
-
-
-def java_runtime() -> str:
-    """The runtime version of the Java that Spark starts (``JAVA_HOME``'s, else the ``java``
-    on the PATH), from its ``release`` file: ``17.0.15+6-Debian-1deb12u1``; ``unknown``
-    without one."""
-    home = os.environ.get("JAVA_HOME")
-    found = str(Path(home) / "bin" / "java") if home else shutil.which("java")
-    if found is None:
-        return "unknown"
-    try:
-        release = (Path(found).resolve().parent.parent / "release").read_text()
-    except OSError:
-        return "unknown"
-    for line in release.splitlines():
-        key, _, value = line.partition("=")
-        if key == "JAVA_RUNTIME_VERSION" and value.strip('"'):
-            return re.sub(r"[^A-Za-z0-9._+-]", "_", value.strip('"'))
-    return "unknown"
 
 
 def record_class_archive(config: SparkConfig, path: Path) -> None:

@@ -7,7 +7,8 @@ import pytest
 
 from shelfcast.class_archive import remove_other_archives
 from streaming.config import SparkConfig
-from streaming.spark import _driver_options, class_archive_path, java_runtime
+from streaming.java import java_runtime
+from streaming.spark import _driver_options, class_archive_path
 
 
 def test_the_driver_maps_the_class_archive_only_when_it_exists(tmp_path: Path) -> None:

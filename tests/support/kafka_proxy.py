@@ -13,7 +13,13 @@ from pathlib import Path
 
 from shelfcast.embedded import free_port, stop_process, wait_for_port
 from shelfcast.jars import broker_classpath, java_binary
-from shelfcast.kafka_broker import KafkaNode, format_command, prepare_node, server_command
+from shelfcast.kafka_broker import (
+    KafkaNode,
+    class_archive_path,
+    format_command,
+    prepare_node,
+    server_command,
+)
 from shelfcast.settings import load_settings
 
 __all__ = [
@@ -116,10 +122,11 @@ def broker_behind_proxy(root: Path, timeout: float = 90.0) -> Iterator[BrokerBeh
     )
     jars = load_settings().jars_dir
     java, classpath = java_binary(), broker_classpath(jars)
-    subprocess.run(format_command(java, classpath, node), check=True, capture_output=True)
+    archive = class_archive_path(java, classpath)
+    subprocess.run(format_command(java, classpath, node, archive), check=True, capture_output=True)
     with (root / "broker.log").open("ab") as log:
         proc = subprocess.Popen(
-            server_command(java, classpath, node),
+            server_command(java, classpath, node, archive=archive),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
