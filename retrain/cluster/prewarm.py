@@ -21,14 +21,14 @@ and node, reused by every start, in a folder only that user may enter
 
 import fcntl
 import os
-import stat
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from retrain.private_temp import user_temp_folder
 
 __all__ = ["FIRST_WAIT_SECONDS", "lock_path", "prewarm", "warm_imports"]
 
@@ -102,19 +102,8 @@ def _first_alone(token: str | None) -> Iterator[None]:
 def lock_path() -> Path | None:
     """This user's prewarm lock on this node, in a folder only the user may enter; None when
     that folder is not such a folder (another user made it, or opened it up): no order then."""
-    folder = Path(tempfile.gettempdir()) / f"shelfcast-{os.getuid()}"
-    try:
-        folder.mkdir(mode=0o700, exist_ok=True)
-        info = os.lstat(folder)
-    except OSError:
-        return None
-    if (
-        not stat.S_ISDIR(info.st_mode)
-        or info.st_uid != os.getuid()
-        or stat.S_IMODE(info.st_mode) & 0o077
-    ):
-        return None
-    return folder / "prewarm.lock"
+    folder = user_temp_folder()
+    return None if folder is None else folder / "prewarm.lock"
 
 
 def prewarm(cpus: int) -> list[Any]:

@@ -18,13 +18,11 @@ import contextlib
 import json
 import os
 import re
-import sqlite3
 import string
 import tempfile
 import time
 from dataclasses import dataclass
 from datetime import date
-from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -32,6 +30,7 @@ from urllib.parse import unquote
 from contracts.series import series_key
 from retrain.errors import InfrastructureError, RetrainError
 from retrain.kernel.fallback import SeriesFit
+from retrain.stores.sqlite_store import create_whole, without_fsync_per_commit
 from retrain.stores.transient import transient
 
 __all__ = [
@@ -120,8 +119,8 @@ class Tracker:
         self.experiment = experiment
         try:
             if uri.startswith("sqlite:"):
-                _sqlite_without_fsync_per_commit()
-                _sqlite_store_created_whole(uri)
+                without_fsync_per_commit()
+                create_whole(uri)
             else:
                 _bound_client_retries(retries)
             self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -506,65 +505,6 @@ def _bound_client_retries(retries: int | None) -> None:
     else:
         os.environ[_RETRIES] = str(retries)
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "2")
-
-
-_DRAFT_ABANDONED_SECONDS = 600.0  # building a store's tables takes seconds
-
-
-def _sqlite_store_created_whole(uri: str) -> None:
-    """Create a new SQLite store's tables in a file of its own, then link it into place.
-
-    MLflow creates them through ~50 migrations, which take seconds; a process killed among
-    them (a Ray head lost in the first wave) left a store that no later start could open
-    (``table _alembic_tmp_params already exists``), and every retrain waited on it forever.
-    A store at the path is now either absent or whole. MLflow has no public call that builds
-    the tables into a file of our choosing, hence its ``_initialize_tables``.
-    """
-    raw = uri.removeprefix("sqlite:///")
-    if raw == uri or not raw or "?" in raw or raw == ":memory:":
-        return  # not a file this process can build beside (in memory, or with options)
-    path = Path(unquote(raw))
-    with contextlib.suppress(OSError):
-        if path.stat().st_size > 0:
-            return
-    import sqlalchemy
-    from mlflow.store.db.utils import _initialize_tables
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.*.new"):  # a draft whose builder was killed
-        with contextlib.suppress(OSError):
-            if time.time() - stale.stat().st_mtime > _DRAFT_ABANDONED_SECONDS:
-                stale.unlink()
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent)
-    os.close(fd)
-    draft = Path(name)
-    try:
-        engine = sqlalchemy.create_engine(f"sqlite:///{draft}")
-        try:
-            _initialize_tables(engine)  # type: ignore[no-untyped-call]
-        finally:
-            engine.dispose()  # the last connection checkpoints the WAL into the file
-        with contextlib.suppress(FileExistsError):  # another process's store won: use it
-            os.link(draft, path)
-    finally:
-        for leftover in (draft, Path(f"{draft}-wal"), Path(f"{draft}-shm")):
-            leftover.unlink(missing_ok=True)
-
-
-@cache
-def _sqlite_without_fsync_per_commit() -> None:
-    """WAL and ``synchronous=NORMAL`` on every SQLite connection SQLAlchemy opens here."""
-    from sqlalchemy import event
-    from sqlalchemy.engine import Engine
-
-    def pragmas(connection: Any, _record: Any) -> None:
-        if isinstance(connection, sqlite3.Connection):
-            cursor = connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.close()
-
-    event.listen(Engine, "connect", pragmas)
 
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")

@@ -135,13 +135,19 @@ Tracker(sys.argv[1], "x")
 def test_a_store_whose_creator_is_killed_mid_migration_opens_whole(tmp_path: Path) -> None:
     """kill -9 while MLflow builds a new SQLite store's tables: the next process opens it
     (it had stayed half-built for good: ``table _alembic_tmp_params already exists``)."""
+    import os
     import subprocess
     import sys
 
     db = tmp_path / "mlflow" / "mlflow.db"
     uri = f"sqlite:///{db}"
+    # A temp folder of its own: no template of an earlier store, so the migrations run.
+    (tmp_path / "tmp").mkdir()
     killed = subprocess.run(
-        [sys.executable, "-c", _KILLED_MID_MIGRATION, uri], cwd=tmp_path, timeout=120
+        [sys.executable, "-c", _KILLED_MID_MIGRATION, uri],
+        cwd=tmp_path,
+        timeout=120,
+        env={**os.environ, "TMPDIR": str(tmp_path / "tmp")},
     )
     assert killed.returncode == -9, "the creator was not killed mid-migration"
 
