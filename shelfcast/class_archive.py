@@ -35,11 +35,15 @@ def record_broker_archive(settings: Settings, path: Path) -> None:
     from shelfcast.kafka import client_config, ensure_topics, producer_config
 
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Written beside it, then moved into place: a JVM killed while writing leaves no archive
+    # that every later start would try to map.
+    draft = path.with_name(f".{path.name}.new")
+    draft.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="shelfcast-broker-archive-") as scratch:
         node = settings.model_copy(
             update={"data_dir": Path(scratch), "bootstrap_servers": f"127.0.0.1:{free_port()}"}
         )
-        proc = start_broker(node, record_archive=path)
+        proc = start_broker(node, record_archive=draft)
         try:
             ensure_topics(node)
             producer = Producer(producer_config(node))
@@ -59,6 +63,10 @@ def record_broker_archive(settings: Settings, path: Path) -> None:
         finally:
             # The JVM writes the archive on its way out (seconds): let it, before a SIGKILL.
             stop_process(proc.pid, timeout=60.0)
+    if draft.is_file() and draft.stat().st_size > 0:
+        draft.replace(path)
+    else:
+        draft.unlink(missing_ok=True)
 
 
 def main() -> int:

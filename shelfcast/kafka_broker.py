@@ -145,9 +145,17 @@ def prepare_node(node: KafkaNode, free_port: int, internal_free_port: int) -> di
 
 def class_archive_path(java: str, classpath: str) -> Path:
     """Where this environment keeps the archive of the broker's classes: in the virtualenv,
-    named by the classpath it was recorded with (a JVM refuses an archive of other jars) and
-    the Java runtime that wrote it."""
-    digest = hashlib.sha256(classpath.encode()).hexdigest()[:12]
+    named by the jars it was recorded with, their paths, sizes and times (a JVM refuses an
+    archive of other jars: jars fetched again get an archive of their own), and the Java
+    runtime that wrote it."""
+    jars = hashlib.sha256()
+    for jar in classpath.split(":"):
+        try:
+            found = Path(jar).stat()
+            jars.update(f"{jar}\0{found.st_size}\0{found.st_mtime_ns}\0".encode())
+        except OSError:
+            jars.update(f"{jar}\0missing\0".encode())
+    digest = jars.hexdigest()[:12]
     name = f"kafka-{digest}-java-{java_runtime(java)}.jsa"
     return Path(sys.prefix) / "share" / "shelfcast" / name
 

@@ -10,7 +10,7 @@ import time
 from functools import cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from retrain.private_temp import user_temp_folder
 
@@ -87,7 +87,8 @@ def _copied(template: Path, draft: Path) -> bool:
     rows = 0
     try:
         shutil.copyfile(template, draft)
-        with contextlib.closing(sqlite3.connect(f"file:{draft}?mode=ro", uri=True)) as db:
+        read_only = f"file:{quote(str(draft))}?mode=ro"
+        with contextlib.closing(sqlite3.connect(read_only, uri=True)) as db:
             (rows,) = db.execute("SELECT count(*) FROM alembic_version").fetchone()
     except (OSError, sqlite3.Error):
         pass

@@ -29,12 +29,19 @@ def test_both_jvms_map_the_archive_only_when_it_exists_and_the_server_records_wh
     assert not [a for a in server_command("java", "cp", node) if "Archive" in a]
 
 
-def test_the_archive_lives_in_the_environment_named_by_its_jars_and_java() -> None:
+def test_the_archive_lives_in_the_environment_named_by_its_jars_and_java(tmp_path: Path) -> None:
     java = sys.executable  # no release file beside it: an unknown runtime
-    path = class_archive_path(java, "/jars/kafka_2.13-4.1.0.jar:/jars/other.jar")
+    jars = [tmp_path / "kafka_2.13-4.1.0.jar", tmp_path / "other.jar"]
+    for jar in jars:
+        jar.write_bytes(b"jar")
+    classpath = ":".join(map(str, jars))
+    path = class_archive_path(java, classpath)
     assert path.is_relative_to(sys.prefix)
     assert path.name.startswith("kafka-") and path.name.endswith(f"-java-{java_runtime(java)}.jsa")
-    assert class_archive_path(java, "/elsewhere/kafka_2.13-4.1.0.jar") != path
+    assert class_archive_path(java, classpath) == path
+    assert class_archive_path(java, str(jars[0])) != path, "other jars"
+    jars[1].write_bytes(b"fetched again")  # a jar the archive was not recorded from
+    assert class_archive_path(java, classpath) != path
 
 
 def test_recording_one_kind_removes_only_that_kinds_other_archives(tmp_path: Path) -> None:
