@@ -71,3 +71,27 @@ def test_a_recorded_archive_is_mapped_by_the_next_broker(
         assert str(archive) in maps, "the broker's JVM mapped the archive"
     finally:
         stop_process(proc.pid)
+
+
+def test_one_archive_that_fails_to_record_leaves_the_other_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from shelfcast import class_archive
+
+    spark, kafka = tmp_path / "spark-x.jsa", tmp_path / "kafka-x.jsa"
+    monkeypatch.setattr(class_archive, "class_archive_path", lambda: spark)
+    monkeypatch.setattr(class_archive, "broker_archive_path", lambda *_: kafka)
+    monkeypatch.setattr(class_archive, "broker_classpath", lambda _: "cp")
+
+    def fails(*_: object) -> None:
+        raise RuntimeError("no JVM today")
+
+    monkeypatch.setattr(class_archive, "record_class_archive", fails)
+    monkeypatch.setattr(class_archive, "record_broker_archive", lambda _, p: p.write_bytes(b"x"))
+    assert class_archive.main() == 1
+    out, err = capsys.readouterr()
+    assert out.strip() == "spark not recorded, kafka recorded"
+    assert "recording the spark class archive failed: RuntimeError('no JVM today')" in err
+    spark.write_bytes(b"x")
+    assert class_archive.main() == 0
+    assert capsys.readouterr().out.strip() == "spark present, kafka present"
