@@ -6,6 +6,8 @@ serves a topic once. An archive already present is kept. Settings come from ``SH
 
 import sys
 import tempfile
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from shelfcast.embedded import free_port, start_broker, stop_process
@@ -34,16 +36,11 @@ def record_broker_archive(settings: Settings, path: Path) -> None:
 
     from shelfcast.kafka import client_config, ensure_topics, producer_config
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Written beside it, then moved into place: a JVM killed while writing leaves no archive
-    # that every later start would try to map.
-    draft = path.with_name(f".{path.name}.new")
-    draft.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="shelfcast-broker-archive-") as scratch:
         node = settings.model_copy(
             update={"data_dir": Path(scratch), "bootstrap_servers": f"127.0.0.1:{free_port()}"}
         )
-        proc = start_broker(node, record_archive=draft)
+        proc = start_broker(node, record_archive=path)
         try:
             ensure_topics(node)
             producer = Producer(producer_config(node))
@@ -63,38 +60,53 @@ def record_broker_archive(settings: Settings, path: Path) -> None:
         finally:
             # The JVM writes the archive on its way out (seconds): let it, before a SIGKILL.
             stop_process(proc.pid, timeout=60.0)
+
+
+def _recorded(kind: str, record: Callable[[Path], None], path: Path) -> bool:
+    """Whether ``record`` wrote the ``kind`` archive: into a draft beside ``path``, moved into
+    place whole, so that a JVM killed while writing leaves none that every later start would
+    try to map."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    draft = path.with_name(f".{path.name}.new")
+    draft.unlink(missing_ok=True)
+    try:
+        record(draft)
+    except Exception as exc:  # any failure: that JVM starts without an archive
+        print(f"recording the {kind} class archive failed: {exc!r}", file=sys.stderr)
     if draft.is_file() and draft.stat().st_size > 0:
         draft.replace(path)
-    else:
-        draft.unlink(missing_ok=True)
+        return True
+    draft.unlink(missing_ok=True)
+    print(f"no {kind} class archive was written to {path}", file=sys.stderr)
+    return False
 
 
 def main() -> int:
     settings = load_settings()
-    archives = {
-        "spark": class_archive_path(),
-        "kafka": broker_archive_path(java_binary(), broker_classpath(settings.jars_dir)),
+    recorders: dict[str, tuple[Path, Callable[[Path], None]]] = {
+        # Spark's config (its jars) is resolved only when its archive is recorded.
+        "spark": (
+            class_archive_path(),
+            lambda to: record_class_archive(spark_config(settings), to),
+        ),
+        "kafka": (
+            broker_archive_path(java_binary(), broker_classpath(settings.jars_dir)),
+            partial(record_broker_archive, settings),
+        ),
     }
-    said = []
-    for kind, path in archives.items():
+    said, missing = [], False
+    for kind, (path, record) in recorders.items():  # one that fails leaves the other recorded
         if path.is_file() and path.stat().st_size > 0:
             said.append(f"{kind} present")
             continue
         remove_other_archives(path)
-        try:  # one that fails leaves the other to be recorded
-            if kind == "spark":
-                record_class_archive(spark_config(settings), path)
-            else:
-                record_broker_archive(settings, path)
-        except Exception as exc:  # any failure: that JVM starts without an archive
-            print(f"recording the {kind} class archive failed: {exc!r}", file=sys.stderr)
-        if path.is_file():
+        if _recorded(kind, record, path):
             said.append(f"{kind} recorded")
         else:
-            print(f"no {kind} class archive was written to {path}", file=sys.stderr)
+            missing = True
             said.append(f"{kind} not recorded")
     print(", ".join(said))
-    return 0 if all(not s.endswith("not recorded") for s in said) else 1
+    return 1 if missing else 0
 
 
 if __name__ == "__main__":

@@ -280,7 +280,7 @@ def start_broker(
     private_dir(settings.data_dir)
     java = java_binary()
     classpath = broker_classpath(settings.jars_dir)
-    archive = record_archive or class_archive_path(java, classpath)
+    archive = class_archive_path(java, classpath)
     node = KafkaNode(
         settings.kafka_dir,
         claimed[0],
@@ -291,7 +291,7 @@ def start_broker(
     ports = prepare_node(node, free_port(), free_port())
     if not node.formatted:
         done = subprocess.run(
-            format_command(java, classpath, node, None if record_archive else archive),
+            format_command(java, classpath, node, archive),
             capture_output=True,
             text=True,
             check=False,
@@ -308,7 +308,7 @@ def start_broker(
         settings,
         "broker",
         "Kafka broker",
-        server_command(java, classpath, node, archive=archive, record=record_archive is not None),
+        server_command(java, classpath, node, archive=archive, record_to=record_archive),
         claimed,
         timeout,
         env=env,

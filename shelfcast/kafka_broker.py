@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shelfcast.errors import EmbeddedStackError
-from streaming.java import java_runtime
+from streaming.java import class_archive_options, java_runtime
 
 __all__ = [
     "KafkaNode",
@@ -160,28 +160,20 @@ def class_archive_path(java: str, classpath: str) -> Path:
     return Path(sys.prefix) / "share" / "shelfcast" / name
 
 
-def _archive(archive: Path | None, record: bool) -> list[str]:
-    # Mapped, the archive's classes are not read, parsed and verified from the jars again: a
-    # node serves in ~2 s on 2 cores, not ~3.5, and its start costs ~2 CPU-s less
-    # (docs/benchmarks.md). Recording writes what the JVM loaded when it exits.
-    if archive is None:
-        return []
-    if record:
-        return [f"-XX:ArchiveClassesAtExit={archive}"]
-    return [f"-XX:SharedArchiveFile={archive}"] if archive.is_file() else []
-
-
 def _jvm(
     java: str,
     classpath: str,
     node: KafkaNode,
     heap: str,
     archive: Path | None = None,
-    record: bool = False,
+    record_to: Path | None = None,
 ) -> list[str]:
+    # Mapped, the archive's classes are not read, parsed and verified from the jars again: a
+    # node serves in ~2 s on 2 cores, not ~3.5, and its start costs ~2 CPU-s less
+    # (docs/benchmarks.md).
     return [
         java,
-        *_archive(archive, record),
+        *class_archive_options(archive, record_to),
         f"-Xmx{heap}",
         f"-Xms{heap}",
         "-XX:+UseG1GC",
@@ -218,12 +210,12 @@ def server_command(
     node: KafkaNode,
     heap: str = "512m",
     archive: Path | None = None,
-    record: bool = False,
+    record_to: Path | None = None,
 ) -> list[str]:
-    """Run the node in the foreground; with the class ``archive`` mapped when it exists, or,
-    with ``record``, written to it when the node stops."""
+    """Run the node in the foreground; with the class ``archive`` mapped when it exists, or
+    the classes it loaded written to ``record_to`` when the node stops."""
     return [
-        *_jvm(java, classpath, node, heap, archive, record),
+        *_jvm(java, classpath, node, heap, archive, record_to),
         "kafka.Kafka",
         str(node.properties),
     ]

@@ -1,12 +1,23 @@
-"""Which Java runs: the runtime version a class archive is named by (an archive written by
-one Java is refused by another)."""
+"""Class-data archives of a JVM: the option that maps or records one, and the runtime version
+an archive is named by (an archive written by one Java is refused by another)."""
 
 import os
 import re
 import shutil
 from pathlib import Path
 
-__all__ = ["java_runtime"]
+__all__ = ["class_archive_options", "java_runtime"]
+
+
+def class_archive_options(archive: Path | None, record_to: Path | None = None) -> list[str]:
+    """The JVM's class-data sharing option: record the classes it loads to ``record_to`` as it
+    exits, else map ``archive`` when that file exists (a JVM that cannot use it logs one line
+    and starts as before); none otherwise."""
+    if record_to is not None:
+        return [f"-XX:ArchiveClassesAtExit={record_to}"]
+    if archive is not None and archive.is_file():
+        return [f"-XX:SharedArchiveFile={archive}"]
+    return []
 
 
 def java_runtime(java: str | None = None) -> str:

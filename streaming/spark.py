@@ -11,7 +11,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from streaming.config import SparkConfig
-from streaming.java import java_runtime
+from streaming.java import class_archive_options, java_runtime
 
 __all__ = [
     "SparkConfig",
@@ -70,12 +70,10 @@ def _session(config: SparkConfig, app_name: str, record_to: Path | None = None) 
 
 
 def _driver_options(config: SparkConfig, record_to: Path | None = None) -> list[str]:
-    options = [f"-Dderby.system.home={_derby_home(config)}"]
-    if record_to is not None:
-        options.append(f"-XX:ArchiveClassesAtExit={record_to}")
-    elif config.class_archive is not None and config.class_archive.is_file():
-        options.append(f"-XX:SharedArchiveFile={config.class_archive}")
-    return options
+    return [
+        f"-Dderby.system.home={_derby_home(config)}",
+        *class_archive_options(config.class_archive, record_to),
+    ]
 
 
 def class_archive_path() -> Path:

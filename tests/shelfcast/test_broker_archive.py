@@ -24,7 +24,7 @@ def test_both_jvms_map_the_archive_only_when_it_exists_and_the_server_records_wh
     archive.write_bytes(b"x")
     assert mapped in format_command("java", "cp", node, archive)
     assert mapped in server_command("java", "cp", node, archive=archive)
-    recording = server_command("java", "cp", node, archive=archive, record=True)
+    recording = server_command("java", "cp", node, archive=archive, record_to=archive)
     assert f"-XX:ArchiveClassesAtExit={archive}" in recording and mapped not in recording
     assert not [a for a in server_command("java", "cp", node) if "Archive" in a]
 
