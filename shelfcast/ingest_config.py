@@ -36,6 +36,7 @@ def spark_config(settings: Settings) -> SparkConfig:
         driver_memory=settings.spark_driver_memory,
         jars=jars,
         derby_home=settings.data_dir / "spark" / "derby",
+        temp_root=settings.data_dir / "spark" / "tmp",
         class_archive=class_archive_path(),
     )
 

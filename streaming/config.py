@@ -116,6 +116,10 @@ class SparkConfig:
     # A class-data archive of the driver's classes (streaming.spark.record_class_archive):
     # used when the file exists, else the JVM loads its classes from the jars as usual.
     class_archive: Path | None = None
+    # The driver JVM's temporary files (java.io.tmpdir: its copies of the jars, its blocks in
+    # local mode): a folder per driver process under this private root, removed once that
+    # process is gone (streaming.spark_temp); None: the JVM's default, /tmp.
+    temp_root: Path | None = None
 
     @property
     def delta(self) -> bool:

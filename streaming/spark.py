@@ -12,6 +12,7 @@ from pyspark.sql import SparkSession
 
 from streaming.config import SparkConfig
 from streaming.java import class_archive_options, java_runtime
+from streaming.spark_temp import driver_temp_dir
 
 __all__ = [
     "SparkConfig",
@@ -70,8 +71,14 @@ def _session(config: SparkConfig, app_name: str, record_to: Path | None = None) 
 
 
 def _driver_options(config: SparkConfig, record_to: Path | None = None) -> list[str]:
+    temp = (
+        []
+        if config.temp_root is None
+        else [f"-Djava.io.tmpdir={driver_temp_dir(config.temp_root)}"]
+    )
     return [
         f"-Dderby.system.home={_derby_home(config)}",
+        *temp,
         *class_archive_options(config.class_archive, record_to),
     ]
 

@@ -257,12 +257,13 @@ def produce() -> Callable[..., int]:
 
 
 @pytest.fixture(scope="session")
-def spark() -> Iterator[Any]:
+def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One local Spark for the whole session (start-up costs seconds)."""
     from shelfcast.ingest_config import spark_config
     from streaming.spark import spark_session
 
-    session = spark_session(spark_config(load_settings()))
+    settings = load_settings(data_dir=tmp_path_factory.mktemp("spark"))
+    session = spark_session(spark_config(settings))
     yield session
     session.stop()
 
