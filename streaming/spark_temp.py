@@ -42,8 +42,13 @@ def driver_temp_dir(root: Path) -> Path:
     fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: nobody else has it
     _held.append(lock)
     folder = making.rename(root / name)
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    atexit.register(_remove_own, folder, os.getpid())
     return folder
+
+
+def _remove_own(folder: Path, owner: int) -> None:
+    if os.getpid() == owner:  # not a forked child that runs its parent's exit handlers
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def remove_leftovers(root: Path) -> list[Path]:
