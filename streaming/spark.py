@@ -71,14 +71,10 @@ def _session(config: SparkConfig, app_name: str, record_to: Path | None = None) 
 
 
 def _driver_options(config: SparkConfig, record_to: Path | None = None) -> list[str]:
-    temp = (
-        []
-        if config.temp_root is None
-        else [f"-Djava.io.tmpdir={driver_temp_dir(config.temp_root)}"]
-    )
+    temp = None if config.temp_root is None else driver_temp_dir(config.temp_root)
     return [
         f"-Dderby.system.home={_derby_home(config)}",
-        *temp,
+        *([] if temp is None else [f"-Djava.io.tmpdir={temp}"]),
         *class_archive_options(config.class_archive, record_to),
     ]
 

@@ -88,6 +88,15 @@ def test_the_driver_is_given_its_folder_only_when_a_root_is_set(tmp_path: Path) 
     assert (tmp_path / "tmp").stat().st_mode & 0o077 == 0, "private to this user"
 
 
+def test_without_a_folder_of_its_own_the_driver_keeps_the_jvms_default_and_says_why(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "data").write_text("a file where the data dir should be")
+    config = SparkConfig(derby_home=tmp_path / "derby", temp_root=tmp_path / "data" / "tmp")
+    assert _driver_options(config) == [f"-Dderby.system.home={tmp_path / 'derby'}"]
+    assert "Check that the data dir is writable" in caplog.text
+
+
 @pytest.mark.integration
 def test_a_driver_killed_with_minus_nine_leaves_its_files_in_the_data_dir_until_the_next(
     tmp_path: Path,
