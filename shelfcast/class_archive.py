@@ -62,6 +62,10 @@ def record_broker_archive(settings: Settings, path: Path) -> None:
             stop_process(proc.pid, timeout=60.0)
 
 
+def _written(archive: Path) -> bool:
+    return archive.is_file() and archive.stat().st_size > 0
+
+
 def _recorded(kind: str, record: Callable[[Path], None], path: Path) -> bool:
     """Whether ``record`` wrote the ``kind`` archive: into a draft beside ``path``, moved into
     place whole, so that a JVM killed while writing leaves none that every later start would
@@ -73,7 +77,7 @@ def _recorded(kind: str, record: Callable[[Path], None], path: Path) -> bool:
         record(draft)
     except Exception as exc:  # any failure: that JVM starts without an archive
         print(f"recording the {kind} class archive failed: {exc!r}", file=sys.stderr)
-    if draft.is_file() and draft.stat().st_size > 0:
+    if _written(draft):
         draft.replace(path)
         return True
     draft.unlink(missing_ok=True)
@@ -96,7 +100,7 @@ def main() -> int:
     }
     said, missing = [], False
     for kind, (path, record) in recorders.items():  # one that fails leaves the other recorded
-        if path.is_file() and path.stat().st_size > 0:
+        if _written(path):
             said.append(f"{kind} present")
             continue
         remove_other_archives(path)
